@@ -1,0 +1,195 @@
+"""Suite files: cases, variants to compare, retrieval depth and optional generation settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harness.config.yaml_loader import YamlDocument, load_yaml, validate
+
+RetrieverKind = Literal["dense", "bm25", "hybrid"]
+TierName = Literal["local", "cloud"]
+EmbedderKind = Literal["sentence-transformers", "ollama"]
+
+BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChunkingConfig(_Strict):
+    """Section-aware chunking: split on headings, then pack paragraphs up to ``max_chars`` with ``overlap``."""
+
+    max_chars: int = Field(default=1200, ge=100, le=20000)
+    overlap: int = Field(default=200, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_max(self) -> ChunkingConfig:
+        if self.overlap >= self.max_chars:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than max_chars ({self.max_chars})")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"sec{self.max_chars}o{self.overlap}"
+
+
+class EmbedderConfig(_Strict):
+    """Which embedding model; the default is the bundled MiniLM, loaded offline."""
+
+    kind: EmbedderKind = "sentence-transformers"
+    model: str = BUNDLED_EMBEDDER
+    url: str | None = Field(default=None, description="Ollama base URL, for kind: ollama")
+    batch_size: int = Field(default=64, ge=1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.model}"
+
+
+class Variant(_Strict):
+    """One arm of a comparison. Fields left unset inherit the suite's settings."""
+
+    name: str = Field(pattern=ID_PATTERN)
+    retriever: RetrieverKind = "dense"
+    chunking: ChunkingConfig | None = None
+    embedder: EmbedderConfig | None = None
+    rrf_k: int = Field(default=60, ge=1, description="reciprocal-rank-fusion constant for hybrid")
+
+
+class GenerationConfig(_Strict):
+    """How generation cases are answered."""
+
+    context_chunks: int = Field(default=4, ge=1, le=50)
+    max_context_chars: int = Field(default=3000, ge=200)
+    max_tokens: int = Field(default=96, ge=1, le=8192)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    seed: int = 7
+    tiers: list[TierName] = Field(default_factory=lambda: ["local", "cloud"], min_length=1)
+    variants: list[str] | None = Field(default=None, description="which variants feed the generator; default all")
+
+
+class Case(_Strict):
+    """One question with its reference answer and graded relevant documents."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    question: str = Field(min_length=1)
+    reference: str = ""
+    relevant: dict[str, int] = Field(default_factory=dict)
+    category: str = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
+    generate: bool = False
+    must_include: list[str] = Field(default_factory=list)
+
+    @field_validator("relevant")
+    @classmethod
+    def _grades_in_range(cls, relevant: dict[str, int]) -> dict[str, int]:
+        bad = {doc: grade for doc, grade in relevant.items() if not 0 <= grade <= 3}
+        if bad:
+            raise ValueError(f"grades must be 0..3 (3 answers it, 2 needed part, 1 related); got {bad}")
+        return relevant
+
+
+class Suite(_Strict):
+    """A whole suite file."""
+
+    name: str = Field(default="", pattern=r"^$|" + ID_PATTERN[1:])
+    description: str = ""
+    corpus: str = "restoration"
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    k: int = Field(default=10, ge=1, le=1000)
+    metrics: list[str] = Field(default_factory=lambda: ["recall@10", "precision@5", "hit@5", "mrr@10", "ndcg@10", "map"])
+    variants: list[Variant] = Field(default_factory=lambda: [Variant(name="dense")], min_length=1)
+    generation: GenerationConfig | None = None
+    cases: list[Case] = Field(min_length=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variants(cls, variants: list[Variant]) -> list[Variant]:
+        _reject_duplicates([v.name for v in variants], "variant name")
+        return variants
+
+    def variant_chunking(self, variant: Variant) -> ChunkingConfig:
+        return variant.chunking or self.chunking
+
+    def variant_embedder(self, variant: Variant) -> EmbedderConfig:
+        return variant.embedder or self.embedder
+
+    def generating_variants(self) -> list[Variant]:
+        if self.generation is None:
+            return []
+        wanted = self.generation.variants
+        return [v for v in self.variants if wanted is None or v.name in wanted]
+
+
+def _reject_duplicates(values: list[str], what: str) -> None:
+    seen: set[str] = set()
+    duplicates = [v for v in values if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
+    if duplicates:
+        raise ValueError(f"duplicate {what}(s): {', '.join(sorted(set(duplicates)))}")
+
+
+def load_suite(path: str | Path, corpus_ids: set[str] | None = None) -> Suite:
+    """Read and validate a suite; with ``corpus_ids``, also check every relevant doc id exists.
+
+    Errors name the file, line and field.
+    """
+    document = load_yaml(path)
+    suite = validate(Suite, document)
+    if not suite.name:
+        suite = suite.model_copy(update={"name": Path(path).stem})
+    _check_cases(suite, document)
+    _check_metric_names(suite, document)
+    if suite.generation and suite.generation.variants:
+        unknown = sorted(set(suite.generation.variants) - {v.name for v in suite.variants})
+        if unknown:
+            raise document.error(f"unknown variant(s): {', '.join(unknown)}", ("generation", "variants"),
+                                 hint=f"variants defined: {', '.join(v.name for v in suite.variants)}")
+    if corpus_ids is not None:
+        check_relevant_ids(suite, document, corpus_ids)
+    return suite
+
+
+def _check_cases(suite: Suite, document: YamlDocument) -> None:
+    first_index: dict[str, int] = {}
+    for index, case in enumerate(suite.cases):
+        if case.id in first_index:
+            first_line = document.line_of(("cases", first_index[case.id]))
+            raise document.error(f"duplicate case id {case.id!r} (first at line {first_line})", ("cases", index, "id"),
+                                 hint="case ids must be unique within a suite")
+        first_index[case.id] = index
+        if case.generate and not case.reference.strip():
+            raise document.error("a generation case needs a reference answer", ("cases", index, "reference"))
+    if any(case.generate for case in suite.cases) and suite.generation is None:
+        index = next(i for i, case in enumerate(suite.cases) if case.generate)
+        raise document.error("case has generate: true but the suite has no `generation:` section",
+                             ("cases", index, "generate"), hint="add `generation: {}` to use the defaults")
+
+
+def _check_metric_names(suite: Suite, document: YamlDocument) -> None:
+    from harness.errors import InputError
+    from harness.metrics.retrieval import parse_metric
+
+    for index, name in enumerate(suite.metrics):
+        try:
+            parse_metric(name)
+        except InputError as exc:
+            raise document.error(exc.message, ("metrics", index), hint=exc.hint) from exc
+
+
+def check_relevant_ids(suite: Suite, document: YamlDocument, corpus_ids: set[str]) -> None:
+    """Every ``relevant`` doc id must exist in the corpus; the error lists the unknown ids."""
+    for index, case in enumerate(suite.cases):
+        unknown = sorted(set(case.relevant) - corpus_ids)
+        if unknown:
+            raise document.error(
+                f"unknown document id(s) in case {case.id!r}: {', '.join(unknown)}",
+                ("cases", index, "relevant"),
+                hint=f"ids must match the `id:` front matter of a document in corpus {suite.corpus!r}",
+            )
+

@@ -1,0 +1,1 @@
+"""One module per wire protocol: ollama, openai_compat, anthropic."""
