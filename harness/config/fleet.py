@@ -11,6 +11,7 @@ from harness.config.yaml_loader import load_yaml, validate
 
 Strategy = Literal["race", "hedge", "single"]
 HostKind = Literal["ollama", "openai"]
+Endpoint = Literal["chat", "completion"]
 FallbackPolicy = Literal["cloud", "none"]
 
 DEFAULT_CLOUD_MODEL = "claude-sonnet-4-5"
@@ -38,6 +39,11 @@ class Host(_Strict):
     url: HttpUrl
     kind: HostKind = "ollama"
     model: str = Field(min_length=1)
+    endpoint: Endpoint = Field(
+        default="chat",
+        description="chat: messages API (ollama /api/chat, openai /v1/chat/completions); "
+        "completion: raw prompt (ollama /api/generate raw, openai /v1/completions), for base models with a template",
+    )
     max_concurrency: int = Field(default=1, ge=1, description="per-host semaphore; Ollama's default parallelism is 1")
     token_env: str | None = Field(default=None, description="environment variable holding a bearer token (gateway)")
     cost: HostCost = Field(default_factory=HostCost)
