@@ -1,0 +1,172 @@
+"""The eval commands: ingest, run, report and the nightly main job."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.console import RichProgress, console, errors, print_json
+from harness.errors import InputError
+
+SuiteArg = Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/retrieval.yaml", show_default=False)]
+ReportsOpt = Annotated[Path, typer.Option("--reports", help="where run directories go")]
+StoreOpt = Annotated[Path, typer.Option("--store", help="local index directory (Chroma + BM25)")]
+ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", envvar="HARNESS_CHROMA_URL",
+                                               help="use a Chroma server (http://host:port) instead of the embedded store")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(run)
+    app.command()(report)
+    app.command()(nightly)
+    _register_fleet(app)
+
+
+def _register_fleet(app: typer.Typer) -> None:
+    from harness.cli.fleet import fleet_app
+
+    app.add_typer(fleet_app, name="fleet", help="Operate the local fleet: status, ask, up, down.")
+
+
+def ingest(
+    suite: SuiteArg = Path("suites/retrieval.yaml"),
+    store: StoreOpt = Path(".harness/index"),
+    chroma_url: ChromaOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Chunk, embed and index the suite's corpus for every variant; unchanged chunks are never re-embedded."""
+    from harness.retrieval import ingest_suite
+    from harness.run.session import load_suite_and_corpus
+
+    loaded_suite, corpus = load_suite_and_corpus(suite)
+    reports = ingest_suite(loaded_suite, corpus, store_dir=store, chroma_url=chroma_url)
+    if json_out:
+        print_json([report.to_dict() for report in reports])
+        return
+    for item in reports:
+        console.print(item.summary())
+
+
+def run(
+    suite: SuiteArg,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run directory (default: UTC time)")] = None,
+    reports: ReportsOpt = Path("reports"),
+    fleet: Annotated[Path | None, typer.Option("--fleet", help="fleet file for the local tier")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", help="cap on cloud spend in USD for this run")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="run id to continue; finished cases are kept")] = None,
+    store: StoreOpt = Path(".harness/index"),
+    chroma_url: ChromaOpt = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="cases answered at once")] = 4,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a suite and write reports/<suite>/<run-id>/."""
+    summary = _run_suite(suite, run_id=run_id, reports=reports, fleet=fleet, budget=budget, resume=resume,
+                         store=store, chroma_url=chroma_url, concurrency=concurrency, quiet=quiet or json_out)
+    if json_out:
+        print_json(summary)
+
+
+def _run_suite(suite: Path, *, run_id: str | None, reports: Path, fleet: Path | None, budget: float | None,
+               resume: str | None, store: Path, chroma_url: str | None, concurrency: int, quiet: bool) -> dict:
+    from harness.report.writer import write_reports
+    from harness.run.runner import run_suite
+    from harness.run.session import RunOptions, finish, prepare
+
+    if run_id and resume:
+        raise InputError("--run-id and --resume both name a run", hint="use --resume ID alone to continue a run")
+    options = RunOptions(suite_path=suite, reports_dir=reports, run_id=run_id, resume=resume, fleet_path=fleet,
+                         budget_usd=budget, store_dir=store, chroma_url=chroma_url, concurrency=concurrency)
+    prepared = prepare(options)
+    say = (lambda *a: None) if quiet else errors.print
+    for tier in prepared.parts.skipped_tiers:
+        say(f"[yellow]{tier.name} tier skipped:[/] {tier.reason}")
+    if prepared.projected_cloud_usd is not None:
+        cap = f" (budget ${budget:.2f})" if budget is not None else " (no --budget cap)"
+        say(f"projected cloud cost: up to ${prepared.projected_cloud_usd:.4f} for {prepared.cloud_calls} calls{cap}")
+    try:
+        with RichProgress(enabled=not quiet) as progress:
+            outcome = asyncio.run(_run_and_close(prepared, run_suite, progress))
+    except KeyboardInterrupt:
+        prepared.store.update_manifest(status="interrupted")
+        errors.print(f"interrupted; continue with --resume {prepared.store.path.name}")
+        raise
+    finish(prepared, outcome)
+    view = write_reports(prepared.store.path)
+    summary = {"run_dir": str(prepared.store.path), "records": len(view.records), "written": outcome.written,
+               "already_done": outcome.skipped_done, "generation_failures": outcome.generation_failures,
+               "cloud_spent_usd": prepared.budget.spent_usd if prepared.cloud_calls else None}
+    say(f"wrote {prepared.store.path}/report.md")
+    return summary
+
+
+async def _run_and_close(prepared, run_suite, progress):  # type: ignore[no-untyped-def]
+    try:
+        return await run_suite(prepared.parts, prepared.store, progress)
+    finally:
+        for tier in prepared.parts.tiers:
+            await tier.aclose()
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory, e.g. reports/retrieval/<run-id>")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Rebuild results.parquet, report.md and report.html from a run's log, and print the summary."""
+    from harness.report.writer import write_reports
+
+    view = write_reports(run_dir)
+    if json_out:
+        print_json(_json_summary(view))
+        return
+    console.print((run_dir / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+
+
+def _json_summary(view) -> dict:  # type: ignore[no-untyped-def]
+    from harness.report import tables
+
+    retrieval = tables.retrieval_by_variant(view.retrieval, view.metrics, view.variants)
+    out = {"run_dir": str(view.path), "manifest": view.manifest,
+           "retrieval": retrieval.reset_index().to_dict(orient="records")}
+    if not view.generation.empty:
+        names = [n for n in view.answer_metric_names if n in view.generation.columns]
+        out["generation"] = tables.generation_summary(view.generation, names).to_dict(orient="records")
+    return out
+
+
+def nightly(
+    suite: Annotated[Path, typer.Option("--suite", help="the suite to run")] = Path("suites/nightly.yaml"),
+    local: Annotated[int, typer.Option("--local", min=1, help="llama.cpp servers to start for the local tier")] = 2,
+    fleet: Annotated[Path | None, typer.Option("--fleet", help="use this fleet instead of starting local servers")] = None,
+    reports: ReportsOpt = Path("reports"),
+    budget: Annotated[float | None, typer.Option("--budget", help="cap on cloud spend in USD")] = 2.0,
+    keep_fleet: Annotated[bool, typer.Option("--keep-fleet", help="leave the local servers running afterwards")] = False,
+    store: StoreOpt = Path(".harness/index"),
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """The main job: ingest the corpus, bring up the local fleet, run the nightly suite, write the report."""
+    from harness.localfleet.servers import start_local_fleet, stop_local_fleet
+
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        errors.print("[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
+                     "the report shows retrieval, cheap answer metrics, latency, tokens and local cost.")
+    ingest(suite=suite, store=store, chroma_url=chroma_url, json_out=False)
+    started = False
+    if fleet is None:
+        errors.print(f"starting {local} local llama.cpp server(s)…")
+        local_fleet = start_local_fleet(local)
+        fleet = local_fleet.fleet_path
+        started = True
+    try:
+        _run_suite(suite, run_id=None, reports=reports, fleet=fleet, budget=budget, resume=None, store=store,
+                   chroma_url=chroma_url, concurrency=4, quiet=False)
+    finally:
+        if started and not keep_fleet:
+            stop_local_fleet()

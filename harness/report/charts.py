@@ -1,0 +1,54 @@
+"""Charts for the HTML report, as inline PNG. The only module that imports matplotlib."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pandas as pd
+
+
+def _png(figure: object) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)  # type: ignore[arg-type]
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def category_bars(table: pd.DataFrame, metric: str) -> str | None:
+    """Grouped bars: the headline metric per category, one bar per variant."""
+    data = table.drop(columns=["cases"], errors="ignore").dropna(how="all")
+    if data.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 3.6))
+    data.plot.bar(ax=axis, rot=20)
+    axis.set_ylabel(metric)
+    axis.set_ylim(0, 1)
+    axis.set_title(f"{metric} by category")
+    axis.legend(title="variant", fontsize=8)
+    return _png(figure)
+
+
+def latency_boxes(gen: pd.DataFrame) -> str | None:
+    """Latency distribution per tier × variant for answered calls."""
+    ok = gen[(gen["status"] == "ok") & gen["latency_s"].notna()] if not gen.empty else gen
+    if ok.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = {f"{t}/{v}": part["latency_s"].astype(float).tolist() for (t, v), part in ok.groupby(["tier", "variant"])}
+    figure, axis = plt.subplots(figsize=(8, 3.2))
+    axis.boxplot(list(groups.values()), labels=list(groups))
+    axis.set_ylabel("seconds")
+    axis.set_title("generation latency")
+    return _png(figure)

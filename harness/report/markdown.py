@@ -1,0 +1,115 @@
+"""Render a run's report as Markdown. Everything here reads the run store only."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from harness.report import tables
+from harness.report.cost_summary import cost_lines
+from harness.report.model import RunView
+
+UNMEASURED = "—"
+
+
+def cell(value: Any) -> str:
+    """One table cell: numbers to 3 decimals, missing values as an em dash (unmeasured, never 0)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return UNMEASURED
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 0.001 and value != 0 else f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table(frame: pd.DataFrame, index: bool = True) -> str:
+    if frame.empty:
+        return "_(no rows)_\n"
+    frame = frame.reset_index() if index and frame.index.name is not None else frame
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def render(view: RunView) -> str:
+    m = view.manifest
+    out = [f"# {m['suite']['name']} — run {m['run_id']}\n"]
+    out.append(_overview(view))
+    out.append(_retrieval(view))
+    if not view.generation.empty:
+        out.append(_generation(view))
+    return "\n".join(out)
+
+
+def _overview(view: RunView) -> str:
+    m = view.manifest
+    lines = [
+        "## Overview\n",
+        f"- status: **{m.get('status', 'unknown')}**; started {m.get('started_at')}, finished {m.get('finished_at')}",
+        f"- suite `{m['suite']['path']}` (sha256 {m['suite']['sha256'][:12]}), {m['suite']['cases']} cases, "
+        f"variants: {', '.join(m['suite']['variants'])}",
+        f"- corpus `{m['corpus']['name']}`: {m['corpus']['documents']} documents, "
+        f"fingerprint {m['corpus']['fingerprint'][:12]}",
+        f"- records in the log: {len(view.records)}",
+    ]
+    for tier, info in (m.get("tiers") or {}).items():
+        state = "ran" if info["status"] == "run" else f"**skipped** — {info['reason']}"
+        lines.append(f"- {tier} tier: {state}")
+    grader = m.get("grader") or {}
+    if grader:
+        lines.append(f"- grader: {grader.get('status')} — {grader.get('reason', '')}")
+    return "\n".join(lines) + "\n"
+
+
+def _retrieval(view: RunView) -> str:
+    frame, metrics, variants = view.retrieval, view.metrics, view.variants
+    headline = tables.headline_metric(metrics)
+    parts = ["## Retrieval\n", "Means over cases with relevant documents; unmeasured cases are counted, not scored.\n",
+             table(tables.retrieval_by_variant(frame, metrics, variants)),
+             f"\n### {headline} with 95% bootstrap interval\n", table(tables.headline_with_ci(frame, headline, variants)),
+             f"\n### {headline} by category\n", table(tables.by_category(frame, headline, variants))]
+    comparisons = tables.paired_comparisons(frame, headline, variants)
+    if not comparisons.empty:
+        parts += [f"\n### Paired comparison on {headline}\n",
+                  "Same cases on both sides; paired bootstrap interval; sign-flip test with Holm correction.\n",
+                  table(comparisons, index=False)]
+    fidelity = view.manifest.get("ann_fidelity") or {}
+    if fidelity:
+        rows = pd.DataFrame([{"index": name, **values} for name, values in fidelity.items()])
+        parts += ["\n### ANN fidelity\n",
+                  "Recall of Chroma's top-k against exact cosine search over the same embeddings: below 1.0, the index "
+                  "(not the embedder) lost neighbours.\n", table(rows, index=False)]
+    parts += [f"\n### Worst cases by {headline}\n", table(tables.worst_cases(frame, headline), index=False)]
+    return "\n".join(parts)
+
+
+def _generation(view: RunView) -> str:
+    gen = view.generation
+    answer_metrics = [c for c in view.answer_metric_names if c in gen.columns]
+    summary = tables.generation_summary(gen, answer_metrics)
+    parts = ["## Generation\n", table(summary, index=False)]
+    skipped = {t: i["reason"] for t, i in (view.manifest.get("tiers") or {}).items() if i["status"] != "run"}
+    for tier, reason in skipped.items():
+        parts.append(f"\n_{tier} tier not run: {reason}. No {tier} figures appear in this report._\n")
+    drift_metric = answer_metrics[0] if answer_metrics else None
+    drift = tables.tier_drift(gen, drift_metric) if drift_metric else pd.DataFrame()
+    parts.append("\n### Local vs cloud\n")
+    if drift.empty:
+        parts.append("_Not measured: both tiers must answer the same cases._\n")
+    else:
+        parts.append(f"Local minus cloud on {drift_metric}, paired by case.\n")
+        parts.append(table(drift, index=False))
+    parts.append(_costs(view))
+    failures = gen[gen["status"] == "failed"]
+    if not failures.empty:
+        parts += ["\n### Failed calls\n", table(failures[["case_id", "variant", "tier", "reason"]], index=False)]
+    return "\n".join(parts)
+
+
+def _costs(view: RunView) -> str:
+    lines = cost_lines(view.generation, view.manifest)
+    return "\n### Cost\n\n" + "".join(f"- {line}\n" for line in lines)

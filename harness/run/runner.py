@@ -1,0 +1,162 @@
+"""Run a suite: retrieve every case for every variant, answer the generation cases on each tier, log as we go.
+
+The runner receives ready-made parts (retrievers, tiers, prompt builder) so the same code serves the embedded fleet,
+a real Ollama fleet, and the tests' loopback fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harness.config.suite import Case, Suite
+from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
+from harness.metrics.retrieval import doc_run_from_chunks, evaluate
+from harness.providers.types import GenerationRequest
+from harness.run import records
+from harness.run.store import RunStore
+from harness.run.tiers import AnswerTier, SkippedTier
+
+
+class Hit(Protocol):
+    chunk_id: str
+    doc_id: str
+    score: float
+    text: str
+
+
+class Retriever(Protocol):
+    name: str
+
+    def search(self, query: str, k: int) -> Sequence[Hit]: ...
+
+
+PromptBuilder = Callable[[str, Sequence[Hit], str], GenerationRequest]
+"""(question, context hits, tier name) -> request."""
+
+
+class Progress(Protocol):
+    def start(self, phase: str, total: int) -> None: ...
+
+    def advance(self, phase: str) -> None: ...
+
+
+class _SilentProgress:
+    def start(self, phase: str, total: int) -> None:
+        pass
+
+    def advance(self, phase: str) -> None:
+        pass
+
+
+@dataclass
+class RunParts:
+    """Everything a run needs, built by the caller."""
+
+    suite: Suite
+    retrievers: dict[str, Retriever]
+    tiers: list[AnswerTier] = field(default_factory=list)
+    skipped_tiers: list[SkippedTier] = field(default_factory=list)
+    build_prompt: PromptBuilder | None = None
+    grader_reason: str = "no grader configured"
+    concurrency: int = 4
+
+
+@dataclass
+class RunOutcome:
+    written: int
+    skipped_done: int
+    generation_failures: int
+    budget_exhausted: bool
+
+
+async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None = None) -> RunOutcome:
+    """Process every (case, variant) not already in the store; append one record each."""
+    progress = progress or _SilentProgress()
+    suite = parts.suite
+    done = store.completed()
+    generating = {v.name for v in suite.generating_variants()}
+    pending = [(case, variant.name) for case in suite.cases for variant in suite.variants
+               if (case.id, variant.name) not in done]
+
+    progress.start("retrieval", len(pending))
+    retrieved: list[tuple[Case, str, dict[str, Any], Sequence[Hit]]] = []
+    written = 0
+    for case, variant in pending:
+        retrieval, hits = _retrieve(parts.retrievers[variant], case, suite.k, suite.metrics)
+        record = {**records.case_header(case, variant), "retrieval": retrieval}
+        if case.generate and variant in generating and (parts.tiers or parts.skipped_tiers):
+            retrieved.append((case, variant, record, hits))
+        else:
+            store.append(record)
+            written += 1
+        progress.advance("retrieval")
+
+    failures = 0
+    budget_hit = False
+    if retrieved:
+        progress.start("generation", len(retrieved))
+        semaphore = asyncio.Semaphore(parts.concurrency)
+
+        async def answer_one(case: Case, variant: str, record: dict[str, Any], hits: Sequence[Hit]) -> None:
+            nonlocal failures, written, budget_hit
+            async with semaphore:
+                generations = await _answer_on_tiers(parts, case, hits)
+            for tier_record in generations.values():
+                if tier_record["status"] == "failed":
+                    failures += 1
+                    budget_hit = budget_hit or tier_record.get("budget_exhausted", False)
+            record["generations"] = generations
+            record["grade"] = records.unmeasured_grade(parts.grader_reason)
+            store.append(record)
+            written += 1
+            progress.advance("generation")
+
+        await asyncio.gather(*(answer_one(*item) for item in retrieved))
+    return RunOutcome(written, len(done), failures, budget_hit)
+
+
+def _retrieve(retriever: Retriever, case: Case, k: int, metric_names: list[str]) -> tuple[dict[str, Any], Sequence[Hit]]:
+    started = time.perf_counter()
+    hits = retriever.search(case.question, k * 3)  # several chunks may share a document; rank documents after
+    latency = time.perf_counter() - started
+    doc_run = doc_run_from_chunks([(hit.doc_id, hit.score) for hit in hits])
+    ranked = sorted(doc_run.items(), key=lambda item: (-item[1], item[0]))[:k]
+    has_relevant = any(grade > 0 for grade in case.relevant.values())
+    if has_relevant:
+        frame = evaluate({case.id: case.relevant}, {case.id: dict(ranked)}, metric_names)
+        metrics: dict[str, float | None] = {name: float(frame.loc[case.id, name]) for name in metric_names}
+    else:
+        metrics = dict.fromkeys(metric_names)
+    return records.retrieval_record(ranked, [hit.chunk_id for hit in hits[:k]], metrics, latency, has_relevant), hits
+
+
+async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[Hit]) -> dict[str, dict[str, Any]]:
+    answerable = any(grade > 0 for grade in case.relevant.values())
+    out: dict[str, dict[str, Any]] = {
+        skipped.name: records.skipped_generation_record(skipped.name, skipped.reason) for skipped in parts.skipped_tiers
+    }
+    if parts.build_prompt is None:
+        return out
+    build_prompt = parts.build_prompt
+
+    async def one(tier: AnswerTier) -> tuple[str, dict[str, Any]]:
+        request = build_prompt(case.question, hits, tier.name)
+        try:
+            generation = await tier.answer(request)
+        except FleetUnavailable as exc:
+            return tier.name, records.failed_generation_record(tier.name, exc.message, exc.reasons)
+        except BudgetExceeded as exc:
+            failed = records.failed_generation_record(tier.name, exc.message)
+            failed["budget_exhausted"] = True
+            return tier.name, failed
+        except HarnessError as exc:
+            return tier.name, records.failed_generation_record(tier.name, exc.message)
+        return tier.name, records.generation_record(generation, case, answerable=answerable)
+
+    results = await asyncio.gather(*(one(tier) for tier in parts.tiers))
+    out.update(dict(results))
+    return out

@@ -1,0 +1,258 @@
+"""Assemble a run from the command line's choices: suite, corpus, retrievers, tiers, prompt, run store, manifest.
+
+This is the one place that wires the layers together, so ``harness run`` and ``harness nightly`` share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.config.fleet import Fleet, load_fleet
+from harness.config.suite import Suite, load_suite
+from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
+from harness.costs import PRICING_AS_OF, estimate_tokens, projected_cloud_cost_usd
+from harness.errors import RunStoreError
+from harness.providers.types import GenerationRequest
+from harness.run.runner import Hit, RunOutcome, RunParts
+from harness.run.store import RunStore
+from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
+
+DEFAULT_FLEET = Path(".harness/fleet.yaml")
+DEFAULT_STORE = Path(".harness/index")
+NO_KEY = "ANTHROPIC_API_KEY is not set"
+PACKAGES = ("rag-fleet-harness", "chromadb", "sentence-transformers", "bm25s", "anthropic", "httpx", "pandas",
+            "llama-cpp-python", "torch", "numpy")
+
+
+@dataclass
+class RunOptions:
+    suite_path: Path
+    reports_dir: Path = Path("reports")
+    run_id: str | None = None
+    resume: str | None = None
+    fleet_path: Path | None = None
+    budget_usd: float | None = None
+    store_dir: Path = DEFAULT_STORE
+    chroma_url: str | None = None
+    concurrency: int = 4
+
+
+@dataclass
+class PreparedRun:
+    suite: Suite
+    corpus: Corpus
+    store: RunStore
+    parts: RunParts
+    budget: Budget
+    projected_cloud_usd: float | None
+    cloud_calls: int
+    notes: list[str] = field(default_factory=list)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def load_suite_and_corpus(suite_path: Path) -> tuple[Suite, Corpus]:
+    """Load the suite, then its corpus, then re-check the suite's relevant ids against the corpus."""
+    suite = load_suite(suite_path)
+    corpus = load_corpus(resolve_corpus(suite.corpus, base=Path.cwd()), name=suite.corpus)
+    return load_suite(suite_path, corpus_ids=set(corpus.ids)), corpus
+
+
+def prepare(options: RunOptions) -> PreparedRun:
+    suite, corpus = load_suite_and_corpus(options.suite_path)
+    suite_sha = hashlib.sha256(options.suite_path.read_bytes()).hexdigest()
+    budget = Budget(options.budget_usd)
+    fleet = _fleet(options.fleet_path) if suite.generation else None
+    tiers, skipped = _tiers(suite, fleet, budget)
+    retrievers, ann_fidelity = _retrievers(suite, corpus, options)
+    store = _store(options, suite, suite_sha)
+    cloud_calls = _cloud_calls(suite) if any(t.name == "cloud" for t in tiers) else 0
+    projected = _projected_cloud(suite, fleet, cloud_calls) if cloud_calls else None
+    parts = RunParts(suite=suite, retrievers=retrievers, tiers=tiers, skipped_tiers=skipped,
+                     build_prompt=_prompt_builder(suite, fleet) if suite.generation else None,
+                     grader_reason=_grader_reason(), concurrency=options.concurrency)
+    manifest_fields = {
+        "run_id": store.path.name,
+        "suite": {"name": suite.name, "path": str(options.suite_path), "sha256": suite_sha, "cases": len(suite.cases),
+                  "variants": [v.name for v in suite.variants], "metrics": suite.metrics, "k": suite.k,
+                  "config": suite.model_dump(mode="json", exclude={"cases"})},
+        "corpus": {"name": suite.corpus, "documents": len(corpus.ids), "fingerprint": corpus.fingerprint},
+        "tiers": _tier_manifest(suite, tiers, skipped),
+        "grader": {"status": "unmeasured", "reason": parts.grader_reason},
+        "fleet": _fleet_manifest(fleet),
+        "budget_usd": options.budget_usd,
+        "pricing_as_of": PRICING_AS_OF.isoformat(),
+        "ann_fidelity": ann_fidelity,
+    }
+    if options.resume:
+        store.update_manifest(status="running", resumed_at=_now(), **manifest_fields)
+    else:
+        store.update_manifest(status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(),
+                              **manifest_fields)
+    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls)
+
+
+def _store(options: RunOptions, suite: Suite, suite_sha: str) -> RunStore:
+    suite_dir = options.reports_dir / suite.name
+    if options.resume:
+        store = RunStore.open(suite_dir / options.resume)
+        recorded = store.manifest().get("suite", {}).get("sha256")
+        if recorded != suite_sha:
+            raise RunStoreError(
+                f"run {options.resume} was made with a different version of {options.suite_path}",
+                hint="resume with the suite file it was started with, or start a new run",
+            )
+        store.repair_torn_tail()
+        return store
+    return RunStore.create(suite_dir / (options.run_id or new_run_id()), {})
+
+
+def _fleet(path: Path | None) -> Fleet | None:
+    if path is not None:
+        return load_fleet(path)
+    return load_fleet(DEFAULT_FLEET) if DEFAULT_FLEET.exists() else None
+
+
+def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[AnswerTier], list[SkippedTier]]:
+    tiers: list[AnswerTier] = []
+    skipped: list[SkippedTier] = []
+    if suite.generation is None:
+        return tiers, skipped
+    wanted = suite.generation.tiers
+    if "local" in wanted:
+        if fleet is None:
+            skipped.append(SkippedTier("local", "no fleet: pass --fleet FILE or start one with `harness fleet up`"))
+        else:
+            tiers.append(LocalTier(_dispatcher(fleet, budget), fleet, budget))
+    if "cloud" in wanted:
+        if cloud_key_present():
+            from harness.providers.anthropic_cloud import AnthropicProvider
+
+            model = fleet.cloud_model if fleet else _default_cloud_model()
+            tiers.append(CloudTier(AnthropicProvider(model), model, budget))
+        else:
+            skipped.append(SkippedTier("cloud", NO_KEY))
+    return tiers, skipped
+
+
+def _default_cloud_model() -> str:
+    from harness.config.fleet import DEFAULT_CLOUD_MODEL
+
+    return DEFAULT_CLOUD_MODEL
+
+
+def _dispatcher(fleet: Fleet, budget: Budget) -> object:
+    from harness.dispatch import Dispatcher
+
+    cloud = None
+    if fleet.fallback == "cloud" and cloud_key_present():
+        from harness.providers.anthropic_cloud import AnthropicProvider
+
+        cloud = AnthropicProvider(fleet.cloud_model)
+    return Dispatcher(fleet, cloud=cloud)
+
+
+def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    from harness.retrieval import build_retrievers
+
+    built = build_retrievers(suite, corpus, store_dir=options.store_dir, chroma_url=options.chroma_url)
+    return built.retrievers, built.ann_fidelity
+
+
+def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
+    from harness.localfleet.prompt import build_request
+
+    generation = suite.generation
+    assert generation is not None  # only called for generating suites
+    local_style = _local_prompt_style(fleet)
+
+    def build(question: str, hits: Sequence[Hit], tier: str) -> GenerationRequest:
+        style = local_style if tier == "local" else "chat"
+        return build_request(question, [hit.text for hit in hits[: generation.context_chunks]], style=style,
+                             max_tokens=generation.max_tokens, max_context_chars=generation.max_context_chars,
+                             temperature=generation.temperature, seed=generation.seed)
+
+    return build
+
+
+def _local_prompt_style(fleet: Fleet | None) -> str:
+    if fleet is None:
+        return "chat"
+    endpoints = {getattr(host, "endpoint", "chat") for host in fleet.hosts}
+    return "completion" if endpoints == {"completion"} else "chat"
+
+
+def _cloud_calls(suite: Suite) -> int:
+    generating = len(suite.generating_variants())
+    return sum(1 for case in suite.cases if case.generate) * generating
+
+
+def _projected_cloud(suite: Suite, fleet: Fleet | None, calls: int) -> float:
+    generation = suite.generation
+    assert generation is not None
+    model = fleet.cloud_model if fleet else _default_cloud_model()
+    questions = [case.question for case in suite.cases if case.generate]
+    prompt_tokens = estimate_tokens("x" * generation.max_context_chars) + max(estimate_tokens(q) for q in questions) + 150
+    return projected_cloud_cost_usd(model, calls, prompt_tokens, generation.max_tokens)
+
+
+def _grader_reason() -> str:
+    return ("sampled grading by Claude is not enabled in this version" if cloud_key_present()
+            else f"grader skipped: {NO_KEY}")
+
+
+def _tier_manifest(suite: Suite, tiers: list[AnswerTier], skipped: list[SkippedTier]) -> dict[str, Any]:
+    if suite.generation is None:
+        return {}
+    out: dict[str, Any] = {t.name: {"status": "run"} for t in tiers}
+    out.update({s.name: {"status": "skipped", "reason": s.reason} for s in skipped})
+    return out
+
+
+def _fleet_manifest(fleet: Fleet | None) -> dict[str, Any] | None:
+    if fleet is None:
+        return None
+    return fleet.model_dump(mode="json")
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def finish(prepared: PreparedRun, outcome: RunOutcome) -> None:
+    """Record how the run ended. A run with failed calls is complete but says so; nothing is hidden."""
+    total = len(prepared.suite.cases) * len(prepared.suite.variants)
+    done = len(prepared.store.completed())
+    status = "complete" if done == total else "partial"
+    prepared.store.update_manifest(
+        status=status, finished_at=_now(), records_expected=total, records_written=done,
+        generation_failures=outcome.generation_failures, budget_exhausted=outcome.budget_exhausted,
+        cloud_spent_usd=prepared.budget.spent_usd,
+    )
