@@ -1,0 +1,226 @@
+"""Per-host health: a circuit breaker and a rolling window of latencies.
+
+The breaker has three states:
+
+* ``closed``: requests flow; ``failures`` consecutive failures open it.
+* ``open``: the host is skipped until ``cooldown_s`` has passed since it opened.
+* ``half_open``: one probe request may go; its success closes the breaker, its failure opens it again for another
+  cooldown, and its cancellation (it lost a race) just frees the probe slot for the next call.
+
+The clock is injectable so tests can move time; it is used only for the breaker's cooldown.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any, Literal
+
+from harness.config.fleet import BreakerPolicy
+
+BreakerState = Literal["closed", "open", "half_open"]
+Permit = Literal["normal", "probe"]
+Clock = Callable[[], float]
+
+DEFAULT_WINDOW = 200
+
+# 1 / Phi^-1(0.75): turns a median absolute deviation into a normal standard deviation.
+_MAD_TO_SIGMA = 1.4826
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolation quantile of already sorted values (numpy's default method).
+
+    ``h = (n - 1) q``; the result is ``x[floor(h)] + (h - floor(h)) (x[floor(h) + 1] - x[floor(h)])``.
+    """
+    if not sorted_values:
+        raise ValueError("quantile of no values")
+    h = (len(sorted_values) - 1) * q
+    lo = math.floor(h)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (h - lo) * (sorted_values[hi] - sorted_values[lo])
+
+
+def _median(sorted_values: list[float]) -> float:
+    return quantile(sorted_values, 0.5)
+
+
+class LatencyWindow:
+    """The last ``size`` latencies of one host, in seconds, with quantiles.
+
+    Args:
+        size: how many recent samples to keep.
+    """
+
+    def __init__(self, size: int = DEFAULT_WINDOW) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+        self._sorted: list[float] | None = None
+
+    def add(self, latency_s: float) -> None:
+        self._samples.append(max(0.0, latency_s))
+        self._sorted = None
+
+    def extend(self, values: Iterable[float]) -> None:
+        for value in values:
+            self.add(value)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def _ordered(self) -> list[float]:
+        if self._sorted is None:
+            self._sorted = sorted(self._samples)
+        return self._sorted
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile of the window, or ``None`` when it is empty."""
+        return quantile(self._ordered(), q) if self._samples else None
+
+    def typical_quantile(self, q: float) -> float | None:
+        """The ``q`` quantile of the host's *typical* latency, from a log-normal fit that ignores stragglers.
+
+        ``exp(m + z_q * 1.4826 * MAD)`` where ``m`` is the median and MAD the median absolute deviation of the log
+        latencies. Median and MAD barely move when a few percent of requests straggle, so unlike the empirical
+        quantile this does not jump into the straggler tail when that tail holds more than ``1 - q`` of the requests.
+        """
+        logs = sorted(math.log(max(x, 1e-6)) for x in self._samples)
+        if not logs:
+            return None
+        m = _median(logs)
+        mad = _median(sorted(abs(x - m) for x in logs))
+        return math.exp(m + NormalDist().inv_cdf(q) * _MAD_TO_SIGMA * mad)
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """A host's health at one moment, for reports and ``fleet status``."""
+
+    host: str
+    state: BreakerState
+    consecutive_failures: int
+    successes: int
+    failures: int
+    cancelled: int
+    in_flight: int
+    samples: int
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    reopens_in_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class HostHealth:
+    """Breaker and latency window of one host.
+
+    Args:
+        name: the host name.
+        policy: when the breaker opens and for how long.
+        window: how many recent latencies to keep.
+        clock: monotonic seconds; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        policy: BreakerPolicy | None = None,
+        *,
+        window: int = DEFAULT_WINDOW,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.policy = policy or BreakerPolicy()
+        self.latency = LatencyWindow(window)
+        self.in_flight = 0
+        self.successes = 0
+        self.failures = 0
+        self.cancelled = 0
+        self.consecutive_failures = 0
+        self._clock = clock
+        self._opened_at: float | None = None
+        self._probe_in_flight = False
+
+    @property
+    def state(self) -> BreakerState:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self.policy.cooldown_s:
+            return "half_open"
+        return "open"
+
+    def skip_reason(self) -> str | None:
+        """Why a request may not go to this host now, or ``None`` if it may."""
+        state = self.state
+        if state == "open":
+            return "breaker open"
+        if state == "half_open" and self._probe_in_flight:
+            return "breaker half-open (probe in flight)"
+        return None
+
+    def acquire(self) -> Permit | None:
+        """Ask to send one request: ``"normal"`` when closed, ``"probe"`` for the one half-open probe, else ``None``."""
+        state = self.state
+        if state == "closed":
+            return "normal"
+        if state == "half_open" and not self._probe_in_flight:
+            self._probe_in_flight = True
+            return "probe"
+        return None
+
+    def record_success(self, permit: Permit, latency_s: float) -> None:
+        self.successes += 1
+        self.consecutive_failures = 0
+        self.latency.add(latency_s)
+        # Any success is evidence the host works, whether or not it was the probe.
+        self._opened_at = None
+        self._probe_in_flight = False
+
+    def record_failure(self, permit: Permit) -> None:
+        self.failures += 1
+        self.consecutive_failures += 1
+        state = self.state
+        if state == "half_open" or (state == "closed" and self.consecutive_failures >= self.policy.failures):
+            self._opened_at = self._clock()
+        if permit == "probe":
+            self._probe_in_flight = False
+
+    def record_cancelled(self, permit: Permit, elapsed_s: float | None = None) -> None:
+        """A request was cut short because another host answered first.
+
+        Args:
+            permit: the permit it was sent with; a cancelled probe frees the probe slot.
+            elapsed_s: how long it had run. Its true latency was at least this, so it is kept as a (censored)
+                sample: otherwise hedging would hide the slow tail from the window, the quantiles would drift
+                down and the hedge delay with them.
+        """
+        self.cancelled += 1
+        if elapsed_s is not None:
+            self.latency.add(elapsed_s)
+        if permit == "probe":
+            self._probe_in_flight = False
+
+    def snapshot(self) -> HostSnapshot:
+        state = self.state
+        reopens = None
+        if state == "open" and self._opened_at is not None:
+            reopens = max(0.0, self.policy.cooldown_s - (self._clock() - self._opened_at))
+        return HostSnapshot(
+            host=self.name,
+            state=state,
+            consecutive_failures=self.consecutive_failures,
+            successes=self.successes,
+            failures=self.failures,
+            cancelled=self.cancelled,
+            in_flight=self.in_flight,
+            samples=len(self.latency),
+            p50_s=self.latency.quantile(0.50),
+            p95_s=self.latency.quantile(0.95),
+            p99_s=self.latency.quantile(0.99),
+            reopens_in_s=reopens,
+        )

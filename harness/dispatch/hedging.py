@@ -1,0 +1,50 @@
+"""Which host to try first, and how long to wait before hedging."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.config.fleet import HedgePolicy, Host
+from harness.dispatch.health import HostHealth
+
+# Below this many samples the window says too little; the policy's initial delay is used instead.
+MIN_SAMPLES = 20
+
+
+def hedge_delay(policy: HedgePolicy, health: HostHealth, *, min_samples: int = MIN_SAMPLES) -> float:
+    """Seconds to wait on ``health``'s host before sending a hedge.
+
+    A fixed ``policy.delay_s`` wins when set. Otherwise the delay is the host's recent ``policy.quantile`` latency:
+    the smaller of the empirical quantile and the quantile of its typical latency
+    (:meth:`LatencyWindow.typical_quantile`). The second guards against a straggler tail heavier than
+    ``1 - quantile``: there the empirical p95 lands inside the stragglers, and a hedge sent that late barely helps.
+    Taking the smaller of the two never hedges later than the plain empirical quantile. The delay is at least
+    ``policy.min_delay_s``.
+    """
+    if policy.delay_s is not None:
+        return policy.delay_s
+    if len(health.latency) < min_samples:
+        return policy.initial_delay_s
+    empirical = health.latency.quantile(policy.quantile)
+    typical = health.latency.typical_quantile(policy.quantile)
+    candidates = [x for x in (empirical, typical) if x is not None]
+    return max(policy.min_delay_s, min(candidates))
+
+
+def rank_hosts(hosts: Sequence[Host], health: dict[str, HostHealth]) -> list[Host]:
+    """Hosts best first: closed breakers by expected latency, then half-open ones, then open ones.
+
+    Expected latency is the recent median scaled by how busy the host is (``1 + in_flight / max_concurrency``), so
+    equal hosts share the load instead of the marginally fastest taking every call. A host without samples ranks as
+    fast, so it gets tried and measured. Ties go to the less busy host, then keep the fleet file's order.
+    """
+    state_rank = {"closed": 0, "half_open": 1, "open": 2}
+
+    def key(item: tuple[int, Host]) -> tuple[int, float, float, int]:
+        order, host = item
+        h = health[host.name]
+        load = h.in_flight / host.max_concurrency
+        p50 = h.latency.quantile(0.5) or 0.0
+        return state_rank[h.state], p50 * (1.0 + load), load, order
+
+    return [host for _, host in sorted(enumerate(hosts), key=key)]
