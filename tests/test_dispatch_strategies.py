@@ -1,0 +1,307 @@
+"""Dispatcher strategies against in-test providers that stand in for the network edge (asyncio.sleep, no HTTP).
+
+The HTTP-level checks (connections closed, requests counted at the server) live in test_dispatch_fakes.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.config.fleet import BreakerPolicy, Fleet, HedgePolicy, Host, HostCost
+from harness.dispatch import Dispatcher
+from harness.errors import FleetUnavailable, InputError, ProviderError
+from harness.providers.base import HostStatus
+from harness.providers.types import Generation, GenerationRequest
+
+REQUEST = GenerationRequest(prompt="What does R&R mean on an estimate?")
+
+
+@dataclass
+class Step:
+    """What the stand-in host does for one request: answer after ``delay``, or fail with ``status``."""
+
+    delay: float = 0.0
+    status: int | None = None  # an HTTP status to fail with
+    hang: bool = False
+
+
+@dataclass
+class StandInProvider:
+    """Implements the Provider protocol with asyncio.sleep; records what it was asked and when."""
+
+    name: str
+    steps: list[Step] = field(default_factory=list)
+    default: Step = field(default_factory=Step)
+    calls: list[float] = field(default_factory=list)  # perf_counter at each generate()
+    cancelled: int = 0
+    active: int = 0
+    max_active: int = 0
+    closed: bool = False
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        step = self.steps.pop(0) if self.steps else self.default
+        self.calls.append(time.perf_counter())
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        started = time.perf_counter()
+        try:
+            await asyncio.sleep(3600 if step.hang else step.delay)
+            if step.status is not None:
+                raise ProviderError(f"HTTP {step.status}", host=self.name, status=step.status, retryable=True)
+            return Generation(
+                text=f"answer from {self.name}",
+                host=self.name,
+                model="m",
+                tier="cloud" if self.name == "cloud" else "local",
+                latency_s=time.perf_counter() - started,
+            )
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.active -= 1
+
+    async def status(self) -> HostStatus:
+        return HostStatus(host=self.name, reachable=True)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def make_fleet(names: str = "abc", *, max_concurrency: int = 8, **kwargs: object) -> Fleet:
+    hosts = [
+        Host(
+            name=name,
+            url="http://127.0.0.1:9",
+            model="m",
+            max_concurrency=max_concurrency,
+            cost=HostCost(hardware_usd_per_hour=3.6),  # $0.001 per second
+        )
+        for name in names
+    ]
+    return Fleet(hosts=hosts, **kwargs)  # type: ignore[arg-type]
+
+
+def dispatcher(fleet: Fleet, providers: dict[str, StandInProvider], **kwargs: object) -> Dispatcher:
+    return Dispatcher(fleet, providers, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_race_fastest_host_wins_and_losers_are_cancelled() -> None:
+    providers = {
+        "a": StandInProvider("a", default=Step(0.4)),
+        "b": StandInProvider("b", default=Step(0.02)),
+        "c": StandInProvider("c", default=Step(0.4)),
+    }
+    async with dispatcher(make_fleet(strategy="race"), providers) as d:
+        gen = await d.generate(REQUEST)
+    assert gen.host == "b" and gen.text == "answer from b" and gen.tier == "local"
+    outcomes = {a.host: (a.outcome, a.cancelled) for a in gen.attempts}
+    assert outcomes == {"a": ("cancelled", True), "b": ("ok", False), "c": ("cancelled", True)}
+    assert providers["a"].cancelled == providers["c"].cancelled == 1
+    assert all(p.closed for p in providers.values())
+    # Every contacted host is charged for its busy time: three hosts busy ~0.02 s at $0.001/s.
+    assert gen.cost_usd == pytest.approx(3 * 0.001 * 0.02, rel=0.5)
+
+
+async def test_race_error_from_fastest_host_does_not_win() -> None:
+    providers = {
+        "a": StandInProvider("a", default=Step(0.0, status=500)),
+        "b": StandInProvider("b", default=Step(0.05)),
+        "c": StandInProvider("c", default=Step(0.3)),
+    }
+    d = dispatcher(make_fleet(strategy="race"), providers)
+    gen = await d.generate(REQUEST)
+    assert gen.host == "b"
+    a = next(x for x in gen.attempts if x.host == "a")
+    assert (a.outcome, a.status, a.cancelled) == ("error", 500, False)
+    assert d.health()["a"].consecutive_failures == 1
+
+
+async def test_all_hosts_fail_without_fallback_names_every_host() -> None:
+    providers = {
+        "a": StandInProvider("a", default=Step(0.0, status=500)),
+        "b": StandInProvider("b", default=Step(0.0, status=404)),
+        "c": StandInProvider("c", default=Step(0.01, status=503)),
+    }
+    d = dispatcher(make_fleet(strategy="race", fallback="none"), providers)
+    with pytest.raises(FleetUnavailable) as info:
+        await d.generate(REQUEST)
+    assert set(info.value.reasons) == {"a", "b", "c"}
+    assert info.value.reasons["b"].startswith("HTTP 404")
+    assert "a:" in str(info.value) and "c:" in str(info.value)
+
+
+async def test_all_hosts_fail_with_cloud_fallback_records_why_and_spends_budget() -> None:
+    providers = {name: StandInProvider(name, default=Step(0.0, status=500)) for name in "ab"}
+    cloud = StandInProvider("cloud", default=Step(0.01))
+    fleet = make_fleet("ab", strategy="race", fallback="cloud", cloud_budget_usd=0.025)
+    d = dispatcher(fleet, providers, cloud=cloud, cloud_cost=lambda gen: 0.01)
+    gen = await d.generate(REQUEST)
+    assert gen.tier == "cloud" and gen.host == "cloud" and gen.text == "answer from cloud"
+    last = gen.attempts[-1]
+    assert last.host == "cloud" and last.outcome == "ok"
+    assert last.error is not None and last.error.startswith("fallback: every local host failed")
+    assert [a.outcome for a in gen.attempts[:-1]] == ["error", "error"]
+    assert gen.cost_usd == pytest.approx(0.01, abs=1e-4)
+    await d.generate(REQUEST)
+    await d.generate(REQUEST)  # 0.03 spent now: over the 0.025 cap
+    with pytest.raises(FleetUnavailable) as info:
+        await d.generate(REQUEST)
+    assert info.value.reasons["cloud"] == "cloud budget exhausted"
+    assert len(cloud.calls) == 3
+    assert d.cloud_budget.spent_usd == pytest.approx(0.03)
+
+
+async def test_cloud_answer_without_a_price_has_unknown_cost() -> None:
+    d = dispatcher(
+        make_fleet("a", fallback="cloud"),
+        {"a": StandInProvider("a", default=Step(0.0, status=500))},
+        cloud=StandInProvider("cloud"),
+    )
+    gen = await d.generate(REQUEST)
+    assert gen.tier == "cloud" and gen.cost_usd is None
+    assert d.cloud_budget.unpriced_calls == 1
+
+
+async def test_open_breaker_skips_host_and_half_open_probe_closes_it() -> None:
+    now = [0.0]
+    providers = {
+        "a": StandInProvider("a", steps=[Step(0.0, status=500)] * 2, default=Step(0.01)),
+        "b": StandInProvider("b", default=Step(0.05)),
+    }
+    fleet = make_fleet("ab", strategy="race", breaker=BreakerPolicy(failures=2, cooldown_s=30))
+    d = dispatcher(fleet, providers, clock=lambda: now[0])
+    for _ in range(2):
+        assert (await d.generate(REQUEST)).host == "b"
+    assert d.health()["a"].state == "open"
+    gen = await d.generate(REQUEST)
+    assert gen.host == "b"
+    skipped = gen.attempts[0]
+    assert (skipped.host, skipped.outcome, skipped.error) == ("a", "skipped", "breaker open")
+    assert len(providers["a"].calls) == 2  # not contacted while open
+
+    now[0] += 30.0
+    assert d.health()["a"].state == "half_open"
+    gen = await d.generate(REQUEST)  # the probe: a answers (fast) and closes the breaker
+    assert gen.host == "a"
+    assert d.health()["a"].state == "closed"
+
+
+async def test_hedge_sends_second_request_only_after_the_delay() -> None:
+    providers = {
+        "a": StandInProvider("a", default=Step(0.6)),
+        "b": StandInProvider("b", default=Step(0.05)),
+    }
+    fleet = make_fleet("ab", strategy="hedge", hedge=HedgePolicy(delay_s=0.2))
+    d = dispatcher(fleet, providers)
+    started = time.perf_counter()
+    gen = await d.generate(REQUEST)
+    assert gen.host == "b"
+    assert providers["b"].calls[0] - started >= 0.2  # the hedge waited for the delay
+    assert [(a.host, a.outcome) for a in gen.attempts] == [("a", "cancelled"), ("b", "ok")]
+    assert d.hedge_budget.hedges == 1
+
+    # A primary that answers within the delay is never hedged.
+    for provider in providers.values():
+        provider.default = Step(0.01)
+        provider.calls.clear()
+    for _ in range(3):
+        gen = await d.generate(REQUEST)
+        assert len(gen.attempts) == 1 and gen.attempts[0].outcome == "ok"
+    assert len(providers["a"].calls) + len(providers["b"].calls) == 3
+    assert d.hedge_budget.hedges == 1
+
+
+async def test_hedge_fails_over_at_once_and_charges_the_bucket() -> None:
+    providers = {
+        "a": StandInProvider("a", default=Step(0.0, status=500)),
+        "b": StandInProvider("b", default=Step(0.05)),
+    }
+    fleet = make_fleet("ab", strategy="hedge", hedge=HedgePolicy(delay_s=5.0))
+    d = dispatcher(fleet, providers)
+    started = time.perf_counter()
+    gen = await d.generate(REQUEST)
+    assert gen.host == "b"
+    assert providers["b"].calls[0] - started < 5.0  # did not wait for the hedge delay
+    assert [(a.host, a.outcome) for a in gen.attempts] == [("a", "error"), ("b", "ok")]
+    assert d.hedge_budget.failovers == 1 and d.hedge_budget.hedges == 0
+
+
+async def test_hedge_denied_when_budget_is_spent() -> None:
+    providers = {
+        "a": StandInProvider("a", default=Step(0.3)),
+        "b": StandInProvider("b", default=Step(0.3)),
+    }
+    fleet = make_fleet("ab", strategy="hedge", hedge=HedgePolicy(delay_s=0.05, budget=0.0))
+    d = dispatcher(fleet, providers)
+    gen = await d.generate(REQUEST)
+    assert len(gen.attempts) == 1 and gen.attempts[0].outcome == "ok"
+    assert d.hedge_budget.denied == 1
+
+
+async def test_overall_timeout_holds_when_every_host_hangs() -> None:
+    providers = {name: StandInProvider(name, default=Step(hang=True)) for name in "ab"}
+    for strategy in ("race", "hedge", "single"):
+        fleet = make_fleet("ab", timeout_s=0.3, hedge=HedgePolicy(delay_s=0.1))
+        d = dispatcher(fleet, providers)
+        started = time.perf_counter()
+        with pytest.raises(FleetUnavailable) as info:
+            await d.generate(REQUEST, strategy=strategy)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+        assert 0.3 <= elapsed < 3.0, strategy
+        reasons = info.value.reasons
+        assert reasons["a"] == "no answer within 0.3s"
+        if strategy == "single":
+            assert reasons["b"] == "not tried (strategy single)"
+        else:
+            assert reasons["b"] == "no answer within 0.3s"
+    assert sum(p.cancelled for p in providers.values()) == 5  # race 2, hedge 2, single 1: nothing left running
+
+
+async def test_single_uses_first_healthy_host_by_order_and_never_retries() -> None:
+    providers = {
+        "a": StandInProvider("a", default=Step(0.0, status=500)),
+        "b": StandInProvider("b", default=Step(0.0)),
+    }
+    fleet = make_fleet("ab", strategy="single", breaker=BreakerPolicy(failures=1, cooldown_s=60))
+    d = dispatcher(fleet, providers)
+    with pytest.raises(FleetUnavailable):
+        await d.generate(REQUEST)
+    gen = await d.generate(REQUEST)  # a's breaker is open now
+    assert gen.host == "b"
+    assert [(a.host, a.outcome) for a in gen.attempts] == [("a", "skipped"), ("b", "ok")]
+
+
+async def test_per_host_semaphore_limits_concurrency() -> None:
+    providers = {"a": StandInProvider("a", default=Step(0.05))}
+    d = dispatcher(make_fleet("a", strategy="single", max_concurrency=2), providers)
+    results = await asyncio.gather(*(d.generate(REQUEST) for _ in range(6)))
+    assert len(results) == 6
+    assert providers["a"].max_active == 2
+    # Waiting for the semaphore counts in the attempt's latency: the last pair waited for two others.
+    assert max(r.attempts[0].latency_s for r in results) >= 0.15
+
+
+async def test_unknown_strategy_and_missing_provider_are_input_errors() -> None:
+    providers = {"a": StandInProvider("a")}
+    d = dispatcher(make_fleet("a"), providers)
+    with pytest.raises(InputError, match="unknown strategy"):
+        await d.generate(REQUEST, strategy="fastest")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="no provider for host"):
+        dispatcher(make_fleet("ab"), providers)
+
+
+async def test_cancelling_the_call_cancels_its_requests() -> None:
+    providers = {name: StandInProvider(name, default=Step(hang=True)) for name in "ab"}
+    d = dispatcher(make_fleet("ab", strategy="race"), providers)
+    task = asyncio.create_task(d.generate(REQUEST))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sum(p.cancelled for p in providers.values()) == 2
+    assert all(p.active == 0 for p in providers.values())
