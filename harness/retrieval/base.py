@@ -1,0 +1,58 @@
+"""What every retriever returns, the Retriever protocol, and turning ranked chunks into ranked documents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """One retrieved chunk.
+
+    Attributes:
+        chunk_id: ``<doc id>#<n>``.
+        doc_id: the document it came from.
+        score: higher is better; cosine similarity (dense), BM25 score, or fused RRF score (hybrid).
+        rank: 1-based position in the result list.
+        text: the chunk text (heading path + content), for generation context.
+    """
+
+    chunk_id: str
+    doc_id: str
+    score: float
+    rank: int
+    text: str = ""
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Anything that ranks chunks for a query."""
+
+    @property
+    def name(self) -> str: ...
+
+    def search(self, query: str, k: int) -> list[ScoredChunk]:
+        """The best ``k`` chunks, best first, ranks 1..k."""
+        ...
+
+
+def doc_ranking(chunks: Sequence[ScoredChunk], k: int | None = None) -> list[tuple[str, float]]:
+    """Documents in order of their best chunk: ``[(doc_id, best chunk score), ...]``, at most ``k``.
+
+    Chunk lists are already ranked, so a document's first appearance is its best chunk.
+    """
+    seen: dict[str, float] = {}
+    for chunk in sorted(chunks, key=lambda c: c.rank):
+        if chunk.doc_id not in seen:
+            seen[chunk.doc_id] = chunk.score
+    ranked = list(seen.items())
+    return ranked if k is None else ranked[:k]
+
+
+def ranked(items: Sequence[tuple[str, str, float, str]], k: int) -> list[ScoredChunk]:
+    """Sort ``(chunk_id, doc_id, score, text)`` by score (desc), then chunk id, and number them from 1."""
+    order = sorted(items, key=lambda item: (-item[2], item[0]))[:k]
+    return [ScoredChunk(chunk_id=c, doc_id=d, score=float(s), rank=i, text=t) for i, (c, d, s, t) in
+            enumerate(order, start=1)]

@@ -1,0 +1,54 @@
+"""Exact (brute-force) cosine search over the vectors Chroma stores, and how faithful HNSW is to it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from harness.retrieval.base import ScoredChunk, ranked
+from harness.retrieval.chroma_store import DenseIndex
+from harness.retrieval.embedders import normalise
+
+
+class ExactIndex:
+    """Brute-force top-k over a snapshot of a collection's stored vectors (numpy, no ANN)."""
+
+    def __init__(self, index: DenseIndex) -> None:
+        self.index = index
+        self.ids, self.doc_ids, self.matrix = index.embeddings()
+
+    def query(self, text_or_vector: str | np.ndarray | Sequence[float], k: int) -> list[ScoredChunk]:
+        """Top ``k`` by cosine similarity; ties broken by chunk id, as in ``DenseIndex.query``."""
+        if not self.ids or k <= 0:
+            return []
+        if isinstance(text_or_vector, str):
+            vector = self.index.embedder.embed([text_or_vector])[0]
+        else:
+            vector = normalise(np.asarray(text_or_vector, dtype=np.float32))[0]
+        scores = self.matrix @ vector
+        return ranked([(cid, did, float(s), "") for cid, did, s in zip(self.ids, self.doc_ids, scores, strict=True)],
+                      k)
+
+
+def ann_fidelity(ann_ids: Sequence[str], exact_ids: Sequence[str]) -> float:
+    """Recall of the exact top-k in the ANN top-k: ``|ANN ∩ exact| / |exact|`` (1.0 when exact is empty)."""
+    if not exact_ids:
+        return 1.0
+    return len(set(ann_ids) & set(exact_ids)) / len(set(exact_ids))
+
+
+def ann_fidelity_at_k(index: DenseIndex, queries: Sequence[str | np.ndarray], k: int) -> float:
+    """Mean over queries of the recall of exact cosine top-``k`` in Chroma's HNSW top-``k``.
+
+    Queries are embedded once and the same vector goes to both searches.
+    """
+    if not queries:
+        return 1.0
+    exact = ExactIndex(index)
+    texts = [q for q in queries if isinstance(q, str)]
+    embedded = iter(index.embedder.embed(texts)) if texts else iter(())
+    vectors = [next(embedded) if isinstance(q, str) else np.asarray(q, dtype=np.float32) for q in queries]
+    recalls = [ann_fidelity([c.chunk_id for c in index.query(v, k)], [c.chunk_id for c in exact.query(v, k)])
+               for v in vectors]
+    return float(np.mean(recalls))
