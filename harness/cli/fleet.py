@@ -1,0 +1,187 @@
+"""``harness fleet``: ask the fleet a question, and show each host's status.
+
+``fleet up``/``fleet down`` (the embedded llama.cpp fleet) register on the same ``fleet_app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from harness.cli.console import console, errors, print_error, print_json
+from harness.config.fleet import Fleet, Strategy, load_fleet
+from harness.errors import HarnessError, InputError
+from harness.providers.base import HostStatus, Provider
+from harness.providers.types import Generation, GenerationRequest
+
+DEFAULT_FLEET = Path(".harness/fleet.yaml")
+
+fleet_app = typer.Typer(
+    name="fleet",
+    help="Operate the local fleet: ask it a question, show its status.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+FleetOpt = Annotated[
+    Path | None,
+    typer.Option("--fleet", "-f", help=f"fleet file (default: {DEFAULT_FLEET}, written by `harness fleet up --local`)"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+
+
+@contextmanager
+def _harness_errors() -> Iterator[None]:
+    """Print a HarnessError as message + hint and exit with its code, also when this app runs on its own."""
+    try:
+        yield
+    except HarnessError as exc:
+        print_error(exc)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def resolve_fleet(path: Path | None) -> Fleet:
+    """The fleet file given, else ``.harness/fleet.yaml``; an InputError with a hint when there is none."""
+    if path is None:
+        if not DEFAULT_FLEET.exists():
+            raise InputError(
+                f"no --fleet given and {DEFAULT_FLEET} does not exist",
+                hint="pass --fleet FILE, or start the bundled local fleet with `harness fleet up --local`",
+            )
+        path = DEFAULT_FLEET
+    return load_fleet(path)
+
+
+def _cloud_for(fleet: Fleet) -> tuple[Provider | None, Callable[[Generation], float | None] | None]:
+    """The cloud fallback provider and its price function; without an API key the fallback is off, with a warning."""
+    if fleet.fallback != "cloud":
+        return None, None
+    from harness.costs import cloud_cost_usd
+    from harness.providers.anthropic_cloud import AnthropicProvider
+
+    try:
+        cloud = AnthropicProvider(fleet.cloud_model, timeout_s=fleet.timeout_s)
+    except InputError as exc:
+        errors.print(f"[yellow]warning:[/] cloud fallback off: {escape(exc.message)}", highlight=False)
+        return None, None
+    return cloud, lambda gen: cloud_cost_usd(gen.model, gen.usage)
+
+
+async def _ask(fleet: Fleet, request: GenerationRequest, strategy: Strategy | None) -> Generation:
+    from harness.dispatch import Dispatcher
+
+    cloud, cloud_cost = _cloud_for(fleet)
+    async with Dispatcher(fleet, cloud=cloud, cloud_cost=cloud_cost) as dispatcher:
+        return await dispatcher.generate(request, strategy=strategy)
+
+
+@fleet_app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the prompt to send", show_default=False)],
+    fleet: FleetOpt = None,
+    strategy: Annotated[
+        Strategy | None, typer.Option("--strategy", "-s", help="override the fleet file's strategy")
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="system prompt")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="most tokens to generate")] = 256,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send one question through the dispatcher; print the answer, the winning host and every attempt."""
+    with _harness_errors():
+        fleet_config = resolve_fleet(fleet)
+        request = GenerationRequest(prompt=question, system=system, max_tokens=max_tokens)
+        generation = asyncio.run(_ask(fleet_config, request, strategy))
+    if json_out:
+        print_json(generation.to_dict())
+        return
+    console.print(generation.text, markup=False, highlight=False)
+    console.print()
+    cost = "unknown" if generation.cost_usd is None else f"${generation.cost_usd:.6f}"
+    console.print(
+        f"[bold]winner:[/] {generation.host} ({generation.tier}, {generation.model}) "
+        f"in {generation.latency_s * 1000:.0f} ms, cost {cost}",
+        highlight=False,
+    )
+    console.print(attempts_table(generation))
+
+
+def attempts_table(generation: Generation) -> Table:
+    """Every attempt of one dispatched call, in launch order."""
+    table = Table(title="attempts", title_justify="left")
+    for column in ("host", "outcome", "status", "latency ms", "cancelled", "error"):
+        table.add_column(column, justify="right" if column in ("status", "latency ms") else "left")
+    colours = {"ok": "green", "error": "red", "timeout": "red", "cancelled": "yellow", "skipped": "dim"}
+    for attempt in generation.attempts:
+        table.add_row(
+            attempt.host,
+            f"[{colours[attempt.outcome]}]{attempt.outcome}[/]",
+            "" if attempt.status is None else str(attempt.status),
+            f"{attempt.latency_s * 1000:.0f}",
+            "yes" if attempt.cancelled else "",
+            escape(attempt.error or ""),
+        )
+    return table
+
+
+async def _probe(fleet: Fleet) -> list[tuple[HostStatus, float]]:
+    """Each host's status() and how long it took, all hosts at once; never raises for an unreachable host."""
+    from harness.providers.base import provider_for
+
+    providers = [provider_for(host) for host in fleet.hosts]
+
+    async def timed(provider: Provider) -> tuple[HostStatus, float]:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(fleet.timeout_s):
+                status = await provider.status()
+        except TimeoutError:
+            status = HostStatus(host=provider.name, reachable=False, error=f"no answer within {fleet.timeout_s:g}s")
+        return status, time.perf_counter() - started
+
+    try:
+        return list(await asyncio.gather(*(timed(p) for p in providers)))
+    finally:
+        for provider in providers:
+            await provider.aclose()
+
+
+@fleet_app.command()
+def status(fleet: FleetOpt = None, json_out: JsonOpt = False) -> None:
+    """Show each host's reachability, server version, whether its model is present, and the probe's latency."""
+    with _harness_errors():
+        fleet_config = resolve_fleet(fleet)
+        probes = asyncio.run(_probe(fleet_config))
+    if json_out:
+        rows: list[dict[str, Any]] = []
+        for host, (host_status, latency) in zip(fleet_config.hosts, probes, strict=True):
+            rows.append({**asdict(host_status), "url": host.base_url, "kind": host.kind, "model": host.model,
+                         "latency_s": latency})
+        print_json(rows)
+        return
+    table = Table(title=f"fleet: {len(fleet_config.hosts)} host(s), strategy {fleet_config.strategy}, "
+                  f"fallback {fleet_config.fallback}", title_justify="left")
+    for column in ("host", "url", "kind", "model", "reachable", "version", "model present", "latency ms", "error"):
+        table.add_column(column, justify="right" if column == "latency ms" else "left")
+    for host, (host_status, latency) in zip(fleet_config.hosts, probes, strict=True):
+        present = {None: "?", True: "[green]yes[/]", False: "[red]no[/]"}[host_status.model_present]
+        table.add_row(
+            host.name,
+            host.base_url,
+            host.kind,
+            host.model,
+            "[green]yes[/]" if host_status.reachable else "[red]no[/]",
+            host_status.version or "",
+            present,
+            f"{latency * 1000:.0f}",
+            escape(host_status.error or ""),
+        )
+    console.print(table)
