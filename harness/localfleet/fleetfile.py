@@ -1,0 +1,71 @@
+"""Write the fleet file for a running embedded fleet, with the cost figures explained in comments."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.config.fleet import load_fleet
+
+# Cost model of one embedded server, per host. Estimates, documented so they can be replaced with local figures.
+#
+# Power: a 2-core machine (small desktop, mini PC or 2-vCPU VM share) draws roughly 10 W idle and 30-35 W with both
+# cores busy. Each server keeps one core busy while it answers (--n_threads 1), so it is charged half of the loaded
+# draw: 15 W per thread.
+WATTS_PER_THREAD = 15.0
+# Electricity: about $0.17 per kWh, the 2024 US average residential retail price (US EIA, Electric Power Monthly,
+# table 5.3: 16-17 cents/kWh). Commercial rates are lower (about 13 cents).
+USD_PER_KWH = 0.17
+# Hardware: a 2-vCPU on-demand cloud VM lists at about $0.07-0.09 per hour (2024 prices, e.g. a c7i.large in
+# us-east-1 at about $0.089/h). A server is charged per core it uses: $0.04/h. Set it to 0 for hardware you own.
+HARDWARE_USD_PER_THREAD_HOUR = 0.04
+
+# A 270M model on one core answers a ~600-token RAG prompt in a few seconds; the default 8 s would cut off slow calls
+# when the two cores are shared with retrieval. bench/local_fleet.py measures the real figure.
+TIMEOUT_S = 60.0
+
+
+def render_fleet_yaml(hosts: list[tuple[str, str]], *, model: str, threads: int) -> str:
+    """Return the fleet file text for ``(name, url)`` hosts serving ``model``."""
+    lines = [
+        "# The embedded local fleet: llama.cpp servers started by `harness fleet up` on loopback ports.",
+        "# Written by `harness fleet up`; removed by `harness fleet down`. Edit a copy, not this file.",
+        "strategy: race          # every host gets the call; the first answer wins and the others are cancelled",
+        f"timeout_s: {TIMEOUT_S:g}",
+        "fallback: none          # no cloud fallback: the local tier is measured on its own",
+        "hosts:",
+    ]
+    for name, url in hosts:
+        lines += [
+            f"  - name: {name}",
+            f"    url: {url}",
+            "    kind: openai            # llama_cpp.server speaks the OpenAI API",
+            "    endpoint: completion    # a base model: raw completion prompts, no chat template",
+            f"    model: {model}",
+            "    max_concurrency: 1      # one llama.cpp context per server; parallel calls would only queue",
+            "    cost:",
+            f"      watts: {WATTS_PER_THREAD * threads:g}  # {threads} busy core(s) at ~15 W each; a 2-core box draws "
+            "~30 W loaded",
+            f"      usd_per_kwh: {USD_PER_KWH:g}  # 2024 US average residential price (EIA)",
+            f"      hardware_usd_per_hour: {HARDWARE_USD_PER_THREAD_HOUR * threads:g}  # ~$0.04/h per core of a "
+            "~$0.08/h 2-vCPU VM; 0 if you own the box",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_fleet_file(path: Path, hosts: list[tuple[str, str]], *, model: str, threads: int = 1) -> Path:
+    """Write the fleet file atomically and check it loads as a valid fleet.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_fleet_yaml(hosts, model=model, threads=threads))
+    try:
+        load_fleet(tmp)  # raises ConfigError if our own template drifts from the schema
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return path
