@@ -1,0 +1,177 @@
+"""OpenAI-compatible servers (llama.cpp ``llama-server``, llama-cpp-python, vLLM): chat or completion endpoint.
+
+``Host.endpoint`` picks ``/v1/chat/completions`` (messages) or ``/v1/completions`` (a prompt already in the model's
+template, used for base models with stop sequences). Token counts come from ``usage``; llama.cpp's ``timings``
+object, when present, gives server-side prompt and generation times in milliseconds. Streaming uses SSE and
+records the time to the first token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from harness.providers._http import HttpProvider, as_int, chat_messages, completion_prompt, error_message, ms_to_s
+from harness.providers.base import HostStatus
+from harness.providers.types import GenerationRequest, ServerTiming, Usage
+
+if TYPE_CHECKING:
+    from harness.config.fleet import Host
+
+
+class OpenAICompatProvider(HttpProvider):
+    """One OpenAI-compatible server. See ``HttpProvider`` for the constructor.
+
+    The URL may be given with or without a trailing ``/v1``.
+    """
+
+    server_label = "OpenAI-compatible server"
+
+    def __init__(self, host: Host, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        self._api = "" if self.base_url.endswith("/v1") else "/v1"
+        # /health and /props live at the server root, beside /v1.
+        self._root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+
+    def _payload(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
+        payload: dict[str, Any] = {"model": self.host.model, "max_tokens": request.max_tokens}
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        if request.seed is not None:
+            payload["seed"] = request.seed
+        if request.stop:
+            payload["stop"] = list(request.stop)
+        if request.stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        if self.host.endpoint == "completion":
+            payload["prompt"] = completion_prompt(request)
+            return f"{self._api}/completions", payload
+        payload["messages"] = chat_messages(request)
+        return f"{self._api}/chat/completions", payload
+
+    def _choice_text(self, choice: dict[str, Any], *, delta: bool) -> str | None:
+        if self.host.endpoint == "completion":
+            text = choice.get("text")
+        else:
+            message = choice.get("delta" if delta else "message")
+            text = message.get("content") if isinstance(message, dict) else None
+        return text if isinstance(text, str) else None
+
+    async def _call(self, request: GenerationRequest) -> tuple[str, Usage, ServerTiming, str | None]:
+        path, payload = self._payload(request)
+        if request.stream:
+            return await self._stream(path, payload)
+        data = await self.post_json(path, payload)
+        if "error" in data:
+            raise self.fail(f"server error: {error_message(json.dumps(data))}", status=200)
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self.fail(f"response from {path} has no choices", status=200)
+        text = self._choice_text(choices[0], delta=False)
+        if text is None:
+            # Some servers send null content for an empty answer; that is an answer, not an error.
+            text = ""
+        finish = choices[0].get("finish_reason")
+        return text, _usage(data), _timing(data, None), finish if isinstance(finish, str) else None
+
+    async def _stream(self, path: str, payload: dict[str, Any]) -> tuple[str, Usage, ServerTiming, str | None]:
+        sent = time.perf_counter()
+        first_token: float | None = None
+        pieces: list[str] = []
+        finish: str | None = None
+        usage, timing = Usage(), ServerTiming()
+        done = False
+        async with self.post_stream(path, payload) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, ": keep-alive" comments, "event:" lines
+                body = line[len("data:") :].strip()
+                if body == "[DONE]":
+                    done = True
+                    break
+                data = self.decode(body, status=None)
+                if "error" in data:
+                    raise self.fail(f"error in stream: {error_message(body)}")
+                for choice in data.get("choices") or []:
+                    if not isinstance(choice, dict):
+                        continue
+                    piece = self._choice_text(choice, delta=True)
+                    if piece:
+                        pieces.append(piece)
+                        if first_token is None:
+                            first_token = time.perf_counter() - sent
+                    if isinstance(choice.get("finish_reason"), str):
+                        finish = choice["finish_reason"]
+                if isinstance(data.get("usage"), dict):
+                    usage = _usage(data)
+                if isinstance(data.get("timings"), dict):
+                    timing = _timing(data, None)
+        if not done and finish is None:
+            raise self.fail("stream ended before [DONE]")
+        return "".join(pieces), usage, dataclasses.replace(timing, time_to_first_token_s=first_token), finish
+
+    async def status(self) -> HostStatus:
+        """GET /v1/models (reachability, model present), /health and /props when the server has them."""
+        try:
+            code, models_body = await self.get_json(f"{self._api}/models")
+        except httpx.HTTPError as exc:
+            return HostStatus(host=self.name, reachable=False, error=f"{type(exc).__name__}: {exc}")
+        problems: list[str] = []
+        ids: tuple[str, ...] = ()
+        present: bool | None = None
+        if code == 200 and isinstance(models_body, dict):
+            ids = tuple(str(m.get("id")) for m in models_body.get("data") or [] if isinstance(m, dict) and m.get("id"))
+            present = any(_same_model(self.host.model, model_id) for model_id in ids)
+            if not present:
+                problems.append(f"model {self.host.model} not served (serves: {', '.join(ids) or 'none'})")
+        else:
+            problems.append(f"/v1/models answered HTTP {code}")
+        version: str | None = None
+        try:
+            health_code, health = await self.get_json(f"{self._root}/health")
+            if health_code not in (200, 404):  # 404: servers without /health (llama-cpp-python, vLLM < 0.4)
+                problems.append(f"/health answered HTTP {health_code}: {error_message(json.dumps(health))}")
+            props_code, props = await self.get_json(f"{self._root}/props")
+            if props_code == 200 and isinstance(props, dict) and isinstance(props.get("build_info"), str):
+                version = props["build_info"]
+        except httpx.HTTPError as exc:
+            problems.append(f"{type(exc).__name__}: {exc}")
+        return HostStatus(
+            host=self.name,
+            reachable=True,
+            version=version,
+            model_present=present,
+            models=ids,
+            error="; ".join(problems) or None,
+        )
+
+
+def _same_model(configured: str, served: str) -> bool:
+    """llama.cpp reports the model file path or alias as its id; accept the path, its file name or its stem."""
+    if configured == served:
+        return True
+    name = served.replace("\\", "/").rsplit("/", 1)[-1]
+    return configured in (name, name.removesuffix(".gguf"))
+
+
+def _usage(data: dict[str, Any]) -> Usage:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return Usage()
+    return Usage(input_tokens=as_int(usage.get("prompt_tokens")), output_tokens=as_int(usage.get("completion_tokens")))
+
+
+def _timing(data: dict[str, Any], first_token_s: float | None) -> ServerTiming:
+    timings = data.get("timings")
+    if not isinstance(timings, dict):
+        return ServerTiming(time_to_first_token_s=first_token_s)
+    prompt_s = ms_to_s(timings.get("prompt_ms"))
+    eval_s = ms_to_s(timings.get("predicted_ms"))
+    # llama.cpp reports no separate total; prompt + generation is the server's processing time.
+    total = prompt_s + eval_s if prompt_s is not None and eval_s is not None else None
+    return ServerTiming(total_s=total, prompt_eval_s=prompt_s, eval_s=eval_s, time_to_first_token_s=first_token_s)
