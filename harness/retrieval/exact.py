@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from harness.metrics.retrieval import ann_fidelity
 from harness.retrieval.base import ScoredChunk, ranked
 from harness.retrieval.chroma_store import DenseIndex
 from harness.retrieval.embedders import normalise
@@ -31,24 +32,19 @@ class ExactIndex:
                       k)
 
 
-def ann_fidelity(ann_ids: Sequence[str], exact_ids: Sequence[str]) -> float:
-    """Recall of the exact top-k in the ANN top-k: ``|ANN ∩ exact| / |exact|`` (1.0 when exact is empty)."""
-    if not exact_ids:
-        return 1.0
-    return len(set(ann_ids) & set(exact_ids)) / len(set(exact_ids))
-
-
-def ann_fidelity_at_k(index: DenseIndex, queries: Sequence[str | np.ndarray], k: int) -> float:
+def ann_fidelity_at_k(index: DenseIndex, queries: Sequence[str | np.ndarray], k: int) -> float | None:
     """Mean over queries of the recall of exact cosine top-``k`` in Chroma's HNSW top-``k``.
 
-    Queries are embedded once and the same vector goes to both searches.
+    Queries are embedded once and the same vector goes to both searches. ``None`` when nothing could be measured
+    (no queries, or an empty index).
     """
     if not queries:
-        return 1.0
+        return None
     exact = ExactIndex(index)
     texts = [q for q in queries if isinstance(q, str)]
     embedded = iter(index.embedder.embed(texts)) if texts else iter(())
     vectors = [next(embedded) if isinstance(q, str) else np.asarray(q, dtype=np.float32) for q in queries]
-    recalls = [ann_fidelity([c.chunk_id for c in index.query(v, k)], [c.chunk_id for c in exact.query(v, k)])
+    recalls = [ann_fidelity([c.chunk_id for c in index.query(v, k)], [c.chunk_id for c in exact.query(v, k)], k)
                for v in vectors]
-    return float(np.mean(recalls))
+    measured = [r for r in recalls if r is not None]
+    return float(np.mean(measured)) if measured else None
