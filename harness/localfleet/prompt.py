@@ -83,7 +83,11 @@ class Passage:
 
 
 def as_passage(item: object) -> Passage:
-    """Accept a Passage, a plain string, or any chunk object with ``text`` (and optionally ``doc_id``/``section``)."""
+    """Accept a Passage, a plain string, or any chunk object with ``text`` (and optionally ``doc_id``/``section``).
+
+    Corpus chunks and retrieved ``ScoredChunk`` objects carry their heading path at the top of ``text``, so their
+    label is the document id alone.
+    """
     if isinstance(item, Passage):
         return item
     if isinstance(item, str):
@@ -93,7 +97,7 @@ def as_passage(item: object) -> Passage:
         raise InputError(f"cannot use {type(item).__name__} as a context passage: it has no text",
                          hint="pass strings, Passage objects or chunks with a .text attribute")
     doc_id = str(getattr(item, "doc_id", "") or "")
-    section = str(getattr(item, "section", "") or getattr(item, "heading", "") or "")
+    section = str(getattr(item, "section", "") or "")
     source = f"{doc_id} ({section})" if doc_id and section else doc_id or section
     return Passage(text, source)
 
