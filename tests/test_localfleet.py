@@ -124,7 +124,7 @@ def test_state_and_fleet_file_describe_the_running_server(fleet: LocalFleet) -> 
     assert [r.pid for r in running_fleet(fleet.state_dir)] == [server.pid]
     assert f"Uvicorn running on http://127.0.0.1:{server.port}" in Path(server.log).read_text()
 
-    loaded = load_fleet(fleet.fleet_file)
+    loaded = load_fleet(fleet.fleet_path)
     [host] = loaded.hosts
     assert (host.base_url, host.kind, host.endpoint, host.model) == (server.url, "openai", "completion", MODEL_ALIAS)
     with urllib.request.urlopen(f"{server.url}/v1/models", timeout=10) as response:
@@ -132,7 +132,7 @@ def test_state_and_fleet_file_describe_the_running_server(fleet: LocalFleet) -> 
 
 
 async def test_provider_reports_the_model_present(fleet: LocalFleet) -> None:
-    provider = provider_for(load_fleet(fleet.fleet_file).hosts[0])
+    provider = provider_for(load_fleet(fleet.fleet_path).hosts[0])
     try:
         status = await provider.status()
     finally:
@@ -142,7 +142,7 @@ async def test_provider_reports_the_model_present(fleet: LocalFleet) -> None:
 
 
 async def test_mini_flow_through_the_provider(fleet: LocalFleet) -> None:
-    provider = provider_for(load_fleet(fleet.fleet_file).hosts[0])
+    provider = provider_for(load_fleet(fleet.fleet_path).hosts[0])
     try:
         for question, passages, expected in CASES:
             request = build_request(question, passages, style="completion", max_tokens=64)
@@ -165,7 +165,7 @@ async def test_mini_flow_through_the_provider(fleet: LocalFleet) -> None:
 
 
 async def test_mini_flow_through_the_dispatcher(fleet: LocalFleet) -> None:
-    loaded = load_fleet(fleet.fleet_file)
+    loaded = load_fleet(fleet.fleet_path)
     async with Dispatcher(loaded) as dispatcher:
         for question, passages, _ in CASES:
             generation = await dispatcher.generate(build_request(question, passages, style="completion", max_tokens=64))

@@ -185,3 +185,69 @@ def status(fleet: FleetOpt = None, json_out: JsonOpt = False) -> None:
             escape(host_status.error or ""),
         )
     console.print(table)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The embedded local fleet: `fleet up` / `fleet down` start and stop llama.cpp servers with the bundled model
+# (harness.localfleet). Kept in one block so the commands above stay independent of it.
+
+StateDirOpt = Annotated[
+    Path, typer.Option("--state-dir", help="where the local fleet keeps its state file, fleet file and logs")
+]
+
+
+@fleet_app.command()
+def up(
+    local: Annotated[int, typer.Option("--local", "-n", min=1, help="how many llama.cpp servers to start")] = 2,
+    state_dir: StateDirOpt = DEFAULT_FLEET.parent,
+    base_port: Annotated[
+        int | None, typer.Option("--base-port", help="first port (then +1, +2 ...); default: free ports")
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="CPU threads per server")] = 1,
+    ctx: Annotated[int, typer.Option("--ctx", min=256, help="context window per server, in tokens")] = 2048,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="seconds to wait for every server to become healthy")
+    ] = 120.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start the embedded local fleet (llama.cpp servers with the bundled Gemma 3 270M) and write its fleet file."""
+    from harness.localfleet.servers import start_local_fleet
+
+    with _harness_errors():
+        running = start_local_fleet(local, state_dir=state_dir, base_port=base_port, threads=threads, ctx=ctx,
+                                    startup_timeout_s=timeout)
+    if json_out:
+        print_json({"fleet_file": str(running.fleet_path), "model": str(running.model_path),
+                    "servers": [asdict(server) | {"url": server.url} for server in running.servers]})
+        return
+    table = Table(title=f"local fleet: {len(running.servers)} llama.cpp server(s), model {running.model_alias}",
+                  title_justify="left")
+    for column in ("host", "url", "pid", "ready s", "log"):
+        table.add_column(column, justify="right" if column in ("pid", "ready s") else "left")
+    for server in running.servers:
+        ready = "" if server.ready_s is None else f"{server.ready_s:.1f}"
+        table.add_row(server.name, server.url, str(server.pid), ready, server.log)
+    console.print(table)
+    console.print(f"fleet file: {running.fleet_path}   (stop with `harness fleet down`)", highlight=False)
+
+
+@fleet_app.command()
+def down(state_dir: StateDirOpt = DEFAULT_FLEET.parent, json_out: JsonOpt = False) -> None:
+    """Stop the embedded local fleet: only the servers `fleet up` started, checked by PID, start time and command."""
+    from harness.localfleet.servers import stop_local_fleet
+
+    with _harness_errors():
+        report = stop_local_fleet(state_dir)
+    if json_out:
+        print_json(asdict(report))
+        return
+    if not (report.stopped or report.already_gone or report.not_ours):
+        console.print(f"no local fleet recorded in {state_dir}", highlight=False)
+        return
+    console.print(f"stopped {len(report.stopped)} server(s)" + (f": pid {', '.join(map(str, report.stopped))}"
+                                                                 if report.stopped else ""), highlight=False)
+    if report.already_gone:
+        console.print(f"already gone: pid {', '.join(map(str, report.already_gone))}", highlight=False)
+    if report.not_ours:
+        console.print(f"[yellow]left alone[/] (PID now belongs to another process): "
+                      f"pid {', '.join(map(str, report.not_ours))}", highlight=False)

@@ -86,7 +86,7 @@ class LocalFleet:
     servers: tuple[ServerRecord, ...]
     model_path: Path
     model_alias: str
-    fleet_file: Path
+    fleet_path: Path
     threads: int
     ctx: int
     _popens: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
@@ -313,7 +313,7 @@ def start_local_fleet(
         model_path: a GGUF to serve; default: the bundled Gemma 3 270M.
 
     Returns:
-        The running fleet. Its ``fleet_file`` is ready for ``harness run --fleet``.
+        The running fleet. Its ``fleet_path`` is ready for ``harness run --fleet``.
 
     Raises:
         InputError: a bad argument.
@@ -373,7 +373,7 @@ def start_local_fleet(
             _state_path(state_dir).unlink(missing_ok=True)
             raise
     return LocalFleet(state_dir=state_dir, servers=tuple(records), model_path=gguf, model_alias=MODEL_ALIAS,
-                      fleet_file=fleet_file, threads=threads, ctx=ctx, _popens=popens)
+                      fleet_path=fleet_file, threads=threads, ctx=ctx, _popens=popens)
 
 
 def _wait_healthy(records: list[ServerRecord], popens: dict[int, subprocess.Popen[bytes]], *,
