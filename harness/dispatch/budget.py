@@ -15,13 +15,14 @@ class HedgeBudget:
     Args:
         budget: extra requests allowed per call, on average (``HedgePolicy.budget``).
         burst: most tokens that can pile up, so a quiet spell cannot pay for a long burst of hedges.
-        initial: tokens at the start.
+        initial: tokens at the start; by default a full bucket, so the first calls, made before any latency is
+            known and hedged late, can still hedge their stragglers.
     """
 
-    def __init__(self, budget: float, *, burst: float = 10.0, initial: float = 1.0) -> None:
+    def __init__(self, budget: float, *, burst: float = 10.0, initial: float | None = None) -> None:
         self.budget = budget
         self.burst = burst if budget > 0 else 0.0
-        self.tokens = min(initial, self.burst)
+        self.tokens = self.burst if initial is None else min(initial, self.burst)
         self.hedges = 0
         self.denied = 0
         self.failovers = 0

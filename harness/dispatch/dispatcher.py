@@ -6,9 +6,9 @@ Strategies:
   (cancelling the task closes its HTTP connection). An error only takes its host out of the race.
 * ``hedge``: send to the best-ranked host; if it has not answered after its hedge delay
   (:func:`~harness.dispatch.hedging.hedge_delay`), send one hedge to the next host, if the token bucket
-  (:class:`~harness.dispatch.budget.HedgeBudget`) has a token. When the only request in flight fails, the next host
-  is tried at once (a failover): never refused, but charged to the same bucket, so ``HedgePolicy.budget`` bounds all
-  extra requests per call, not only hedges.
+  (:class:`~harness.dispatch.budget.HedgeBudget`) has a token. A failure is replaced by the next host at once (a
+  failover), so one request stays in flight, or two once the hedge went out. Failovers are never refused, but they
+  are charged to the same bucket, so ``HedgePolicy.budget`` bounds all extra requests per call, not only hedges.
 * ``single``: send to the first host, in fleet-file order, whose breaker allows it; no second try.
 
 ``Fleet.timeout_s`` bounds the local phase of every call, however the hosts behave; whatever is still in flight then
@@ -32,7 +32,7 @@ from typing import get_args
 
 from harness.config.fleet import Fleet, Host, Strategy
 from harness.dispatch.budget import CloudBudget, HedgeBudget
-from harness.dispatch.health import Clock, HostHealth, HostSnapshot, Permit
+from harness.dispatch.health import Clock, HostHealth, HostSnapshot, LatencyWindow, Permit
 from harness.dispatch.hedging import hedge_delay, rank_hosts
 from harness.errors import FleetUnavailable, InputError, ProviderError
 from harness.providers.base import Provider, provider_for
@@ -113,6 +113,7 @@ class Dispatcher:
         self.cloud = cloud
         self._cloud_cost = cloud_cost
         self._health = {host.name: HostHealth(host.name, fleet.breaker, clock=clock) for host in fleet.hosts}
+        self._pooled = LatencyWindow()  # every host's latencies, for hosts that have too few of their own yet
         self._semaphores = {host.name: asyncio.Semaphore(host.max_concurrency) for host in fleet.hosts}
         self.hedge_budget = HedgeBudget(fleet.hedge.budget, burst=hedge_burst)
         self.cloud_budget = CloudBudget(fleet.cloud_budget_usd)
@@ -222,17 +223,17 @@ class Dispatcher:
                     time.perf_counter() - flight.sent
                 )
 
+        def delay_after(flight: _Flight) -> float:
+            return flight.launched + hedge_delay(policy, self._health[flight.host.name], pooled=self._pooled)
+
         if strategy == "hedge":
             self.hedge_budget.deposit()
         first = launch()
         while strategy == "race" and launch() is not None:
             pass
-        hedge_at = (
-            first.launched + hedge_delay(policy, self._health[first.host.name])
-            if strategy == "hedge" and first is not None
-            else None
-        )
+        hedge_at = delay_after(first) if strategy == "hedge" and first is not None else None
         hedged = False
+        wanted = 1  # requests the hedge strategy keeps in flight: 1, or 2 once a hedge went out
         try:
             while flights:
                 now = time.perf_counter()
@@ -245,20 +246,18 @@ class Dispatcher:
                     self._finish(task, flight, result, settle)
                 if result.winner is not None:
                     break
-                if done and not flights and strategy == "hedge" and time.perf_counter() < deadline:
-                    successor = launch()
-                    if successor is not None:
+                if done and strategy == "hedge" and time.perf_counter() < deadline:
+                    while len(flights) < wanted and (successor := launch()) is not None:
                         self.hedge_budget.charge_failover()
                         if not hedged:
-                            hedge_at = successor.launched + hedge_delay(policy, self._health[successor.host.name])
-                    continue
+                            hedge_at = delay_after(successor)
                 now = time.perf_counter()
                 if now >= deadline:
                     break
                 if hedge_at is not None and not hedged and queue and now >= hedge_at:
                     hedged = True
-                    if self.hedge_budget.try_hedge():
-                        launch()
+                    if self.hedge_budget.try_hedge() and launch() is not None:
+                        wanted = 2
         finally:
             timed_out = result.winner is None and time.perf_counter() >= deadline
             outcome = "timeout" if timed_out else "cancelled"
@@ -282,7 +281,9 @@ class Dispatcher:
         latency = now - flight.launched
         exc: BaseException | None = asyncio.CancelledError() if task.cancelled() else task.exception()
         if exc is None:
-            health.record_success(flight.permit, now - (flight.launched if flight.sent is None else flight.sent))
+            served = now - (flight.launched if flight.sent is None else flight.sent)
+            health.record_success(flight.permit, served)
+            self._pooled.add(served)
             settle(flight, Attempt(host=flight.host.name, outcome="ok", latency_s=latency))
             if result.winner is None:
                 result.winner = task.result()
@@ -313,6 +314,8 @@ class Dispatcher:
             if outcome == "cancelled":
                 served = now - flight.sent if flight.sent is not None else None
                 health.record_cancelled(flight.permit, served)
+                if served is not None:
+                    self._pooled.add(served)
                 attempt = Attempt(host=flight.host.name, outcome="cancelled", latency_s=elapsed, cancelled=True)
             else:
                 # A request that never got past the host's semaphore says nothing about the host itself.

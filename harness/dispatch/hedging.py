@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.config.fleet import HedgePolicy, Host
-from harness.dispatch.health import HostHealth
+from harness.dispatch.health import HostHealth, LatencyWindow
 
 # Below this many samples the window says too little; the policy's initial delay is used instead.
 MIN_SAMPLES = 20
 
 
-def hedge_delay(policy: HedgePolicy, health: HostHealth, *, min_samples: int = MIN_SAMPLES) -> float:
+def hedge_delay(
+    policy: HedgePolicy,
+    health: HostHealth,
+    *,
+    pooled: LatencyWindow | None = None,
+    min_samples: int = MIN_SAMPLES,
+) -> float:
     """Seconds to wait on ``health``'s host before sending a hedge.
 
     A fixed ``policy.delay_s`` wins when set. Otherwise the delay is the host's recent ``policy.quantile`` latency:
@@ -19,14 +25,18 @@ def hedge_delay(policy: HedgePolicy, health: HostHealth, *, min_samples: int = M
     (:meth:`LatencyWindow.typical_quantile`). The second guards against a straggler tail heavier than
     ``1 - quantile``: there the empirical p95 lands inside the stragglers, and a hedge sent that late barely helps.
     Taking the smaller of the two never hedges later than the plain empirical quantile. The delay is at least
-    ``policy.min_delay_s``.
+    ``policy.min_delay_s``. A host with fewer than ``min_samples`` latencies borrows the fleet-wide ``pooled`` window
+    (hosts of one fleet are usually alike); when that is thin too, ``policy.initial_delay_s`` applies.
     """
     if policy.delay_s is not None:
         return policy.delay_s
-    if len(health.latency) < min_samples:
-        return policy.initial_delay_s
-    empirical = health.latency.quantile(policy.quantile)
-    typical = health.latency.typical_quantile(policy.quantile)
+    window = health.latency
+    if len(window) < min_samples:
+        if pooled is None or len(pooled) < min_samples:
+            return policy.initial_delay_s
+        window = pooled
+    empirical = window.quantile(policy.quantile)
+    typical = window.typical_quantile(policy.quantile)
     candidates = [x for x in (empirical, typical) if x is not None]
     return max(policy.min_delay_s, min(candidates))
 
