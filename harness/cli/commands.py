@@ -15,8 +15,14 @@ from harness.errors import InputError
 SuiteArg = Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/retrieval.yaml", show_default=False)]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="where run directories go")]
 StoreOpt = Annotated[Path, typer.Option("--store", help="local index directory (Chroma + BM25)")]
-ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", envvar="HARNESS_CHROMA_URL",
-                                               help="use a Chroma server (http://host:port) instead of the embedded store")]
+ChromaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--chroma-url",
+        envvar="HARNESS_CHROMA_URL",
+        help="use a Chroma server (http://host:port) instead of the embedded store",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
 
@@ -42,21 +48,29 @@ def ingest(
     json_out: JsonOpt = False,
 ) -> None:
     """Chunk, embed and index the suite's corpus for every variant; unchanged chunks are never re-embedded."""
-    from harness.retrieval import ingest_suite
-    from harness.run.session import load_suite_and_corpus
+    from harness.run.session import load_suite_and_corpus, prepare_retrieval
 
     loaded_suite, corpus = load_suite_and_corpus(suite)
-    reports = ingest_suite(loaded_suite, corpus, store_dir=store, chroma_url=chroma_url)
+    setup = prepare_retrieval(loaded_suite, corpus, store, chroma_url)
+    reports = [report.as_dict() for report in setup.reports]
     if json_out:
-        print_json([report.to_dict() for report in reports])
+        print_json(
+            {"corpus": corpus.name, "documents": len(corpus.ids), "collections": reports, "variants": setup.info}
+        )
         return
     for item in reports:
-        console.print(item.summary())
+        console.print(
+            f"{item['collection']}: {item['total']} chunks — {item['added']} added, {item['updated']} "
+            f"updated, {item['deleted']} deleted, {item['unchanged']} unchanged; {item['embedded']} "
+            f"embedded in {item['seconds']:.1f}s"
+        )
 
 
 def run(
     suite: SuiteArg,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run directory (default: UTC time)")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="name of the run directory (default: UTC time)")
+    ] = None,
     reports: ReportsOpt = Path("reports"),
     fleet: Annotated[Path | None, typer.Option("--fleet", help="fleet file for the local tier")] = None,
     budget: Annotated[float | None, typer.Option("--budget", help="cap on cloud spend in USD for this run")] = None,
@@ -68,22 +82,52 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a suite and write reports/<suite>/<run-id>/."""
-    summary = _run_suite(suite, run_id=run_id, reports=reports, fleet=fleet, budget=budget, resume=resume,
-                         store=store, chroma_url=chroma_url, concurrency=concurrency, quiet=quiet or json_out)
+    summary = _run_suite(
+        suite,
+        run_id=run_id,
+        reports=reports,
+        fleet=fleet,
+        budget=budget,
+        resume=resume,
+        store=store,
+        chroma_url=chroma_url,
+        concurrency=concurrency,
+        quiet=quiet or json_out,
+    )
     if json_out:
         print_json(summary)
 
 
-def _run_suite(suite: Path, *, run_id: str | None, reports: Path, fleet: Path | None, budget: float | None,
-               resume: str | None, store: Path, chroma_url: str | None, concurrency: int, quiet: bool) -> dict:
+def _run_suite(
+    suite: Path,
+    *,
+    run_id: str | None,
+    reports: Path,
+    fleet: Path | None,
+    budget: float | None,
+    resume: str | None,
+    store: Path,
+    chroma_url: str | None,
+    concurrency: int,
+    quiet: bool,
+) -> dict:
     from harness.report.writer import write_reports
     from harness.run.runner import run_suite
     from harness.run.session import RunOptions, finish, prepare
 
     if run_id and resume:
         raise InputError("--run-id and --resume both name a run", hint="use --resume ID alone to continue a run")
-    options = RunOptions(suite_path=suite, reports_dir=reports, run_id=run_id, resume=resume, fleet_path=fleet,
-                         budget_usd=budget, store_dir=store, chroma_url=chroma_url, concurrency=concurrency)
+    options = RunOptions(
+        suite_path=suite,
+        reports_dir=reports,
+        run_id=run_id,
+        resume=resume,
+        fleet_path=fleet,
+        budget_usd=budget,
+        store_dir=store,
+        chroma_url=chroma_url,
+        concurrency=concurrency,
+    )
     prepared = prepare(options)
     say = (lambda *a: None) if quiet else errors.print
     for tier in prepared.parts.skipped_tiers:
@@ -100,9 +144,14 @@ def _run_suite(suite: Path, *, run_id: str | None, reports: Path, fleet: Path | 
         raise
     finish(prepared, outcome)
     view = write_reports(prepared.store.path)
-    summary = {"run_dir": str(prepared.store.path), "records": len(view.records), "written": outcome.written,
-               "already_done": outcome.skipped_done, "generation_failures": outcome.generation_failures,
-               "cloud_spent_usd": prepared.budget.spent_usd if prepared.cloud_calls else None}
+    summary = {
+        "run_dir": str(prepared.store.path),
+        "records": len(view.records),
+        "written": outcome.written,
+        "already_done": outcome.skipped_done,
+        "generation_failures": outcome.generation_failures,
+        "cloud_spent_usd": prepared.budget.spent_usd if prepared.cloud_calls else None,
+    }
     say(f"wrote {prepared.store.path}/report.md")
     return summary
 
@@ -133,8 +182,11 @@ def _json_summary(view) -> dict:  # type: ignore[no-untyped-def]
     from harness.report import tables
 
     retrieval = tables.retrieval_by_variant(view.retrieval, view.metrics, view.variants)
-    out = {"run_dir": str(view.path), "manifest": view.manifest,
-           "retrieval": retrieval.reset_index().to_dict(orient="records")}
+    out = {
+        "run_dir": str(view.path),
+        "manifest": view.manifest,
+        "retrieval": retrieval.reset_index().to_dict(orient="records"),
+    }
     if not view.generation.empty:
         names = [n for n in view.answer_metric_names if n in view.generation.columns]
         out["generation"] = tables.generation_summary(view.generation, names).to_dict(orient="records")
@@ -144,10 +196,14 @@ def _json_summary(view) -> dict:  # type: ignore[no-untyped-def]
 def nightly(
     suite: Annotated[Path, typer.Option("--suite", help="the suite to run")] = Path("suites/nightly.yaml"),
     local: Annotated[int, typer.Option("--local", min=1, help="llama.cpp servers to start for the local tier")] = 2,
-    fleet: Annotated[Path | None, typer.Option("--fleet", help="use this fleet instead of starting local servers")] = None,
+    fleet: Annotated[
+        Path | None, typer.Option("--fleet", help="use this fleet instead of starting local servers")
+    ] = None,
     reports: ReportsOpt = Path("reports"),
     budget: Annotated[float | None, typer.Option("--budget", help="cap on cloud spend in USD")] = 2.0,
-    keep_fleet: Annotated[bool, typer.Option("--keep-fleet", help="leave the local servers running afterwards")] = False,
+    keep_fleet: Annotated[
+        bool, typer.Option("--keep-fleet", help="leave the local servers running afterwards")
+    ] = False,
     store: StoreOpt = Path(".harness/index"),
     chroma_url: ChromaOpt = None,
 ) -> None:
@@ -155,8 +211,10 @@ def nightly(
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 
     if not os.environ.get("ANTHROPIC_API_KEY"):
-        errors.print("[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
-                     "the report shows retrieval, cheap answer metrics, latency, tokens and local cost.")
+        errors.print(
+            "[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
+            "the report shows retrieval, cheap answer metrics, latency, tokens and local cost."
+        )
     ingest(suite=suite, store=store, chroma_url=chroma_url, json_out=False)
     started = False
     if fleet is None:
@@ -165,8 +223,18 @@ def nightly(
         fleet = local_fleet.fleet_path
         started = True
     try:
-        _run_suite(suite, run_id=None, reports=reports, fleet=fleet, budget=budget, resume=None, store=store,
-                   chroma_url=chroma_url, concurrency=4, quiet=False)
+        _run_suite(
+            suite,
+            run_id=None,
+            reports=reports,
+            fleet=fleet,
+            budget=budget,
+            resume=None,
+            store=store,
+            chroma_url=chroma_url,
+            concurrency=4,
+            quiet=False,
+        )
     finally:
         if started and not keep_fleet:
             stop_local_fleet()

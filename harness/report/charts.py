@@ -48,7 +48,7 @@ def latency_boxes(gen: pd.DataFrame) -> str | None:
 
     groups = {f"{t}/{v}": part["latency_s"].astype(float).tolist() for (t, v), part in ok.groupby(["tier", "variant"])}
     figure, axis = plt.subplots(figsize=(8, 3.2))
-    axis.boxplot(list(groups.values()), labels=list(groups))
+    axis.boxplot(list(groups.values()), tick_labels=list(groups))
     axis.set_ylabel("seconds")
     axis.set_title("generation latency")
     return _png(figure)

@@ -23,15 +23,21 @@ def cost_lines(gen: pd.DataFrame, manifest: dict[str, Any]) -> list[str]:
     lines = []
     local_energy = None
     if len(local):
-        energy = [local_energy_usd(host_costs.get(h, HostCost()), s) for h, s in zip(local["host"], local["latency_s"],
-                                                                                      strict=True)]
+        energy = [
+            local_energy_usd(host_costs.get(h, HostCost()), s)
+            for h, s in zip(local["host"], local["latency_s"], strict=True)
+        ]
         local_energy = sum(energy) / len(energy)
-        lines.append(f"local tier: {len(local)} calls, ${local['cost_usd'].mean():.6f} per call fully loaded "
-                     f"(energy + hardware share for the busy seconds), ${local_energy:.6f} per call in energy alone")
+        lines.append(
+            f"local tier: {len(local)} calls, ${local['cost_usd'].mean():.6f} per call fully loaded "
+            f"(energy + hardware share for the busy seconds), ${local_energy:.6f} per call in energy alone"
+        )
     if len(cloud):
         spent = cloud["cost_usd"].sum(min_count=1)
-        lines.append(f"cloud tier: {len(cloud)} calls, ${spent:.4f} in total, ${cloud['cost_usd'].mean():.6f} per call "
-                     f"(list prices as of {manifest.get('pricing_as_of')})")
+        lines.append(
+            f"cloud tier: {len(cloud)} calls, ${spent:.4f} in total, ${cloud['cost_usd'].mean():.6f} per call "
+            f"(list prices as of {manifest.get('pricing_as_of')})"
+        )
     else:
         lines.append("cloud tier: no cloud call was made, so there is no cloud cost and no break-even in this run")
     fixed = fleet_fixed_usd_per_month(list(host_costs.values()))
@@ -40,8 +46,10 @@ def cost_lines(gen: pd.DataFrame, manifest: dict[str, Any]) -> list[str]:
         if result.calls_per_month is None:
             lines.append("break-even: never — a local call costs at least as much energy as a cloud call")
         else:
-            lines.append(f"break-even: above {result.calls_per_month:,.0f} calls a month the local fleet "
-                         f"(${fixed:,.2f}/month hardware) is cheaper than sending every call to the cloud")
+            lines.append(
+                f"break-even: above {result.calls_per_month:,.0f} calls a month the local fleet "
+                f"(${fixed:,.2f}/month hardware) is cheaper than sending every call to the cloud"
+            )
     return lines
 
 

@@ -68,21 +68,31 @@ def _overview(view: RunView) -> str:
 def _retrieval(view: RunView) -> str:
     frame, metrics, variants = view.retrieval, view.metrics, view.variants
     headline = tables.headline_metric(metrics)
-    parts = ["## Retrieval\n", "Means over cases with relevant documents; unmeasured cases are counted, not scored.\n",
-             table(tables.retrieval_by_variant(frame, metrics, variants)),
-             f"\n### {headline} with 95% bootstrap interval\n", table(tables.headline_with_ci(frame, headline, variants)),
-             f"\n### {headline} by category\n", table(tables.by_category(frame, headline, variants))]
+    parts = [
+        "## Retrieval\n",
+        "Means over cases with relevant documents; unmeasured cases are counted, not scored.\n",
+        table(tables.retrieval_by_variant(frame, metrics, variants)),
+        f"\n### {headline} with 95% bootstrap interval\n",
+        table(tables.headline_with_ci(frame, headline, variants)),
+        f"\n### {headline} by category\n",
+        table(tables.by_category(frame, headline, variants)),
+    ]
     comparisons = tables.paired_comparisons(frame, headline, variants)
     if not comparisons.empty:
-        parts += [f"\n### Paired comparison on {headline}\n",
-                  "Same cases on both sides; paired bootstrap interval; sign-flip test with Holm correction.\n",
-                  table(comparisons, index=False)]
+        parts += [
+            f"\n### Paired comparison on {headline}\n",
+            "Same cases on both sides; paired bootstrap interval; sign-flip test with Holm correction.\n",
+            table(comparisons, index=False),
+        ]
     fidelity = view.manifest.get("ann_fidelity") or {}
     if fidelity:
         rows = pd.DataFrame([{"index": name, **values} for name, values in fidelity.items()])
-        parts += ["\n### ANN fidelity\n",
-                  "Recall of Chroma's top-k against exact cosine search over the same embeddings: below 1.0, the index "
-                  "(not the embedder) lost neighbours.\n", table(rows, index=False)]
+        parts += [
+            "\n### ANN fidelity\n",
+            "Recall of Chroma's top-k against exact cosine search over the same embeddings: below 1.0, the index "
+            "(not the embedder) lost neighbours.\n",
+            table(rows, index=False),
+        ]
     parts += [f"\n### Worst cases by {headline}\n", table(tables.worst_cases(frame, headline), index=False)]
     return "\n".join(parts)
 
@@ -90,7 +100,8 @@ def _retrieval(view: RunView) -> str:
 def _generation(view: RunView) -> str:
     gen = view.generation
     answer_metrics = [c for c in view.answer_metric_names if c in gen.columns]
-    summary = tables.generation_summary(gen, answer_metrics)
+    # A skipped tier gets a sentence, not a row of dashes that could be read as figures.
+    summary = tables.generation_summary(gen[gen["status"] != "skipped"], answer_metrics)
     parts = ["## Generation\n", table(summary, index=False)]
     skipped = {t: i["reason"] for t, i in (view.manifest.get("tiers") or {}).items() if i["status"] != "run"}
     for tier, reason in skipped.items():

@@ -56,8 +56,16 @@ def paired_comparisons(frame: pd.DataFrame, metric: str, variants: list[str], se
         both = wide[[a, b]].dropna()
         diff = stats.paired_bootstrap_ci(both[a].tolist(), both[b].tolist(), seed=seed)
         test = stats.sign_flip_test(both[a].tolist(), both[b].tolist(), seed=seed)
-        rows.append({"comparison": f"{b} − {a}", "n": len(both), "mean_diff": diff.estimate, "ci_low": diff.low,
-                     "ci_high": diff.high, "p_value": test.p_value})
+        rows.append(
+            {
+                "comparison": f"{b} − {a}",
+                "n": len(both),
+                "mean_diff": diff.estimate,
+                "ci_low": diff.low,
+                "ci_high": diff.high,
+                "p_value": test.p_value,
+            }
+        )
     result = pd.DataFrame(rows)
     if not result.empty:
         result["p_holm"] = stats.holm(result["p_value"].tolist()).adjusted
@@ -76,8 +84,11 @@ def generation_summary(gen: pd.DataFrame, answer_metrics: list[str]) -> pd.DataF
     for (tier, variant), part in gen.groupby(["tier", "variant"], sort=True):
         ok = part[part["status"] == "ok"]
         row: dict[str, Any] = {
-            "tier": tier, "variant": variant, "answered": len(ok),
-            "failed": int((part["status"] == "failed").sum()), "skipped": int((part["status"] == "skipped").sum()),
+            "tier": tier,
+            "variant": variant,
+            "answered": len(ok),
+            "failed": int((part["status"] == "failed").sum()),
+            "skipped": int((part["status"] == "skipped").sum()),
         }
         for name in answer_metrics:
             row[name] = _mean_or_none(ok, name)
@@ -101,9 +112,17 @@ def tier_drift(gen: pd.DataFrame, metric: str, seed: int = 0) -> pd.DataFrame:
     rows = []
     for category, part in [("(all)", wide), *wide.groupby("category")]:
         diff = stats.paired_bootstrap_ci(part["cloud"].tolist(), part["local"].tolist(), seed=seed)
-        rows.append({"category": category, "n": len(part), "local": part["local"].mean(),
-                     "cloud": part["cloud"].mean(), "local_minus_cloud": diff.estimate, "ci_low": diff.low,
-                     "ci_high": diff.high})
+        rows.append(
+            {
+                "category": category,
+                "n": len(part),
+                "local": part["local"].mean(),
+                "cloud": part["cloud"].mean(),
+                "local_minus_cloud": diff.estimate,
+                "ci_low": diff.low,
+                "ci_high": diff.high,
+            }
+        )
     return pd.DataFrame(rows)
 
 

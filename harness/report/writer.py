@@ -47,5 +47,7 @@ def _html(view: RunView, text: str) -> str:
             images.append(boxes)
     figures = "".join(f'<p><img alt="chart" src="data:image/png;base64,{png}"></p>' for png in images)
     title = f"{view.manifest['suite']['name']} — {view.manifest['run_id']}"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
-            f"<body>{figures}{body}</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
+        f"<body>{figures}{body}</body></html>\n"
+    )

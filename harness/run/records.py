@@ -59,8 +59,9 @@ def generation_record(generation: Generation, case: Case, *, answerable: bool) -
     return data
 
 
-def failed_generation_record(tier: str, error: str, reasons: dict[str, str] | None = None,
-                             attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def failed_generation_record(
+    tier: str, error: str, reasons: dict[str, str] | None = None, attempts: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {"status": "failed", "tier": tier, "error": error, "host_reasons": reasons or {}, "attempts": attempts or []}
 
 

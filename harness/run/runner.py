@@ -79,8 +79,12 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     suite = parts.suite
     done = store.completed()
     generating = {v.name for v in suite.generating_variants()}
-    pending = [(case, variant.name) for case in suite.cases for variant in suite.variants
-               if (case.id, variant.name) not in done]
+    pending = [
+        (case, variant.name)
+        for case in suite.cases
+        for variant in suite.variants
+        if (case.id, variant.name) not in done
+    ]
 
     progress.start("retrieval", len(pending))
     retrieved: list[tuple[Case, str, dict[str, Any], Sequence[Hit]]] = []
@@ -119,12 +123,15 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     return RunOutcome(written, len(done), failures, budget_hit)
 
 
-def _retrieve(retriever: Retriever, case: Case, k: int, metric_names: list[str]) -> tuple[dict[str, Any], Sequence[Hit]]:
+def _retrieve(
+    retriever: Retriever, case: Case, k: int, metric_names: list[str]
+) -> tuple[dict[str, Any], Sequence[Hit]]:
     started = time.perf_counter()
     hits = retriever.search(case.question, k * 3)  # several chunks may share a document; rank documents after
     latency = time.perf_counter() - started
     doc_run = doc_run_from_chunks([(hit.doc_id, hit.score) for hit in hits])
-    ranked = sorted(doc_run.items(), key=lambda item: (-item[1], item[0]))[:k]
+    # trec_eval's order (score descending, ties by doc id descending), so the cut at k keeps what trec_eval would
+    ranked = sorted(doc_run.items(), key=lambda item: (item[1], item[0]), reverse=True)[:k]
     has_relevant = any(grade > 0 for grade in case.relevant.values())
     if has_relevant:
         frame = evaluate({case.id: case.relevant}, {case.id: dict(ranked)}, metric_names)

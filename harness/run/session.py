@@ -18,7 +18,7 @@ from harness.config.fleet import Fleet, load_fleet
 from harness.config.suite import Suite, load_suite
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import PRICING_AS_OF, estimate_tokens, projected_cloud_cost_usd
-from harness.errors import RunStoreError
+from harness.errors import CorpusError, InputError, RunStoreError
 from harness.providers.types import GenerationRequest
 from harness.run.runner import Hit, RunOutcome, RunParts
 from harness.run.store import RunStore
@@ -27,8 +27,18 @@ from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedT
 DEFAULT_FLEET = Path(".harness/fleet.yaml")
 DEFAULT_STORE = Path(".harness/index")
 NO_KEY = "ANTHROPIC_API_KEY is not set"
-PACKAGES = ("rag-fleet-harness", "chromadb", "sentence-transformers", "bm25s", "anthropic", "httpx", "pandas",
-            "llama-cpp-python", "torch", "numpy")
+PACKAGES = (
+    "rag-fleet-harness",
+    "chromadb",
+    "sentence-transformers",
+    "bm25s",
+    "anthropic",
+    "httpx",
+    "pandas",
+    "llama-cpp-python",
+    "torch",
+    "numpy",
+)
 
 
 @dataclass
@@ -63,8 +73,23 @@ def new_run_id() -> str:
 def load_suite_and_corpus(suite_path: Path) -> tuple[Suite, Corpus]:
     """Load the suite, then its corpus, then re-check the suite's relevant ids against the corpus."""
     suite = load_suite(suite_path)
-    corpus = load_corpus(resolve_corpus(suite.corpus, base=Path.cwd()), name=suite.corpus)
+    corpus = load_corpus(_corpus_dir(suite.corpus, suite_path), name=suite.corpus)
     return load_suite(suite_path, corpus_ids=set(corpus.ids)), corpus
+
+
+def _corpus_dir(corpus: str, suite_path: Path) -> Path:
+    """A bare name is looked up under ./corpora, then beside the suite's folder; a path is relative to the suite."""
+    suite_dir = suite_path.resolve().parent
+    bare = "/" not in corpus and not corpus.startswith(".")
+    bases = [Path.cwd(), suite_dir.parent] if bare else [suite_dir, Path.cwd()]
+    first_error: CorpusError | None = None
+    for base in bases:
+        try:
+            return resolve_corpus(corpus, base=base)
+        except CorpusError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
 
 
 def prepare(options: RunOptions) -> PreparedRun:
@@ -76,15 +101,28 @@ def prepare(options: RunOptions) -> PreparedRun:
     retrievers, ann_fidelity = _retrievers(suite, corpus, options)
     store = _store(options, suite, suite_sha)
     cloud_calls = _cloud_calls(suite) if any(t.name == "cloud" for t in tiers) else 0
-    projected = _projected_cloud(suite, fleet, cloud_calls) if cloud_calls else None
-    parts = RunParts(suite=suite, retrievers=retrievers, tiers=tiers, skipped_tiers=skipped,
-                     build_prompt=_prompt_builder(suite, fleet) if suite.generation else None,
-                     grader_reason=_grader_reason(), concurrency=options.concurrency)
+    projected = _projected_cloud(suite, fleet, cloud_calls)
+    parts = RunParts(
+        suite=suite,
+        retrievers=retrievers,
+        tiers=tiers,
+        skipped_tiers=skipped,
+        build_prompt=_prompt_builder(suite, fleet),
+        grader_reason=_grader_reason(),
+        concurrency=options.concurrency,
+    )
     manifest_fields = {
         "run_id": store.path.name,
-        "suite": {"name": suite.name, "path": str(options.suite_path), "sha256": suite_sha, "cases": len(suite.cases),
-                  "variants": [v.name for v in suite.variants], "metrics": suite.metrics, "k": suite.k,
-                  "config": suite.model_dump(mode="json", exclude={"cases"})},
+        "suite": {
+            "name": suite.name,
+            "path": str(options.suite_path),
+            "sha256": suite_sha,
+            "cases": len(suite.cases),
+            "variants": [v.name for v in suite.variants],
+            "metrics": suite.metrics,
+            "k": suite.k,
+            "config": suite.model_dump(mode="json", exclude={"cases"}),
+        },
         "corpus": {"name": suite.corpus, "documents": len(corpus.ids), "fingerprint": corpus.fingerprint},
         "tiers": _tier_manifest(suite, tiers, skipped),
         "grader": {"status": "unmeasured", "reason": parts.grader_reason},
@@ -96,8 +134,9 @@ def prepare(options: RunOptions) -> PreparedRun:
     if options.resume:
         store.update_manifest(status="running", resumed_at=_now(), **manifest_fields)
     else:
-        store.update_manifest(status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(),
-                              **manifest_fields)
+        store.update_manifest(
+            status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(), **manifest_fields
+        )
     return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls)
 
 
@@ -132,7 +171,7 @@ def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[Answ
         if fleet is None:
             skipped.append(SkippedTier("local", "no fleet: pass --fleet FILE or start one with `harness fleet up`"))
         else:
-            tiers.append(LocalTier(_dispatcher(fleet, budget), fleet, budget))
+            tiers.append(LocalTier(_dispatcher(fleet), fleet, budget))
     if "cloud" in wanted:
         if cloud_key_present():
             from harness.providers.anthropic_cloud import AnthropicProvider
@@ -150,45 +189,90 @@ def _default_cloud_model() -> str:
     return DEFAULT_CLOUD_MODEL
 
 
-def _dispatcher(fleet: Fleet, budget: Budget) -> object:
+def _dispatcher(fleet: Fleet) -> object:
+    from harness.costs import cloud_cost_usd
     from harness.dispatch import Dispatcher
 
-    cloud = None
-    if fleet.fallback == "cloud" and cloud_key_present():
-        from harness.providers.anthropic_cloud import AnthropicProvider
+    def price(generation: Any) -> float | None:
+        return cloud_cost_usd(generation.model, generation.usage)
 
-        cloud = AnthropicProvider(fleet.cloud_model)
-    return Dispatcher(fleet, cloud=cloud)
+    if fleet.fallback == "cloud" and cloud_key_present():
+        return Dispatcher.from_fleet(fleet, cloud_cost=price)
+    # Without a key the fallback cannot run; the dispatcher then reports it in FleetUnavailable's reasons.
+    return Dispatcher(fleet)
 
 
 def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
-    from harness.retrieval import build_retrievers
+    """A retriever per variant (indexes ingested incrementally first), and ANN fidelity per dense collection."""
+    setup = prepare_retrieval(suite, corpus, options.store_dir, options.chroma_url)
+    return setup.retrievers, ann_fidelity(suite, setup)
 
-    built = build_retrievers(suite, corpus, store_dir=options.store_dir, chroma_url=options.chroma_url)
-    return built.retrievers, built.ann_fidelity
+
+def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url: str | None) -> Any:
+    from harness.retrieval.build import build_retrievers
+
+    # Absolute, because Chroma shares one client per path string within a process: a relative path reused after a
+    # change of directory would reach the old store.
+    return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url)
+
+
+def ann_fidelity(suite: Suite, setup: Any) -> dict[str, Any]:
+    """Recall of Chroma's top-k against exact search, once per dense collection, over the suite's questions."""
+    from harness.retrieval.exact import ann_fidelity_at_k
+
+    out: dict[str, Any] = {}
+    questions = [case.question for case in suite.cases]
+    for variant in suite.variants:
+        if variant.retriever == "bm25":
+            continue
+        chunking, embedder = suite.variant_chunking(variant), suite.variant_embedder(variant)
+        index = setup.indexes.dense(chunking, embedder)
+        if index.name in out:
+            continue
+        out[index.name] = {
+            "variants": variant.name,
+            "chunking": chunking.label,
+            "embedder": embedder.label,
+            f"recall@{suite.k}": ann_fidelity_at_k(index, questions, suite.k),
+        }
+    return out
 
 
 def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
-    from harness.localfleet.prompt import build_request
+    from harness.localfleet.prompt import build_request, style_for_endpoint
 
     generation = suite.generation
-    assert generation is not None  # only called for generating suites
-    local_style = _local_prompt_style(fleet)
+    if generation is None:
+        return None
+    local_style = _local_prompt_style(fleet, style_for_endpoint)
 
     def build(question: str, hits: Sequence[Hit], tier: str) -> GenerationRequest:
+        # The cloud tier always gets the chat prompt; the local tier gets what its hosts' endpoint expects.
         style = local_style if tier == "local" else "chat"
-        return build_request(question, [hit.text for hit in hits[: generation.context_chunks]], style=style,
-                             max_tokens=generation.max_tokens, max_context_chars=generation.max_context_chars,
-                             temperature=generation.temperature, seed=generation.seed)
+        passages = [hit.text for hit in hits[: generation.context_chunks]]
+        return build_request(
+            question,
+            passages,
+            style=style,
+            max_tokens=generation.max_tokens,
+            context_tokens=generation.max_context_chars // 4,
+            temperature=generation.temperature,
+            seed=generation.seed,
+        )
 
     return build
 
 
-def _local_prompt_style(fleet: Fleet | None) -> str:
+def _local_prompt_style(fleet: Fleet | None, style_for_endpoint: Any) -> str:
     if fleet is None:
         return "chat"
-    endpoints = {getattr(host, "endpoint", "chat") for host in fleet.hosts}
-    return "completion" if endpoints == {"completion"} else "chat"
+    styles = {style_for_endpoint(host.endpoint) for host in fleet.hosts}
+    if len(styles) > 1:
+        raise InputError(
+            "the fleet mixes chat and completion endpoints",
+            hint="use one `endpoint:` for every host, so every local answer gets the same prompt",
+        )
+    return styles.pop()
 
 
 def _cloud_calls(suite: Suite) -> int:
@@ -196,18 +280,25 @@ def _cloud_calls(suite: Suite) -> int:
     return sum(1 for case in suite.cases if case.generate) * generating
 
 
-def _projected_cloud(suite: Suite, fleet: Fleet | None, calls: int) -> float:
+def _projected_cloud(suite: Suite, fleet: Fleet | None, calls: int) -> float | None:
+    """Upper estimate from list prices: a full context, the longest question, the prompt's own text, max_tokens."""
     generation = suite.generation
-    assert generation is not None
+    if generation is None or not calls:
+        return None
     model = fleet.cloud_model if fleet else _default_cloud_model()
     questions = [case.question for case in suite.cases if case.generate]
-    prompt_tokens = estimate_tokens("x" * generation.max_context_chars) + max(estimate_tokens(q) for q in questions) + 150
+    prompt_tokens = (
+        estimate_tokens("x" * generation.max_context_chars) + max(estimate_tokens(q) for q in questions) + 150
+    )
     return projected_cloud_cost_usd(model, calls, prompt_tokens, generation.max_tokens)
 
 
 def _grader_reason() -> str:
-    return ("sampled grading by Claude is not enabled in this version" if cloud_key_present()
-            else f"grader skipped: {NO_KEY}")
+    return (
+        "sampled grading by Claude is not enabled in this version"
+        if cloud_key_present()
+        else f"grader skipped: {NO_KEY}"
+    )
 
 
 def _tier_manifest(suite: Suite, tiers: list[AnswerTier], skipped: list[SkippedTier]) -> dict[str, Any]:
@@ -252,7 +343,11 @@ def finish(prepared: PreparedRun, outcome: RunOutcome) -> None:
     done = len(prepared.store.completed())
     status = "complete" if done == total else "partial"
     prepared.store.update_manifest(
-        status=status, finished_at=_now(), records_expected=total, records_written=done,
-        generation_failures=outcome.generation_failures, budget_exhausted=outcome.budget_exhausted,
+        status=status,
+        finished_at=_now(),
+        records_expected=total,
+        records_written=done,
+        generation_failures=outcome.generation_failures,
+        budget_exhausted=outcome.budget_exhausted,
         cloud_spent_usd=prepared.budget.spent_usd,
     )

@@ -87,12 +87,16 @@ class RunStore:
         """Open an existing run, checking its version."""
         store = cls(path)
         if not store.manifest_path.exists():
-            raise RunStoreError(f"{path} is not a run directory (no {MANIFEST})",
-                                hint="pass a directory written by `harness run`, e.g. reports/<suite>/<run-id>")
+            raise RunStoreError(
+                f"{path} is not a run directory (no {MANIFEST})",
+                hint="pass a directory written by `harness run`, e.g. reports/<suite>/<run-id>",
+            )
         version = store.manifest().get("version")
         if version != STORE_VERSION:
-            raise RunStoreError(f"{store.manifest_path}: run store version {version!r}, expected {STORE_VERSION}",
-                                hint="re-run the suite with this version of the harness")
+            raise RunStoreError(
+                f"{store.manifest_path}: run store version {version!r}, expected {STORE_VERSION}",
+                hint="re-run the suite with this version of the harness",
+            )
         return store
 
     def manifest(self) -> dict[str, Any]:
@@ -130,8 +134,10 @@ class RunStore:
             except json.JSONDecodeError as exc:
                 if number >= len(lines) - 1:  # the last line, written when the process died
                     return
-                raise RunStoreError(f"{self.cases_path}:{number}: damaged record: {exc.msg}",
-                                    hint="remove or repair that line, then resume") from exc
+                raise RunStoreError(
+                    f"{self.cases_path}:{number}: damaged record: {exc.msg}",
+                    hint="remove or repair that line, then resume",
+                ) from exc
 
     def completed(self) -> set[tuple[str, str]]:
         return {record_key(r) for r in self.records()}
