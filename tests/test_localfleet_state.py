@@ -46,7 +46,7 @@ def lookalike() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A process whose command line looks like one of our servers on a given port."""
     port = 45123
     code = "import time; time.sleep(60)"
-    proc = subprocess.Popen([sys.executable, "-c", code, "llama_cpp.server", "--port", str(port)])
+    proc = subprocess.Popen([sys.executable, "-c", code, "-m", "llama_cpp.server", "--port", str(port)])
     _wait_for_cmdline(proc.pid)
     yield proc, port
     proc.kill()
@@ -149,6 +149,19 @@ def test_a_reused_pid_with_a_lookalike_command_line_is_left_alone(
     assert proc.poll() is None
 
 
+def test_the_port_must_match_as_a_whole_argument(
+    tmp_path: Path, lookalike: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    proc, port = lookalike
+    info = procs.proc_info(proc.pid)
+    assert info is not None
+    # "--port 4512" is a prefix of the lookalike's "--port 45123": not the same server.
+    _write_state(tmp_path, [_server("local-1", proc.pid, port // 10, info.start_time)])
+    assert running_fleet(tmp_path) == []
+    assert stop_local_fleet(tmp_path, grace_s=0.5).not_ours == (proc.pid,)
+    assert proc.poll() is None
+
+
 def test_a_recorded_process_that_is_still_ours_is_stopped(
     tmp_path: Path, lookalike: tuple[subprocess.Popen[bytes], int]
 ) -> None:
@@ -172,7 +185,7 @@ def test_up_refuses_to_start_over_a_live_fleet(
     assert info is not None
     _write_state(tmp_path, [_server("local-1", proc.pid, port, info.start_time)])
     with pytest.raises(LocalFleetError) as caught:
-        start_local_fleet(1, state_dir=tmp_path)
+        start_local_fleet(1, state_dir=tmp_path).stop()  # stop() only runs if the refusal failed
     assert "already running" in caught.value.message and "fleet down" in caught.value.hint
     assert proc.poll() is None and (tmp_path / STATE_FILE).exists()
 
@@ -184,7 +197,7 @@ def test_a_taken_base_port_is_reported_before_anything_starts(tmp_path: Path) ->
         sock.listen()
         port = sock.getsockname()[1]
         with pytest.raises(LocalFleetError, match=f"port {port}"):
-            start_local_fleet(1, state_dir=tmp_path, base_port=port)
+            start_local_fleet(1, state_dir=tmp_path, base_port=port).stop()
     assert read_state(tmp_path) is None
 
 

@@ -83,14 +83,18 @@ def is_running(pid: int) -> bool:
 
 
 def same_process(pid: int, start_time: float, cmdline_markers: Sequence[str]) -> bool:
-    """True when ``pid`` is still the process we started: same start time, and its command line has every marker."""
+    """True when ``pid`` is still the process we started: same start time, and its command line has every marker.
+
+    A marker is one or more whole arguments, e.g. ``"--port 8080"``.
+    """
     info = proc_info(pid)
     if info is None or info.zombie:
         return False
     if abs(info.start_time - start_time) > START_TIME_TOLERANCE_S:
         return False
-    joined = " ".join(info.cmdline)
-    return all(marker in joined for marker in cmdline_markers)
+    # Match whole arguments: "--port 8080" must not match a command line with "--port 80801".
+    joined = f" {' '.join(info.cmdline)} "
+    return all(f" {marker} " in joined for marker in cmdline_markers)
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -22,8 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,8 @@ class ServerRecord:
         return f"http://127.0.0.1:{self.port}"
 
     def identity_markers(self) -> tuple[str, ...]:
-        return (SERVER_MODULE, f"--port {self.port}")
+        """Whole command-line arguments only our server on this port has."""
+        return (f"-m {SERVER_MODULE}", f"--port {self.port}")
 
     def is_ours(self) -> bool:
         """True while the recorded PID still names the server we started."""
@@ -198,10 +199,14 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _ephemeral_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_port(taken: set[int]) -> int:
+    """A port the kernel calls free now, not one we already handed out (the kernel may offer a just-closed one)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
 
 
 def server_command(model_path: Path, port: int, *, threads: int, ctx: int, batch: int,
@@ -338,6 +343,22 @@ def start_local_fleet(
         logs.mkdir(parents=True, exist_ok=True)
         popens: dict[int, subprocess.Popen[bytes]] = {}
         records: list[ServerRecord] = []
+
+        def launch(name: str, port: int) -> ServerRecord:
+            popen, record = _launch(name, gguf, port, logs / f"{name}.log", threads=threads, ctx=ctx, batch=batch)
+            popens[record.pid] = popen
+            records.append(record)
+            # Record every PID before waiting, so a crash of this process during start-up leaves them findable.
+            _write_state(state_dir, _state_payload(records, gguf, threads=threads, ctx=ctx, batch=batch,
+                                                   fleet_file=None))
+            return record
+
+        def relaunch(record: ServerRecord) -> ServerRecord | None:
+            # Another program took the ephemeral port between our probe and the server's bind: try a fresh port.
+            if base_port is not None:
+                return None
+            return launch(record.name, _free_port({r.port for r in records}))
+
         try:
             for i in range(n):
                 name = f"local-{i + 1}"
@@ -347,20 +368,13 @@ def start_local_fleet(
                         raise LocalFleetError(f"port {port} on 127.0.0.1 is already in use",
                                               hint="pick another --base-port, or omit it to use free ports")
                 else:
-                    port = _ephemeral_port()
-                    while port in {r.port for r in records}:  # the kernel may hand out a just-closed port again
-                        port = _ephemeral_port()
-                popen, record = _launch(name, gguf, port, logs / f"{name}.log", threads=threads, ctx=ctx,
-                                        batch=batch)
-                popens[record.pid] = popen
-                records.append(record)
-            # Record the PIDs before waiting, so a crash of this process during start-up leaves them findable.
-            _write_state(state_dir, _state_payload(records, gguf, threads=threads, ctx=ctx, batch=batch,
-                                                   fleet_file=None))
-            records = _wait_healthy(records, popens, timeout_s=startup_timeout_s)
-            fleet_file = write_fleet_file(state_dir / FLEET_FILE, [(r.name, r.url) for r in records],
+                    port = _free_port({r.port for r in records})
+                launch(name, port)
+            ready = _wait_healthy(list(records), popens, timeout_s=startup_timeout_s, relaunch=relaunch)
+            records[:] = ready
+            fleet_file = write_fleet_file(state_dir / FLEET_FILE, [(r.name, r.url) for r in ready],
                                           model=MODEL_ALIAS, threads=threads)
-            _write_state(state_dir, _state_payload(records, gguf, threads=threads, ctx=ctx, batch=batch,
+            _write_state(state_dir, _state_payload(ready, gguf, threads=threads, ctx=ctx, batch=batch,
                                                    fleet_file=fleet_file))
         except BaseException:
             # Whatever went wrong (including Ctrl-C), leave nothing running.
@@ -376,30 +390,47 @@ def start_local_fleet(
                       fleet_path=fleet_file, threads=threads, ctx=ctx, _popens=popens)
 
 
-def _wait_healthy(records: list[ServerRecord], popens: dict[int, subprocess.Popen[bytes]], *,
-                  timeout_s: float) -> list[ServerRecord]:
+_PORT_TAKEN = "address already in use"
+MAX_PORT_RETRIES = 3
+
+
+def _wait_healthy(
+    records: list[ServerRecord],
+    popens: dict[int, subprocess.Popen[bytes]],
+    *,
+    timeout_s: float,
+    relaunch: Callable[[ServerRecord], ServerRecord | None],
+) -> list[ServerRecord]:
+    """Poll every server until it answers ``/v1/models``; return the records with ``ready_s`` filled in, in order."""
     launched = time.monotonic()
     deadline = launched + timeout_s
+    pending = {r.name: r for r in records}
     ready: dict[str, ServerRecord] = {}
-    while len(ready) < len(records):
-        for record in records:
-            if record.name in ready:
-                continue
+    retries = 0
+    while pending:
+        for name, record in list(pending.items()):
             code = popens[record.pid].poll()
             if code is not None:
+                tail = log_tail(record.log)
+                if _PORT_TAKEN in tail.lower() and retries < MAX_PORT_RETRIES:
+                    replacement = relaunch(record)
+                    if replacement is not None:
+                        retries += 1
+                        pending[name] = replacement
+                        continue
                 raise LocalFleetError(
                     f"{record.name} (pid {record.pid}, port {record.port}) exited with code {code} during start-up;"
-                    f" last lines of {record.log}:\n{log_tail(record.log)}",
+                    f" last lines of {record.log}:\n{tail}",
                     hint="read the log above; a taken port or too little memory are the usual causes",
                 )
             if _healthy(record.port, MODEL_ALIAS):
-                ready[record.name] = ServerRecord(**{**asdict(record),
-                                                     "ready_s": round(time.monotonic() - launched, 3)})
-        if len(ready) == len(records):
+                ready[name] = replace(record, ready_s=round(time.monotonic() - launched, 3))
+                del pending[name]
+        if not pending:
             break
         if time.monotonic() >= deadline:
-            slow = [r for r in records if r.name not in ready]
-            detail = "; ".join(f"{r.name} (port {r.port}), last log line: {log_tail(r.log, 1)!r}" for r in slow)
+            detail = "; ".join(f"{r.name} (port {r.port}), last log line: {log_tail(r.log, 1)!r}"
+                               for r in pending.values())
             raise LocalFleetError(f"not healthy after {timeout_s:.0f} s: {detail}",
                                   hint="the machine may be overloaded; retry with fewer servers or a longer timeout")
         time.sleep(0.1)
