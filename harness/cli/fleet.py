@@ -118,7 +118,9 @@ def attempts_table(generation: Generation) -> Table:
     """Every attempt of one dispatched call, in launch order."""
     table = Table(title="attempts", title_justify="left")
     for column in ("host", "outcome", "status", "latency ms", "cancelled", "error"):
-        table.add_column(column, justify="right" if column in ("status", "latency ms") else "left")
+        table.add_column(
+            column, justify="right" if column in ("status", "latency ms") else "left", no_wrap=column != "error"
+        )
     colours = {"ok": "green", "error": "red", "timeout": "red", "cancelled": "yellow", "skipped": "dim"}
     for attempt in generation.attempts:
         table.add_row(
@@ -170,7 +172,12 @@ def status(fleet: FleetOpt = None, json_out: JsonOpt = False) -> None:
     table = Table(title=f"fleet: {len(fleet_config.hosts)} host(s), strategy {fleet_config.strategy}, "
                   f"fallback {fleet_config.fallback}", title_justify="left")
     for column in ("host", "url", "kind", "model", "reachable", "version", "model present", "latency ms", "error"):
-        table.add_column(column, justify="right" if column == "latency ms" else "left")
+        table.add_column(
+            column,
+            justify="right" if column == "latency ms" else "left",
+            no_wrap=column in ("host", "model"),
+            overflow="fold",
+        )
     for host, (host_status, latency) in zip(fleet_config.hosts, probes, strict=True):
         present = {None: "?", True: "[green]yes[/]", False: "[red]no[/]"}[host_status.model_present]
         table.add_row(
