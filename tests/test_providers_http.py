@@ -40,16 +40,30 @@ async def _until(predicate, timeout_s: float = 5.0) -> None:
 
 
 @pytest.mark.parametrize(("fake_cls", "provider_cls", "kind", "model"), PROVIDERS)
-async def test_semaphore_bounds_requests_per_host(fake_cls, provider_cls, kind, model):
+@pytest.mark.parametrize("limit", [2, 9])  # 9 spreads over several pooled clients
+async def test_semaphore_bounds_requests_per_host(fake_cls, provider_cls, kind, model, limit):
     with fake_cls(script=Reply.ok("x", latency=0.05)) as fake:
-        p = provider_cls(_host(fake.url, kind, model, max_concurrency=2))
+        p = provider_cls(_host(fake.url, kind, model, max_concurrency=limit))
         try:
-            gens = await asyncio.gather(*(p.generate(GenerationRequest(prompt="q")) for _ in range(8)))
+            gens = await asyncio.gather(*(p.generate(GenerationRequest(prompt="q")) for _ in range(4 * limit)))
         finally:
             await p.aclose()
-    assert len(gens) == 8
-    assert fake.max_in_flight == 2
-    assert fake.completed == 8
+    assert len(gens) == 4 * limit
+    assert fake.max_in_flight == limit
+    assert fake.completed == 4 * limit
+
+
+async def test_closed_providers_release_their_url_limit():
+    with FakeOllama(script=Reply.ok("x", latency=0.05)) as fake:
+        first = OllamaProvider(_host(fake.url, "ollama", "llama3.2", max_concurrency=1))
+        await first.generate(GenerationRequest(prompt="q"))
+        await first.aclose()
+        second = OllamaProvider(_host(fake.url, "ollama", "llama3.2", max_concurrency=3))
+        try:
+            await asyncio.gather(*(second.generate(GenerationRequest(prompt="q")) for _ in range(9)))
+        finally:
+            await second.aclose()
+    assert fake.max_in_flight == 3
 
 
 async def test_semaphore_is_per_base_url_not_per_host_entry():

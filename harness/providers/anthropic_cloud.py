@@ -88,14 +88,18 @@ class AnthropicProvider:
             "model": self.model,
             "max_tokens": request.max_tokens,
             "messages": [{"role": "user", "content": request.prompt}],
-            **self._sampling,
         }
         if request.system is not None:
             params["system"] = request.system
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
         if request.stop:
             params["stop_sequences"] = list(request.stop)
+        sampling = dict(self._sampling)
+        if request.temperature is not None:
+            sampling["temperature"] = request.temperature
+        if sampling:
+            # Newer SDKs dropped the sampling keywords (newer models reject them); extra_body still sends them, and
+            # only when configured, to the models that accept them.
+            params["extra_body"] = sampling
         return params  # seed, num_ctx: the Messages API has no such parameters
 
     async def generate(self, request: GenerationRequest) -> Generation:
