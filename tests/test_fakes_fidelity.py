@@ -234,3 +234,25 @@ def test_lognormal_is_reproducible_and_has_the_median():
     a = [draw_a() for _ in range(2001)]
     assert a[:5] == [draw_b() for _ in range(5)]
     assert sorted(a)[1000] == pytest.approx(0.1, rel=0.1)
+
+
+async def test_fakes_work_as_async_context_managers():
+    async with FakeOllama(script=Reply.ok("async")) as fake:
+        response = await ollama.AsyncClient(host=fake.url).generate(model="llama3.2", prompt="q")
+    assert response.response == "async"
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = fake.url
+
+
+def test_a_stopped_fake_refuses_connections_and_restarts_on_the_same_port():
+    fake = FakeOllama().start()
+    url = fake.url
+    fake.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/api/version")
+    fake.start()
+    try:
+        assert fake.url == url
+        assert httpx.get(url + "/api/version").status_code == 200
+    finally:
+        fake.stop()

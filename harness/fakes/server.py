@@ -16,9 +16,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.requests import Request
@@ -26,8 +26,8 @@ from starlette.responses import Response
 
 from harness.fakes.script import RecordedRequest, Reply, Script, ScriptCursor
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 @dataclass
@@ -76,6 +76,7 @@ class FakeServer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.port = 0
+        self._last_port = 0
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -85,11 +86,13 @@ class FakeServer:
             raise RuntimeError(f"{type(self).__name__} is not running; use it as a context manager or call start()")
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FakeServer:
+    def start(self) -> Self:
+        """Serve in a background thread; a restarted fake gets its old port back, so hosts can "come back"."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
+        sock.bind(("127.0.0.1", self._last_port))
+        self.port = self._last_port = sock.getsockname()[1]
+        self._stopping = False
         config = uvicorn.Config(
             self._asgi,
             interface="asgi3",
@@ -122,14 +125,15 @@ class FakeServer:
             self._thread.join(timeout=10)
         self._server = None
         self._thread = None
+        self.port = 0
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         return self.start()
 
     async def __aexit__(self, *exc: object) -> None:
