@@ -68,7 +68,9 @@ def local_energy_usd(cost: HostCost, busy_seconds: float) -> float:
     return busy_seconds / 3600.0 * cost.watts / 1000.0 * cost.usd_per_kwh
 
 
-def projected_cloud_cost_usd(model: str, calls: int, input_tokens_per_call: float, output_tokens_per_call: float) -> float:
+def projected_cloud_cost_usd(
+    model: str, calls: int, input_tokens_per_call: float, output_tokens_per_call: float
+) -> float:
     """Upper estimate shown before a run starts."""
     price = price_for(model)
     return calls * (input_tokens_per_call * price.input + output_tokens_per_call * price.output) / 1_000_000
@@ -89,9 +91,7 @@ class BreakEven:
     calls_per_month: float | None  # None: local never breaks even (its marginal cost is not below the cloud's)
 
 
-def break_even(
-    fixed_usd_per_month: float, local_marginal_usd_per_call: float, cloud_usd_per_call: float
-) -> BreakEven:
+def break_even(fixed_usd_per_month: float, local_marginal_usd_per_call: float, cloud_usd_per_call: float) -> BreakEven:
     """Solve fixed + n·local = n·cloud for n."""
     saving = cloud_usd_per_call - local_marginal_usd_per_call
     calls = fixed_usd_per_month / saving if saving > 0 else None

@@ -51,8 +51,12 @@ def test_valid_suite_loads_with_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "line", "field", "words"),
     [
-        (("    category: code-section\n", "    category: code-section\n    colour: red\n"), 14, "cases[0].colour",
-         "unknown key 'colour'"),
+        (
+            ("    category: code-section\n", "    category: code-section\n    colour: red\n"),
+            14,
+            "cases[0].colour",
+            "unknown key 'colour'",
+        ),
         (("k: 5", "k: five"), 3, "k", "integer"),
         (("  - id: q2", "  - id: q1"), 14, "cases[1].id", "duplicate case id 'q1'"),
         (("{doc-a: 3, doc-b: 1}", "{doc-a: 7}"), 12, "cases[0].relevant", "grades must be 0..3"),
@@ -60,8 +64,9 @@ def test_valid_suite_loads_with_defaults(tmp_path: Path) -> None:
         (("retriever: bm25", "retriever: sparse"), 7, "variants[1].retriever", "dense"),
     ],
 )
-def test_errors_name_file_line_and_field(tmp_path: Path, change: tuple[str, str], line: int, field: str,
-                                         words: str) -> None:
+def test_errors_name_file_line_and_field(
+    tmp_path: Path, change: tuple[str, str], line: int, field: str, words: str
+) -> None:
     path = write(tmp_path, VALID.replace(*change))
     with pytest.raises(ConfigError) as caught:
         load_suite(path)
@@ -88,34 +93,51 @@ def test_yaml_syntax_error_and_duplicate_keys_have_lines(tmp_path: Path) -> None
 
 
 def test_generate_case_needs_generation_section(tmp_path: Path) -> None:
-    path = write(tmp_path, VALID.replace("    reference: 36 inches\n", "    reference: 36 inches\n    generate: true\n"))
+    path = write(
+        tmp_path, VALID.replace("    reference: 36 inches\n", "    reference: 36 inches\n    generate: true\n")
+    )
     with pytest.raises(ConfigError) as caught:
         load_suite(path)
     assert "generation" in str(caught.value) and caught.value.field == "cases[0].generate"
 
 
 def test_fleet_file_errors(tmp_path: Path) -> None:
-    fleet = write(tmp_path, """\
+    fleet = write(
+        tmp_path,
+        """\
         hosts:
           - {name: a, url: "http://127.0.0.1:1", model: m}
           - {name: a, url: "http://127.0.0.1:2", model: m}
-        """, "fleet.yaml")
+        """,
+        "fleet.yaml",
+    )
     with pytest.raises(ConfigError) as caught:
         load_fleet(fleet)
     assert "duplicate host name(s): a" in str(caught.value) and caught.value.line == 1
-    fleet = write(tmp_path, """\
+    fleet = write(
+        tmp_path,
+        """\
         strategy: fastest
         hosts: [{name: a, url: "http://127.0.0.1:1", model: m}]
-        """, "fleet2.yaml")
+        """,
+        "fleet2.yaml",
+    )
     with pytest.raises(ConfigError) as caught:
         load_fleet(fleet)
     assert caught.value.line == 1 and "race" in str(caught.value)
 
 
 def test_cli_reports_a_bad_suite_in_one_line_with_exit_code_2(tmp_path: Path) -> None:
-    path = write(tmp_path, VALID.replace("    category: code-section\n", "    category: code-section\n    colour: red\n"))
-    result = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", str(path), "--reports", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    path = write(
+        tmp_path, VALID.replace("    category: code-section\n", "    category: code-section\n    colour: red\n")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "run", str(path), "--reports", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     first = result.stderr.strip().splitlines()[0]

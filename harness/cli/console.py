@@ -29,8 +29,14 @@ class RichProgress:
     """Adapts the runner's progress protocol to rich bars; silent when quiet or not a terminal for --json."""
 
     def __init__(self, enabled: bool) -> None:
-        self._progress = Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=errors, disable=not enabled)
+        self._progress = Progress(
+            TextColumn("{task.description:<11}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=errors,
+            disable=not enabled,
+        )
         self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> RichProgress:

@@ -13,7 +13,7 @@ from harness.errors import HarnessError
 
 app = typer.Typer(
     name="harness",
-    help="Evaluate RAG over a two-tier fleet: retrieval through Chroma/BM25/hybrid, answers from local hosts and Claude.",
+    help="Evaluate RAG over a two-tier fleet: Chroma/BM25/hybrid retrieval, answers from local hosts and Claude.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -103,7 +103,9 @@ class Suite(_Strict):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     k: int = Field(default=10, ge=1, le=1000)
-    metrics: list[str] = Field(default_factory=lambda: ["recall@10", "precision@5", "hit@5", "mrr@10", "ndcg@10", "map"])
+    metrics: list[str] = Field(
+        default_factory=lambda: ["recall@10", "precision@5", "hit@5", "mrr@10", "ndcg@10", "map"]
+    )
     variants: list[Variant] = Field(default_factory=lambda: [Variant(name="dense")], min_length=1)
     generation: GenerationConfig | None = None
     cases: list[Case] = Field(min_length=1)
@@ -148,8 +150,11 @@ def load_suite(path: str | Path, corpus_ids: set[str] | None = None) -> Suite:
     if suite.generation and suite.generation.variants:
         unknown = sorted(set(suite.generation.variants) - {v.name for v in suite.variants})
         if unknown:
-            raise document.error(f"unknown variant(s): {', '.join(unknown)}", ("generation", "variants"),
-                                 hint=f"variants defined: {', '.join(v.name for v in suite.variants)}")
+            raise document.error(
+                f"unknown variant(s): {', '.join(unknown)}",
+                ("generation", "variants"),
+                hint=f"variants defined: {', '.join(v.name for v in suite.variants)}",
+            )
     if corpus_ids is not None:
         check_relevant_ids(suite, document, corpus_ids)
     return suite
@@ -160,15 +165,21 @@ def _check_cases(suite: Suite, document: YamlDocument) -> None:
     for index, case in enumerate(suite.cases):
         if case.id in first_index:
             first_line = document.line_of(("cases", first_index[case.id]))
-            raise document.error(f"duplicate case id {case.id!r} (first at line {first_line})", ("cases", index, "id"),
-                                 hint="case ids must be unique within a suite")
+            raise document.error(
+                f"duplicate case id {case.id!r} (first at line {first_line})",
+                ("cases", index, "id"),
+                hint="case ids must be unique within a suite",
+            )
         first_index[case.id] = index
         if case.generate and not case.reference.strip():
             raise document.error("a generation case needs a reference answer", ("cases", index, "reference"))
     if any(case.generate for case in suite.cases) and suite.generation is None:
         index = next(i for i, case in enumerate(suite.cases) if case.generate)
-        raise document.error("case has generate: true but the suite has no `generation:` section",
-                             ("cases", index, "generate"), hint="add `generation: {}` to use the defaults")
+        raise document.error(
+            "case has generate: true but the suite has no `generation:` section",
+            ("cases", index, "generate"),
+            hint="add `generation: {}` to use the defaults",
+        )
 
 
 def _check_metric_names(suite: Suite, document: YamlDocument) -> None:
@@ -192,4 +203,3 @@ def check_relevant_ids(suite: Suite, document: YamlDocument, corpus_ids: set[str
                 ("cases", index, "relevant"),
                 hint=f"ids must match the `id:` front matter of a document in corpus {suite.corpus!r}",
             )
-

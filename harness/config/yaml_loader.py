@@ -66,8 +66,9 @@ class YamlDocument:
         return None
 
     def error(self, message: str, location: LinePath, *, hint: str = "") -> ConfigError:
-        return ConfigError(message, path=str(self.path), line=self.line_of(location), field=format_location(location),
-                           hint=hint)
+        return ConfigError(
+            message, path=str(self.path), line=self.line_of(location), field=format_location(location), hint=hint
+        )
 
 
 def format_location(location: LinePath) -> str:
@@ -111,8 +112,12 @@ def load_yaml(path: str | Path) -> YamlDocument:
 def validate(model: type[Model], document: YamlDocument) -> Model:
     """Validate parsed YAML against a pydantic model; the first error becomes a ConfigError with file:line."""
     if not isinstance(document.data, dict):
-        raise ConfigError("expected a mapping at the top level", path=str(document.path), line=1,
-                          hint=f"see the README for the {model.__name__} format")
+        raise ConfigError(
+            "expected a mapping at the top level",
+            path=str(document.path),
+            line=1,
+            hint=f"see the README for the {model.__name__} format",
+        )
     try:
         return model.model_validate(document.data)
     except ValidationError as exc:

@@ -73,7 +73,8 @@ def new_run_id() -> str:
 def load_suite_and_corpus(suite_path: Path) -> tuple[Suite, Corpus]:
     """Load the suite, then its corpus, then re-check the suite's relevant ids against the corpus."""
     suite = load_suite(suite_path)
-    corpus = load_corpus(_corpus_dir(suite.corpus, suite_path), name=suite.corpus)
+    corpus_dir = _corpus_dir(suite.corpus, suite_path)
+    corpus = load_corpus(corpus_dir, name=corpus_dir.name)
     return load_suite(suite_path, corpus_ids=set(corpus.ids)), corpus
 
 
