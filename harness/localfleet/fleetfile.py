@@ -20,8 +20,9 @@ USD_PER_KWH = 0.17
 # us-east-1 at about $0.089/h). A server is charged per core it uses: $0.04/h. Set it to 0 for hardware you own.
 HARDWARE_USD_PER_THREAD_HOUR = 0.04
 
-# A 270M model on one core answers a ~600-token RAG prompt in a few seconds; the default 8 s would cut off slow calls
-# when the two cores are shared with retrieval. bench/local_fleet.py measures the real figure.
+# One call with four retrieved chunks (1,000-1,600 prompt tokens) took 2-9 s on one core of a busy 2-core box
+# (bench/local_fleet.py), and a call may first wait behind another on the same server. The default 8 s would time
+# out ordinary calls; 60 s only cuts off a server that is stuck.
 TIMEOUT_S = 60.0
 
 

@@ -218,7 +218,8 @@ def server_command(model_path: Path, port: int, *, threads: int, ctx: int, batch
     * ``--n_threads_batch`` = ``--n_threads``: the default uses every core for prompt processing, so two servers on a
       2-core box would fight over both cores.
     * ``--logits_all false``: the default copies the logits of every prompt token (262k-entry vocabulary, 1 MB per
-      token) into a NumPy array; we never ask for logprobs.
+      token) into a NumPy array; we never ask for logprobs. Measured on a 1,720-token prompt: peak RSS 3.2 GB and
+      22 s with the default, 0.46 GB and 7 s without.
     * ``--use_mlock false``: mlock of 250 MB fails under the default RLIMIT_MEMLOCK of containers and CI runners.
     * ``--interrupt_requests false``: otherwise a ``GET /v1/models`` status probe cuts a streamed answer short.
     * ``--verbose true`` (the default) keeps llama.cpp's per-request timings in the log; ``bench/`` parses them.
