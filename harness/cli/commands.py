@@ -77,7 +77,9 @@ def run(
     resume: Annotated[str | None, typer.Option("--resume", help="run id to continue; finished cases are kept")] = None,
     store: StoreOpt = Path(".harness/index"),
     chroma_url: ChromaOpt = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="cases answered at once")] = 4,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="cases answered at once (default: the fleet's capacity)")
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -108,7 +110,7 @@ def _run_suite(
     resume: str | None,
     store: Path,
     chroma_url: str | None,
-    concurrency: int,
+    concurrency: int | None,
     quiet: bool,
 ) -> dict:
     from harness.report.writer import write_reports
@@ -232,7 +234,7 @@ def nightly(
             resume=None,
             store=store,
             chroma_url=chroma_url,
-            concurrency=4,
+            concurrency=None,
             quiet=False,
         )
     finally:

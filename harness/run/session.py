@@ -51,7 +51,7 @@ class RunOptions:
     budget_usd: float | None = None
     store_dir: Path = DEFAULT_STORE
     chroma_url: str | None = None
-    concurrency: int = 4
+    concurrency: int | None = None  # cases answered at once; default: what the fleet can serve without queueing
 
 
 @dataclass
@@ -110,7 +110,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         skipped_tiers=skipped,
         build_prompt=_prompt_builder(suite, fleet),
         grader_reason=_grader_reason(),
-        concurrency=options.concurrency,
+        concurrency=options.concurrency or fleet_capacity(fleet),
     )
     manifest_fields = {
         "run_id": store.path.name,
@@ -154,6 +154,14 @@ def _store(options: RunOptions, suite: Suite, suite_sha: str) -> RunStore:
         store.repair_torn_tail()
         return store
     return RunStore.create(suite_dir / (options.run_id or new_run_id()), {})
+
+
+def fleet_capacity(fleet: Fleet | None) -> int:
+    """Calls the fleet can serve at once: a race occupies every host, so the smallest host limits it."""
+    if fleet is None:
+        return 4
+    limits = [host.max_concurrency for host in fleet.hosts]
+    return min(limits) if fleet.strategy == "race" else sum(limits)
 
 
 def _fleet(path: Path | None) -> Fleet | None:
@@ -250,7 +258,7 @@ def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
     def build(question: str, hits: Sequence[Hit], tier: str) -> GenerationRequest:
         # The cloud tier always gets the chat prompt; the local tier gets what its hosts' endpoint expects.
         style = local_style if tier == "local" else "chat"
-        passages = [hit.text for hit in hits[: generation.context_chunks]]
+        passages = list(hits[: generation.context_chunks])  # chunks, so each passage is labelled with its doc id
         return build_request(
             question,
             passages,
