@@ -219,3 +219,12 @@ def test_score_answer_selected_and_unknown_metrics() -> None:
         score_answer("x", "x", metrics=["bleu"])
     for name in ANSWER_METRICS:
         assert name in str(info.value)
+
+
+def test_spelled_out_counts_match_digits_both_ways() -> None:
+    from harness.metrics.answer import must_include_recall
+
+    assert must_include_recall("Use 6 nails per shingle.", ["six"]) == 1.0
+    assert must_include_recall("Six nails per shingle.", ["6 nails"]) == 1.0
+    assert must_include_recall("Sixteen nails.", ["six"]) == 0.0
+    assert must_include_recall("someone said so", ["one"]) == 0.0

@@ -65,7 +65,7 @@ class GenerationConfig(_Strict):
     """How generation cases are answered."""
 
     context_chunks: int = Field(default=4, ge=1, le=50)
-    max_context_chars: int = Field(default=3000, ge=200)
+    max_context_tokens: int = Field(default=700, ge=50, description="budget for the retrieved passages in the prompt")
     max_tokens: int = Field(default=96, ge=1, le=8192)
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int = 7

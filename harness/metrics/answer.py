@@ -126,11 +126,21 @@ def answer_tokens(answer: str) -> int:
 # ------------------------------------------------------------------------------------------- must-include
 
 # Typographic variants a model emits that an author rarely types.
-_TYPOGRAPHY = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
-    "\u00a0": " ",
-})
+_TYPOGRAPHY = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u00a0": " ",
+    }
+)
 
 # A standalone number, optionally with a currency sign and thousands separators. The look-arounds keep it from
 # matching inside words, codes and dotted section numbers ("R905.2.8", "905.2.10"), which stay as written.
@@ -141,6 +151,38 @@ _NUMBER = re.compile(
     r"(?:\.(?P<frac>\d+))?"
     r"(?![.,]?\d)(?!\w)"
 )
+
+
+# Counts a writer spells out ("six nails") and a model may give as digits ("6 nails"), or the other way round.
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+}
+_NUMBER_WORD = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b")
 
 
 def _canonical_number(match: re.Match[str]) -> str:
@@ -157,10 +199,12 @@ def normalize_for_match(text: str) -> str:
     Unicode compatibility forms (NFKC), case folding, ASCII quotes and dashes, collapsed whitespace, and numbers
     written canonically: currency signs and thousands separators dropped, an all-zero fraction removed
     (``"$4,812.60"`` and ``"4812.60"`` both become ``"4812.60"``; ``"$4,812.00"`` and ``"4812"`` become ``"4812"``).
-    Other decimals stay as written. Numbers inside words or dotted codes (``"R905.2.8"``) are left alone.
+    Other decimals stay as written. Numbers inside words or dotted codes (``"R905.2.8"``) are left alone. Number
+    words up to twenty become digits (``"six"`` and ``"6"`` match).
     """
     text = unicodedata.normalize("NFKC", text).casefold().translate(_TYPOGRAPHY)
     text = " ".join(text.split())
+    text = _NUMBER_WORD.sub(lambda match: _NUMBER_WORDS[match[0]], text)
     return _NUMBER.sub(_canonical_number, text)
 
 
@@ -224,8 +268,10 @@ def must_include_recall(answer: str, must_include: Sequence[str] | None) -> floa
 
 # ------------------------------------------------------------------------------------------------ abstain
 
-_DOCS = r"(?:(?:provided|given|available|supplied|retrieved)\s+)?(?:documents?|context|sources?|excerpts?|passages?|" \
-        r"materials?|information|text|knowledge base|records?)"
+_DOCS = (
+    r"(?:(?:provided|given|available|supplied|retrieved)\s+)?(?:documents?|context|sources?|excerpts?|passages?|"
+    r"materials?|information|text|knowledge base|records?)"
+)
 _ABSTAIN_PATTERNS = [
     r"\bi\s+(?:do\s+not|don't|dont)\s+know\b",
     r"\bi\s+(?:cannot|can't|cant|could\s+not|couldn't|am\s+unable\s+to|was\s+unable\s+to)\s+"
@@ -266,8 +312,9 @@ class AnswerMetric:
     description: str
 
 
-def _with_reference(metric: Callable[[str, str], float]) -> Callable[[str, str | None, Sequence[str] | None],
-                                                                     float | None]:
+def _with_reference(
+    metric: Callable[[str, str], float],
+) -> Callable[[str, str | None, Sequence[str] | None], float | None]:
     def fn(answer: str, reference: str | None, must_include: Sequence[str] | None) -> float | None:
         return None if reference is None else metric(answer, reference)
 

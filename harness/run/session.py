@@ -264,7 +264,7 @@ def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
             passages,
             style=style,
             max_tokens=generation.max_tokens,
-            context_tokens=generation.max_context_chars // 4,
+            context_tokens=generation.max_context_tokens,
             temperature=generation.temperature,
             seed=generation.seed,
         )
@@ -297,7 +297,7 @@ def _projected_cloud(suite: Suite, fleet: Fleet | None, calls: int) -> float | N
     model = fleet.cloud_model if fleet else _default_cloud_model()
     questions = [case.question for case in suite.cases if case.generate]
     prompt_tokens = (
-        estimate_tokens("x" * generation.max_context_chars) + max(estimate_tokens(q) for q in questions) + 150
+        generation.max_context_tokens + max(estimate_tokens(q) for q in questions) + 150
     )
     return projected_cloud_cost_usd(model, calls, prompt_tokens, generation.max_tokens)
 
