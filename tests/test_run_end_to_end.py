@@ -6,7 +6,6 @@ The retrieval metrics in the run log are checked against pytrec_eval on the rank
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pandas as pd
