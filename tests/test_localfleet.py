@@ -177,6 +177,32 @@ async def test_mini_flow_through_the_dispatcher(fleet: LocalFleet) -> None:
         assert dispatcher.health()["local-1"].successes == len(CASES)
 
 
+async def test_streamed_answers_match_and_their_prompts_are_counted_exactly(fleet: LocalFleet) -> None:
+    """``host.stream``: the same greedy answers, the prompt count from /extras/tokenize/count, no output count.
+
+    llama-cpp-python accepts ``stream_options`` but streams neither ``usage`` nor ``timings``; the non-streamed
+    answer's ``usage.prompt_tokens`` is the oracle for the count the provider asks for afterwards.
+    """
+    host = load_fleet(fleet.fleet_path).hosts[0]
+    whole = provider_for(host.model_copy(update={"stream": False}))
+    streamed = provider_for(host.model_copy(update={"stream": True}))
+    try:
+        for question, passages, _ in CASES[:3]:
+            request = build_request(question, passages, style="completion", max_tokens=64)
+            reference = await whole.generate(request)
+            answer = await streamed.generate(request)
+            assert answer.text == reference.text and answer.finish_reason == reference.finish_reason
+            assert reference.usage.input_tokens is not None
+            assert answer.usage.input_tokens == reference.usage.input_tokens
+            assert answer.usage.output_tokens is None  # unmeasured: streamed chunks are not tokens
+            assert answer.timing.total_s is None
+            assert answer.timing.time_to_first_token_s is not None
+            assert 0 < answer.timing.time_to_first_token_s <= answer.latency_s
+    finally:
+        await whole.aclose()
+        await streamed.aclose()
+
+
 def test_prompts_fit_the_real_context_window(fleet: LocalFleet) -> None:
     """The token estimate never under-counts the real tokenizer, so built prompts never overflow ``n_ctx``."""
     url = fleet.servers[0].url

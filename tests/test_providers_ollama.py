@@ -212,3 +212,17 @@ async def test_status_of_tagged_models():
         finally:
             await p.aclose()
             await q.aclose()
+
+
+async def test_host_stream_streams_and_keeps_the_final_chunks_counts(fake):
+    p = OllamaProvider(_host(fake.url, stream=True))
+    fake.script = Reply.ok("drip edge at the eaves", chunk_delay=0.01, usage={"eval_count": 5, "prompt_eval_count": 9})
+    try:
+        gen = await p.generate(GenerationRequest(prompt="q"))  # request.stream is False; the host asks for it
+    finally:
+        await p.aclose()
+    assert fake.requests[-1].body["stream"] is True
+    assert gen.text == "drip edge at the eaves"
+    assert (gen.usage.input_tokens, gen.usage.output_tokens) == (9, 5)
+    assert gen.timing.eval_s is not None
+    assert 0 < gen.timing.time_to_first_token_s <= gen.latency_s

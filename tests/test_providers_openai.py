@@ -185,3 +185,85 @@ async def test_status_of_a_server_without_health_and_another_model():
     assert status.version is None
     assert status.model_present is False
     assert "not served" in status.error and "/health" not in status.error
+
+
+# --- host.stream, and streams without usage (llama-cpp-python) ---------------------------------------------------
+
+NO_USAGE = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+
+
+async def test_host_stream_streams_every_request_and_takes_usage_from_the_stream(fake):
+    p = OpenAICompatProvider(_host(fake.url, endpoint="completion", stream=True))
+    fake.script = Reply.ok("pan flashing at the sill", chunk_delay=0.01, usage=LLAMA_TIMINGS)
+    try:
+        gen = await p.generate(GenerationRequest(prompt="Question: sill?\nAnswer:"))  # request.stream is False
+    finally:
+        await p.aclose()
+    (sent,) = fake.requests_to("/v1/completions")
+    assert sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
+    assert gen.text == "pan flashing at the sill"
+    assert (gen.usage.input_tokens, gen.usage.output_tokens) == (13, 4)
+    assert 0 < gen.timing.time_to_first_token_s <= gen.latency_s
+    assert fake.requests_to("/extras/tokenize/count") == []  # the stream had usage: nothing more to ask
+
+
+async def test_stream_without_usage_leaves_output_unmeasured_and_asks_a_server_without_tokenizer_once():
+    with FakeOpenAI(timings=False) as fake:  # timings=False + no usage: what llama-cpp-python streams
+        fake.script = Reply.ok("36 inches [1].", chunk_delay=0.01, usage=NO_USAGE)
+        p = OpenAICompatProvider(_host(fake.url, endpoint="completion", stream=True))
+        try:
+            first = await p.generate(GenerationRequest(prompt="Question: how far?\nAnswer:"))
+            second = await p.generate(GenerationRequest(prompt="Question: how wide?\nAnswer:"))
+        finally:
+            await p.aclose()
+        asked = fake.requests_to("/extras/tokenize/count")
+    for gen in (first, second):
+        assert gen.text == "36 inches [1]."
+        assert gen.usage.input_tokens is None and gen.usage.output_tokens is None  # unmeasured, not 0
+        assert gen.timing.total_s is None
+        assert gen.timing.time_to_first_token_s is not None
+    assert len(asked) == 1  # answered 404: not asked again
+
+
+async def test_stream_without_usage_counts_the_prompt_with_the_servers_tokenizer():
+    counted: list[dict[str, object]] = []
+
+    async def tokenize_count(call):  # llama-cpp-python's /extras/tokenize/count
+        counted.append(call.body)
+        await fake.send_json(call, 200, {"count": 2 * len(str(call.body["input"]).split()) + 1})
+
+    with FakeOpenAI(timings=False) as fake:
+        fake.route("POST", "/extras/tokenize/count", tokenize_count)
+        fake.script = Reply.ok("At least 1 inch [2].", usage=NO_USAGE)
+        p = OpenAICompatProvider(_host(fake.url, endpoint="completion", stream=True))
+        try:
+            gen = await p.generate(GenerationRequest(prompt="one two three", system="four"))
+        finally:
+            await p.aclose()
+    assert counted == [{"model": "gemma-3-270m-it-Q4_K_M", "input": "four\n\none two three"}]  # the prompt as sent
+    assert gen.usage.input_tokens == 2 * 4 + 1
+    assert gen.usage.output_tokens is None
+
+
+async def test_no_token_count_request_for_chat_endpoints_or_when_turned_off():
+    with FakeOpenAI(timings=False) as fake:
+        fake.script = Reply.ok("answer", usage=NO_USAGE)
+        chat = OpenAICompatProvider(_host(fake.url, endpoint="chat", stream=True))
+        off = OpenAICompatProvider(_host(fake.url, endpoint="completion", stream=True), count_prompt_tokens=False)
+        try:
+            gens = [await provider.generate(GenerationRequest(prompt="q")) for provider in (chat, off)]
+        finally:
+            await chat.aclose()
+            await off.aclose()
+        assert fake.requests_to("/extras/tokenize/count") == []
+    assert all(g.text == "answer" and g.usage.input_tokens is None for g in gens)
+
+
+async def test_host_stream_false_and_request_stream_false_send_one_json_request(fake):
+    p = OpenAICompatProvider(_host(fake.url, endpoint="completion", stream=False))
+    try:
+        gen = await p.generate(GenerationRequest(prompt="q"))
+    finally:
+        await p.aclose()
+    assert "stream" not in fake.requests[-1].body
+    assert gen.timing.time_to_first_token_s is None

@@ -45,6 +45,11 @@ class Host(_Strict):
         "completion: raw prompt (ollama /api/generate raw, openai /v1/completions), for base models with a template",
     )
     max_concurrency: int = Field(default=1, ge=1, description="per-host semaphore; Ollama's default parallelism is 1")
+    stream: bool = Field(
+        default=False,
+        description="stream answers, so a cancelled race loser stops at once; some servers then report no token "
+        "counts or timings",
+    )
     token_env: str | None = Field(default=None, description="environment variable holding a bearer token (gateway)")
     cost: HostCost = Field(default_factory=HostCost)
 

@@ -8,6 +8,7 @@ Subclasses only build payloads and parse bodies.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -220,7 +221,14 @@ class HttpProvider:
         return self._semaphore
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        """Answer one request or raise ProviderError; ``latency_s`` includes the wait for the host semaphore."""
+        """Answer one request or raise ProviderError; ``latency_s`` includes the wait for the host semaphore.
+
+        The answer is streamed when ``request.stream`` or ``host.stream`` is set. A streamed request is the one a
+        server notices being cancelled: llama-cpp-python goes on generating a cancelled non-streamed answer to the
+        end, but stops a stream at its next token.
+        """
+        if self.host.stream and not request.stream:
+            request = dataclasses.replace(request, stream=True)
         started = time.perf_counter()
         async with self._host_semaphore():
             self._in_flight += 1
@@ -283,6 +291,15 @@ class HttpProvider:
         if not isinstance(data, dict):
             raise self.fail(f"expected a JSON object, got {type(data).__name__}", status=status)
         return data
+
+    async def post_probe(self, path: str, payload: dict[str, Any], *, timeout_s: float) -> tuple[int, Any]:
+        """POST for a side request (not a generation): (status, decoded body or None). Transport errors propagate."""
+        with self._pool.lease() as client:
+            response = await client.post(path, json=payload, timeout=timeout_s)
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
 
     async def get_json(self, path: str) -> tuple[int, Any]:
         """GET for status probes: (status, decoded body or None). Transport errors propagate as httpx errors."""

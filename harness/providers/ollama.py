@@ -1,7 +1,9 @@
 """Ollama's native API: ``/api/chat`` (default) or ``/api/generate`` with ``raw`` (completion endpoint).
 
-Non-streaming by default. With ``request.stream`` the NDJSON stream is read line by line, which gives a
-time-to-first-token and catches the ``{"error": ...}`` line Ollama sends mid-stream under an HTTP 200.
+Non-streaming by default. With ``request.stream`` or ``host.stream`` the NDJSON stream is read line by line, which
+gives a time-to-first-token and catches the ``{"error": ...}`` line Ollama sends mid-stream under an HTTP 200. The
+final chunk carries the same counts and durations as a whole reply. Ollama stops a cancelled request either way, so
+``host.stream`` is not needed to stop race losers there.
 Durations arrive in nanoseconds and may be missing (e.g. ``prompt_eval_*`` when the prompt was cached).
 """
 

@@ -2,8 +2,16 @@
 
 ``Host.endpoint`` picks ``/v1/chat/completions`` (messages) or ``/v1/completions`` (a prompt already in the model's
 template, used for base models with stop sequences). Token counts come from ``usage``; llama.cpp's ``timings``
-object, when present, gives server-side prompt and generation times in milliseconds. Streaming uses SSE and
-records the time to the first token.
+object, when present, gives server-side prompt and generation times in milliseconds.
+
+Streaming (``request.stream`` or ``host.stream``) uses SSE, records the time to the first token and asks for usage
+with ``stream_options.include_usage`` (vLLM, OpenAI and llama.cpp's ``llama-server`` then send it in a last chunk).
+llama-cpp-python ignores that field and streams neither ``usage`` nor ``timings``. For its completion endpoint the
+prompt's token count is then asked of its ``/extras/tokenize/count`` endpoint (see
+:meth:`OpenAICompatProvider.count_prompt_tokens`). The output count stays unmeasured (``None``): counting streamed
+chunks is not exact there. The server holds back text that may start a stop sequence and never sends the tokens that
+complete one (a ``"9, 10, 11, 12"`` answer stopped at ``"11, 12"`` is 14 tokens in ``usage`` and 9 chunks in the
+stream), and it sends a multi-byte character split over tokens as one chunk.
 """
 
 from __future__ import annotations
@@ -23,6 +31,12 @@ if TYPE_CHECKING:
     from harness.config.fleet import Host
 
 
+#: llama-cpp-python's token counter: POST {"model", "input"} -> {"count"}.
+TOKENIZE_COUNT_PATH = "/extras/tokenize/count"
+#: A count that takes longer than this is not worth holding the answer for.
+TOKENIZE_TIMEOUT_S = 5.0
+
+
 class OpenAICompatProvider(HttpProvider):
     """One OpenAI-compatible server. See ``HttpProvider`` for the constructor.
 
@@ -31,11 +45,15 @@ class OpenAICompatProvider(HttpProvider):
 
     server_label = "OpenAI-compatible server"
 
-    def __init__(self, host: Host, **kwargs: Any) -> None:
+    def __init__(self, host: Host, *, count_prompt_tokens: bool = True, **kwargs: Any) -> None:
+        """See ``HttpProvider``; ``count_prompt_tokens=False`` turns off :meth:`count_prompt_tokens`."""
         super().__init__(host, **kwargs)
         self._api = "" if self.base_url.endswith("/v1") else "/v1"
-        # /health and /props live at the server root, beside /v1.
+        # /health, /props and /extras live at the server root, beside /v1.
         self._root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        # Off for chat endpoints: the server wraps the messages in its chat template, so the count of our text
+        # would not be the count of what it evaluated.
+        self._count_prompts = count_prompt_tokens and host.endpoint == "completion"
 
     def _payload(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         payload: dict[str, Any] = {"model": self.host.model, "max_tokens": request.max_tokens}
@@ -113,7 +131,37 @@ class OpenAICompatProvider(HttpProvider):
                     timing = _timing(data, None)
         if not done and finish is None:
             raise self.fail("stream ended before [DONE]")
+        if usage.input_tokens is None and isinstance(payload.get("prompt"), str):
+            usage = dataclasses.replace(usage, input_tokens=await self.count_prompt_tokens(payload["prompt"]))
         return "".join(pieces), usage, dataclasses.replace(timing, time_to_first_token_s=first_token), finish
+
+    async def count_prompt_tokens(self, prompt: str) -> int | None:
+        """The server's own token count of a completion prompt, from llama-cpp-python's ``/extras/tokenize/count``.
+
+        Called after a streamed completion answer that carried no ``usage``. One small request to the server that
+        just answered (about 10 ms for a 1,000-token prompt, against seconds for the answer). Its count is exact:
+        the endpoint and the completion endpoint both tokenize with special tokens parsed and the model's BOS token
+        added, and the tests check it against the ``prompt_tokens`` of the same prompt sent non-streamed.
+
+        Returns:
+            The count, or ``None`` when counting is off, the host is a chat endpoint, the server has no such
+            endpoint (it is then not asked again), or the request fails. The answer stands either way.
+        """
+        if not self._count_prompts:
+            return None
+        try:
+            code, body = await self.post_probe(
+                f"{self._root}{TOKENIZE_COUNT_PATH}",
+                {"model": self.host.model, "input": prompt},
+                timeout_s=TOKENIZE_TIMEOUT_S,
+            )
+        except httpx.HTTPError:
+            return None
+        if code in (404, 405, 501):
+            self._count_prompts = False  # not llama-cpp-python: no tokenizer endpoint there
+            return None
+        count = body.get("count") if code == 200 and isinstance(body, dict) else None
+        return as_int(count)
 
     async def status(self) -> HostStatus:
         """GET /v1/models (reachability, model present), /health and /props when the server has them."""
