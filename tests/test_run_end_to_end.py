@@ -176,6 +176,7 @@ def test_generation_without_a_key_skips_the_cloud_plainly(workdir: Path) -> None
     report = (run_dir / "report.md").read_text()
     assert "cloud tier not run: ANTHROPIC_API_KEY is not set" in report
     assert "no cloud call was made" in report
+    assert "| local | hybrid − dense | must_include_recall |" in report
     generation_table = report.split("## Generation")[1].split("###")[0]
     assert "| local | dense |" in generation_table and "| cloud |" not in generation_table
 

@@ -106,6 +106,15 @@ def _generation(view: RunView) -> str:
     skipped = {t: i["reason"] for t, i in (view.manifest.get("tiers") or {}).items() if i["status"] != "run"}
     for tier, reason in skipped.items():
         parts.append(f"\n_{tier} tier not run: {reason}. No {tier} figures appear in this report._\n")
+    ab_metrics = [m for m in ("must_include_recall", "token_f1", "rouge_l") if m in answer_metrics]
+    ab = tables.generation_ab(gen, ab_metrics)
+    if not ab.empty:
+        parts += [
+            "\n### A/B of the context fed to the generator\n",
+            "Paired by case within each tier; bootstrap interval of the difference, sign-flip test; McNemar's exact "
+            "test on whether every required string is present.\n",
+            table(ab, index=False),
+        ]
     drift_metric = answer_metrics[0] if answer_metrics else None
     drift = tables.tier_drift(gen, drift_metric) if drift_metric else pd.DataFrame()
     parts.append("\n### Local vs cloud\n")

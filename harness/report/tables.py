@@ -136,3 +136,35 @@ def _quantile_or_none(frame: pd.DataFrame, column: str, q: float) -> float | Non
     if column not in frame or frame[column].notna().sum() == 0:
         return None
     return float(np.quantile(frame[column].dropna().astype(float), q))
+
+
+def generation_ab(gen: pd.DataFrame, metrics: list[str], seed: int = 0) -> pd.DataFrame:
+    """The A/B of the variants feeding the generator, per tier, on the cases both variants answered.
+
+    For each answer metric: the paired mean difference with its bootstrap interval and a sign-flip p-value; for
+    ``must_include_recall`` also McNemar's exact test on "every required string present".
+    """
+    rows = []
+    ok = gen[gen["status"] == "ok"]
+    for tier, part in ok.groupby("tier", sort=True):
+        variants = sorted(part["variant"].unique())
+        for a, b in combinations(variants, 2):
+            for metric in metrics:
+                if metric not in part:
+                    continue
+                wide = part.pivot_table(index="case_id", columns="variant", values=metric)
+                if not {a, b} <= set(wide.columns):
+                    continue
+                both = wide[[a, b]].dropna()
+                if both.empty:
+                    continue
+                diff = stats.paired_bootstrap_ci(both[a].tolist(), both[b].tolist(), seed=seed)
+                test = stats.sign_flip_test(both[a].tolist(), both[b].tolist(), seed=seed)
+                row: dict[str, Any] = {"tier": tier, "comparison": f"{b} − {a}", "metric": metric, "n": len(both),
+                                       a: both[a].mean(), b: both[b].mean(), "mean_diff": diff.estimate,
+                                       "ci_low": diff.low, "ci_high": diff.high, "p_value": test.p_value}
+                if metric == "must_include_recall":
+                    exact = stats.mcnemar_exact((both[a] == 1.0).tolist(), (both[b] == 1.0).tolist())
+                    row["mcnemar_p"] = exact.p_value
+                rows.append(row)
+    return pd.DataFrame(rows)
