@@ -216,7 +216,8 @@ class DenseIndex:
                 for record_id, _, vector in self._records(("embeddings",), ids=wanted)}
 
     def _embed(self, texts_by_hash: dict[str, str], progress: Progress | None) -> dict[str, np.ndarray]:
-        hashes = list(texts_by_hash)
+        # Longest first, as sentence-transformers orders one encode() call: batches of similar length pad less.
+        hashes = sorted(texts_by_hash, key=lambda h: (-len(texts_by_hash[h]), h))
         out: dict[str, np.ndarray] = {}
         step = max(1, getattr(self.embedder, "batch_size", 64)) * 4
         for start in range(0, len(hashes), step):
