@@ -16,13 +16,16 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import bm25s
 import numpy as np
 
 from harness.corpus.chunking import Chunk
 from harness.errors import RetrievalError
 from harness.retrieval.base import ScoredChunk, ranked
+
+if TYPE_CHECKING:
+    import bm25s
 
 TOKENIZER_VERSION = 1  # bump when tokenise() changes, so cached indexes are rebuilt
 _TOKEN = re.compile(r"[a-z0-9]+(?:[./\-][a-z0-9]+)*")
@@ -94,6 +97,8 @@ class BM25Index:
         return digest.hexdigest()
 
     def _build(self) -> bm25s.BM25:
+        import bm25s  # scipy.sparse comes with it: keep it out of `harness ingest`, which needs no BM25
+
         model = bm25s.BM25(k1=self.k1, b=self.b)
         model.index([tokenise(chunk.text) for chunk in self.chunks], show_progress=False)
         return model
@@ -109,6 +114,8 @@ class BM25Index:
             try:
                 saved = json.loads(marker.read_text())
                 if saved.get("key") == self.cache_key:
+                    import bm25s
+
                     model = bm25s.BM25.load(str(target), show_progress=False)
                     self.loaded_from_cache = True
                     return model
