@@ -228,3 +228,20 @@ def test_spelled_out_counts_match_digits_both_ways() -> None:
     assert must_include_recall("Six nails per shingle.", ["6 nails"]) == 1.0
     assert must_include_recall("Sixteen nails.", ["six"]) == 0.0
     assert must_include_recall("someone said so", ["one"]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "needle"),
+    [("a 3-inch overlap", "3 in"), ('lap it 3" at least', "3 in"), ("36 inches inside", "36 in"),
+     ("19% moisture", "19 percent"), ("19 per cent", "19 percent"), ("remove 2 ft beyond", "2 feet")],
+)
+def test_units_after_numbers_match_however_written(answer: str, needle: str) -> None:
+    from harness.metrics.answer import must_include_recall
+
+    assert must_include_recall(answer, [needle]) == 1.0
+
+
+def test_unit_normalisation_keeps_the_preposition_in() -> None:
+    from harness.metrics.answer import must_include_recall
+
+    assert must_include_recall("applied in 2023 in the valley", ["36 in"]) == 0.0

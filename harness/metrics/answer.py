@@ -164,6 +164,14 @@ _NUMBER_WORDS = {
 _NUMBER_WORD = re.compile(r"\b(?:" + "|".join(_NUMBER_WORDS) + r")\b")
 
 
+# Units written several ways after a number ("3-inch", '3"', "3 inches"; "19%", "19 per cent"; "2 feet", "2 ft").
+_UNITS = [
+    (re.compile(r"(?P<n>\d)\s*-?\s*(?:inches|inch|in\.|\")"), "in"),
+    (re.compile(r"(?P<n>\d)\s*-?\s*(?:feet|foot|ft\.?)(?!\w)"), "ft"),
+    (re.compile(r"(?P<n>\d)\s*(?:%|per\s?cent|percent)"), "percent"),
+]
+
+
 def _canonical_number(match: re.Match[str]) -> str:
     whole = match["int"].replace(",", "")
     frac = match["frac"] or ""
@@ -179,11 +187,14 @@ def normalize_for_match(text: str) -> str:
     written canonically: currency signs and thousands separators dropped, an all-zero fraction removed
     (``"$4,812.60"`` and ``"4812.60"`` both become ``"4812.60"``; ``"$4,812.00"`` and ``"4812"`` become ``"4812"``).
     Other decimals stay as written. Numbers inside words or dotted codes (``"R905.2.8"``) are left alone. Number
-    words up to twenty become digits (``"six"`` and ``"6"`` match).
+    words up to twenty become digits (``"six"`` and ``"6"`` match), and common units after a number are written one
+    way (``"3-inch"``, ``'3"'`` and ``"3 in"``; ``"19%"`` and ``"19 percent"``; ``"2 feet"`` and ``"2 ft"``).
     """
     text = unicodedata.normalize("NFKC", text).casefold().translate(_TYPOGRAPHY)
     text = " ".join(text.split())
     text = _NUMBER_WORD.sub(lambda match: _NUMBER_WORDS[match[0]], text)
+    for pattern, unit in _UNITS:
+        text = pattern.sub(rf"\g<n> {unit}", text)
     return _NUMBER.sub(_canonical_number, text)
 
 
