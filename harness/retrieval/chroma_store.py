@@ -81,7 +81,8 @@ class ChromaStore:
         url = url or os.environ.get(CHROMA_URL_ENV) or None
         settings = Settings(anonymized_telemetry=False)
         self.url = url
-        self.path = Path(path) if path is not None else None
+        # Absolute: Chroma shares one client per path string, so a relative path could reach another store.
+        self.path = Path(path).resolve() if path is not None else None
         if url:
             parsed = urlparse(url if "://" in url else f"http://{url}")
             if not parsed.hostname:
