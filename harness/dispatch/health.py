@@ -12,6 +12,7 @@ The clock is injectable so tests can move time; it is used only for the breaker'
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
@@ -52,17 +53,28 @@ def _median(sorted_values: list[float]) -> float:
 class LatencyWindow:
     """The last ``size`` latencies of one host, in seconds, with quantiles.
 
+    The window is also kept sorted (insert and evict by bisection), so a quantile costs O(1) on every call; the
+    dispatcher asks for some on each request.
+
     Args:
         size: how many recent samples to keep.
+        refresh: the typical quantile (a log-normal fit, O(n log n)) is recomputed after this many new samples.
     """
 
-    def __init__(self, size: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, size: int = DEFAULT_WINDOW, *, refresh: int = 8) -> None:
         self._samples: deque[float] = deque(maxlen=size)
-        self._sorted: list[float] | None = None
+        self._sorted: list[float] = []
+        self._adds = 0
+        self._refresh = refresh
+        self._typical: dict[float, tuple[int, float]] = {}
 
     def add(self, latency_s: float) -> None:
-        self._samples.append(max(0.0, latency_s))
-        self._sorted = None
+        value = max(0.0, latency_s)
+        if len(self._samples) == self._samples.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self._samples[0])]
+        self._samples.append(value)
+        bisect.insort(self._sorted, value)
+        self._adds += 1
 
     def extend(self, values: Iterable[float]) -> None:
         for value in values:
@@ -71,14 +83,9 @@ class LatencyWindow:
     def __len__(self) -> int:
         return len(self._samples)
 
-    def _ordered(self) -> list[float]:
-        if self._sorted is None:
-            self._sorted = sorted(self._samples)
-        return self._sorted
-
     def quantile(self, q: float) -> float | None:
         """The ``q`` quantile of the window, or ``None`` when it is empty."""
-        return quantile(self._ordered(), q) if self._samples else None
+        return quantile(self._sorted, q) if self._sorted else None
 
     def typical_quantile(self, q: float) -> float | None:
         """The ``q`` quantile of the host's *typical* latency, from a log-normal fit that ignores stragglers.
@@ -87,12 +94,17 @@ class LatencyWindow:
         latencies. Median and MAD barely move when a few percent of requests straggle, so unlike the empirical
         quantile this does not jump into the straggler tail when that tail holds more than ``1 - q`` of the requests.
         """
-        logs = sorted(math.log(max(x, 1e-6)) for x in self._samples)
-        if not logs:
+        if not self._sorted:
             return None
+        cached = self._typical.get(q)
+        if cached is not None and self._adds - cached[0] < self._refresh:
+            return cached[1]
+        logs = [math.log(max(x, 1e-6)) for x in self._sorted]  # sorted, since log is monotonic
         m = _median(logs)
         mad = _median(sorted(abs(x - m) for x in logs))
-        return math.exp(m + NormalDist().inv_cdf(q) * _MAD_TO_SIGMA * mad)
+        value = math.exp(m + NormalDist().inv_cdf(q) * _MAD_TO_SIGMA * mad)
+        self._typical[q] = (self._adds, value)
+        return value
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,274 @@
+"""The local phase of one dispatched call: which hosts get a request, when, and how each attempt ended.
+
+A call with a single candidate (strategy ``single``, or a one-host fleet) awaits its request inline under
+``asyncio.timeout``; every other call runs each request as a task, so the first good answer can win and the rest be
+cancelled (cancelling the task closes its HTTP connection; the server sees the client go away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from harness.config.fleet import Fleet, Host
+from harness.dispatch.budget import HedgeBudget
+from harness.dispatch.health import HostHealth, LatencyWindow, Permit
+from harness.dispatch.hedging import hedge_delay, rank_hosts
+from harness.errors import ProviderError
+from harness.providers.base import Provider
+from harness.providers.types import Attempt, Generation, GenerationRequest
+
+CANCEL_GRACE_S = 2.0  # how long to wait for cancelled requests to unwind (httpx closes the socket on the way)
+
+Abandon = Literal["cancelled", "timeout"]
+
+
+@dataclass
+class FleetState:
+    """What outlives a call: providers, per-host health and semaphores, fleet-wide latencies, the hedge budget."""
+
+    fleet: Fleet
+    providers: dict[str, Provider]
+    health: dict[str, HostHealth]
+    semaphores: dict[str, asyncio.Semaphore]
+    pooled: LatencyWindow
+    hedge_budget: HedgeBudget
+
+
+@dataclass
+class LocalOutcome:
+    """How the local phase ended: the winning answer (if any), every attempt, and why each host failed."""
+
+    winner: Generation | None = None
+    winner_host: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    busy_s: dict[str, float] = field(default_factory=dict)  # host -> seconds it spent on this call's requests
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One request to one host."""
+
+    host: Host
+    permit: Permit
+    index: int
+    launched: float
+    sent: float | None = None  # when it got past the host's semaphore
+
+
+def describe(exc: BaseException) -> tuple[str, int | None]:
+    """A one-line reason and the HTTP status of a failed request."""
+    if isinstance(exc, ProviderError):
+        message = exc.message
+        prefix = f"{exc.host}: "
+        if exc.host and message.startswith(prefix):
+            message = message[len(prefix) :]
+        return message, exc.status
+    return f"{type(exc).__name__}: {exc}", None
+
+
+class LocalCall:
+    """One call's local phase; see :mod:`harness.dispatch.dispatcher` for the strategies.
+
+    Args:
+        state: the dispatcher's shared state.
+        request: what to ask.
+        strategy: ``race``, ``hedge`` or ``single``.
+    """
+
+    def __init__(self, state: FleetState, request: GenerationRequest, strategy: str) -> None:
+        self.state = state
+        self.request = request
+        self.strategy = strategy
+        hosts = rank_hosts(state.fleet.hosts, state.health) if strategy == "hedge" else list(state.fleet.hosts)
+        self.queue = deque(hosts)
+        self.deadline = time.perf_counter() + state.fleet.timeout_s
+        self.outcome = LocalOutcome()
+        self._slots: list[Attempt | None] = []
+        self._tasks: dict[asyncio.Task[Generation], _Flight] = {}
+
+    async def run(self) -> LocalOutcome:
+        if self.strategy == "single" or len(self.queue) == 1:
+            await self._run_one()
+        else:
+            await self._run_many()
+        unreached = "not tried (strategy single)" if self.strategy == "single" else "not tried"
+        for host in self.queue:
+            self.outcome.reasons.setdefault(host.name, unreached)
+        self.outcome.attempts = [a for a in self._slots if a is not None]
+        return self.outcome
+
+    # -- sending ----------------------------------------------------------------------------------------------------
+
+    def _next(self) -> _Flight | None:
+        """The next host in the queue whose breaker allows a request; hosts passed over are recorded as skipped."""
+        while self.queue:
+            host = self.queue.popleft()
+            health = self.state.health[host.name]
+            permit = health.acquire()
+            if permit is None:
+                reason = health.skip_reason() or "breaker open"
+                self._slots.append(Attempt(host=host.name, outcome="skipped", latency_s=0.0, error=reason))
+                self.outcome.reasons[host.name] = reason
+                continue
+            self._slots.append(None)
+            return _Flight(host, permit, len(self._slots) - 1, time.perf_counter())
+        return None
+
+    def _launch(self) -> _Flight | None:
+        flight = self._next()
+        if flight is not None:
+            task = asyncio.create_task(self._send(flight), name=f"dispatch:{flight.host.name}")
+            self._tasks[task] = flight
+        return flight
+
+    async def _send(self, flight: _Flight) -> Generation:
+        name = flight.host.name
+        health = self.state.health[name]
+        health.in_flight += 1
+        try:
+            async with self.state.semaphores[name]:
+                flight.sent = time.perf_counter()
+                return await self.state.providers[name].generate(self.request)
+        finally:
+            health.in_flight -= 1
+
+    # -- one candidate: inline ------------------------------------------------------------------------------------
+
+    async def _run_one(self) -> None:
+        flight = self._next()
+        if flight is None:
+            return
+        try:
+            async with asyncio.timeout(max(0.0, self.deadline - time.perf_counter())) as timeout:
+                answer = await self._send(flight)
+        except asyncio.CancelledError:
+            self._abandoned(flight, "cancelled")
+            raise
+        except TimeoutError as exc:
+            if timeout.expired():
+                self._abandoned(flight, "timeout")
+            else:
+                self._failed(flight, exc)
+        except Exception as exc:  # noqa: BLE001 -- a provider bug must not sink the call; it is recorded
+            self._failed(flight, exc)
+        else:
+            self._succeeded(flight, answer)
+
+    # -- several candidates: tasks --------------------------------------------------------------------------------
+
+    async def _run_many(self) -> None:
+        hedging = self.strategy == "hedge"
+        policy = self.state.fleet.hedge
+        budget = self.state.hedge_budget
+
+        def hedge_at(flight: _Flight) -> float:
+            host_health = self.state.health[flight.host.name]
+            return flight.launched + hedge_delay(policy, host_health, pooled=self.state.pooled)
+
+        if hedging:
+            budget.deposit()
+        first = self._launch()
+        while self.strategy == "race" and self._launch() is not None:
+            pass
+        hedge_time = hedge_at(first) if hedging and first is not None else None
+        hedged = False
+        wanted = 1  # requests the hedge strategy keeps in flight: 1, or 2 once a hedge went out
+        try:
+            while self._tasks:
+                now = time.perf_counter()
+                may_hedge = hedge_time is not None and not hedged and self.queue
+                wake = min(self.deadline, hedge_time) if may_hedge and hedge_time is not None else self.deadline
+                done, _ = await asyncio.wait(
+                    self._tasks.keys(), timeout=max(0.0, wake - now), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in sorted(done, key=lambda t: self._tasks[t].index):
+                    flight = self._tasks.pop(task)
+                    if task.cancelled():
+                        self._failed(flight, asyncio.CancelledError())
+                    elif (exc := task.exception()) is not None:
+                        self._failed(flight, exc)
+                    else:
+                        self._succeeded(flight, task.result())
+                if self.outcome.winner is not None:
+                    break
+                if done and hedging and time.perf_counter() < self.deadline:
+                    # failover: replace failed requests at once
+                    while len(self._tasks) < wanted and (successor := self._launch()) is not None:
+                        budget.charge_failover()
+                        if not hedged:
+                            hedge_time = hedge_at(successor)
+                now = time.perf_counter()
+                if now >= self.deadline:
+                    break
+                if hedge_time is not None and not hedged and self.queue and now >= hedge_time:
+                    hedged = True
+                    if budget.try_hedge() and self._launch() is not None:
+                        wanted = 2
+        finally:
+            timed_out = self.outcome.winner is None and time.perf_counter() >= self.deadline
+            await self._cancel_all("timeout" if timed_out else "cancelled")
+
+    async def _cancel_all(self, how: Abandon) -> None:
+        """Cancel what is still in flight, wait for the connections to close, and record each as lost or timed out."""
+        if not self._tasks:
+            return
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.wait(self._tasks.keys(), timeout=CANCEL_GRACE_S)
+        for flight in self._tasks.values():
+            self._abandoned(flight, how)
+        self._tasks.clear()
+
+    # -- accounting -------------------------------------------------------------------------------------------------
+
+    def _settle(self, flight: _Flight, attempt: Attempt) -> None:
+        self._slots[flight.index] = attempt
+        if flight.sent is not None:
+            busy = self.outcome.busy_s
+            busy[flight.host.name] = busy.get(flight.host.name, 0.0) + time.perf_counter() - flight.sent
+
+    def _succeeded(self, flight: _Flight, answer: Generation) -> None:
+        now = time.perf_counter()
+        served = now - (flight.launched if flight.sent is None else flight.sent)
+        self.state.health[flight.host.name].record_success(flight.permit, served)
+        self.state.pooled.add(served)
+        self._settle(flight, Attempt(host=flight.host.name, outcome="ok", latency_s=now - flight.launched))
+        if self.outcome.winner is None:
+            self.outcome.winner = answer
+            self.outcome.winner_host = flight.host.name
+
+    def _failed(self, flight: _Flight, exc: BaseException) -> None:
+        self.state.health[flight.host.name].record_failure(flight.permit)
+        message, status = describe(exc)
+        latency = time.perf_counter() - flight.launched
+        attempt = Attempt(host=flight.host.name, outcome="error", latency_s=latency, status=status, error=message)
+        self._settle(flight, attempt)
+        self.outcome.reasons[flight.host.name] = f"HTTP {status}: {message}" if status is not None else message
+
+    def _abandoned(self, flight: _Flight, how: Abandon) -> None:
+        """A request cut short: it lost to another host (``cancelled``) or ran out of time (``timeout``)."""
+        now = time.perf_counter()
+        health = self.state.health[flight.host.name]
+        served = now - flight.sent if flight.sent is not None else None
+        latency = now - flight.launched
+        if how == "cancelled":
+            health.record_cancelled(flight.permit, served)
+            if served is not None:
+                self.state.pooled.add(served)
+            self._settle(flight, Attempt(host=flight.host.name, outcome="cancelled", latency_s=latency, cancelled=True))
+            return
+        # A request that never got past the host's semaphore says nothing about the host itself.
+        if served is not None:
+            health.record_failure(flight.permit)
+        else:
+            health.record_cancelled(flight.permit)
+        why = f"no answer within {self.state.fleet.timeout_s:g}s"
+        self._settle(
+            flight, Attempt(host=flight.host.name, outcome="timeout", latency_s=latency, error=why, cancelled=True)
+        )
+        self.outcome.reasons[flight.host.name] = why
