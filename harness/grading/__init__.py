@@ -1,1 +1,1 @@
-"""grading."""
+"""Sampled grading of answers (the grader seam and its sampler)."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
+from harness.grading.base import Grader, sampled
 from harness.metrics.retrieval import doc_run_from_chunks, evaluate
 from harness.providers.types import GenerationRequest
 from harness.run import records
@@ -61,7 +62,9 @@ class RunParts:
     tiers: list[AnswerTier] = field(default_factory=list)
     skipped_tiers: list[SkippedTier] = field(default_factory=list)
     build_prompt: PromptBuilder | None = None
+    grader: Grader | None = None
     grader_reason: str = "no grader configured"
+    grading_rate: float = 0.2
     concurrency: int = 4
 
 
@@ -114,7 +117,7 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
                     failures += 1
                     budget_hit = budget_hit or tier_record.get("budget_exhausted", False)
             record["generations"] = generations
-            record["grade"] = records.unmeasured_grade(parts.grader_reason)
+            record["grade"] = await _grade(parts, case, generations, hits)
             store.append(record)
             written += 1
             progress.advance("generation")
@@ -167,3 +170,22 @@ async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[Hit]) -> 
     results = await asyncio.gather(*(one(tier) for tier in parts.tiers))
     out.update(dict(results))
     return out
+
+
+async def _grade(
+    parts: RunParts, case: Case, generations: dict[str, dict[str, Any]], hits: Sequence[Hit]
+) -> dict[str, Any]:
+    """Grade each tier's answer for sampled cases; the grader never learns which tier wrote which answer."""
+    if parts.grader is None:
+        return records.unmeasured_grade(parts.grader_reason)
+    if not sampled(case.id, case.category, parts.grading_rate):
+        return records.unmeasured_grade(f"not in the {parts.grading_rate:.0%} grading sample")
+    context = [hit.text for hit in hits]
+    grades: dict[str, Any] = {}
+    for tier, answer in generations.items():
+        if answer["status"] != "ok":
+            grades[tier] = records.unmeasured_grade(f"no {tier} answer to grade")
+            continue
+        grade = await parts.grader.grade(case.question, case.reference, answer["text"], context)
+        grades[tier] = asdict(grade)
+    return {"status": "graded", "by_tier": grades}
