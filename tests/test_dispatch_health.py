@@ -85,6 +85,21 @@ def test_breaker_opens_after_consecutive_failures_and_half_opens_after_cooldown(
     assert (snap.successes, snap.failures, snap.cancelled, snap.consecutive_failures) == (2, 6, 1, 0)
 
 
+def test_lost_races_end_a_run_of_failures_but_a_request_that_never_arrived_does_not() -> None:
+    health = HostHealth("a", BreakerPolicy(failures=3))
+    for _ in range(10):  # a host that mostly loses races and sometimes fails stays closed
+        health.record_failure("normal")
+        health.record_failure("normal")
+        health.record_cancelled("normal", 0.3)
+    assert health.state == "closed"
+    health.record_failure("normal")
+    health.record_cancelled("normal", None)  # cancelled before it reached the host: no evidence either way
+    health.record_failure("normal")
+    assert health.state == "closed"
+    health.record_failure("normal")
+    assert health.state == "open"
+
+
 def test_hedge_delay_fixed_initial_and_adaptive() -> None:
     health = HostHealth("a")
     assert hedge_delay(HedgePolicy(delay_s=0.3), health) == 0.3

@@ -98,7 +98,11 @@ class Dispatcher:
         cloud_cost: CloudCost | None = None,
         clock: Clock = time.monotonic,
     ) -> Dispatcher:
-        """Build the providers of every host, and the Anthropic provider when the fleet falls back to the cloud."""
+        """Build the providers of every host, and the Anthropic provider when the fleet falls back to the cloud.
+
+        Raises:
+            InputError: an unknown host kind, a missing bearer token, or ``fallback: cloud`` without an API key.
+        """
         if fleet.fallback == "cloud" and cloud is None:
             from harness.providers.anthropic_cloud import AnthropicProvider
 

@@ -206,14 +206,20 @@ class HostHealth:
         """A request was cut short because another host answered first.
 
         Args:
-            permit: the permit it was sent with; a cancelled probe frees the probe slot.
-            elapsed_s: how long it had run. Its true latency was at least this, so it is kept as a (censored)
-                sample: otherwise hedging would hide the slow tail from the window, the quantiles would drift
-                down and the hedge delay with them.
+            permit: the permit it was sent with; a cancelled probe frees the probe slot (the breaker stays
+                half-open: a lost race proves nothing either way).
+            elapsed_s: how long it had been at the host, or ``None`` if it never got there. Its true latency was at
+                least this, so it is kept as a (censored) sample: otherwise hedging would hide the slow tail from the
+                window, the quantiles would drift down and the hedge delay with them. A request that reached the
+                host and was still being served is not a failure, so it also ends a run of consecutive failures;
+                otherwise a host that mostly loses races (and so rarely records a success) would open its breaker
+                on a few failures spread over hundreds of requests.
         """
         self.cancelled += 1
         if elapsed_s is not None:
             self.latency.add(elapsed_s)
+            if self.state == "closed":
+                self.consecutive_failures = 0
         if permit == "probe":
             self._probe_in_flight = False
 
