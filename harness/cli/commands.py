@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from harness.cli.console import RichProgress, console, errors, print_json
-from harness.errors import InputError
+from harness.errors import HarnessError, InputError
 
 SuiteArg = Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/retrieval.yaml", show_default=False)]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="where run directories go")]
@@ -143,6 +143,10 @@ def _run_suite(
     except KeyboardInterrupt:
         prepared.store.update_manifest(status="interrupted")
         errors.print(f"interrupted; continue with --resume {prepared.store.path.name}")
+        raise
+    except HarnessError as exc:
+        prepared.store.update_manifest(status="failed", error=exc.message)
+        exc.hint = exc.hint or f"fix the cause, then continue with --resume {prepared.store.path.name}"
         raise
     finish(prepared, outcome)
     view = write_reports(prepared.store.path)

@@ -9,7 +9,7 @@ import hashlib
 import importlib.metadata
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,6 @@ class PreparedRun:
     budget: Budget
     projected_cloud_usd: float | None
     cloud_calls: int
-    notes: list[str] = field(default_factory=list)
 
 
 def new_run_id() -> str:
@@ -83,14 +82,13 @@ def _corpus_dir(corpus: str, suite_path: Path) -> Path:
     suite_dir = suite_path.resolve().parent
     bare = "/" not in corpus and not corpus.startswith(".")
     bases = [Path.cwd(), suite_dir.parent] if bare else [suite_dir, Path.cwd()]
-    first_error: CorpusError | None = None
+    errors: list[CorpusError] = []
     for base in bases:
         try:
             return resolve_corpus(corpus, base=base)
         except CorpusError as exc:
-            first_error = first_error or exc
-    assert first_error is not None
-    raise first_error
+            errors.append(exc)
+    raise errors[0]
 
 
 def prepare(options: RunOptions) -> PreparedRun:
