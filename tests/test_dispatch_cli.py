@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.main import app
-from harness.fakes import FakeOllama, Reply
+from harness.fakes import FakeOllama, FakeOpenAI, Reply
+from harness.localfleet.prompt import CHAT_SYSTEM, COMPLETION_HEADER, COMPLETION_STOP
 
 runner = CliRunner()
 
@@ -50,7 +51,10 @@ def test_ask_json_reports_winner_and_every_attempt(tmp_path: Path, pair: tuple[F
     assert (data["host"], data["tier"]) == ("quick", "local")
     outcomes = {a["host"]: (a["outcome"], a["cancelled"]) for a in data["attempts"]}
     assert outcomes == {"slow": ("cancelled", True), "quick": ("ok", False)}
-    assert quick.requests_to("/api/chat")[0].body["messages"][-1]["content"] == "Is drip edge required?"
+    # chat hosts: the chat prompt style, with the answering instructions as the system message and no context
+    system, user = quick.requests_to("/api/chat")[0].body["messages"]
+    assert system == {"role": "system", "content": CHAT_SYSTEM}
+    assert user["role"] == "user" and user["content"].endswith("\nQuestion: Is drip edge required?")
 
 
 def test_ask_prints_answer_winner_and_attempts_table(tmp_path: Path, pair: tuple[FakeOllama, FakeOllama]) -> None:
@@ -82,7 +86,7 @@ def test_default_fleet_file_and_the_hint_when_it_is_missing(
     result = runner.invoke(app, ["fleet", "status"])
     assert result.exit_code == 2
     assert ".harness/fleet.yaml does not exist" in result.stderr
-    assert "harness fleet up --local" in result.stderr
+    assert "`harness fleet up`" in result.stderr  # --local takes a number; plain `up` starts the default fleet
 
     _, quick = pair
     write_fleet(tmp_path / ".harness" / "fleet.yaml", [("quick", quick.url, "llama3.2")])
@@ -116,3 +120,51 @@ def test_status_json_and_table(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         for name in ("good", "nomodel", "gone", "0.6.3"):
             assert name in result.stdout
+
+
+def write_openai_fleet(path: Path, hosts: list[tuple[str, str, str]]) -> Path:
+    lines = ["hosts:"]
+    for name, url, endpoint in hosts:
+        lines += [f"  - name: {name}", f"    url: {url}", "    kind: openai", f"    endpoint: {endpoint}",
+                  "    model: gemma3-270m"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_ask_sends_completion_hosts_the_few_shot_prompt_with_its_stop_sequences(tmp_path: Path) -> None:
+    # The fake answers on past the line break, as a base model does; the stop sequences must cut it there.
+    with FakeOpenAI(script=Reply.ok("At least 36 inches [1].\nQuestion: and the valleys?")) as fake:
+        fleet = write_openai_fleet(tmp_path / "fleet.yaml", [("local-1", fake.url, "completion")])
+        result = runner.invoke(app, ["fleet", "ask", "How far  must the ice barrier extend?", "--fleet", str(fleet),
+                                     "--max-tokens", "48", "--json"])
+        assert result.exit_code == 0, result.output
+        (sent,) = fake.requests_to("/v1/completions")
+    assert json.loads(result.stdout)["text"] == "At least 36 inches [1]."
+    prompt = sent.body["prompt"]
+    assert prompt.startswith(COMPLETION_HEADER)  # the worked examples a base model continues from
+    assert prompt.endswith("Question: How far must the ice barrier extend?\nAnswer:")
+    assert sent.body["stop"] == list(COMPLETION_STOP)
+    assert (sent.body["max_tokens"], sent.body["temperature"]) == (48, 0.0)
+
+
+def test_ask_system_option_replaces_the_instructions(tmp_path: Path, pair: tuple[FakeOllama, FakeOllama]) -> None:
+    _, quick = pair
+    fleet = write_fleet(tmp_path / "fleet.yaml", [("quick", quick.url, "llama3.2")])
+    result = runner.invoke(app, ["fleet", "ask", "q?", "--fleet", str(fleet), "--system", "Answer in French."])
+    assert result.exit_code == 0, result.output
+    body = quick.requests_to("/api/chat")[0].body
+    assert body["messages"][0] == {"role": "system", "content": "Answer in French."}
+    assert "num_ctx" not in body["options"]  # no context window forced on the host (Ollama would reload the model)
+
+
+def test_ask_refuses_a_fleet_that_mixes_completion_and_chat_hosts(tmp_path: Path) -> None:
+    with FakeOpenAI() as fake:
+        fleet = write_openai_fleet(
+            tmp_path / "fleet.yaml", [("base", fake.url, "completion"), ("instruct", fake.url, "chat")]
+        )
+        result = runner.invoke(app, ["fleet", "ask", "q?", "--fleet", str(fleet)])
+        assert fake.generations == 0
+    assert result.exit_code == 2
+    assert f"{fleet}: hosts: the fleet mixes completion and chat endpoints" in result.stderr
+    assert "chat: instruct" in result.stderr and "completion: base" in result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.output

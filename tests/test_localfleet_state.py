@@ -19,7 +19,7 @@ import pytest
 from harness.config.fleet import load_fleet
 from harness.errors import InputError, LocalFleetError
 from harness.localfleet import procs
-from harness.localfleet.fleetfile import write_fleet_file
+from harness.localfleet.fleetfile import STREAM, write_fleet_file
 from harness.localfleet.servers import (
     FLEET_FILE,
     STATE_FILE,
@@ -234,3 +234,16 @@ def test_the_fleet_file_is_a_valid_race_fleet_with_a_cost_model(tmp_path: Path) 
         # one hour of one busy core: 15 W x $0.17/kWh + $0.04 of hardware
         assert host.cost.usd_for_seconds(3600) == pytest.approx(0.015 * 0.17 + 0.04)
     assert "#" in path.read_text()  # the figures are explained in comments
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_the_fleet_file_says_whether_answers_are_streamed(tmp_path: Path, stream: bool) -> None:
+    path = write_fleet_file(tmp_path / FLEET_FILE, [("local-1", "http://127.0.0.1:45010")], model="gemma3-270m",
+                            stream=stream)
+    assert [host.stream for host in load_fleet(path).hosts] == [stream]
+    assert f"stream: {str(stream).lower()} " in path.read_text()
+
+
+def test_the_fleet_file_streams_by_default(tmp_path: Path) -> None:
+    path = write_fleet_file(tmp_path / FLEET_FILE, [("local-1", "http://127.0.0.1:45010")], model="gemma3-270m")
+    assert STREAM is True and [host.stream for host in load_fleet(path).hosts] == [True]

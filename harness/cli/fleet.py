@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ from rich.table import Table
 from harness.cli.console import console, errors, print_error, print_json
 from harness.config.fleet import Fleet, Strategy, load_fleet
 from harness.errors import HarnessError, InputError
+from harness.localfleet.fleetfile import STREAM as LOCAL_STREAM
 from harness.providers.base import HostStatus, Provider
 from harness.providers.types import Generation, GenerationRequest
 
@@ -34,7 +35,7 @@ fleet_app = typer.Typer(
 
 FleetOpt = Annotated[
     Path | None,
-    typer.Option("--fleet", "-f", help=f"fleet file (default: {DEFAULT_FLEET}, written by `harness fleet up --local`)"),
+    typer.Option("--fleet", "-f", help=f"fleet file (default: {DEFAULT_FLEET}, written by `harness fleet up`)"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 
@@ -49,16 +50,49 @@ def _harness_errors() -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
 
 
-def resolve_fleet(path: Path | None) -> Fleet:
+def fleet_file(path: Path | None) -> Path:
     """The fleet file given, else ``.harness/fleet.yaml``; an InputError with a hint when there is none."""
     if path is None:
         if not DEFAULT_FLEET.exists():
             raise InputError(
                 f"no --fleet given and {DEFAULT_FLEET} does not exist",
-                hint="pass --fleet FILE, or start the bundled local fleet with `harness fleet up --local`",
+                hint="pass --fleet FILE, or start the bundled local fleet with `harness fleet up`",
             )
         path = DEFAULT_FLEET
-    return load_fleet(path)
+    return path
+
+
+def resolve_fleet(path: Path | None) -> Fleet:
+    """Load the fleet file given, else ``.harness/fleet.yaml``."""
+    return load_fleet(fleet_file(path))
+
+
+def ask_request(fleet: Fleet, source: Path, question: str, *, system: str | None, max_tokens: int) -> GenerationRequest:
+    """The question in the prompt style of the fleet's hosts, with no retrieved context.
+
+    A completion host serves a base model: it needs the few-shot document and the stop sequences that end its answer
+    at the line break, or it runs on. Chat hosts get the instructions as the system message.
+
+    Raises:
+        InputError: the fleet mixes completion and chat hosts (one request cannot suit both).
+    """
+    from harness.localfleet.prompt import PromptStyle, build_request, style_for_endpoint
+
+    by_style: dict[PromptStyle, list[str]] = {}
+    for host in fleet.hosts:
+        by_style.setdefault(style_for_endpoint(host.endpoint), []).append(host.name)
+    if len(by_style) > 1:
+        detail = "; ".join(f"{style}: {', '.join(names)}" for style, names in sorted(by_style.items()))
+        raise InputError(
+            f"{source}: hosts: the fleet mixes completion and chat endpoints ({detail}); "
+            "one question cannot be put in both prompt styles",
+            hint="ask one kind of host at a time: put the completion hosts and the chat hosts in separate fleet files",
+        )
+    (style,) = by_style
+    request = build_request(question, [], style=style, max_tokens=max_tokens)
+    # No context to fit, so no context window to ask for: a num_ctx unlike the loaded one makes Ollama reload.
+    request = replace(request, num_ctx=None)
+    return replace(request, system=system) if system is not None else request
 
 
 def _cloud_for(fleet: Fleet) -> tuple[Provider | None, Callable[[Generation], float | None] | None]:
@@ -86,19 +120,28 @@ async def _ask(fleet: Fleet, request: GenerationRequest, strategy: Strategy | No
 
 @fleet_app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="the prompt to send", show_default=False)],
+    question: Annotated[
+        str, typer.Argument(help="the question, put in the hosts' prompt style (completion/chat)", show_default=False)
+    ],
     fleet: FleetOpt = None,
     strategy: Annotated[
         Strategy | None, typer.Option("--strategy", "-s", help="override the fleet file's strategy")
     ] = None,
-    system: Annotated[str | None, typer.Option("--system", help="system prompt")] = None,
+    system: Annotated[
+        str | None, typer.Option("--system", help="replace the prompt style's instructions (chat: the system message)")
+    ] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="most tokens to generate")] = 256,
     json_out: JsonOpt = False,
 ) -> None:
-    """Send one question through the dispatcher; print the answer, the winning host and every attempt."""
+    """Send one question through the dispatcher; print the answer, the winning host and every attempt.
+
+    The question goes in the prompt style of the fleet's hosts, without retrieved context: completion hosts get the
+    few-shot document with its stop sequences, chat hosts the answering instructions as the system message.
+    """
     with _harness_errors():
-        fleet_config = resolve_fleet(fleet)
-        request = GenerationRequest(prompt=question, system=system, max_tokens=max_tokens)
+        source = fleet_file(fleet)
+        fleet_config = load_fleet(source)
+        request = ask_request(fleet_config, source, question, system=system, max_tokens=max_tokens)
         generation = asyncio.run(_ask(fleet_config, request, strategy))
     if json_out:
         print_json(generation.to_dict())
@@ -215,6 +258,14 @@ def up(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="seconds to wait for every server to become healthy")
     ] = 120.0,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream/--no-stream",
+            help="stream answers, so a cancelled race loser stops at once (streamed, the servers report no output "
+            "token counts)",
+        ),
+    ] = LOCAL_STREAM,
     json_out: JsonOpt = False,
 ) -> None:
     """Start the embedded local fleet (llama.cpp servers with the bundled Gemma 3 270M) and write its fleet file."""
@@ -222,9 +273,9 @@ def up(
 
     with _harness_errors():
         running = start_local_fleet(local, state_dir=state_dir, base_port=base_port, threads=threads, ctx=ctx,
-                                    startup_timeout_s=timeout)
+                                    startup_timeout_s=timeout, stream=stream)
     if json_out:
-        print_json({"fleet_file": str(running.fleet_path), "model": str(running.model_path),
+        print_json({"fleet_file": str(running.fleet_path), "model": str(running.model_path), "stream": stream,
                     "servers": [asdict(server) | {"url": server.url} for server in running.servers]})
         return
     table = Table(title=f"local fleet: {len(running.servers)} llama.cpp server(s), model {running.model_alias}",
@@ -235,7 +286,8 @@ def up(
         ready = "" if server.ready_s is None else f"{server.ready_s:.1f}"
         table.add_row(server.name, server.url, str(server.pid), ready, server.log)
     console.print(table)
-    console.print(f"fleet file: {running.fleet_path}   (stop with `harness fleet down`)", highlight=False)
+    console.print(f"fleet file: {running.fleet_path}   (answers {'streamed' if stream else 'not streamed'}; "
+                  "stop with `harness fleet down`)", highlight=False)
 
 
 @fleet_app.command()

@@ -25,12 +25,36 @@ HARDWARE_USD_PER_THREAD_HOUR = 0.04
 # out ordinary calls; 60 s only cuts off a server that is stuck.
 TIMEOUT_S = 60.0
 
+# Streaming. llama-cpp-python finishes a non-streamed answer whose client has gone (a cancelled race loser) before it
+# takes its next request; a streamed answer stops at its next token. bench/race_streaming.py (2 servers, the 12
+# nightly RAG prompts, 6 race runs and 1 hedge run, one call at a time and two at a time, on a shared 2-core box):
+#   * the same 12/12 answers, streamed or not;
+#   * latency: no consistent difference. The p50 per call moved either way between runs (streamed 3.2-5.9 s vs
+#     3.0-7.3 s one at a time), with the box's other load, not with streaming. Two identical servers racing the same
+#     prompt finish close together, so a loser has little left to generate;
+#   * server CPU: streamed 0-10% less (a loser stops instead of finishing);
+#   * after the last answer the servers stayed busy 0.07-0.20 s streamed, up to 2.65 s not: work that the
+#     dispatcher's cost model never sees, since it stops a loser's clock at the cancel. A call cancelled early (a
+#     timeout, a hedge) leaves more: a 150-token answer cancelled after 0.6 s kept its server busy 5.9 s longer.
+# Streamed, llama-cpp-python reports no token counts: the prompt's is asked of its /extras/tokenize/count (one 5-13 ms
+# request), the answer's stays unmeasured. It sends no timings either way, and streaming adds the time to the first
+# token. Hence streamed by default; `harness fleet up --no-stream` when output token counts matter more.
+STREAM = True
 
-def render_fleet_yaml(hosts: list[tuple[str, str]], *, model: str, threads: int) -> str:
+
+def render_fleet_yaml(hosts: list[tuple[str, str]], *, model: str, threads: int, stream: bool = STREAM) -> str:
     """Return the fleet file text for ``(name, url)`` hosts serving ``model``."""
+    if stream:
+        stream_note = "stream: true            # a cancelled race loser stops at its next token; no output token counts"
+    else:
+        stream_note = "stream: false           # token counts reported; a cancelled loser finishes its answer first"
     lines = [
         "# The embedded local fleet: llama.cpp servers started by `harness fleet up` on loopback ports.",
         "# Written by `harness fleet up`; removed by `harness fleet down`. Edit a copy, not this file.",
+        "# stream: llama-cpp-python goes on generating a non-streamed answer after its client is gone, so a race",
+        "# loser keeps its server busy until it has finished; a streamed answer stops at the next token. Streamed,",
+        "# the server reports no token counts: the prompt is counted with its /extras/tokenize/count, the answer is",
+        "# left unmeasured. Measured with bench/race_streaming.py; `harness fleet up --no-stream` turns it off.",
         "strategy: race          # every host gets the call; the first answer wins and the others are cancelled",
         f"timeout_s: {TIMEOUT_S:g}",
         "fallback: none          # no cloud fallback: the local tier is measured on its own",
@@ -44,6 +68,7 @@ def render_fleet_yaml(hosts: list[tuple[str, str]], *, model: str, threads: int)
             "    endpoint: completion    # a base model: raw completion prompts, no chat template",
             f"    model: {model}",
             "    max_concurrency: 1      # one llama.cpp context per server; parallel calls would only queue",
+            f"    {stream_note}",
             "    cost:",
             f"      watts: {WATTS_PER_THREAD * threads:g}  # {threads} busy core(s) at ~15 W each; a 2-core box draws "
             "~30 W loaded",
@@ -54,7 +79,9 @@ def render_fleet_yaml(hosts: list[tuple[str, str]], *, model: str, threads: int)
     return "\n".join(lines) + "\n"
 
 
-def write_fleet_file(path: Path, hosts: list[tuple[str, str]], *, model: str, threads: int = 1) -> Path:
+def write_fleet_file(
+    path: Path, hosts: list[tuple[str, str]], *, model: str, threads: int = 1, stream: bool = STREAM
+) -> Path:
     """Write the fleet file atomically and check it loads as a valid fleet.
 
     Returns:
@@ -62,7 +89,7 @@ def write_fleet_file(path: Path, hosts: list[tuple[str, str]], *, model: str, th
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_fleet_yaml(hosts, model=model, threads=threads))
+    tmp.write_text(render_fleet_yaml(hosts, model=model, threads=threads, stream=stream))
     try:
         load_fleet(tmp)  # raises ConfigError if our own template drifts from the schema
     except BaseException:

@@ -30,7 +30,7 @@ from typing import Any
 
 from harness.errors import InputError, LocalFleetError
 from harness.localfleet import procs
-from harness.localfleet.fleetfile import write_fleet_file
+from harness.localfleet.fleetfile import STREAM, write_fleet_file
 from harness.localfleet.model import MODEL_ALIAS, bundled_gguf
 
 STATE_FILE = "localfleet.json"
@@ -305,6 +305,7 @@ def start_local_fleet(
     batch: int = 512,
     startup_timeout_s: float = 120.0,
     model_path: Path | None = None,
+    stream: bool = STREAM,
 ) -> LocalFleet:
     """Start ``n`` llama.cpp servers on loopback and wait until all are healthy.
 
@@ -317,6 +318,7 @@ def start_local_fleet(
         batch: prompt-processing batch size.
         startup_timeout_s: how long all servers together may take to become healthy.
         model_path: a GGUF to serve; default: the bundled Gemma 3 270M.
+        stream: write ``stream: true`` into the fleet file, so race losers stop at once (see ``fleetfile.STREAM``).
 
     Returns:
         The running fleet. Its ``fleet_path`` is ready for ``harness run --fleet``.
@@ -374,7 +376,7 @@ def start_local_fleet(
             ready = _wait_healthy(list(records), popens, timeout_s=startup_timeout_s, relaunch=relaunch)
             records[:] = ready
             fleet_file = write_fleet_file(state_dir / FLEET_FILE, [(r.name, r.url) for r in ready],
-                                          model=MODEL_ALIAS, threads=threads)
+                                          model=MODEL_ALIAS, threads=threads, stream=stream)
             _write_state(state_dir, _state_payload(ready, gguf, threads=threads, ctx=ctx, batch=batch,
                                                    fleet_file=fleet_file))
         except BaseException:
