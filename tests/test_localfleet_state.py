@@ -244,6 +244,6 @@ def test_the_fleet_file_says_whether_answers_are_streamed(tmp_path: Path, stream
     assert f"stream: {str(stream).lower()} " in path.read_text()
 
 
-def test_the_fleet_file_streams_by_default(tmp_path: Path) -> None:
+def test_the_fleet_file_does_not_stream_by_default(tmp_path: Path) -> None:
     path = write_fleet_file(tmp_path / FLEET_FILE, [("local-1", "http://127.0.0.1:45010")], model="gemma3-270m")
-    assert STREAM is True and [host.stream for host in load_fleet(path).hosts] == [True]
+    assert STREAM is False and [host.stream for host in load_fleet(path).hosts] == [False]

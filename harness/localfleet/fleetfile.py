@@ -38,8 +38,10 @@ TIMEOUT_S = 60.0
 #     timeout, a hedge) leaves more: a 150-token answer cancelled after 0.6 s kept its server busy 5.9 s longer.
 # Streamed, llama-cpp-python reports no token counts: the prompt's is asked of its /extras/tokenize/count (one 5-13 ms
 # request), the answer's stays unmeasured. It sends no timings either way, and streaming adds the time to the first
-# token. Hence streamed by default; `harness fleet up --no-stream` when output token counts matter more.
-STREAM = True
+# token. An eval harness reports tokens per call, and the leftover work of a loser is small when identical servers
+# race, so answers are not streamed by default; `harness fleet up --stream` when hedging or short timeouts cancel
+# requests early.
+STREAM = False
 
 
 def render_fleet_yaml(hosts: list[tuple[str, str]], *, model: str, threads: int, stream: bool = STREAM) -> str:
