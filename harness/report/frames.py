@@ -44,6 +44,7 @@ def generation_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "variant": record["variant"],
                 "category": record["category"],
                 "tier": tier,
+                "answerable": any(grade > 0 for grade in record["relevant"].values()),
                 "status": gen["status"],
                 "reason": gen.get("reason") or gen.get("error"),
                 "host": gen.get("host"),

@@ -91,7 +91,12 @@ def generation_summary(gen: pd.DataFrame, answer_metrics: list[str]) -> pd.DataF
             "skipped": int((part["status"] == "skipped").sum()),
         }
         for name in answer_metrics:
-            row[name] = _mean_or_none(ok, name)
+            if name != "abstained":
+                row[name] = _mean_or_none(ok, name)
+        # Declining is right when the corpus has no answer and wrong when it has one: report the two apart.
+        if "abstained" in answer_metrics:
+            row["declined_unanswerable"] = _mean_or_none(ok[~ok["answerable"]], "abstained")
+            row["declined_answerable"] = _mean_or_none(ok[ok["answerable"]], "abstained")
         row["latency_p50_s"] = _quantile_or_none(ok, "latency_s", 0.5)
         row["latency_p95_s"] = _quantile_or_none(ok, "latency_s", 0.95)
         row["tokens_in"] = _mean_or_none(ok, "input_tokens")
