@@ -21,15 +21,8 @@ from harness.errors import LocalFleetError
 from harness.localfleet import procs
 from harness.localfleet.model import MODEL_ALIAS, bundled_gguf
 from harness.localfleet.prompt import Passage, build_request, estimate_tokens, render_context
-from harness.localfleet.servers import (
-    FLEET_FILE,
-    STATE_FILE,
-    LocalFleet,
-    read_state,
-    running_fleet,
-    start_local_fleet,
-    stop_local_fleet,
-)
+from harness.localfleet.servers import LocalFleet, start_local_fleet, stop_local_fleet
+from harness.localfleet.state import FLEET_FILE, STATE_FILE, read_state, running_fleet
 from harness.providers.base import provider_for
 
 pytestmark = pytest.mark.llama

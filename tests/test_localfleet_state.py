@@ -20,15 +20,8 @@ from harness.config.fleet import load_fleet
 from harness.errors import InputError, LocalFleetError
 from harness.localfleet import procs
 from harness.localfleet.fleetfile import STREAM, write_fleet_file
-from harness.localfleet.servers import (
-    FLEET_FILE,
-    STATE_FILE,
-    STATE_VERSION,
-    read_state,
-    running_fleet,
-    start_local_fleet,
-    stop_local_fleet,
-)
+from harness.localfleet.servers import start_local_fleet, stop_local_fleet
+from harness.localfleet.state import FLEET_FILE, STATE_FILE, STATE_VERSION, read_state, running_fleet
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Start and stop the embedded local fleet: N real llama.cpp servers serving the bundled model on loopback ports.
 
 ``start_local_fleet`` launches ``python -m llama_cpp.server`` processes, waits until each answers ``GET /v1/models``,
-records them in ``<state_dir>/localfleet.json`` and writes ``<state_dir>/fleet.yaml`` pointing at them.
+records them in the state file (``<state_dir>/localfleet.json``, see :mod:`harness.localfleet.state`) and writes
+``<state_dir>/fleet.yaml`` pointing at them.
 ``stop_local_fleet`` stops exactly the processes recorded there, after checking each PID still names the process we
 started (start time and command line), so a PID reused by another program after a crash is never signalled.
 
@@ -12,7 +13,6 @@ Ctrl-C meant for the shell.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import json
 import os
@@ -22,21 +22,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from harness.errors import InputError, LocalFleetError
 from harness.localfleet import procs
 from harness.localfleet.fleetfile import STREAM, write_fleet_file
 from harness.localfleet.model import MODEL_ALIAS, bundled_gguf
-
-STATE_FILE = "localfleet.json"
-FLEET_FILE = "fleet.yaml"
-STATE_VERSION = 1
-SERVER_MODULE = "llama_cpp.server"
+from harness.localfleet.state import (
+    FLEET_FILE,
+    SERVER_MODULE,
+    ServerRecord,
+    clear_stale_state,
+    locked,
+    read_state,
+    remove_state,
+    server_records,
+    state_path,
+    state_payload,
+    write_state,
+)
 
 # llama_cpp.server reads every setting from an environment variable of the same name (pydantic-settings), and
 # uvicorn.run() takes HOST and PORT from the environment *over* the command line. Strip them from the child's
@@ -52,31 +59,6 @@ _SERVER_SETTING_NAMES = frozenset({
     "verbose", "vocab_only", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow", "yarn_ext_factor",
     "yarn_orig_ctx",
 })
-
-
-@dataclass(frozen=True)
-class ServerRecord:
-    """One server we started."""
-
-    name: str
-    pid: int
-    port: int
-    start_time: float  # the process's start time (epoch s), part of its identity
-    launched_at: str  # ISO-8601 UTC wall clock when we launched it
-    log: str
-    ready_s: float | None = None  # seconds from launch until it answered /v1/models
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def identity_markers(self) -> tuple[str, ...]:
-        """Whole command-line arguments only our server on this port has."""
-        return (f"-m {SERVER_MODULE}", f"--port {self.port}")
-
-    def is_ours(self) -> bool:
-        """True while the recorded PID still names the server we started."""
-        return procs.same_process(self.pid, self.start_time, self.identity_markers())
 
 
 @dataclass
@@ -122,61 +104,6 @@ class StopReport:
     already_gone: tuple[int, ...] = ()  # recorded PIDs with no process (crashed, or stopped elsewhere)
     not_ours: tuple[int, ...] = ()  # recorded PIDs now naming another process: left alone
     failed: tuple[int, ...] = ()  # ours, but still running after SIGKILL
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# State file
-
-
-def _state_path(state_dir: Path) -> Path:
-    return state_dir / STATE_FILE
-
-
-def _write_state(state_dir: Path, payload: dict[str, Any]) -> None:
-    path = _state_path(state_dir)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def read_state(state_dir: Path = Path(".harness")) -> dict[str, Any] | None:
-    """Return the parsed state file, or ``None`` when there is none.
-
-    Raises:
-        LocalFleetError: the file exists but is not a state file we can read.
-    """
-    path = _state_path(Path(state_dir))
-    try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LocalFleetError(f"{path}: unreadable local fleet state: {exc}",
-                              hint=f"stop stray llama_cpp.server processes by hand, then delete {path}") from exc
-    if not isinstance(payload, dict) or payload.get("version") != STATE_VERSION:
-        raise LocalFleetError(f"{path}: not a version-{STATE_VERSION} local fleet state file",
-                              hint=f"stop stray llama_cpp.server processes by hand, then delete {path}")
-    return payload
-
-
-def _records(payload: dict[str, Any], path: Path) -> list[ServerRecord]:
-    try:
-        return [ServerRecord(**entry) for entry in payload.get("servers", [])]
-    except TypeError as exc:
-        raise LocalFleetError(f"{path}: malformed server entry: {exc}",
-                              hint=f"stop stray llama_cpp.server processes by hand, then delete {path}") from exc
-
-
-@contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    """Serialise ``up`` and ``down`` on one state directory across processes."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / "localfleet.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -281,20 +208,6 @@ def log_tail(path: str | Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _state_payload(records: list[ServerRecord], model_path: Path, *, threads: int, ctx: int, batch: int,
-                   fleet_file: Path | None) -> dict[str, Any]:
-    return {
-        "version": STATE_VERSION,
-        "model_path": str(model_path),
-        "model_alias": MODEL_ALIAS,
-        "threads": threads,
-        "ctx": ctx,
-        "batch": batch,
-        "fleet_file": str(fleet_file) if fleet_file else None,
-        "servers": [asdict(r) for r in records],
-    }
-
-
 def start_local_fleet(
     n: int,
     *,
@@ -341,8 +254,8 @@ def start_local_fleet(
     gguf = Path(model_path) if model_path is not None else bundled_gguf()
     logs = state_dir / "logs"
 
-    with _locked(state_dir):
-        _clear_stale_state(state_dir)
+    with locked(state_dir):
+        clear_stale_state(state_dir)
         logs.mkdir(parents=True, exist_ok=True)
         popens: dict[int, subprocess.Popen[bytes]] = {}
         records: list[ServerRecord] = []
@@ -352,8 +265,8 @@ def start_local_fleet(
             popens[record.pid] = popen
             records.append(record)
             # Record every PID before waiting, so a crash of this process during start-up leaves them findable.
-            _write_state(state_dir, _state_payload(records, gguf, threads=threads, ctx=ctx, batch=batch,
-                                                   fleet_file=None))
+            write_state(state_dir, state_payload(records, gguf, threads=threads, ctx=ctx, batch=batch,
+                                                 fleet_file=None))
             return record
 
         def relaunch(record: ServerRecord) -> ServerRecord | None:
@@ -377,8 +290,8 @@ def start_local_fleet(
             records[:] = ready
             fleet_file = write_fleet_file(state_dir / FLEET_FILE, [(r.name, r.url) for r in ready],
                                           model=MODEL_ALIAS, threads=threads, stream=stream)
-            _write_state(state_dir, _state_payload(ready, gguf, threads=threads, ctx=ctx, batch=batch,
-                                                   fleet_file=fleet_file))
+            write_state(state_dir, state_payload(ready, gguf, threads=threads, ctx=ctx, batch=batch,
+                                                 fleet_file=fleet_file))
         except BaseException:
             # Whatever went wrong (including Ctrl-C), leave nothing running.
             for record in records:
@@ -387,7 +300,7 @@ def start_local_fleet(
             for popen in popens.values():
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     popen.wait(timeout=1.0)
-            _state_path(state_dir).unlink(missing_ok=True)
+            state_path(state_dir).unlink(missing_ok=True)
             raise
     return LocalFleet(state_dir=state_dir, servers=tuple(records), model_path=gguf, model_alias=MODEL_ALIAS,
                       fleet_path=fleet_file, threads=threads, ctx=ctx, _popens=popens)
@@ -468,26 +381,6 @@ def _stop_records(records: list[ServerRecord], grace_s: float) -> StopReport:
     return StopReport(tuple(stopped), tuple(gone), tuple(not_ours), tuple(failed))
 
 
-def _clear_stale_state(state_dir: Path) -> None:
-    """Refuse to start over a live fleet; forget a fleet whose processes are all gone."""
-    payload = read_state(state_dir)
-    if payload is None:
-        return
-    records = _records(payload, _state_path(state_dir))
-    alive = [r for r in records if r.is_ours()]
-    if alive:
-        ports = ", ".join(str(r.port) for r in alive)
-        raise LocalFleetError(f"a local fleet is already running from {state_dir} (ports {ports})",
-                              hint="use it (its fleet file is " + str(state_dir / FLEET_FILE) + "), or stop it with "
-                                   "`harness fleet down`")
-    _remove_state(state_dir)
-
-
-def _remove_state(state_dir: Path) -> None:
-    _state_path(state_dir).unlink(missing_ok=True)
-    (state_dir / FLEET_FILE).unlink(missing_ok=True)
-
-
 def stop_local_fleet(state_dir: Path = Path(".harness"), *, grace_s: float = 5.0) -> StopReport:
     """Stop the servers recorded in ``state_dir`` and remove the state and fleet files. Logs are kept.
 
@@ -500,35 +393,22 @@ def stop_local_fleet(state_dir: Path = Path(".harness"), *, grace_s: float = 5.0
     state_dir = Path(state_dir)
     if not state_dir.exists():
         return StopReport()
-    with _locked(state_dir):
+    with locked(state_dir):
         payload = read_state(state_dir)
         if payload is None:
             return StopReport()
-        report = _stop_records(_records(payload, _state_path(state_dir)), grace_s)
+        report = _stop_records(server_records(payload, state_path(state_dir)), grace_s)
         if report.failed:
             raise LocalFleetError(f"could not stop pid(s) {', '.join(map(str, report.failed))}",
                                   hint="stop them by hand (kill -9 <pid>), then run `harness fleet down` again")
-        _remove_state(state_dir)
+        remove_state(state_dir)
     return report
 
 
-def running_fleet(state_dir: Path = Path(".harness")) -> list[ServerRecord]:
-    """The recorded servers that are still running (and still ours)."""
-    payload = read_state(Path(state_dir))
-    if payload is None:
-        return []
-    return [r for r in _records(payload, _state_path(Path(state_dir))) if r.is_ours()]
-
-
 __all__ = [
-    "FLEET_FILE",
-    "STATE_FILE",
     "LocalFleet",
-    "ServerRecord",
     "StopReport",
     "log_tail",
-    "read_state",
-    "running_fleet",
     "server_command",
     "start_local_fleet",
     "stop_local_fleet",
