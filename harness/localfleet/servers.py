@@ -13,12 +13,9 @@ Ctrl-C meant for the shell.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,11 +26,11 @@ from pathlib import Path
 
 from harness.errors import InputError, LocalFleetError
 from harness.localfleet import procs
+from harness.localfleet.command import check_server_installed, child_env, server_command
 from harness.localfleet.fleetfile import STREAM, write_fleet_file
 from harness.localfleet.model import MODEL_ALIAS, bundled_gguf
 from harness.localfleet.state import (
     FLEET_FILE,
-    SERVER_MODULE,
     ServerRecord,
     clear_stale_state,
     locked,
@@ -44,21 +41,6 @@ from harness.localfleet.state import (
     state_payload,
     write_state,
 )
-
-# llama_cpp.server reads every setting from an environment variable of the same name (pydantic-settings), and
-# uvicorn.run() takes HOST and PORT from the environment *over* the command line. Strip them from the child's
-# environment so a stray PORT or MODEL in the user's shell cannot move or change a server.
-_SERVER_SETTING_NAMES = frozenset({
-    "api_key", "cache", "cache_size", "cache_type", "chat_format", "chat_template_kwargs", "clip_model_path",
-    "config_file", "disable_ping_events", "draft_model", "draft_model_num_pred_tokens", "embedding", "flash_attn",
-    "hf_model_repo_id", "hf_pretrained_model_name_or_path", "hf_tokenizer_config_path", "host", "interrupt_requests",
-    "kv_overrides", "last_n_tokens_size", "logits_all", "lora_base", "lora_path", "main_gpu", "model", "model_alias",
-    "mul_mat_q", "n_batch", "n_ctx", "n_gpu_layers", "n_threads", "n_threads_batch", "n_ubatch", "numa",
-    "offload_kqv", "port", "root_path", "rope_freq_base", "rope_freq_scale", "rope_scaling_type", "rpc_servers",
-    "seed", "split_mode", "ssl_certfile", "ssl_keyfile", "tensor_split", "type_k", "type_v", "use_mlock", "use_mmap",
-    "verbose", "vocab_only", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow", "yarn_ext_factor",
-    "yarn_orig_ctx",
-})
 
 
 @dataclass
@@ -110,13 +92,6 @@ class StopReport:
 # Starting
 
 
-def _check_server_installed() -> None:
-    for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings"):
-        if importlib.util.find_spec(module) is None:
-            raise LocalFleetError(f"cannot start llama.cpp servers: Python module {module!r} is missing",
-                                  hint="install the local extra: pip install -e '.[local]'")
-
-
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -136,50 +111,13 @@ def _free_port(taken: set[int]) -> int:
             return port
 
 
-def server_command(model_path: Path, port: int, *, threads: int, ctx: int, batch: int,
-                   alias: str = MODEL_ALIAS) -> list[str]:
-    """The command line of one server.
-
-    Choices that are not the server's defaults, and why:
-
-    * ``--n_threads_batch`` = ``--n_threads``: the default uses every core for prompt processing, so two servers on a
-      2-core box would fight over both cores.
-    * ``--logits_all false``: the default copies the logits of every prompt token (262k-entry vocabulary, 1 MB per
-      token) into a NumPy array; we never ask for logprobs. Measured on a 1,720-token prompt: peak RSS 3.2 GB and
-      22 s with the default, 0.46 GB and 7 s without.
-    * ``--use_mlock false``: mlock of 250 MB fails under the default RLIMIT_MEMLOCK of containers and CI runners.
-    * ``--interrupt_requests false``: otherwise a ``GET /v1/models`` status probe cuts a streamed answer short.
-    * ``--verbose true`` (the default) keeps llama.cpp's per-request timings in the log; ``bench/`` parses them.
-    """
-    return [
-        sys.executable, "-m", SERVER_MODULE,
-        "--model", str(model_path),
-        "--model_alias", alias,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--n_threads", str(threads),
-        "--n_threads_batch", str(threads),
-        "--n_ctx", str(ctx),
-        "--n_batch", str(batch),
-        "--n_ubatch", str(batch),
-        "--logits_all", "false",
-        "--use_mlock", "false",
-        "--interrupt_requests", "false",
-        "--verbose", "true",
-    ]
-
-
-def _child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.lower() not in _SERVER_SETTING_NAMES}
-
-
 def _launch(name: str, model_path: Path, port: int, log_path: Path, *, threads: int, ctx: int,
             batch: int) -> tuple[subprocess.Popen[bytes], ServerRecord]:
     command = server_command(model_path, port, threads=threads, ctx=ctx, batch=batch)
     with log_path.open("wb") as log:
         try:
             popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     env=_child_env(), start_new_session=True, close_fds=True)
+                                     env=child_env(), start_new_session=True, close_fds=True)
         except OSError as exc:
             raise LocalFleetError(f"could not launch {name}: {exc}", hint="check the Python interpreter") from exc
     info = procs.proc_info(popen.pid)
@@ -249,7 +187,7 @@ def start_local_fleet(
         raise InputError(f"ctx={ctx}: too small for a RAG prompt", hint="pass ctx >= 256 (2048 is the default)")
     if base_port is not None and not 1024 <= base_port <= 65535 - n:
         raise InputError(f"base_port={base_port}: out of range", hint=f"pick a port in 1024..{65535 - n}")
-    _check_server_installed()
+    check_server_installed()
     state_dir = Path(state_dir)
     gguf = Path(model_path) if model_path is not None else bundled_gguf()
     logs = state_dir / "logs"
@@ -409,7 +347,6 @@ __all__ = [
     "LocalFleet",
     "StopReport",
     "log_tail",
-    "server_command",
     "start_local_fleet",
     "stop_local_fleet",
 ]

@@ -21,13 +21,12 @@ from typing import Any
 
 from harness.errors import LocalFleetError
 from harness.localfleet import procs
+from harness.localfleet.command import SERVER_MODULE
 from harness.localfleet.model import MODEL_ALIAS
 
 STATE_FILE = "localfleet.json"
 FLEET_FILE = "fleet.yaml"
 STATE_VERSION = 1
-# The module every server runs; its presence on a command line is part of a server's identity.
-SERVER_MODULE = "llama_cpp.server"
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,6 @@ def running_fleet(state_dir: Path = Path(".harness")) -> list[ServerRecord]:
 
 __all__ = [
     "FLEET_FILE",
-    "SERVER_MODULE",
     "STATE_FILE",
     "STATE_VERSION",
     "ServerRecord",
