@@ -5,7 +5,10 @@ server thread's event loop; counters are plain ints read from other threads, whi
 
 Generation requests follow one path (``serve_generation``): record, pick a ``Reply``, wait its latency while
 watching for the client to disconnect, then answer as scripted. A client that goes away before the answer is
-complete is counted in ``disconnects`` -- how tests see that a race loser's connection was really closed.
+complete is counted in ``disconnects`` -- how tests see that a race loser's connection was really closed. That
+includes a client that went away before the server had read the request body (a loser cancelled just after sending
+its headers): such a request counts in ``generations``, ``disconnects`` and ``unread``, and is not recorded in
+``requests`` (it has no body), nor answered.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 import uvicorn
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from harness.fakes.script import RecordedRequest, Reply, Script, ScriptCursor
@@ -68,10 +71,12 @@ class FakeServer:
         self.completed = 0
         self.disconnects = 0
         self.resets = 0
+        self.unread = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self._routes: dict[tuple[str, str], Handler] = {}
         self._prefix_routes: list[tuple[str, str, Handler]] = []
+        self._generation_routes: set[tuple[str, str]] = set()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -155,13 +160,17 @@ class FakeServer:
 
     def reset_counters(self) -> None:
         self.requests.clear()
-        self.generations = self.completed = self.disconnects = self.resets = 0
+        self.generations = self.completed = self.disconnects = self.resets = self.unread = 0
         self.max_in_flight = self.in_flight
 
     # --- routing -----------------------------------------------------------------------------------------------
 
-    def route(self, method: str, path: str, handler: Handler) -> None:
+    def route(self, method: str, path: str, handler: Handler, *, generation: bool | None = None) -> None:
+        """Serve ``method path`` with ``handler``; ``generation`` (default: POST routes) marks a generation endpoint,
+        where a request abandoned before its body was read still counts as a generation and a disconnect."""
         self._routes[(method, path)] = handler
+        if method == "POST" if generation is None else generation:
+            self._generation_routes.add((method, path))
 
     def route_prefix(self, method: str, prefix: str, handler: Handler) -> None:
         self._prefix_routes.append((method, prefix, handler))
@@ -170,7 +179,11 @@ class FakeServer:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:
+            self._unread(scope)
+            return
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
@@ -193,6 +206,13 @@ class FakeServer:
             await self.send_not_found(call)
             return
         await handler(call)
+
+    def _unread(self, scope: dict[str, Any]) -> None:
+        """The client went away before the body was read (starlette's ClientDisconnect): count, don't answer."""
+        self.unread += 1
+        if (scope["method"], scope["path"]) in self._generation_routes:
+            self.generations += 1
+            self.disconnects += 1
 
     async def send_not_found(self, call: Call) -> None:
         await self.send_json(call, 404, {"error": f"no route for {call.record.method} {call.record.path}"})
