@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import random
 import socket
+import time
 
+import httpx
 import pytest
 
 from harness.config.fleet import Host
 from harness.errors import InputError, ProviderError
-from harness.fakes import FakeOllama, FakeOpenAI, Reply
+from harness.fakes import FakeOllama, FakeOpenAI, Reply, lognormal
+from harness.providers._http import CONNECTIONS_PER_CLIENT, ClientPool
 from harness.providers.ollama import OllamaProvider
 from harness.providers.openai_compat import OpenAICompatProvider
 from harness.providers.types import GenerationRequest
@@ -182,3 +188,112 @@ async def test_cancelling_mid_stream_closes_the_connection():
         finally:
             await p.aclose()
     assert fake.completed == 0
+
+
+# --- cancellation must not leak httpcore pool entries (httpcore 1.0.9: encode/httpcore#830, #1093) ---------------
+
+
+def _pool_entries(client: httpx.AsyncClient) -> tuple[int, list[str]]:
+    """(requests, connection states) held by the client's httpcore pool: the independent view of what it tracks."""
+    pool = client._transport._pool  # noqa: SLF001 -- httpcore's own bookkeeping is the oracle here
+    return len(pool._requests), [c.info() for c in pool.connections]  # noqa: SLF001
+
+
+async def _cancel_at(coro, rng: random.Random) -> None:
+    """Run ``coro`` and cancel it at a random moment: after 0-80 loop turns (connecting, sending, reading, closing)
+    or after 0-15 ms (waiting for the answer, or just as it arrives)."""
+    task = asyncio.create_task(coro)
+    if rng.random() < 0.5:
+        for _ in range(rng.randrange(81)):
+            await asyncio.sleep(0)
+    else:
+        await asyncio.sleep(rng.uniform(0.0, 0.015))
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_cancelling_at_random_moments_leaves_the_pool_clean(stream):
+    """Race losers are cancelled wherever they are. Before the fix, some cancellations left a request or a
+    never-connected connection in httpx's pool for good; with 4 connections per client the pool filled and every
+    later request waited for the pool timeout."""
+    rng = random.Random(7)
+    request = GenerationRequest(prompt="q", stream=stream)
+    with FakeOpenAI(script=Reply.ok("a b c", latency=lognormal(0.004, 1.0, seed=3))) as fake:
+        p = OpenAICompatProvider(_host(fake.url, "openai", "m", max_concurrency=CONNECTIONS_PER_CLIENT))
+        try:
+            for _ in range(150):  # 1200 cancellations, most of them while a new connection is being set up
+                await asyncio.gather(*(_cancel_at(p.generate(request), rng) for _ in range(8)))
+            started = time.perf_counter()
+            async with asyncio.timeout(5.0):
+                gens = await asyncio.gather(*(p.generate(request) for _ in range(16)))
+            elapsed = time.perf_counter() - started
+            clients = p._pool.clients  # noqa: SLF001
+            entries = [_pool_entries(client) for client in clients]
+            retired = p._pool.retired  # noqa: SLF001
+        finally:
+            await p.aclose()
+    assert fake.disconnects > 50  # the cancellations reached the server too, in every phase
+    assert [g.text for g in gens] == ["a b c"] * 16
+    assert elapsed < 2.0  # 16 answers of ~4 ms, 4 at a time; a leaked slot would stall them for the pool timeout
+    assert len(clients) == 1
+    for requests, states in entries:
+        assert requests == 0, entries
+        assert len(states) <= CONNECTIONS_PER_CLIENT, entries
+        assert all("IDLE" in state for state in states), entries
+    assert retired == 0  # nothing was leaked in the first place: the safety net was not needed
+
+
+async def test_a_client_whose_pool_lost_track_of_a_request_is_retired_and_closed():
+    """The safety net: a client whose pool holds a request no call owns (here: a streamed answer left unclosed) is
+    not lent out again, and is closed once its last call is done -- which closes the connection under it."""
+    payload = {"model": "m", "messages": [{"role": "user", "content": "q"}], "stream": True}
+    with FakeOpenAI(script=Reply.ok("a b c d", chunk_delay=10.0)) as fake:
+        pool = ClientPool(per_client=4, base_url=fake.url)
+        try:
+            with pool.lease() as first:
+                request = first.build_request("POST", "/v1/chat/completions", json=payload)
+                await first.send(request, stream=True)  # headers read, body never: the pool keeps the request
+                with pool.lease() as second:
+                    assert second is first  # least loaded: the one open client
+                    assert (await second.get("/v1/models")).status_code == 200
+                assert pool.retired == 0  # consistent so far: the open answer belongs to a call in flight
+            assert pool.retired == 1
+            await _until(lambda: first.is_closed and fake.disconnects == 1)
+            with pool.lease() as fresh:
+                assert fresh is not first
+                assert (await fresh.get("/v1/models")).status_code == 200
+            requests, states = _pool_entries(fresh)
+            assert requests == 0 and len(states) == 1 and "IDLE" in states[0]
+            assert pool.retired == 1
+        finally:
+            await pool.aclose()
+
+
+async def test_fake_counts_a_request_abandoned_before_its_body_was_read():
+    """A loser cancelled just after sending its headers: the fake counts it (generation, disconnect, unread) and
+    does not log starlette's ClientDisconnect as an application error."""
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign]
+    logger = logging.getLogger("uvicorn.error")
+    with FakeOpenAI() as fake:
+        logger.addHandler(handler)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", fake.port)
+            writer.write(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+            await writer.drain()
+            await asyncio.sleep(0.1)  # let the server start reading the body
+            writer.close()
+            await writer.wait_closed()
+            await _until(lambda: fake.unread == 1)
+            await asyncio.sleep(0.05)
+        finally:
+            logger.removeHandler(handler)
+    assert (fake.generations, fake.disconnects, fake.completed) == (1, 1, 0)
+    assert fake.requests == []  # nothing to record: the body never arrived
+    assert errors == []

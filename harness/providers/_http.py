@@ -1,8 +1,21 @@
 """Shared httpx plumbing for the local-host providers.
 
-One ``httpx.AsyncClient`` per provider, one semaphore per (event loop, base URL), bearer tokens from the environment,
-and the translation of every transport or HTTP failure into ``ProviderError`` with ``status`` and ``retryable``.
-Subclasses only build payloads and parse bodies.
+Small pooled ``httpx.AsyncClient``s per provider, one semaphore per (event loop, base URL), bearer tokens from the
+environment, and the translation of every transport or HTTP failure into ``ProviderError`` with ``status`` and
+``retryable``. Subclasses only build payloads and parse bodies.
+
+Cancellation (how race losers are stopped) needs care with httpcore 1.0.9, whose connection pool can lose track of a
+cancelled request (encode/httpcore#830, #1093; fix proposed in #1099, unreleased):
+
+* A ``Task.cancel()`` that lands while httpcore tidies up -- e.g. a loser cancelled just as its answer arrived -- can
+  interrupt the clean-up: httpcore shields it with anyio cancel scopes, and those stop only scope cancellation. The
+  pool then keeps the request and its connection for good. So calls run in a child task that the caller's
+  cancellation stops through an anyio cancel scope (``run_cancel_safe``); the shields then hold.
+* A request cancelled while queued for a connection, after the pool created one for it, leaves that connection in
+  the pool, never connected and never reaped. Requests queue only when the pool is at its connection cap, so the
+  clients have none (the host semaphore and ``ClientPool`` already bound the connections).
+* Whatever slips through: a client whose pool holds more requests than are in flight, or a busy connection no request
+  owns, is retired and closed once its last request is done (``ClientPool.retired`` counts them).
 """
 
 from __future__ import annotations
@@ -13,10 +26,11 @@ import json
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 import httpx
 
 from harness.errors import InputError, ProviderError
@@ -31,6 +45,8 @@ CONNECTIONS_PER_CLIENT = 4
 
 # Statuses worth sending again, possibly to another host: the server is busy, restarting or overloaded.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+
+_T = TypeVar("_T")
 
 # loop -> base URL -> [semaphore, number of open providers using it]
 _SEMAPHORES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list[Any]]] = weakref.WeakKeyDictionary()
@@ -126,13 +142,64 @@ def chat_messages(request: GenerationRequest) -> list[dict[str, str]]:
     return messages
 
 
+async def run_cancel_safe(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Await ``coro`` in a child task that is stopped only through an anyio cancel scope.
+
+    Cancelling the caller cancels the scope, waits for the child to unwind (its connection is closed by then, so the
+    server has seen the client go away) and re-raises CancelledError. httpcore's clean-up after a cancelled request
+    is shielded against scope cancellation but not against ``Task.cancel()``; see the module docstring.
+    """
+    scope = anyio.CancelScope()
+
+    async def child() -> _T:
+        with scope:
+            return await coro
+        raise asyncio.CancelledError  # the scope was cancelled and swallowed it; nobody awaits this result
+
+    task = asyncio.get_running_loop().create_task(child())
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        scope.cancel()
+        while not task.done():
+            try:
+                await asyncio.wait((task,))
+            except asyncio.CancelledError:
+                continue  # cancelled again (a timeout and a lost race, say): the unwinding is short, finish it
+        if not task.cancelled():
+            task.exception()  # the caller is gone; mark the child's outcome as seen
+        raise
+
+
+def _pool_is_inconsistent(client: httpx.AsyncClient, in_flight: int) -> bool:
+    """True when the client's httpcore pool holds requests or busy connections that no call in flight owns.
+
+    Each lease sends one request, which leaves the pool before the lease ends; so a pool with more requests than
+    leases, or a connecting/active connection assigned to no request, has lost track of something for good. Reads
+    httpcore internals; if they are not there (another httpcore), nothing is reported.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    requests = getattr(pool, "_requests", None)
+    connections = getattr(pool, "_connections", None)
+    if not isinstance(requests, list) or not isinstance(connections, list):
+        return False
+    if len(requests) > in_flight:
+        return True
+    owned = {id(getattr(request, "connection", None)) for request in requests}
+    return any(not (c.is_idle() or c.is_closed()) and id(c) not in owned for c in connections)
+
+
 class ClientPool:
-    """httpx clients of at most ``per_client`` connections each, lent least-loaded first, created on demand.
+    """httpx clients each lent to at most ``per_client`` calls at once, least-loaded first, created on demand.
 
     Why not one client with ``max_concurrency`` connections: httpx's pool checks every connection on each request and
     response, so its cost per request grows with the pool. On loopback against a fake with 50 ms latency, one client
     with 50 connections served ~100 req/s, clients of 4 connections ~550 req/s. For max_concurrency <= per_client
     this is exactly one client.
+
+    The lending bounds each client's connections, so httpx's own pools have no connection cap: a capped pool queues
+    requests, and a request cancelled while queued can leave an orphaned connection behind (module docstring). A
+    client found holding orphans when a call gives it back is retired: no new calls, closed after its last one.
     """
 
     def __init__(self, *, per_client: int, **client_kwargs: Any) -> None:
@@ -140,31 +207,57 @@ class ClientPool:
         # one TLS context for all clients: building one per client is slow and they are identical
         client_kwargs.setdefault("verify", httpx.create_ssl_context())
         self._kwargs = client_kwargs
-        self._clients: list[httpx.AsyncClient] = []
-        self._load: list[int] = []
+        self._load: dict[httpx.AsyncClient, int] = {}  # clients lent out, with their calls in flight
+        self._retiring: dict[httpx.AsyncClient, int] = {}  # retired clients still serving calls
+        self._closing: set[asyncio.Task[None]] = set()
+        #: clients retired because their pool lost track of a request or connection
+        self.retired = 0
 
-    def _new_client(self) -> int:
-        limits = httpx.Limits(max_connections=self.per_client, max_keepalive_connections=self.per_client)
-        self._clients.append(httpx.AsyncClient(limits=limits, **self._kwargs))
-        self._load.append(0)
-        return len(self._clients) - 1
+    @property
+    def clients(self) -> list[httpx.AsyncClient]:
+        """The open clients, retiring ones included (for diagnosis)."""
+        return [*self._load, *self._retiring]
+
+    def _new_client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=self.per_client)
+        client = httpx.AsyncClient(limits=limits, **self._kwargs)
+        self._load[client] = 0
+        return client
 
     @contextmanager
     def lease(self) -> Iterator[httpx.AsyncClient]:
-        """A client with a free connection slot (the host semaphore bounds how many are taken at once)."""
-        index = min(range(len(self._load)), key=self._load.__getitem__, default=-1)
-        if index < 0 or self._load[index] >= self.per_client:
-            index = self._new_client()
-        self._load[index] += 1
+        """A client with fewer than ``per_client`` calls in flight (the host semaphore bounds how many are taken)."""
+        client = min(self._load, key=self._load.__getitem__, default=None)
+        if client is None or self._load[client] >= self.per_client:
+            client = self._new_client()
+        self._load[client] += 1
         try:
-            yield self._clients[index]
+            yield client
         finally:
-            self._load[index] -= 1
+            self._give_back(client)
+
+    def _give_back(self, client: httpx.AsyncClient) -> None:
+        if client in self._load:
+            self._load[client] -= 1
+            if not _pool_is_inconsistent(client, self._load[client]):
+                return
+            self._retiring[client] = self._load.pop(client)
+            self.retired += 1
+        else:
+            self._retiring[client] -= 1
+        if self._retiring[client] == 0:
+            del self._retiring[client]
+            task = asyncio.get_running_loop().create_task(client.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def aclose(self) -> None:
-        clients, self._clients, self._load = self._clients, [], []
+        clients = self.clients
+        self._load, self._retiring = {}, {}
         for client in clients:
             await client.aclose()
+        if self._closing:
+            await asyncio.wait(self._closing)
 
 
 class HttpProvider:
@@ -234,7 +327,7 @@ class HttpProvider:
             self._in_flight += 1
             try:
                 with self._translate():
-                    text, usage, timing, finish = await self._call(request)
+                    text, usage, timing, finish = await run_cancel_safe(self._call(request))
             finally:
                 self._in_flight -= 1
         return Generation(
@@ -249,6 +342,7 @@ class HttpProvider:
         )
 
     async def _call(self, request: GenerationRequest) -> tuple[str, Usage, ServerTiming, str | None]:
+        """Send the request and parse the answer; ``generate`` runs it with ``run_cancel_safe``."""
         raise NotImplementedError
 
     # --- helpers for subclasses -------------------------------------------------------------------------------
@@ -295,7 +389,7 @@ class HttpProvider:
     async def post_probe(self, path: str, payload: dict[str, Any], *, timeout_s: float) -> tuple[int, Any]:
         """POST for a side request (not a generation): (status, decoded body or None). Transport errors propagate."""
         with self._pool.lease() as client:
-            response = await client.post(path, json=payload, timeout=timeout_s)
+            response = await run_cancel_safe(client.post(path, json=payload, timeout=timeout_s))
         try:
             return response.status_code, response.json()
         except ValueError:
@@ -304,7 +398,7 @@ class HttpProvider:
     async def get_json(self, path: str) -> tuple[int, Any]:
         """GET for status probes: (status, decoded body or None). Transport errors propagate as httpx errors."""
         with self._pool.lease() as client:
-            response = await client.get(path)
+            response = await run_cancel_safe(client.get(path))
         try:
             return response.status_code, response.json()
         except ValueError:
