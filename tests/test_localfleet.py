@@ -160,14 +160,14 @@ async def test_mini_flow_through_the_provider(fleet: LocalFleet) -> None:
 
 async def test_mini_flow_through_the_dispatcher(fleet: LocalFleet) -> None:
     loaded = load_fleet(fleet.fleet_path)
-    assert loaded.hosts[0].stream is True  # the default fleet streams, so race losers stop at once
+    assert loaded.hosts[0].stream is False  # the default fleet does not stream, so every call reports its tokens
     async with Dispatcher(loaded) as dispatcher:
         for question, passages, _ in CASES:
             generation = await dispatcher.generate(build_request(question, passages, style="completion", max_tokens=64))
             assert generation.text.strip() and generation.tier == "local" and generation.host == "local-1"
             assert [a.outcome for a in generation.attempts] == ["ok"]
-            assert generation.usage.input_tokens is not None and generation.usage.output_tokens is None
-            assert generation.timing.time_to_first_token_s is not None
+            assert generation.usage.input_tokens and generation.usage.output_tokens
+            assert 0 < generation.latency_s
             # the fleet file's cost model prices local seconds: positive and tiny
             assert generation.cost_usd is not None and 0 < generation.cost_usd < 0.001
         assert dispatcher.health()["local-1"].successes == len(CASES)
@@ -263,22 +263,22 @@ def test_down_from_another_process_view_stops_the_fleet(tmp_path: Path) -> None:
     _assert_all_gone(running)
 
 
-def test_cli_up_without_streaming_ask_and_down(tmp_path: Path) -> None:
-    """``fleet up --no-stream`` writes ``stream: false``; ``fleet ask`` sends the real server a completion prompt."""
+def test_cli_up_with_streaming_ask_and_down(tmp_path: Path) -> None:
+    """``fleet up --stream`` writes ``stream: true``; ``fleet ask`` sends the real server a completion prompt."""
     from typer.testing import CliRunner
 
     from harness.cli.main import app
 
     runner = CliRunner()
     state_dir = tmp_path / "state"
-    result = runner.invoke(app, ["fleet", "up", "--local", "1", "--no-stream", "--state-dir", str(state_dir), "--json"])
+    result = runner.invoke(app, ["fleet", "up", "--local", "1", "--stream", "--state-dir", str(state_dir), "--json"])
     assert result.exit_code == 0, result.output
     try:
         started = json.loads(result.stdout)
-        assert started["stream"] is False
+        assert started["stream"] is True
         fleet_path = Path(started["fleet_file"])
-        assert [host.stream for host in load_fleet(fleet_path).hosts] == [False]
-        assert "stream: false" in fleet_path.read_text()
+        assert [host.stream for host in load_fleet(fleet_path).hosts] == [True]
+        assert "stream: true" in fleet_path.read_text()
         result = runner.invoke(app, ["fleet", "ask", "What is the deductible on claim CLM-24-0117?",
                                      "--fleet", str(fleet_path), "--max-tokens", "40", "--json"])
         assert result.exit_code == 0, result.output
@@ -286,7 +286,8 @@ def test_cli_up_without_streaming_ask_and_down(tmp_path: Path) -> None:
         # The completion prompt's stop sequences end the base model's answer at its line break.
         assert answer["text"].strip() and "\n" not in answer["text"] and "Question:" not in answer["text"]
         assert answer["finish_reason"] == "stop"
-        assert answer["usage"]["output_tokens"] is not None  # not streamed: the server counts the answer
+        assert answer["usage"]["output_tokens"] is None  # streamed: llama-cpp-python does not count the answer
+        assert answer["usage"]["input_tokens"]  # the prompt is counted by /extras/tokenize/count
     finally:
         result = runner.invoke(app, ["fleet", "down", "--state-dir", str(state_dir), "--json"])
     assert result.exit_code == 0, result.output
