@@ -167,7 +167,7 @@ async def test_mini_flow_through_the_dispatcher(fleet: LocalFleet) -> None:
             assert generation.text.strip() and generation.tier == "local" and generation.host == "local-1"
             assert [a.outcome for a in generation.attempts] == ["ok"]
             assert generation.usage.input_tokens and generation.usage.output_tokens
-            assert 0 < generation.latency_s
+            assert generation.latency_s > 0
             # the fleet file's cost model prices local seconds: positive and tiny
             assert generation.cost_usd is not None and 0 < generation.cost_usd < 0.001
         assert dispatcher.health()["local-1"].successes == len(CASES)
