@@ -31,7 +31,7 @@ from harness.errors import CorpusError
 from harness.retrieval.build import ingest, open_store
 from harness.retrieval.chroma_store import IndexKey
 from harness.retrieval.embedders import SentenceTransformerEmbedder, get_embedder
-from harness.retrieval.exact import ann_fidelity_at_k
+from harness.run.fidelity import ann_fidelity_at_k
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "mini_corpus"

@@ -16,7 +16,8 @@ from harness.corpus.documents import load_corpus
 from harness.retrieval.build import ingest, open_store
 from harness.retrieval.chroma_store import HNSW_CONFIG, ChromaStore, IndexKey
 from harness.retrieval.embedders import SentenceTransformerEmbedder, get_embedder
-from harness.retrieval.exact import ExactIndex, ann_fidelity_at_k
+from harness.retrieval.exact import ExactIndex
+from harness.run.fidelity import ann_fidelity_at_k
 
 MINI = Path(__file__).parent / "fixtures" / "mini_corpus"
 CHUNKING = ChunkingConfig(max_chars=400, overlap=100)

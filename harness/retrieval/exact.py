@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.metrics.retrieval import ann_fidelity
 from harness.retrieval.base import ScoredChunk, ranked
 from harness.retrieval.chroma_store import DenseIndex
 from harness.retrieval.embedders import normalise
@@ -32,19 +31,16 @@ class ExactIndex:
                       k)
 
 
-def ann_fidelity_at_k(index: DenseIndex, queries: Sequence[str | np.ndarray], k: int) -> float | None:
-    """Mean over queries of the recall of exact cosine top-``k`` in Chroma's HNSW top-``k``.
+def ann_and_exact_top_k(index: DenseIndex, queries: Sequence[str | np.ndarray], k: int
+                        ) -> list[tuple[list[str], list[str]]]:
+    """For each query, the chunk ids of Chroma's HNSW top-``k`` and of the exact cosine top-``k``.
 
-    Queries are embedded once and the same vector goes to both searches. ``None`` when nothing could be measured
-    (no queries, or an empty index).
+    Queries are embedded once and the same vector goes to both searches.
     """
     if not queries:
-        return None
+        return []
     exact = ExactIndex(index)
     texts = [q for q in queries if isinstance(q, str)]
     embedded = iter(index.embedder.embed(texts)) if texts else iter(())
     vectors = [next(embedded) if isinstance(q, str) else np.asarray(q, dtype=np.float32) for q in queries]
-    recalls = [ann_fidelity([c.chunk_id for c in index.query(v, k)], [c.chunk_id for c in exact.query(v, k)], k)
-               for v in vectors]
-    measured = [r for r in recalls if r is not None]
-    return float(np.mean(measured)) if measured else None
+    return [([c.chunk_id for c in index.query(v, k)], [c.chunk_id for c in exact.query(v, k)]) for v in vectors]

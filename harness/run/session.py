@@ -211,8 +211,10 @@ def _dispatcher(fleet: Fleet) -> object:
 
 def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
     """A retriever per variant (indexes ingested incrementally first), and ANN fidelity per dense collection."""
+    from harness.run.fidelity import suite_ann_fidelity
+
     setup = prepare_retrieval(suite, corpus, options.store_dir, options.chroma_url)
-    return setup.retrievers, ann_fidelity(suite, setup)
+    return setup.retrievers, suite_ann_fidelity(suite, setup)
 
 
 def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url: str | None) -> Any:
@@ -221,28 +223,6 @@ def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url:
     # Absolute, because Chroma shares one client per path string within a process: a relative path reused after a
     # change of directory would reach the old store.
     return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url)
-
-
-def ann_fidelity(suite: Suite, setup: Any) -> dict[str, Any]:
-    """Recall of Chroma's top-k against exact search, once per dense collection, over the suite's questions."""
-    from harness.retrieval.exact import ann_fidelity_at_k
-
-    out: dict[str, Any] = {}
-    questions = [case.question for case in suite.cases]
-    for variant in suite.variants:
-        if variant.retriever == "bm25":
-            continue
-        chunking, embedder = suite.variant_chunking(variant), suite.variant_embedder(variant)
-        index = setup.indexes.dense(chunking, embedder)
-        if index.name in out:
-            continue
-        out[index.name] = {
-            "variants": variant.name,
-            "chunking": chunking.label,
-            "embedder": embedder.label,
-            f"recall@{suite.k}": ann_fidelity_at_k(index, questions, suite.k),
-        }
-    return out
 
 
 def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
