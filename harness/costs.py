@@ -58,11 +58,6 @@ def cloud_cost_usd(model: str, usage: Usage) -> float | None:
     return tokens / 1_000_000
 
 
-def local_cost_usd(cost: HostCost, busy_seconds: float) -> float:
-    """Fully loaded cost of a local call: energy plus the hardware's amortised share for the busy seconds."""
-    return cost.usd_for_seconds(busy_seconds)
-
-
 def local_energy_usd(cost: HostCost, busy_seconds: float) -> float:
     """Marginal cost of a local call: only the energy, since the hardware is paid for whether it is used or not."""
     return busy_seconds / 3600.0 * cost.watts / 1000.0 * cost.usd_per_kwh

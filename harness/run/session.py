@@ -178,7 +178,7 @@ def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[Answ
         if fleet is None:
             skipped.append(SkippedTier("local", "no fleet: pass --fleet FILE or start one with `harness fleet up`"))
         else:
-            tiers.append(LocalTier(_dispatcher(fleet), fleet, budget))
+            tiers.append(LocalTier(_dispatcher(fleet), budget))
     if "cloud" in wanted:
         if cloud_key_present():
             from harness.providers.anthropic_cloud import AnthropicProvider

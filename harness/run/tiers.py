@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from harness.config.fleet import Fleet
-from harness.costs import cloud_cost_usd, estimate_tokens, local_cost_usd, price_for
+from harness.costs import cloud_cost_usd, estimate_tokens, projected_cloud_cost_usd
 from harness.errors import BudgetExceeded
 from harness.providers.types import Generation, GenerationRequest, Tier
 
@@ -44,26 +43,21 @@ class SkippedTier:
 
 @dataclass
 class LocalTier:
-    """The fleet behind the dispatcher. Local calls are priced from the winning host's cost model; a deliberate
-    fallback to the cloud is priced from the pricing table and charged to the run's budget."""
+    """The fleet behind the dispatcher, which prices local calls from the hosts' cost models. A deliberate fallback
+    to the cloud is charged to the run's budget."""
 
     dispatcher: object  # harness.dispatch.Dispatcher; typed loosely so run/ does not import every provider
-    fleet: Fleet
     budget: Budget
     name: Tier = "local"
 
     async def answer(self, request: GenerationRequest) -> Generation:
         generation: Generation = await self.dispatcher.generate(request)  # type: ignore[attr-defined]
-        if generation.cost_usd is not None:
-            if generation.tier == "cloud":
-                self.budget.charge(generation.cost_usd)
+        if generation.tier != "cloud":
             return generation
-        if generation.tier == "cloud":
-            cost = cloud_cost_usd(generation.model, generation.usage)
-            self.budget.charge(cost)
-            return replace(generation, cost_usd=cost)
-        host_cost = self.fleet.host(generation.host).cost
-        return replace(generation, cost_usd=local_cost_usd(host_cost, generation.latency_s))
+        if generation.cost_usd is None:
+            generation = replace(generation, cost_usd=cloud_cost_usd(generation.model, generation.usage))
+        self.budget.charge(generation.cost_usd)
+        return generation
 
     async def aclose(self) -> None:
         await self.dispatcher.aclose()  # type: ignore[attr-defined]
@@ -77,10 +71,10 @@ class CloudTier:
     model: str
     budget: Budget
     name: Tier = "cloud"
-    calls: int = field(default=0)
 
     async def answer(self, request: GenerationRequest) -> Generation:
-        projected = _projected_usd(self.model, request)
+        prompt_tokens = estimate_tokens((request.system or "") + request.prompt)
+        projected = projected_cloud_cost_usd(self.model, 1, prompt_tokens, request.max_tokens)
         if not self.budget.allows(projected):
             raise BudgetExceeded(
                 f"cloud budget of ${self.budget.cap_usd:.2f} reached (spent ${self.budget.spent_usd:.4f})",
@@ -89,21 +83,10 @@ class CloudTier:
         generation: Generation = await self.provider.generate(request)  # type: ignore[attr-defined]
         cost = cloud_cost_usd(self.model, generation.usage)
         self.budget.charge(cost)
-        self.calls += 1
-        return _with_cost(generation, cost)
+        return replace(generation, cost_usd=cost)
 
     async def aclose(self) -> None:
         await self.provider.aclose()  # type: ignore[attr-defined]
-
-
-def _projected_usd(model: str, request: GenerationRequest) -> float:
-    price = price_for(model)
-    prompt_tokens = estimate_tokens((request.system or "") + request.prompt)
-    return (prompt_tokens * price.input + request.max_tokens * price.output) / 1_000_000
-
-
-def _with_cost(generation: Generation, cost: float | None) -> Generation:
-    return replace(generation, cost_usd=cost)
 
 
 def cloud_key_present() -> bool:
