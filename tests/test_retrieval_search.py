@@ -11,7 +11,7 @@ import pytest
 from harness.config.suite import Case, ChunkingConfig, Suite, Variant
 from harness.corpus.chunking import Chunk, chunk_corpus
 from harness.corpus.documents import load_corpus
-from harness.retrieval.base import Retriever, ScoredChunk, doc_ranking
+from harness.retrieval.base import Retriever, ScoredChunk
 from harness.retrieval.bm25 import BM25Index, tokenise
 from harness.retrieval.build import RetrievalSetup, build_retrievers
 from harness.retrieval.hybrid import reciprocal_rank_fusion
@@ -164,12 +164,6 @@ def test_hybrid_fuses_both_lists(setup: RetrievalSetup) -> None:
     for hit in fused:
         ranks = [lst.index(hit.chunk_id) + 1 for lst in (dense, lexical) if hit.chunk_id in lst]
         assert hit.score == pytest.approx(sum(1 / (30 + r) for r in ranks))
-
-
-def test_doc_ranking_keeps_best_chunk_per_doc() -> None:
-    hits = [_hit("a#1", 1), _hit("b#0", 2), _hit("a#0", 3), _hit("c#2", 4)]
-    assert doc_ranking(hits) == [("a", 1.0), ("b", 0.5), ("c", 0.25)]
-    assert doc_ranking(hits, k=2) == [("a", 1.0), ("b", 0.5)]
 
 
 def test_rebuild_is_incremental(setup: RetrievalSetup) -> None:

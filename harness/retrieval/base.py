@@ -1,4 +1,4 @@
-"""What every retriever returns, the Retriever protocol, and turning ranked chunks into ranked documents."""
+"""What every retriever returns, and the Retriever protocol."""
 
 from __future__ import annotations
 
@@ -36,19 +36,6 @@ class Retriever(Protocol):
     def search(self, query: str, k: int) -> list[ScoredChunk]:
         """The best ``k`` chunks, best first, ranks 1..k."""
         ...
-
-
-def doc_ranking(chunks: Sequence[ScoredChunk], k: int | None = None) -> list[tuple[str, float]]:
-    """Documents in order of their best chunk: ``[(doc_id, best chunk score), ...]``, at most ``k``.
-
-    Chunk lists are already ranked, so a document's first appearance is its best chunk.
-    """
-    seen: dict[str, float] = {}
-    for chunk in sorted(chunks, key=lambda c: c.rank):
-        if chunk.doc_id not in seen:
-            seen[chunk.doc_id] = chunk.score
-    ranked = list(seen.items())
-    return ranked if k is None else ranked[:k]
 
 
 def ranked(items: Sequence[tuple[str, str, float, str]], k: int) -> list[ScoredChunk]:

@@ -17,25 +17,12 @@ from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
 from harness.grading.base import Grader, sampled
 from harness.metrics.retrieval import doc_run_from_chunks, evaluate
 from harness.providers.types import GenerationRequest
+from harness.retrieval.base import Retriever, ScoredChunk
 from harness.run import records
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, SkippedTier
 
-
-class Hit(Protocol):
-    chunk_id: str
-    doc_id: str
-    score: float
-    text: str
-
-
-class Retriever(Protocol):
-    name: str
-
-    def search(self, query: str, k: int) -> Sequence[Hit]: ...
-
-
-PromptBuilder = Callable[[str, Sequence[Hit], str], GenerationRequest]
+PromptBuilder = Callable[[str, Sequence[ScoredChunk], str], GenerationRequest]
 """(question, context hits, tier name) -> request."""
 
 
@@ -90,7 +77,7 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     ]
 
     progress.start("retrieval", len(pending))
-    retrieved: list[tuple[Case, str, dict[str, Any], Sequence[Hit]]] = []
+    retrieved: list[tuple[Case, str, dict[str, Any], Sequence[ScoredChunk]]] = []
     written = 0
     for case, variant in pending:
         retrieval, hits = _retrieve(parts.retrievers[variant], case, suite.k, suite.metrics)
@@ -108,7 +95,7 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
         progress.start("generation", len(retrieved))
         semaphore = asyncio.Semaphore(parts.concurrency)
 
-        async def answer_one(case: Case, variant: str, record: dict[str, Any], hits: Sequence[Hit]) -> None:
+        async def answer_one(case: Case, variant: str, record: dict[str, Any], hits: Sequence[ScoredChunk]) -> None:
             nonlocal failures, written, budget_hit
             async with semaphore:
                 generations = await _answer_on_tiers(parts, case, hits)
@@ -128,7 +115,7 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
 
 def _retrieve(
     retriever: Retriever, case: Case, k: int, metric_names: list[str]
-) -> tuple[dict[str, Any], Sequence[Hit]]:
+) -> tuple[dict[str, Any], Sequence[ScoredChunk]]:
     started = time.perf_counter()
     hits = retriever.search(case.question, k * 3)  # several chunks may share a document; rank documents after
     latency = time.perf_counter() - started
@@ -144,7 +131,7 @@ def _retrieve(
     return records.retrieval_record(ranked, [hit.chunk_id for hit in hits[:k]], metrics, latency, has_relevant), hits
 
 
-async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[Hit]) -> dict[str, dict[str, Any]]:
+async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChunk]) -> dict[str, dict[str, Any]]:
     answerable = any(grade > 0 for grade in case.relevant.values())
     out: dict[str, dict[str, Any]] = {
         skipped.name: records.skipped_generation_record(skipped.name, skipped.reason) for skipped in parts.skipped_tiers
@@ -173,7 +160,7 @@ async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[Hit]) -> 
 
 
 async def _grade(
-    parts: RunParts, case: Case, generations: dict[str, dict[str, Any]], hits: Sequence[Hit]
+    parts: RunParts, case: Case, generations: dict[str, dict[str, Any]], hits: Sequence[ScoredChunk]
 ) -> dict[str, Any]:
     """Grade each tier's answer for sampled cases; the grader never learns which tier wrote which answer."""
     if parts.grader is None:

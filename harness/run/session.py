@@ -20,7 +20,8 @@ from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import PRICING_AS_OF, estimate_tokens, projected_cloud_cost_usd
 from harness.errors import CorpusError, InputError, RunStoreError
 from harness.providers.types import GenerationRequest
-from harness.run.runner import Hit, RunOutcome, RunParts
+from harness.retrieval.base import ScoredChunk
+from harness.run.runner import RunOutcome, RunParts
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
 
@@ -233,7 +234,7 @@ def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
         return None
     local_style = _local_prompt_style(fleet, style_for_endpoint)
 
-    def build(question: str, hits: Sequence[Hit], tier: str) -> GenerationRequest:
+    def build(question: str, hits: Sequence[ScoredChunk], tier: str) -> GenerationRequest:
         # The cloud tier always gets the chat prompt; the local tier gets what its hosts' endpoint expects.
         style = local_style if tier == "local" else "chat"
         passages = list(hits[: generation.context_chunks])  # chunks, so each passage is labelled with its doc id
