@@ -7,8 +7,6 @@ from typing import Any
 
 import pandas as pd
 
-CASE_COLUMNS = ["case_id", "variant", "category"]
-
 
 def retrieval_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per case × variant with every retrieval metric; unmeasured metrics stay missing (not 0)."""
@@ -23,14 +21,9 @@ def retrieval_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "retrieval_latency_s": retrieval.get("latency_s"),
             "top_doc": retrieval["ranked"][0][0] if retrieval["ranked"] else None,
         }
-        row.update({name: value for name, value in retrieval["metrics"].items()})
+        row.update(retrieval["metrics"])
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    return frame
-
-
-def metric_columns(frame: pd.DataFrame, names: Iterable[str]) -> list[str]:
-    return [name for name in names if name in frame.columns]
+    return pd.DataFrame(rows)
 
 
 def generation_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -123,7 +123,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "k": suite.k,
             "config": suite.model_dump(mode="json", exclude={"cases"}),
         },
-        "corpus": {"name": suite.corpus, "documents": len(corpus.ids), "fingerprint": corpus.fingerprint},
+        "corpus": {"name": corpus.name, "documents": len(corpus.ids), "fingerprint": corpus.fingerprint},
         "tiers": _tier_manifest(suite, tiers, skipped),
         "grader": {"status": "unmeasured", "reason": parts.grader_reason},
         "fleet": _fleet_manifest(fleet),
