@@ -18,13 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.console import console, errors, print_error, print_json
-from harness.config.fleet import Fleet, Strategy, load_fleet
+from harness.config.fleet import DEFAULT_FLEET, Fleet, Strategy, load_fleet
 from harness.errors import HarnessError, InputError
 from harness.localfleet.fleetfile import STREAM as LOCAL_STREAM
 from harness.providers.base import HostStatus, Provider
 from harness.providers.types import Generation, GenerationRequest
-
-DEFAULT_FLEET = Path(".harness/fleet.yaml")
 
 fleet_app = typer.Typer(
     name="fleet",

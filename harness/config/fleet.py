@@ -15,6 +15,8 @@ Endpoint = Literal["chat", "completion"]
 FallbackPolicy = Literal["cloud", "none"]
 
 DEFAULT_CLOUD_MODEL = "claude-sonnet-4-5"
+# Where `harness fleet up` writes the embedded fleet, and where commands look when no --fleet is given.
+DEFAULT_FLEET = Path(".harness") / "fleet.yaml"
 
 
 class _Strict(BaseModel):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.config.fleet import Fleet, load_fleet
+from harness.config.fleet import DEFAULT_CLOUD_MODEL, DEFAULT_FLEET, Fleet, load_fleet
 from harness.config.suite import Suite, load_suite
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import PRICING_AS_OF, estimate_tokens, projected_cloud_cost_usd
@@ -25,7 +25,6 @@ from harness.run.runner import RunOutcome, RunParts
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
 
-DEFAULT_FLEET = Path(".harness/fleet.yaml")
 DEFAULT_STORE = Path(".harness/index")
 NO_KEY = "ANTHROPIC_API_KEY is not set"
 PACKAGES = (
@@ -184,17 +183,11 @@ def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[Answ
         if cloud_key_present():
             from harness.providers.anthropic_cloud import AnthropicProvider
 
-            model = fleet.cloud_model if fleet else _default_cloud_model()
+            model = fleet.cloud_model if fleet else DEFAULT_CLOUD_MODEL
             tiers.append(CloudTier(AnthropicProvider(model), model, budget))
         else:
             skipped.append(SkippedTier("cloud", NO_KEY))
     return tiers, skipped
-
-
-def _default_cloud_model() -> str:
-    from harness.config.fleet import DEFAULT_CLOUD_MODEL
-
-    return DEFAULT_CLOUD_MODEL
 
 
 def _dispatcher(fleet: Fleet) -> object:
@@ -273,7 +266,7 @@ def _projected_cloud(suite: Suite, fleet: Fleet | None, calls: int) -> float | N
     generation = suite.generation
     if generation is None or not calls:
         return None
-    model = fleet.cloud_model if fleet else _default_cloud_model()
+    model = fleet.cloud_model if fleet else DEFAULT_CLOUD_MODEL
     questions = [case.question for case in suite.cases if case.generate]
     prompt_tokens = (
         generation.max_context_tokens + max(estimate_tokens(q) for q in questions) + 150
