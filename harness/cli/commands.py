@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -52,18 +52,21 @@ def ingest(
 
     loaded_suite, corpus = load_suite_and_corpus(suite)
     setup = prepare_retrieval(loaded_suite, corpus, store, chroma_url)
-    reports = [report.as_dict() for report in setup.reports]
     if json_out:
+        reports = [report.as_dict() for report in setup.reports]
         print_json(
             {"corpus": corpus.name, "documents": len(corpus.ids), "collections": reports, "variants": setup.info}
         )
         return
-    for item in reports:
-        console.print(
-            f"{item['collection']}: {item['total']} chunks — {item['added']} added, {item['updated']} "
-            f"updated, {item['deleted']} deleted, {item['unchanged']} unchanged; {item['embedded']} "
-            f"embedded in {item['seconds']:.1f}s"
-        )
+    for report in setup.reports:
+        console.print(_ingest_line(report))
+
+
+def _ingest_line(report: Any) -> str:
+    return (
+        f"{report.collection}: {report.total} chunks — {report.added} added, {report.updated} updated, "
+        f"{report.deleted} deleted, {report.unchanged} unchanged; {report.embedded} embedded in {report.seconds:.1f}s"
+    )
 
 
 def run(
@@ -132,6 +135,8 @@ def _run_suite(
     )
     prepared = prepare(options)
     say = (lambda *a: None) if quiet else errors.print
+    for report in prepared.ingest_reports:
+        say(_ingest_line(report))
     for tier in prepared.parts.skipped_tiers:
         say(f"[yellow]{tier.name} tier skipped:[/] {tier.reason}")
     if prepared.projected_cloud_usd is not None:
@@ -213,7 +218,7 @@ def nightly(
     store: StoreOpt = Path(".harness/index"),
     chroma_url: ChromaOpt = None,
 ) -> None:
-    """The main job: ingest the corpus, bring up the local fleet, run the nightly suite, write the report."""
+    """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report."""
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 
     if not os.environ.get("ANTHROPIC_API_KEY"):
@@ -221,7 +226,6 @@ def nightly(
             "[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
             "the report shows retrieval, cheap answer metrics, latency, tokens and local cost."
         )
-    ingest(suite=suite, store=store, chroma_url=chroma_url, json_out=False)
     started = False
     if fleet is None:
         errors.print(f"starting {local} local llama.cpp server(s)…")

@@ -63,6 +63,7 @@ class PreparedRun:
     budget: Budget
     projected_cloud_usd: float | None
     cloud_calls: int
+    ingest_reports: list[Any]  # what bringing each index up to date did (IngestReport)
 
 
 def new_run_id() -> str:
@@ -97,13 +98,13 @@ def prepare(options: RunOptions) -> PreparedRun:
     budget = Budget(options.budget_usd)
     fleet = _fleet(options.fleet_path) if suite.generation else None
     tiers, skipped = _tiers(suite, fleet, budget)
-    retrievers, ann_fidelity = _retrievers(suite, corpus, options)
+    retrieval, ann_fidelity = _retrievers(suite, corpus, options)
     store = _store(options, suite, suite_sha)
     cloud_calls = _cloud_calls(suite) if any(t.name == "cloud" for t in tiers) else 0
     projected = _projected_cloud(suite, fleet, cloud_calls)
     parts = RunParts(
         suite=suite,
-        retrievers=retrievers,
+        retrievers=retrieval.retrievers,
         tiers=tiers,
         skipped_tiers=skipped,
         build_prompt=_prompt_builder(suite, fleet),
@@ -136,7 +137,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.update_manifest(
             status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(), **manifest_fields
         )
-    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls)
+    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports))
 
 
 def _store(options: RunOptions, suite: Suite, suite_sha: str) -> RunStore:
@@ -203,12 +204,12 @@ def _dispatcher(fleet: Fleet) -> object:
     return Dispatcher(fleet)
 
 
-def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     """A retriever per variant (indexes ingested incrementally first), and ANN fidelity per dense collection."""
     from harness.run.fidelity import suite_ann_fidelity
 
     setup = prepare_retrieval(suite, corpus, options.store_dir, options.chroma_url)
-    return setup.retrievers, suite_ann_fidelity(suite, setup)
+    return setup, suite_ann_fidelity(suite, setup)
 
 
 def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url: str | None) -> Any:
