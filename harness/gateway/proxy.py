@@ -1,0 +1,375 @@
+"""The gateway's ASGI app: check the request, then stream it to an upstream and the answer back, chunk by chunk.
+
+Built on Starlette's request/response primitives rather than its router: the allow-list must see the raw path as the
+client sent it (``scope["raw_path"]``), before any decoding, and the relay must watch for the client going away while
+it still waits for the upstream's first byte, which a router endpoint does not see.
+
+Checks run cheapest and least revealing first, and every refusal happens before any upstream is contacted:
+Host allow-list → no query string → canonical path → bearer token → exact route → scope → rate limit → body size
+→ an upstream slot. DESIGN.md keeps ``httpx`` inside ``providers/``; this proxy is the documented other user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+
+from harness.gateway.audit import AuditLog, AuditRecord
+from harness.gateway.paths import RouteTable, check_path
+from harness.gateway.ratelimit import RateLimiter, retry_after_header
+from harness.gateway.revocation import DenyList
+from harness.gateway.settings import GatewaySettings
+from harness.gateway.tokens import Claims, KeySet, TokenRejected, verify
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Credentials and client-identity headers never reach an upstream; httpx sets host and content-length itself.
+_STRIPPED_REQUEST = HOP_BY_HOP | {
+    "host",
+    "authorization",
+    "cookie",
+    "content-length",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+}
+# Headers through which an upstream could reveal its address or software, or set state on the client.
+_STRIPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "server", "via", "location", "content-location", "alt-svc"}
+
+
+@dataclass
+class _Upstream:
+    url: str
+    netloc: str
+    in_flight: int = 0
+
+
+class _Refused(Exception):
+    """A request refused before any upstream was contacted."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class GatewayApp:
+    """The proxy. One instance per server; its httpx client is created on the server's own event loop.
+
+    Args:
+        settings: upstreams, allowed hosts, token policy, limits.
+        keys: the keys tokens are verified with.
+        audit: where each request's audit line goes.
+        transport: an httpx transport for the upstream client (tests may inject one; default: real HTTP).
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        keys: KeySet,
+        *,
+        audit: AuditLog,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.audit = audit
+        self.routes = RouteTable.build(openai=settings.openai)
+        self.limiter = RateLimiter(settings.limits.rate_per_s, settings.limits.burst)
+        self.deny_list = DenyList(settings.deny_list) if settings.deny_list else None
+        self.upstreams = [_Upstream(url.rstrip("/"), urlsplit(url).netloc.lower()) for url in settings.upstreams]
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._next = 0
+
+    # --- ASGI entry --------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # websockets: nothing of ours speaks them
+            return
+        started = time.perf_counter()
+        client = scope.get("client") or ("", 0)
+        record = AuditRecord(
+            ts=time.time(),
+            request_id=secrets.token_hex(8),
+            client=str(client[0]),
+            method=str(scope["method"]),
+            route="",
+            status=500,
+        )
+        try:
+            await self._handle(scope, receive, send, record)
+        except _Refused as refusal:
+            record.status, record.reason = refusal.status, refusal.message
+            await _send_error(scope, receive, send, refusal.status, refusal.message, record, refusal.headers)
+        finally:
+            record.latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
+            self.audit.write(record)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # --- checks ------------------------------------------------------------------------------------------------
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, record: AuditRecord) -> None:
+        headers = Headers(scope=scope)
+        hosts = headers.getlist("host")
+        if len(hosts) != 1 or hosts[0].lower() not in self.settings.allowed_hosts:
+            raise _Refused(421, "this gateway does not serve that host name")
+        if scope.get("query_string"):
+            raise _Refused(400, "query strings are refused; send the token in the Authorization header")
+        path = check_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
+        record.route = path.normalised
+        if not path.canonical:
+            raise _Refused(400, "the path is not in canonical form (no encoding, dot segments or doubled slashes)")
+        claims = self._authenticate(headers)
+        record.subject, record.jti = claims.sub, claims.jti
+        route = self.routes.match(record.method, path.normalised)
+        if route is None:
+            if self.routes.allows_path(path.normalised):
+                raise _Refused(405, "method not allowed on this route")
+            raise _Refused(404, "route not allowed through the gateway")
+        if route.scope not in claims.scopes:
+            raise _Refused(403, f"the token's scope does not cover {route.scope}")
+        wait = self.limiter.take(claims.sub, time.monotonic())
+        if wait > 0:
+            raise _Refused(429, "rate limit exceeded", {"retry-after": retry_after_header(wait)})
+        body = await self._read_body(headers, receive)
+        if body is None:
+            record.status, record.reason = 499, "client disconnected while sending"
+            return
+        record.bytes_in = len(body)
+        await self._forward(scope, receive, send, record, headers, body)
+
+    def _authenticate(self, headers: Headers) -> Claims:
+        values = headers.getlist("authorization")
+        if len(values) != 1:
+            raise _Refused(401, "a bearer token is required", {"www-authenticate": "Bearer"})
+        scheme, _, token = values[0].partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _Refused(401, "a bearer token is required", {"www-authenticate": "Bearer"})
+        denied = self.deny_list.current() if self.deny_list else frozenset()
+        try:
+            return verify(token.strip(), self.keys, self.settings.policy, denied)
+        except TokenRejected as exc:
+            raise _Refused(401, exc.message, {"www-authenticate": 'Bearer error="invalid_token"'}) from None
+
+    async def _read_body(self, headers: Headers, receive: Receive) -> bytes | None:
+        """The body, counted as it arrives, so a chunked body cannot slip past the limit; slow senders time out.
+        None when the client went away before sending all of it."""
+        limit = self.settings.limits.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise _Refused(413, f"request body over the {limit}-byte limit")
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.settings.limits.header_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise _Refused(413, f"request body over the {limit}-byte limit")
+                    parts.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(parts)
+        except TimeoutError:
+            raise _Refused(408, "the request body arrived too slowly") from None
+
+    # --- forwarding --------------------------------------------------------------------------------------------
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, record: AuditRecord, headers: Headers, body: bytes
+    ) -> None:
+        slots = self._slots_here()
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=self.settings.limits.queue_timeout_s)
+        except TimeoutError:
+            raise _Refused(503, "the gateway is at its concurrency limit", {"retry-after": "1"}) from None
+        upstream = self._pick_upstream()
+        upstream.in_flight += 1
+        record.upstream = upstream.url
+        try:
+            request = self._client_here().build_request(
+                record.method, upstream.url + record.route, headers=_upstream_headers(headers), content=body
+            )
+            relay = asyncio.ensure_future(self._relay(scope, receive, send, record, request, upstream))
+            watch = asyncio.ensure_future(_until_disconnect(receive))
+            done, _ = await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if relay in done:
+                watch.cancel()
+                relay.result()
+                return
+            # The client left: cancelling the relay closes the upstream connection, which stops the generation.
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            record.status, record.reason = 499, "client disconnected"
+        finally:
+            upstream.in_flight -= 1
+            slots.release()
+
+    async def _relay(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: AuditRecord,
+        request: httpx.Request,
+        upstream: _Upstream,
+    ) -> None:
+        try:
+            response = await self._client_here().send(request, stream=True)
+        except httpx.TimeoutException:
+            record.status, record.reason = 504, "upstream timed out"
+            await _send_error(scope, receive, send, 504, "upstream timed out", record)
+            return
+        except httpx.HTTPError as exc:
+            record.status, record.reason = 502, f"upstream failed ({type(exc).__name__})"
+            await _send_error(scope, receive, send, 502, "upstream unavailable", record)
+            return
+        try:
+            record.status = response.status_code
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": _client_headers(response.headers, upstream.netloc, record.request_id),
+                }
+            )
+            async for chunk in response.aiter_raw():
+                record.bytes_out += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.HTTPError as exc:
+            # The status line is already sent; ending the body cleanly would pass a cut answer off as whole.
+            record.reason = f"upstream failed mid-answer ({type(exc).__name__})"
+            raise UpstreamBroke(record.reason) from None
+        finally:
+            await response.aclose()
+
+    def _pick_upstream(self) -> _Upstream:
+        """The least busy upstream; ties go round-robin so idle upstreams share the load."""
+        count = len(self.upstreams)
+        order = [self.upstreams[(self._next + i) % count] for i in range(count)]
+        self._next = (self._next + 1) % count
+        return min(order, key=lambda u: u.in_flight)
+
+    def _slots_here(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.limits.max_upstream)
+        return self._slots
+
+    def _client_here(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = self.settings.limits
+            transport = self._transport or httpx.AsyncHTTPTransport(
+                retries=0,
+                limits=httpx.Limits(max_connections=limits.max_upstream, max_keepalive_connections=limits.max_upstream),
+            )
+            self._client = httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(limits.upstream_timeout_s, connect=limits.connect_timeout_s, pool=None),
+                follow_redirects=False,
+                trust_env=False,  # never route model traffic through a proxy named in the environment
+            )
+        return self._client
+
+
+class UpstreamBroke(Exception):
+    """The upstream failed after the answer had started; the client connection is dropped so it sees a cut answer."""
+
+
+def _upstream_headers(headers: Headers) -> list[tuple[str, str]]:
+    named_by_connection = {
+        token.strip().lower() for value in headers.getlist("connection") for token in value.split(",")
+    }
+    dropped = _STRIPPED_REQUEST | named_by_connection
+    return [(name, value) for name, value in headers.items() if name.lower() not in dropped]
+
+
+def _client_headers(headers: httpx.Headers, upstream_netloc: str, request_id: str) -> list[tuple[bytes, bytes]]:
+    named_by_connection = {
+        token.strip().lower() for value in headers.get_list("connection") for token in value.split(",")
+    }
+    dropped = _STRIPPED_RESPONSE | named_by_connection
+    kept = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers.multi_items()
+        if name.lower() not in dropped and upstream_netloc not in value.lower()
+    ]
+    kept.append((b"x-request-id", request_id.encode()))
+    return kept
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    # The body has been read, so the next message is http.disconnect, whenever the client goes.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send_error(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    message: str,
+    record: AuditRecord,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """A short JSON error. Its text is ours alone: nothing of the upstream's address or error body is echoed."""
+    response = JSONResponse(
+        {"error": message, "request_id": record.request_id},
+        status_code=status,
+        headers={**(headers or {}), "x-request-id": record.request_id, "cache-control": "no-store"},
+    )
+    await response(scope, receive, send)
