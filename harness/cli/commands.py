@@ -33,12 +33,19 @@ def register(app: typer.Typer) -> None:
     app.command()(report)
     app.command()(nightly)
     _register_fleet(app)
+    _register_gateway(app)
 
 
 def _register_fleet(app: typer.Typer) -> None:
     from harness.cli.fleet import fleet_app
 
     app.add_typer(fleet_app, name="fleet", help="Operate the local fleet: status, ask, up, down.")
+
+
+def _register_gateway(app: typer.Typer) -> None:
+    from harness.cli.gateway import gateway_app
+
+    app.add_typer(gateway_app, name="gateway", help="The signed-token gateway in front of the fleet.")
 
 
 def ingest(
