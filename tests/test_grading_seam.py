@@ -69,14 +69,16 @@ def test_runner_grades_sampled_cases_and_records_the_rest_as_unmeasured(tmp_path
     grader = KeywordGrader()
     parts = RunParts(suite=suite, retrievers={"dense": FixedRetriever()}, tiers=[EchoTier()],
                      build_prompt=lambda q, hits, tier: GenerationRequest(prompt=q), grader=grader, grading_rate=0.5)
-    store = RunStore.create(tmp_path / "run", {})
+    store = RunStore.create(tmp_path / "run")
     asyncio.run(run_suite(parts, store))
     rows = list(store.records())
-    graded = [r for r in rows if r["grade"]["status"] == "graded"]
+    graded = [r for r in rows if r.generations["local"].grade.status == "graded"]
     expected = [c.id for c in cases if sampled(c.id, c.category, 0.5)]
-    assert sorted(r["case_id"] for r in graded) == sorted(expected) and 0 < len(expected) < 12
-    assert all(r["grade"]["by_tier"]["local"]["score"] == 1.0 for r in graded)
+    assert sorted(r.case_id for r in graded) == sorted(expected) and 0 < len(expected) < 12
+    assert all(r.generations["local"].grade.score == 1.0 for r in graded)
+    assert all(r.generations["local"].grade.grader_model == "keyword" for r in graded)
     assert len(grader.seen) == len(expected)
     for row in rows:
-        if row["grade"]["status"] != "graded":
-            assert row["grade"] == {"status": "unmeasured", "reason": "not in the 50% grading sample"}
+        grade = row.generations["local"].grade
+        if grade.status != "graded":
+            assert (grade.status, grade.reason, grade.score) == ("unmeasured", "not in the 50% grading sample", None)

@@ -202,7 +202,7 @@ def _json_summary(view) -> dict:  # type: ignore[no-untyped-def]
     retrieval = tables.retrieval_by_variant(view.retrieval, view.metrics, view.variants)
     out = {
         "run_dir": str(view.path),
-        "manifest": view.manifest,
+        "manifest": view.manifest.model_dump(mode="json"),
         "retrieval": retrieval.reset_index().to_dict(orient="records"),
     }
     if not view.generation.empty:

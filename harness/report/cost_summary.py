@@ -5,15 +5,14 @@ Only measured figures appear. With no cloud call in the run there is no cloud fi
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from harness.config.fleet import HostCost
 from harness.costs import break_even, fleet_fixed_usd_per_month, local_energy_usd
+from harness.run.records import Manifest
 
 
-def cost_lines(gen: pd.DataFrame, manifest: dict[str, Any]) -> list[str]:
+def cost_lines(gen: pd.DataFrame, manifest: Manifest) -> list[str]:
     if gen.empty:
         return []
     ok = gen[gen["status"] == "ok"]
@@ -36,7 +35,7 @@ def cost_lines(gen: pd.DataFrame, manifest: dict[str, Any]) -> list[str]:
         spent = cloud["cost_usd"].sum(min_count=1)
         lines.append(
             f"cloud tier: {len(cloud)} calls, ${spent:.4f} in total, ${cloud['cost_usd'].mean():.6f} per call "
-            f"(list prices as of {manifest.get('pricing_as_of')})"
+            f"(list prices as of {manifest.pricing_as_of})"
         )
     else:
         lines.append("cloud tier: no cloud call was made, so there is no cloud cost and no break-even in this run")
@@ -53,6 +52,6 @@ def cost_lines(gen: pd.DataFrame, manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _host_costs(manifest: dict[str, Any]) -> dict[str, HostCost]:
-    fleet = manifest.get("fleet") or {}
+def _host_costs(manifest: Manifest) -> dict[str, HostCost]:
+    fleet = manifest.fleet or {}
     return {host["name"]: HostCost(**host.get("cost", {})) for host in fleet.get("hosts", [])}

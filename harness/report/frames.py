@@ -1,68 +1,87 @@
-"""Turn the run log into pandas frames. Reads only the run store; never calls a model."""
+"""Turn the run log into pandas frames. Reads only the typed run-store records; never calls a model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 
+from harness.run.records import CaseRecord
 
-def retrieval_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per case × variant with every retrieval metric; unmeasured metrics stay missing (not 0)."""
+GENERATION_COLUMNS = [
+    "case_id", "variant", "category", "tier", "answerable", "status", "reason", "host", "model", "text", "latency_s",
+    "input_tokens", "output_tokens", "cost_usd", "attempts", "fallback", "cached", "server_eval_s",
+    "grade_status", "grade_score", "confident_but_wrong", "grade_reason",
+]  # fmt: skip
+"""The columns of :func:`generation_frame` before the answer metrics, which come from the run itself."""
+
+
+def retrieval_frame(records: Iterable[CaseRecord], metrics: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per case × variant with every retrieval metric; unmeasured metrics stay missing (not 0).
+
+    ``metrics`` are the run's metric names (from its manifest), so a metric the run did not record still gets a column
+    of missing values rather than a KeyError, and a metric it did record is never dropped.
+    """
     rows = []
     for record in records:
-        retrieval = record["retrieval"]
-        row = {
-            "case_id": record["case_id"],
-            "variant": record["variant"],
-            "category": record["category"],
-            "unmeasured_reason": retrieval.get("unmeasured_reason"),
-            "retrieval_latency_s": retrieval.get("latency_s"),
-            "top_doc": retrieval["ranked"][0][0] if retrieval["ranked"] else None,
+        retrieval = record.retrieval
+        row: dict[str, Any] = {
+            "case_id": record.case_id,
+            "variant": record.variant,
+            "category": record.category,
+            "unmeasured_reason": retrieval.unmeasured_reason,
+            "retrieval_latency_s": retrieval.latency_s,
+            "top_doc": retrieval.ranked[0][0] if retrieval.ranked else None,
+            "ranked_docs": len(retrieval.ranked),
         }
-        row.update(retrieval["metrics"])
+        row.update(dict.fromkeys(metrics))
+        row.update(retrieval.metrics)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def generation_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def generation_frame(records: Iterable[CaseRecord], answer_metrics: Sequence[str] = ()) -> pd.DataFrame:
     """One row per case × variant × tier for generation cases, whatever happened (ok, failed or skipped)."""
     rows = []
     for record in records:
-        for tier, gen in (record.get("generations") or {}).items():
-            usage = gen.get("usage") or {}
+        for tier, gen in record.generations.items():
             row: dict[str, Any] = {
-                "case_id": record["case_id"],
-                "variant": record["variant"],
-                "category": record["category"],
+                "case_id": record.case_id,
+                "variant": record.variant,
+                "category": record.category,
                 "tier": tier,
-                "answerable": any(grade > 0 for grade in record["relevant"].values()),
-                "status": gen["status"],
-                "reason": gen.get("reason") or gen.get("error"),
-                "host": gen.get("host"),
-                "model": gen.get("model"),
-                "text": gen.get("text"),
-                "latency_s": gen.get("latency_s"),
-                "input_tokens": usage.get("input_tokens"),
-                "output_tokens": usage.get("output_tokens"),
-                "cost_usd": gen.get("cost_usd"),
-                "attempts": len(gen.get("attempts") or []),
-                "fallback": gen.get("fallback", False),
-                "grade_status": (record.get("grade") or {}).get("status"),
+                "answerable": record.answerable,
+                "status": gen.status,
+                "reason": gen.reason or gen.error,
+                "host": gen.host,
+                "model": gen.model,
+                "text": gen.text,
+                "latency_s": gen.latency_s,
+                "input_tokens": gen.usage.input_tokens,
+                "output_tokens": gen.usage.output_tokens,
+                "cost_usd": gen.cost_usd,
+                "attempts": len(gen.attempts),
+                "fallback": gen.fallback,
+                "cached": gen.cached,
+                "server_eval_s": gen.timing.eval_s,
+                "grade_status": gen.grade.status,
+                "grade_score": gen.grade.score,
+                "confident_but_wrong": gen.grade.confident_but_wrong,
+                "grade_reason": gen.grade.reason,
             }
-            timing = gen.get("timing") or {}
-            row["server_eval_s"] = timing.get("eval_s")
-            for name, value in (gen.get("answer_metrics") or {}).items():
-                row[name] = value
+            row.update(dict.fromkeys(answer_metrics))
+            row.update(gen.answer_metrics)
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else GENERATION_COLUMNS)
 
 
-def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def results_frame(
+    records: list[CaseRecord], metrics: Sequence[str] = (), answer_metrics: Sequence[str] = ()
+) -> pd.DataFrame:
     """The ``results.parquet`` table: retrieval columns plus, per tier, the generation columns prefixed by tier."""
-    retrieval = retrieval_frame(records)
-    generation = generation_frame(records)
+    retrieval = retrieval_frame(records, metrics)
+    generation = generation_frame(records, answer_metrics)
     if generation.empty:
         return retrieval
     wide = generation.drop(columns=["category"]).set_index(["case_id", "variant", "tier"]).unstack("tier")

@@ -36,8 +36,7 @@ def table(frame: pd.DataFrame, index: bool = True) -> str:
 
 
 def render(view: RunView) -> str:
-    m = view.manifest
-    out = [f"# {m['suite']['name']} — run {m['run_id']}\n"]
+    out = [f"# {view.suite.name} — run {view.run_id}\n"]
     out.append(_overview(view))
     out.append(_retrieval(view))
     if not view.generation.empty:
@@ -46,22 +45,23 @@ def render(view: RunView) -> str:
 
 
 def _overview(view: RunView) -> str:
-    m = view.manifest
+    m, suite = view.manifest, view.suite
     lines = [
         "## Overview\n",
-        f"- status: **{m.get('status', 'unknown')}**; started {m.get('started_at')}, finished {m.get('finished_at')}",
-        f"- suite `{m['suite']['path']}` (sha256 {m['suite']['sha256'][:12]}), {m['suite']['cases']} cases, "
-        f"variants: {', '.join(m['suite']['variants'])}",
-        f"- corpus `{m['corpus']['name']}`: {m['corpus']['documents']} documents, "
-        f"fingerprint {m['corpus']['fingerprint'][:12]}",
-        f"- records in the log: {len(view.records)}",
+        f"- status: **{m.status}**; started {m.started_at}, finished {m.finished_at}",
+        f"- suite `{suite.path}` (sha256 {suite.sha256[:12]}), {suite.cases} cases, "
+        f"variants: {', '.join(suite.variants)}",
     ]
-    for tier, info in (m.get("tiers") or {}).items():
-        state = "ran" if info["status"] == "run" else f"**skipped** — {info['reason']}"
+    if m.corpus is not None:
+        lines.append(
+            f"- corpus `{m.corpus.name}`: {m.corpus.documents} documents, fingerprint {m.corpus.fingerprint[:12]}"
+        )
+    lines.append(f"- records in the log: {len(view.records)}")
+    for tier, info in m.tiers.items():
+        state = "ran" if info.status == "run" else f"**skipped** — {info.reason}"
         lines.append(f"- {tier} tier: {state}")
-    grader = m.get("grader") or {}
-    if grader:
-        lines.append(f"- grader: {grader.get('status')} — {grader.get('reason', '')}")
+    if m.grader is not None:
+        lines.append(f"- grader: {m.grader.status} — {m.grader.reason or ''}")
     return "\n".join(lines) + "\n"
 
 
@@ -84,7 +84,7 @@ def _retrieval(view: RunView) -> str:
             "Same cases on both sides; paired bootstrap interval; sign-flip test with Holm correction.\n",
             table(comparisons, index=False),
         ]
-    fidelity = view.manifest.get("ann_fidelity") or {}
+    fidelity = view.manifest.ann_fidelity
     if fidelity:
         rows = pd.DataFrame([{"index": name, **values} for name, values in fidelity.items()])
         parts += [
@@ -103,10 +103,10 @@ def _generation(view: RunView) -> str:
     # A skipped tier gets a sentence, not a row of dashes that could be read as figures.
     summary = tables.generation_summary(gen[gen["status"] != "skipped"], answer_metrics)
     parts = ["## Generation\n", table(summary, index=False)]
-    skipped = {t: i["reason"] for t, i in (view.manifest.get("tiers") or {}).items() if i["status"] != "run"}
+    skipped = {t: i.reason for t, i in view.manifest.tiers.items() if i.status != "run"}
     for tier, reason in skipped.items():
         parts.append(f"\n_{tier} tier not run: {reason}. No {tier} figures appear in this report._\n")
-    ab_metrics = [m for m in ("must_include_recall", "token_f1", "rouge_l") if m in answer_metrics]
+    ab_metrics: list[str] = [m for m in ("must_include_recall", "token_f1", "rouge_l") if m in answer_metrics]
     ab = tables.generation_ab(gen, ab_metrics)
     if not ab.empty:
         parts += [

@@ -1,42 +1,66 @@
-"""A loaded run: manifest, records and the frames built from them."""
+"""A loaded run: its typed manifest and records, and the frames built from them.
+
+Metric names come from the run itself (its manifest, else its records), never from today's code, so an old run is
+reported with the metrics it computed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from harness.errors import RunStoreError
 from harness.report import frames
+from harness.run.records import CaseRecord, Manifest, SuiteInfo
 from harness.run.store import RunStore
 
 
 @dataclass
 class RunView:
     path: Path
-    manifest: dict[str, Any]
-    records: list[dict[str, Any]]
+    manifest: Manifest
+    records: list[CaseRecord]
     retrieval: pd.DataFrame = field(init=False)
     generation: pd.DataFrame = field(init=False)
 
     def __post_init__(self) -> None:
-        self.retrieval = frames.retrieval_frame(self.records)
-        self.generation = frames.generation_frame(self.records)
+        self.retrieval = frames.retrieval_frame(self.records, self.metrics)
+        self.generation = frames.generation_frame(self.records, self.answer_metric_names)
+
+    @property
+    def suite(self) -> SuiteInfo:
+        if self.manifest.suite is None:
+            raise RunStoreError(
+                f"{self.path}: the manifest does not describe its suite (the run never got past its set-up)",
+                hint="re-run the suite; a run that failed before it started has nothing to report",
+            )
+        return self.manifest.suite
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest.run_id or self.path.name
 
     @property
     def metrics(self) -> list[str]:
-        return list(self.manifest["suite"]["metrics"])
+        """The retrieval metrics this run computed, in the suite's order."""
+        return list(self.suite.metrics)
 
     @property
     def variants(self) -> list[str]:
-        return list(self.manifest["suite"]["variants"])
+        return list(self.suite.variants)
 
     @property
     def answer_metric_names(self) -> list[str]:
-        from harness.metrics.answer import ANSWER_METRICS
-
-        return list(ANSWER_METRICS)
+        """The answer metrics this run computed: from the manifest, else in the order its records hold them."""
+        if self.suite.answer_metrics:
+            return list(self.suite.answer_metrics)
+        names: dict[str, None] = {}
+        for record in self.records:
+            for generation in record.generations.values():
+                names.update(dict.fromkeys(generation.answer_metrics))
+        return list(names)
 
 
 def load_run(path: Path) -> RunView:

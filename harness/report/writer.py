@@ -23,7 +23,7 @@ img{max-width:100%}
 def write_reports(run_dir: Path) -> RunView:
     """Rebuild every derived file of a run from its log; safe to call again on old runs."""
     view = load_run(run_dir)
-    results = frames.results_frame(view.records)
+    results = frames.results_frame(view.records, view.metrics, view.answer_metric_names)
     buffer = io.BytesIO()
     results.to_parquet(buffer, index=False)
     atomic_write_bytes(run_dir / RESULTS, buffer.getvalue())
@@ -46,7 +46,7 @@ def _html(view: RunView, text: str) -> str:
         if boxes:
             images.append(boxes)
     figures = "".join(f'<p><img alt="chart" src="data:image/png;base64,{png}"></p>' for png in images)
-    title = f"{view.manifest['suite']['name']} — {view.manifest['run_id']}"
+    title = f"{view.suite.name} — {view.run_id}"
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
         f"<body>{figures}{body}</body></html>\n"

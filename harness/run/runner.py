@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
@@ -19,6 +19,7 @@ from harness.metrics.retrieval import doc_run_from_chunks, evaluate
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
 from harness.run import records
+from harness.run.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, SkippedTier
 
@@ -77,11 +78,11 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     ]
 
     progress.start("retrieval", len(pending))
-    retrieved: list[tuple[Case, str, dict[str, Any], Sequence[ScoredChunk]]] = []
+    retrieved: list[tuple[Case, str, CaseRecord, Sequence[ScoredChunk]]] = []
     written = 0
     for case, variant in pending:
         retrieval, hits = _retrieve(parts.retrievers[variant], case, suite.k, suite.metrics)
-        record = {**records.case_header(case, variant), "retrieval": retrieval}
+        record = records.case_record(case, variant, retrieval)
         if case.generate and variant in generating and (parts.tiers or parts.skipped_tiers):
             retrieved.append((case, variant, record, hits))
         else:
@@ -95,16 +96,16 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
         progress.start("generation", len(retrieved))
         semaphore = asyncio.Semaphore(parts.concurrency)
 
-        async def answer_one(case: Case, variant: str, record: dict[str, Any], hits: Sequence[ScoredChunk]) -> None:
+        async def answer_one(case: Case, variant: str, record: CaseRecord, hits: Sequence[ScoredChunk]) -> None:
             nonlocal failures, written, budget_hit
             async with semaphore:
                 generations = await _answer_on_tiers(parts, case, hits)
             for tier_record in generations.values():
-                if tier_record["status"] == "failed":
+                if tier_record.status == "failed":
                     failures += 1
-                    budget_hit = budget_hit or tier_record.get("budget_exhausted", False)
-            record["generations"] = generations
-            record["grade"] = await _grade(parts, case, generations, hits)
+                    budget_hit = budget_hit or tier_record.budget_exhausted
+            await _grade(parts, case, generations, hits)
+            record.generations = generations
             store.append(record)
             written += 1
             progress.advance("generation")
@@ -115,7 +116,7 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
 
 def _retrieve(
     retriever: Retriever, case: Case, k: int, metric_names: list[str]
-) -> tuple[dict[str, Any], Sequence[ScoredChunk]]:
+) -> tuple[RetrievalRecord, Sequence[ScoredChunk]]:
     started = time.perf_counter()
     hits = retriever.search(case.question, k * 3)  # several chunks may share a document; rank documents after
     latency = time.perf_counter() - started
@@ -131,25 +132,23 @@ def _retrieve(
     return records.retrieval_record(ranked, [hit.chunk_id for hit in hits[:k]], metrics, latency, has_relevant), hits
 
 
-async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChunk]) -> dict[str, dict[str, Any]]:
+async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChunk]) -> dict[str, GenerationRecord]:
     answerable = any(grade > 0 for grade in case.relevant.values())
-    out: dict[str, dict[str, Any]] = {
+    out: dict[str, GenerationRecord] = {
         skipped.name: records.skipped_generation_record(skipped.name, skipped.reason) for skipped in parts.skipped_tiers
     }
     if parts.build_prompt is None:
         return out
     build_prompt = parts.build_prompt
 
-    async def one(tier: AnswerTier) -> tuple[str, dict[str, Any]]:
+    async def one(tier: AnswerTier) -> tuple[str, GenerationRecord]:
         request = build_prompt(case.question, hits, tier.name)
         try:
             generation = await tier.answer(request)
         except FleetUnavailable as exc:
             return tier.name, records.failed_generation_record(tier.name, exc.message, exc.reasons)
         except BudgetExceeded as exc:
-            failed = records.failed_generation_record(tier.name, exc.message)
-            failed["budget_exhausted"] = True
-            return tier.name, failed
+            return tier.name, records.failed_generation_record(tier.name, exc.message, budget_exhausted=True)
         except HarnessError as exc:
             return tier.name, records.failed_generation_record(tier.name, exc.message)
         return tier.name, records.generation_record(generation, case, answerable=answerable)
@@ -160,19 +159,23 @@ async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChu
 
 
 async def _grade(
-    parts: RunParts, case: Case, generations: dict[str, dict[str, Any]], hits: Sequence[ScoredChunk]
-) -> dict[str, Any]:
-    """Grade each tier's answer for sampled cases; the grader never learns which tier wrote which answer."""
+    parts: RunParts, case: Case, generations: dict[str, GenerationRecord], hits: Sequence[ScoredChunk]
+) -> None:
+    """Grade each tier's answer for sampled cases, in place; the grader never learns which tier wrote which answer."""
+    unmeasured: str | None = None
     if parts.grader is None:
-        return records.unmeasured_grade(parts.grader_reason)
-    if not sampled(case.id, case.category, parts.grading_rate):
-        return records.unmeasured_grade(f"not in the {parts.grading_rate:.0%} grading sample")
+        unmeasured = parts.grader_reason
+    elif not sampled(case.id, case.category, parts.grading_rate):
+        unmeasured = f"not in the {parts.grading_rate:.0%} grading sample"
     context = [hit.text for hit in hits]
-    grades: dict[str, Any] = {}
     for tier, answer in generations.items():
-        if answer["status"] != "ok":
-            grades[tier] = records.unmeasured_grade(f"no {tier} answer to grade")
-            continue
-        grade = await parts.grader.grade(case.question, case.reference, answer["text"], context)
-        grades[tier] = asdict(grade)
-    return {"status": "graded", "by_tier": grades}
+        if answer.status != "ok" or answer.text is None:
+            answer.grade = GradeRecord.unmeasured(f"no {tier} answer to grade ({answer.status})")
+        elif unmeasured is not None or parts.grader is None:
+            answer.grade = GradeRecord.unmeasured(unmeasured or parts.grader_reason)
+        else:
+            grade = await parts.grader.grade(case.question, case.reference, answer.text, context)
+            answer.grade = GradeRecord(
+                status=grade.status, reason=grade.reason, score=grade.score, rationale=grade.rationale,
+                grader_model=grade.grader,
+            )

@@ -19,6 +19,7 @@ from harness.config.suite import Suite, load_suite
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import PRICING_AS_OF, estimate_tokens, projected_cloud_cost_usd
 from harness.errors import CorpusError, InputError, RunStoreError
+from harness.metrics.answer import ANSWER_METRICS
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
 from harness.run.runner import RunOutcome, RunParts
@@ -120,6 +121,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "cases": len(suite.cases),
             "variants": [v.name for v in suite.variants],
             "metrics": suite.metrics,
+            "answer_metrics": list(ANSWER_METRICS) if suite.generation else [],
             "k": suite.k,
             "config": suite.model_dump(mode="json", exclude={"cases"}),
         },
@@ -144,7 +146,8 @@ def _store(options: RunOptions, suite: Suite, suite_sha: str) -> RunStore:
     suite_dir = options.reports_dir / suite.name
     if options.resume:
         store = RunStore.open(suite_dir / options.resume)
-        recorded = store.manifest().get("suite", {}).get("sha256")
+        recorded_suite = store.manifest().suite
+        recorded = recorded_suite.sha256 if recorded_suite else None
         if recorded != suite_sha:
             raise RunStoreError(
                 f"run {options.resume} was made with a different version of {options.suite_path}",
@@ -152,7 +155,7 @@ def _store(options: RunOptions, suite: Suite, suite_sha: str) -> RunStore:
             )
         store.repair_torn_tail()
         return store
-    return RunStore.create(suite_dir / (options.run_id or new_run_id()), {})
+    return RunStore.create(suite_dir / (options.run_id or new_run_id()))
 
 
 def fleet_capacity(fleet: Fleet | None) -> int:

@@ -13,14 +13,20 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from harness.errors import RunStoreError
+from harness.run.records import SCHEMA_VERSION, CaseRecord, Manifest
+from harness.run.upgrade import UPGRADES
 
-STORE_VERSION = 1
+STORE_VERSION = SCHEMA_VERSION
 MANIFEST = "manifest.json"
 CASES = "cases.jsonl"
 RESULTS = "results.parquet"
+M = TypeVar("M", bound=BaseModel)
+READABLE = f"versions {', '.join(map(str, sorted({*UPGRADES, SCHEMA_VERSION})))}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -42,8 +48,58 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def record_key(record: dict[str, Any]) -> tuple[str, str]:
-    return (record["case_id"], record["variant"])
+def record_key(record: CaseRecord) -> tuple[str, str]:
+    return record.key
+
+
+def _version_of(data: dict[str, Any], where: str) -> int:
+    """The schema version a manifest or record was written with (version 1 called it ``version``, or had none)."""
+    version = data.get("schema_version", data.get("version", 1))
+    if version == SCHEMA_VERSION or version in UPGRADES:
+        return int(version)
+    newer = isinstance(version, int) and version > SCHEMA_VERSION
+    raise RunStoreError(
+        f"{where}: run store schema version {version!r}; this harness reads {READABLE}",
+        hint="read this run with the newer harness that wrote it (upgrade this one)"
+        if newer
+        else "re-run the suite with this version of the harness",
+    )
+
+
+def _parse(model: type[M], data: Any, where: str) -> M:
+    """Validate one record, turning pydantic's error into one that names the file, line and field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(record)"
+        raise RunStoreError(
+            f"{where}: {field}: {first['msg']} ({exc.error_count()} problem(s) in this record)",
+            hint="the run store was edited or written by another tool; repair the record or re-run the suite",
+        ) from exc
+
+
+def manifest_from_json(data: Any, where: str) -> Manifest:
+    if not isinstance(data, dict):
+        raise RunStoreError(f"{where}: a manifest must be a JSON object", hint="re-run the suite")
+    version = _version_of(data, where)
+    if version != SCHEMA_VERSION:
+        data = UPGRADES[version][0](data)
+    return _parse(Manifest, data, where)
+
+
+def case_record_from_json(data: Any, where: str) -> CaseRecord:
+    if not isinstance(data, dict):
+        raise RunStoreError(f"{where}: a case record must be a JSON object", hint="remove or repair that line")
+    version = _version_of(data, where)
+    if version != SCHEMA_VERSION:
+        data = UPGRADES[version][1](data)
+    return _parse(CaseRecord, data, where)
+
+
+def case_record_line(record: CaseRecord) -> str:
+    """One line of ``cases.jsonl``: every field, unmeasured values as ``null`` (never dropped, never NaN)."""
+    return json.dumps(record.model_dump(mode="json"), sort_keys=True, allow_nan=False)
 
 
 @dataclass
@@ -61,14 +117,14 @@ class RunStore:
         return self.path / CASES
 
     @classmethod
-    def create(cls, path: Path, manifest: dict[str, Any]) -> RunStore:
+    def create(cls, path: Path, manifest: Manifest | None = None) -> RunStore:
         if (path / MANIFEST).exists():
             raise RunStoreError(
                 f"run directory {path} already exists",
                 hint="choose another --run-id, or continue it with --resume",
             )
         store = cls(path)
-        store.write_manifest({"version": STORE_VERSION, **manifest})
+        store.write_manifest(manifest or Manifest())
         store.cases_path.touch()
         return store
 
@@ -81,37 +137,36 @@ class RunStore:
                 f"{path} is not a run directory (no {MANIFEST})",
                 hint="pass a directory written by `harness run`, e.g. reports/<suite>/<run-id>",
             )
-        version = store.manifest().get("version")
-        if version != STORE_VERSION:
-            raise RunStoreError(
-                f"{store.manifest_path}: run store version {version!r}, expected {STORE_VERSION}",
-                hint="re-run the suite with this version of the harness",
-            )
+        store.manifest()
         return store
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise RunStoreError(f"{self.manifest_path}:{exc.lineno}: damaged manifest: {exc.msg}") from exc
+        return manifest_from_json(data, str(self.manifest_path))
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    def write_manifest(self, manifest: Manifest) -> None:
+        text = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True, allow_nan=False)
+        atomic_write_text(self.manifest_path, text + "\n")
 
-    def update_manifest(self, **fields: Any) -> None:
-        manifest = self.manifest()
-        manifest.update(fields)
-        self.write_manifest(manifest)
+    def update_manifest(self, **fields: Any) -> Manifest:
+        """Set some manifest fields, validated against the model, and write it back atomically."""
+        current = self.manifest().model_dump(mode="json")
+        updated = _parse(Manifest, {**current, **fields}, str(self.manifest_path))
+        self.write_manifest(updated)
+        return updated
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: CaseRecord) -> None:
         """Append one record and flush it to disk before returning."""
-        line = json.dumps(record, sort_keys=True, default=str, allow_nan=False)
+        line = case_record_line(record)
         with self.cases_path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def records(self) -> Iterator[CaseRecord]:
         """Every complete record. A torn last line (a crash mid-write) is ignored; damage elsewhere is an error."""
         if not self.cases_path.exists():
             return
@@ -120,7 +175,7 @@ class RunStore:
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                data = json.loads(line)
             except json.JSONDecodeError as exc:
                 if number >= len(lines) - 1:  # the last line, written when the process died
                     return
@@ -128,9 +183,10 @@ class RunStore:
                     f"{self.cases_path}:{number}: damaged record: {exc.msg}",
                     hint="remove or repair that line, then resume",
                 ) from exc
+            yield case_record_from_json(data, f"{self.cases_path}:{number}")
 
     def completed(self) -> set[tuple[str, str]]:
-        return {record_key(r) for r in self.records()}
+        return {record.key for record in self.records()}
 
     def repair_torn_tail(self) -> None:
         """Drop an incomplete last line so appends after a resume start on a fresh line."""

@@ -1,0 +1,197 @@
+"""The typed run store: records round-trip, old (version 1) runs stay readable, newer ones are refused plainly, damage
+names its file, line and field, and the exported JSON Schemas are current and accept what the store writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from harness.config.suite import Case
+from harness.errors import RunStoreError
+from harness.providers.types import Attempt, Generation, Usage
+from harness.report import markdown
+from harness.report.model import load_run
+from harness.run import records
+from harness.run.schemas import SCHEMA_DIR, schema_texts
+from harness.run.store import RunStore
+
+CASE = Case(id="ice", question="How far inside the wall?", reference="36 inches", relevant={"doc-a": 3},
+            category="code", must_include=["36"], generate=True)
+
+
+def a_record() -> records.CaseRecord:
+    retrieval = records.retrieval_record([("doc-a", 0.9), ("doc-b", 0.5)], ["doc-a#0", "doc-b#1"],
+                                         {"ndcg@5": 1.0, "recall@5": 1.0}, 0.01, True, chunks_fetched=10)
+    record = records.case_record(CASE, "dense", retrieval)
+    generation = Generation(text="36 inches", host="h0", model="m", tier="local", latency_s=0.2,
+                            usage=Usage(input_tokens=50, output_tokens=3), cost_usd=1e-5,
+                            attempts=(Attempt(host="h0", outcome="ok", latency_s=0.2),))
+    record.generations = {
+        "local": records.generation_record(generation, CASE, answerable=True),
+        "cloud": records.skipped_generation_record("cloud", "ANTHROPIC_API_KEY is not set"),
+    }
+    record.generations["local"].grade = records.GradeRecord(
+        status="graded", scores={"correctness": 3}, score=1.0, confident_but_wrong=False, grader_model="g")
+    return record
+
+
+def a_manifest(**fields: object) -> records.Manifest:
+    return records.Manifest.model_validate({
+        "run_id": "r1", "status": "complete",
+        "suite": {"name": "s", "path": "s.yaml", "sha256": "0" * 64, "cases": 1, "variants": ["dense"],
+                  "metrics": ["ndcg@5", "recall@5"], "answer_metrics": ["must_include_recall", "token_f1"], "k": 5},
+        "corpus": {"name": "c", "documents": 2, "fingerprint": "f" * 16},
+        "tiers": {"local": {"status": "run"}, "cloud": {"status": "skipped", "reason": "no key"}},
+        **fields,
+    })
+
+
+def test_a_record_round_trips_through_the_store(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", a_manifest())
+    record = a_record()
+    store.append(record)
+    [back] = list(RunStore.open(tmp_path / "run").records())
+    assert back == record
+    assert back.generations["local"].answer_metrics["must_include_recall"] == 1.0
+    assert back.generations["local"].cached is False and back.generations["cloud"].grade.status == "unmeasured"
+    assert store.completed() == {("ice", "dense")}
+    line = json.loads((tmp_path / "run" / "cases.jsonl").read_text())
+    assert line["schema_version"] == records.SCHEMA_VERSION
+    assert line["generations"]["cloud"]["text"] is None  # unmeasured is written as null, never dropped
+
+
+def test_written_records_satisfy_the_exported_json_schemas(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", a_manifest())
+    store.append(a_record())
+    schemas = {name: json.loads(text) for name, text in schema_texts().items()}
+    jsonschema.validate(json.loads((tmp_path / "run" / "manifest.json").read_text()), schemas["manifest.schema.json"])
+    line = json.loads((tmp_path / "run" / "cases.jsonl").read_text())
+    jsonschema.validate(line, schemas["case_record.schema.json"])
+    line["generations"]["local"]["grade"]["status"] = "maybe"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(line, schemas["case_record.schema.json"])
+
+
+def test_exported_schemas_are_current() -> None:
+    for name, text in schema_texts().items():
+        path = SCHEMA_DIR / name
+        assert path.exists() and path.read_text(encoding="utf-8") == text, (
+            f"{path} is stale: run `python -m harness.run.schemas`"
+        )
+
+
+def test_a_newer_manifest_is_refused_with_both_versions_named(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    RunStore.create(run, a_manifest())
+    data = json.loads((run / "manifest.json").read_text())
+    data["schema_version"] = records.SCHEMA_VERSION + 1
+    (run / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(RunStoreError) as caught:
+        RunStore.open(run)
+    message = str(caught.value)
+    assert str(run / "manifest.json") in message
+    assert f"schema version {records.SCHEMA_VERSION + 1}" in message and f"{records.SCHEMA_VERSION}" in message
+    assert "newer harness" in caught.value.hint
+
+
+def test_a_newer_or_damaged_record_names_its_line_and_field(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    store = RunStore.create(run, a_manifest())
+    store.append(a_record())
+    good = json.loads((run / "cases.jsonl").read_text())
+    newer = {**good, "schema_version": 99}
+    (run / "cases.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(newer) + "\n")
+    with pytest.raises(RunStoreError, match=r"cases\.jsonl:2: run store schema version 99"):
+        list(store.records())
+    damaged = json.loads(json.dumps(good))
+    damaged["retrieval"]["metrics"]["ndcg@5"] = "high"
+    (run / "cases.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(damaged) + "\n")
+    with pytest.raises(RunStoreError, match=r"cases\.jsonl:2: retrieval\.metrics\.ndcg@5"):
+        list(store.records())
+    typo = {**good, "varient": "dense"}
+    (run / "cases.jsonl").write_text(json.dumps(typo) + "\n")
+    with pytest.raises(RunStoreError, match=r"cases\.jsonl:1: varient: Extra inputs"):
+        list(store.records())
+
+
+def test_manifest_updates_are_validated(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run")
+    assert store.update_manifest(status="running").status == "running"
+    with pytest.raises(RunStoreError, match="status"):
+        store.update_manifest(status="finished-ish")
+    assert store.manifest().status == "running"  # the bad update wrote nothing
+
+
+# A version-1 run as the harness wrote it before typed records: dict records, one case-level grade, "version".
+V1_MANIFEST = {
+    "version": 1, "run_id": "old", "status": "complete", "started_at": "2026-01-01T00:00:00+00:00",
+    "suite": {"name": "old", "path": "suites/old.yaml", "sha256": "a" * 64, "cases": 1, "variants": ["dense"],
+              "metrics": ["hit@5", "legacy_metric@3"], "k": 5, "config": {}},
+    "corpus": {"name": "restoration", "documents": 3, "fingerprint": "b" * 16},
+    "tiers": {"local": {"status": "run"}, "cloud": {"status": "skipped", "reason": "ANTHROPIC_API_KEY is not set"}},
+    "grader": {"status": "unmeasured", "reason": "grader skipped"},
+    "fleet": None, "ann_fidelity": {}, "versions": {"pandas": "2.2"}, "git_commit": None,
+}
+V1_RECORD = {
+    "case_id": "ice", "variant": "dense", "category": "code", "tags": [], "question": "How far?",
+    "reference": "36 inches", "must_include": ["36"], "relevant": {"doc-a": 3}, "generate": True,
+    "retrieval": {"ranked": [["doc-a", 0.9]], "chunks": ["doc-a#0"], "metrics": {"hit@5": 1.0, "legacy_metric@3": 0.5},
+                  "unmeasured_reason": None, "latency_s": 0.01},
+    "generations": {
+        "local": {"status": "ok", "tier": "local", "text": "36 inches", "host": "h0", "model": "m", "latency_s": 0.3,
+                  "usage": {"input_tokens": 40, "output_tokens": 2, "cache_creation_input_tokens": None,
+                            "cache_read_input_tokens": None},
+                  "timing": {"total_s": None, "load_s": None, "prompt_eval_s": None, "eval_s": 0.1,
+                             "time_to_first_token_s": None},
+                  "attempts": [{"host": "h0", "outcome": "ok", "latency_s": 0.3, "status": 200, "error": None,
+                                "cancelled": False}],
+                  "cost_usd": 2e-6, "finish_reason": "stop", "answer_metrics": {"retired_metric": 0.25},
+                  "fallback": False},
+        "cloud": {"status": "skipped", "tier": "cloud", "reason": "ANTHROPIC_API_KEY is not set"},
+    },
+    "grade": {"status": "unmeasured", "reason": "grader skipped: ANTHROPIC_API_KEY is not set"},
+}
+
+
+def test_a_version_1_run_is_read_and_reported_with_its_own_metric_names(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps(V1_MANIFEST))
+    (run / "cases.jsonl").write_text(json.dumps(V1_RECORD) + "\n")
+    view = load_run(run)
+    assert view.manifest.schema_version == records.SCHEMA_VERSION and view.manifest.suite is not None
+    [record] = view.records
+    local = record.generations["local"]
+    assert local.grade.status == "unmeasured" and "grader skipped" in (local.grade.reason or "")
+    assert local.attempts[0].status == 200 and local.timing.eval_s == 0.1
+    # Metric names come from the run, not from today's registries.
+    assert view.metrics == ["hit@5", "legacy_metric@3"] and view.answer_metric_names == ["retired_metric"]
+    assert view.retrieval.loc[0, "legacy_metric@3"] == 0.5
+    report = markdown.render(view)
+    assert "legacy_metric@3" in report and "retired_metric" in report
+
+
+def test_a_version_1_graded_record_moves_each_grade_to_its_tier(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    run.mkdir()
+    graded = json.loads(json.dumps(V1_RECORD))
+    graded["grade"] = {"status": "graded", "by_tier": {
+        "local": {"status": "graded", "score": 0.5, "reason": None, "grader": "claude-x", "rationale": "partly"}}}
+    (run / "manifest.json").write_text(json.dumps(V1_MANIFEST))
+    (run / "cases.jsonl").write_text(json.dumps(graded) + "\n")
+    [record] = RunStore.open(run).records()
+    grade = record.generations["local"].grade
+    assert (grade.status, grade.score, grade.grader_model, grade.rationale) == ("graded", 0.5, "claude-x", "partly")
+    assert record.generations["cloud"].grade.status == "unmeasured"
+
+
+def test_the_generation_frame_carries_the_grade_columns(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", a_manifest())
+    store.append(a_record())
+    view = load_run(tmp_path / "run")
+    local = view.generation[view.generation["tier"] == "local"].iloc[0]
+    assert (local["grade_status"], local["grade_score"], local["confident_but_wrong"]) == ("graded", 1.0, False)
+    assert {"grade_reason", "cached", "must_include_recall", "token_f1"} <= set(view.generation.columns)
