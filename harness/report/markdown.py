@@ -9,6 +9,7 @@ import pandas as pd
 
 from harness.report import tables
 from harness.report.cost_summary import cost_lines
+from harness.report.escape import md_code, md_text
 from harness.report.model import RunView
 
 UNMEASURED = "—"
@@ -22,21 +23,21 @@ def cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 0.001 and value != 0 else f"{value:.3f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return md_text(value)
 
 
 def table(frame: pd.DataFrame, index: bool = True) -> str:
     if frame.empty:
         return "_(no rows)_\n"
     frame = frame.reset_index() if index and frame.index.name is not None else frame
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    header = "| " + " | ".join(md_text(c) for c in frame.columns) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 
 def render(view: RunView) -> str:
-    out = [f"# {view.suite.name} — run {view.run_id}\n"]
+    out = [f"# {md_text(view.suite.name)} — run {md_text(view.run_id)}\n"]
     out.append(_overview(view))
     out.append(_retrieval(view))
     if not view.generation.empty:
@@ -49,19 +50,20 @@ def _overview(view: RunView) -> str:
     lines = [
         "## Overview\n",
         f"- status: **{m.status}**; started {m.started_at}, finished {m.finished_at}",
-        f"- suite `{suite.path}` (sha256 {suite.sha256[:12]}), {suite.cases} cases, "
-        f"variants: {', '.join(suite.variants)}",
+        f"- suite {md_code(suite.path)} (sha256 {md_text(suite.sha256[:12])}), {suite.cases} cases, "
+        f"variants: {md_text(', '.join(suite.variants))}",
     ]
     if m.corpus is not None:
         lines.append(
-            f"- corpus `{m.corpus.name}`: {m.corpus.documents} documents, fingerprint {m.corpus.fingerprint[:12]}"
+            f"- corpus {md_code(m.corpus.name)}: {m.corpus.documents} documents, "
+            f"fingerprint {md_text(m.corpus.fingerprint[:12])}"
         )
     lines.append(f"- records in the log: {len(view.records)}")
     for tier, info in m.tiers.items():
-        state = "ran" if info.status == "run" else f"**skipped** — {info.reason}"
-        lines.append(f"- {tier} tier: {state}")
+        state = "ran" if info.status == "run" else f"**skipped** — {md_text(info.reason)}"
+        lines.append(f"- {md_text(tier)} tier: {state}")
     if m.grader is not None:
-        lines.append(f"- grader: {m.grader.status} — {m.grader.reason or ''}")
+        lines.append(f"- grader: {md_text(m.grader.status)} — {md_text(m.grader.reason or '')}")
     return "\n".join(lines) + "\n"
 
 
@@ -72,15 +74,15 @@ def _retrieval(view: RunView) -> str:
         "## Retrieval\n",
         "Means over cases with relevant documents; unmeasured cases are counted, not scored.\n",
         table(tables.retrieval_by_variant(frame, metrics, variants)),
-        f"\n### {headline} with 95% bootstrap interval\n",
+        f"\n### {md_text(headline)} with 95% bootstrap interval\n",
         table(tables.headline_with_ci(frame, headline, variants)),
-        f"\n### {headline} by category\n",
+        f"\n### {md_text(headline)} by category\n",
         table(tables.by_category(frame, headline, variants)),
     ]
     comparisons = tables.paired_comparisons(frame, headline, variants)
     if not comparisons.empty:
         parts += [
-            f"\n### Paired comparison on {headline}\n",
+            f"\n### Paired comparison on {md_text(headline)}\n",
             "Same cases on both sides; paired bootstrap interval; sign-flip test with Holm correction.\n",
             table(comparisons, index=False),
         ]
@@ -93,7 +95,7 @@ def _retrieval(view: RunView) -> str:
             "(not the embedder) lost neighbours.\n",
             table(rows, index=False),
         ]
-    parts += [f"\n### Worst cases by {headline}\n", table(tables.worst_cases(frame, headline), index=False)]
+    parts += [f"\n### Worst cases by {md_text(headline)}\n", table(tables.worst_cases(frame, headline), index=False)]
     return "\n".join(parts)
 
 
@@ -105,7 +107,9 @@ def _generation(view: RunView) -> str:
     parts = ["## Generation\n", table(summary, index=False)]
     skipped = {t: i.reason for t, i in view.manifest.tiers.items() if i.status != "run"}
     for tier, reason in skipped.items():
-        parts.append(f"\n_{tier} tier not run: {reason}. No {tier} figures appear in this report._\n")
+        parts.append(
+            f"\n_{md_text(tier)} tier not run: {md_text(reason)}. No {md_text(tier)} figures appear in this report._\n"
+        )
     ab_metrics: list[str] = [m for m in ("must_include_recall", "token_f1", "rouge_l") if m in answer_metrics]
     ab = tables.generation_ab(gen, ab_metrics)
     if not ab.empty:
@@ -121,7 +125,7 @@ def _generation(view: RunView) -> str:
     if drift.empty:
         parts.append("_Not measured: both tiers must answer the same cases._\n")
     else:
-        parts.append(f"Local minus cloud on {drift_metric}, paired by case.\n")
+        parts.append(f"Local minus cloud on {md_text(drift_metric)}, paired by case.\n")
         parts.append(table(drift, index=False))
     parts.append(_costs(view))
     failures = gen[gen["status"] == "failed"]
@@ -132,4 +136,4 @@ def _generation(view: RunView) -> str:
 
 def _costs(view: RunView) -> str:
     lines = cost_lines(view.generation, view.manifest)
-    return "\n### Cost\n\n" + "".join(f"- {line}\n" for line in lines)
+    return "\n### Cost\n\n" + "".join(f"- {md_text(line)}\n" for line in lines)

@@ -8,6 +8,7 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 
 from harness.report import charts, frames, markdown, tables
+from harness.report.escape import html_text
 from harness.report.model import RunView, load_run
 from harness.run.store import RESULTS, atomic_write_bytes, atomic_write_text
 
@@ -34,7 +35,8 @@ def write_reports(run_dir: Path) -> RunView:
 
 
 def _html(view: RunView, text: str) -> str:
-    body = MarkdownIt("commonmark").enable("table").render(text)
+    # Raw HTML off: every untrusted string in the Markdown is escaped already, and no HTML passes through at all.
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     images = []
     if not view.retrieval.empty:
         headline = tables.headline_metric(view.metrics)
@@ -46,7 +48,7 @@ def _html(view: RunView, text: str) -> str:
         if boxes:
             images.append(boxes)
     figures = "".join(f'<p><img alt="chart" src="data:image/png;base64,{png}"></p>' for png in images)
-    title = f"{view.suite.name} — {view.run_id}"
+    title = html_text(f"{view.suite.name} — {view.run_id}")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
         f"<body>{figures}{body}</body></html>\n"
