@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from harness.config.fleet import BreakerPolicy, HedgePolicy, Host
-from harness.dispatch.budget import CloudBudget, HedgeBudget
+from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, quantile
 from harness.dispatch.hedging import MIN_SAMPLES, hedge_delay, rank_hosts
 
@@ -150,13 +150,3 @@ def test_hedge_budget_token_bucket() -> None:
     assert bucket.tokens == -1.0  # failovers are never refused; they run the bucket into debt
     assert not bucket.try_hedge()
     assert HedgeBudget(0.0).try_hedge() is False
-
-
-def test_cloud_budget() -> None:
-    budget = CloudBudget(0.05)
-    assert not budget.exhausted
-    budget.spend(0.03)
-    budget.spend(None)
-    assert not budget.exhausted and budget.unpriced_calls == 1
-    budget.spend(0.03)
-    assert budget.exhausted and budget.remaining_usd == 0.0

@@ -30,10 +30,10 @@ from types import TracebackType
 from typing import get_args
 
 from harness.config.fleet import Fleet, Strategy
-from harness.dispatch.budget import CloudBudget, HedgeBudget
+from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
 from harness.dispatch.engine import FleetState, LocalCall, LocalOutcome, describe
 from harness.dispatch.health import Clock, HostHealth, HostSnapshot, LatencyWindow
-from harness.errors import FleetUnavailable, InputError, ProviderError
+from harness.errors import BudgetExceeded, FleetUnavailable, InputError, ProviderError
 from harness.providers.base import Provider, provider_for
 from harness.providers.types import Attempt, Generation, GenerationRequest
 
@@ -52,6 +52,8 @@ class Dispatcher:
         providers: host name -> provider; built from the fleet with ``provider_for`` when omitted.
         cloud: the cloud provider for ``fallback: cloud``.
         cloud_cost: price of one cloud answer in USD (``None`` when unknown); defaults to the answer's ``cost_usd``.
+        cloud_budget: what the fallback may spend; a run passes a budget inside its own, so the fallback and the
+            cloud tier share one cap. Defaults to ``Fleet.cloud_budget_usd`` alone.
         clock: monotonic seconds for breaker cooldowns; injectable for tests.
         hedge_burst: most hedge tokens that can pile up.
     """
@@ -63,6 +65,7 @@ class Dispatcher:
         cloud: Provider | None = None,
         *,
         cloud_cost: CloudCost | None = None,
+        cloud_budget: Budget | None = None,
         clock: Clock = time.monotonic,
         hedge_burst: float = 10.0,
     ) -> None:
@@ -79,7 +82,7 @@ class Dispatcher:
         self.cloud = cloud
         self._cloud_cost = cloud_cost
         self.hedge_budget = HedgeBudget(fleet.hedge.budget, burst=hedge_burst)
-        self.cloud_budget = CloudBudget(fleet.cloud_budget_usd)
+        self.cloud_budget = cloud_budget or Budget(fleet.cloud_budget_usd, name="fallback")
         self._state = FleetState(
             fleet=fleet,
             providers=self.providers,
@@ -96,6 +99,7 @@ class Dispatcher:
         *,
         cloud: Provider | None = None,
         cloud_cost: CloudCost | None = None,
+        cloud_budget: Budget | None = None,
         clock: Clock = time.monotonic,
     ) -> Dispatcher:
         """Build the providers of every host, and the Anthropic provider when the fleet falls back to the cloud.
@@ -107,7 +111,7 @@ class Dispatcher:
             from harness.providers.anthropic_cloud import AnthropicProvider
 
             cloud = AnthropicProvider(fleet.cloud_model, timeout_s=fleet.timeout_s)
-        return cls(fleet, None, cloud, cloud_cost=cloud_cost, clock=clock)
+        return cls(fleet, None, cloud, cloud_cost=cloud_cost, cloud_budget=cloud_budget, clock=clock)
 
     async def __aenter__(self) -> Dispatcher:
         return self
@@ -165,25 +169,34 @@ class Dispatcher:
                 {**reasons, "cloud": "no cloud provider configured"},
                 hint="build the dispatcher with Dispatcher.from_fleet or pass `cloud=`",
             )
-        if self.cloud_budget.exhausted:
+        try:
+            # held before the call and settled after, so concurrent fallbacks cannot overshoot the cap together
+            reservation = self.cloud_budget.reserve(
+                projected_request_usd(self.fleet.cloud_model, request), "cloud fallback"
+            )
+        except BudgetExceeded as exc:
             raise FleetUnavailable(
                 {**reasons, "cloud": "cloud budget exhausted"},
-                hint=f"raise cloud_budget_usd (now {self.fleet.cloud_budget_usd:g}) in the fleet file, "
-                "or bring local hosts back (`harness fleet status`)",
-            )
+                hint=f"{exc.message}; raise cloud_budget_usd (now {self.fleet.cloud_budget_usd:g}) in the fleet "
+                "file or the run's --budget, or bring local hosts back (`harness fleet status`)",
+            ) from exc
         why = "fallback: every local host failed (" + "; ".join(f"{h}: {r}" for h, r in reasons.items()) + ")"
         cloud_started = time.perf_counter()
         try:
             async with asyncio.timeout(self.fleet.timeout_s):
                 answer = await self.cloud.generate(request)
         except (ProviderError, TimeoutError) as exc:
+            self.cloud_budget.release(reservation)  # the API bills no failed request
             message = (
                 f"no answer within {self.fleet.timeout_s:g}s" if isinstance(exc, TimeoutError) else describe(exc)[0]
             )
             raise FleetUnavailable({**reasons, "cloud": message}) from exc
+        except BaseException:
+            self.cloud_budget.release(reservation)
+            raise
         cloud_latency = time.perf_counter() - cloud_started
         price = self._cloud_cost(answer) if self._cloud_cost is not None else answer.cost_usd
-        self.cloud_budget.spend(price)
+        self.cloud_budget.settle(reservation, price)
         cloud_attempt = Attempt(host=self.cloud.name, outcome="ok", latency_s=cloud_latency, error=why)
         local_cost = self._local_cost(local.busy_s)
         return replace(

@@ -101,9 +101,8 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
             async with semaphore:
                 generations = await _answer_on_tiers(parts, case, hits)
             for tier_record in generations.values():
-                if tier_record.status == "failed":
-                    failures += 1
-                    budget_hit = budget_hit or tier_record.budget_exhausted
+                failures += tier_record.status == "failed"
+                budget_hit = budget_hit or tier_record.budget_exhausted
             await _grade(parts, case, generations, hits)
             record.generations = generations
             store.append(record)
@@ -148,7 +147,10 @@ async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChu
         except FleetUnavailable as exc:
             return tier.name, records.failed_generation_record(tier.name, exc.message, exc.reasons)
         except BudgetExceeded as exc:
-            return tier.name, records.failed_generation_record(tier.name, exc.message, budget_exhausted=True)
+            # the cap was reached: skipped with its reason, not a failed tier (the run still ends cleanly)
+            skipped = records.skipped_generation_record(tier.name, f"budget: {exc.message}")
+            skipped.budget_exhausted = True
+            return tier.name, skipped
         except HarnessError as exc:
             return tier.name, records.failed_generation_record(tier.name, exc.message)
         return tier.name, records.generation_record(generation, case, answerable=answerable)

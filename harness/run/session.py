@@ -182,7 +182,7 @@ def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[Answ
         if fleet is None:
             skipped.append(SkippedTier("local", "no fleet: pass --fleet FILE or start one with `harness fleet up`"))
         else:
-            tiers.append(LocalTier(_dispatcher(fleet), budget))
+            tiers.append(LocalTier(_dispatcher(fleet, budget)))
     if "cloud" in wanted:
         if cloud_key_present():
             from harness.providers.anthropic_cloud import AnthropicProvider
@@ -194,7 +194,7 @@ def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[Answ
     return tiers, skipped
 
 
-def _dispatcher(fleet: Fleet) -> object:
+def _dispatcher(fleet: Fleet, budget: Budget) -> object:
     from harness.costs import cloud_cost_usd
     from harness.dispatch import Dispatcher
 
@@ -202,7 +202,9 @@ def _dispatcher(fleet: Fleet) -> object:
         return cloud_cost_usd(generation.model, generation.usage)
 
     if fleet.fallback == "cloud" and cloud_key_present():
-        return Dispatcher.from_fleet(fleet, cloud_cost=price)
+        # the fallback's own cap, held inside the run's budget, which the cloud tier and the grader share
+        fallback = Budget(fleet.cloud_budget_usd, name="fallback", parent=budget)
+        return Dispatcher.from_fleet(fleet, cloud_cost=price, cloud_budget=fallback)
     # Without a key the fallback cannot run; the dispatcher then reports it in FleetUnavailable's reasons.
     return Dispatcher(fleet)
 

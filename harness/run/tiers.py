@@ -1,4 +1,7 @@
-"""The two answering tiers as the runner sees them: each turns (question, context) into a Generation."""
+"""The two answering tiers as the runner sees them: each turns (question, context) into a Generation.
+
+``Budget`` is re-exported from ``harness.dispatch.budget``: one budget class for every cloud call.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +9,11 @@ import os
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from harness.costs import cloud_cost_usd, estimate_tokens, projected_cloud_cost_usd
-from harness.errors import BudgetExceeded
+from harness.costs import cloud_cost_usd
+from harness.dispatch.budget import Budget, projected_request_usd
 from harness.providers.types import Generation, GenerationRequest, Tier
 
-
-@dataclass
-class Budget:
-    """Dollars the run may still spend on cloud calls. Shared by the cloud tier and the dispatcher's fallback."""
-
-    cap_usd: float | None
-    spent_usd: float = 0.0
-
-    def allows(self, projected_usd: float) -> bool:
-        return self.cap_usd is None or self.spent_usd + projected_usd <= self.cap_usd
-
-    def charge(self, usd: float | None) -> None:
-        self.spent_usd += usd or 0.0
+__all__ = ["AnswerTier", "Budget", "CloudTier", "LocalTier", "SkippedTier", "cloud_key_present"]
 
 
 class AnswerTier(Protocol):
@@ -44,19 +35,15 @@ class SkippedTier:
 @dataclass
 class LocalTier:
     """The fleet behind the dispatcher, which prices local calls from the hosts' cost models. A deliberate fallback
-    to the cloud is charged to the run's budget."""
+    to the cloud reserves and settles on the dispatcher's budget, which a run builds inside its own."""
 
     dispatcher: object  # harness.dispatch.Dispatcher; typed loosely so run/ does not import every provider
-    budget: Budget
     name: Tier = "local"
 
     async def answer(self, request: GenerationRequest) -> Generation:
         generation: Generation = await self.dispatcher.generate(request)  # type: ignore[attr-defined]
-        if generation.tier != "cloud":
-            return generation
-        if generation.cost_usd is None:
+        if generation.tier == "cloud" and generation.cost_usd is None:
             generation = replace(generation, cost_usd=cloud_cost_usd(generation.model, generation.usage))
-        self.budget.charge(generation.cost_usd)
         return generation
 
     async def aclose(self) -> None:
@@ -73,16 +60,15 @@ class CloudTier:
     name: Tier = "cloud"
 
     async def answer(self, request: GenerationRequest) -> Generation:
-        prompt_tokens = estimate_tokens((request.system or "") + request.prompt)
-        projected = projected_cloud_cost_usd(self.model, 1, prompt_tokens, request.max_tokens)
-        if not self.budget.allows(projected):
-            raise BudgetExceeded(
-                f"cloud budget of ${self.budget.cap_usd:.2f} reached (spent ${self.budget.spent_usd:.4f})",
-                hint="raise --budget to answer the remaining cases on the cloud tier",
-            )
-        generation: Generation = await self.provider.generate(request)  # type: ignore[attr-defined]
+        """Reserve the projected cost (BudgetExceeded when the cap cannot hold it), call, settle to the real cost."""
+        reservation = self.budget.reserve(projected_request_usd(self.model, request), "cloud answer")
+        try:
+            generation: Generation = await self.provider.generate(request)  # type: ignore[attr-defined]
+        except BaseException:
+            self.budget.release(reservation)  # the API bills no failed request
+            raise
         cost = cloud_cost_usd(self.model, generation.usage)
-        self.budget.charge(cost)
+        self.budget.settle(reservation, cost)
         return replace(generation, cost_usd=cost)
 
     async def aclose(self) -> None:
