@@ -34,6 +34,13 @@ def register(app: typer.Typer) -> None:
     app.command()(nightly)
     _register_fleet(app)
     _register_gateway(app)
+    _register_analysis(app)
+
+
+def _register_analysis(app: typer.Typer) -> None:
+    from harness.cli import analysis
+
+    analysis.register(app)
 
 
 def _register_fleet(app: typer.Typer) -> None:
