@@ -20,11 +20,11 @@ from harness.report.model import RunView, load_run
 
 def gate_run(view: RunView) -> GateRun:
     return GateRun(
-        run_id=str(view.manifest.get("run_id", view.path.name)),
+        run_id=view.run_id,
         retrieval=view.retrieval,
         generation=view.generation,
         metrics=view.metrics,
-        tiers=dict(view.manifest.get("tiers") or {}),
+        tiers={name: info.model_dump() for name, info in view.manifest.tiers.items()},
     )
 
 
@@ -41,7 +41,7 @@ def gate_config(view: RunView, suite_path: Path | None) -> GateConfig:
             raise ConfigError("the suite has no `gate:` section", path=str(suite_path), field="gate",
                               hint="add gate rules (see the README's Deploy gate section)")
         return suite.gate
-    recorded = ((view.manifest.get("suite") or {}).get("config") or {}).get("gate")
+    recorded = view.suite.config.get("gate")
     if not recorded:
         raise RunStoreError(
             f"{view.path / 'manifest.json'}: suite.config.gate: the run's suite had no `gate:` section",
