@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/local_fleet.py
+	$(BIN)/python bench/gateway.py
 
 clean-state:
 	$(BIN)/harness fleet down || true

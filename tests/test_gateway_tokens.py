@@ -18,7 +18,15 @@ from harness.errors import ConfigError, InputError
 from harness.gateway.keys import check_private_file, keygen, load_keyset, public_path
 from harness.gateway.paths import ROUTES, RouteTable, check_path
 from harness.gateway.ratelimit import RateLimiter, retry_after_header
-from harness.gateway.tokens import TOKEN_TYPE, TokenPolicy, TokenRejected, mint, parse_scopes, verify
+from harness.gateway.tokens import (
+    TOKEN_TYPE,
+    TokenPolicy,
+    TokenRejected,
+    VerifiedTokens,
+    mint,
+    parse_scopes,
+    verify,
+)
 
 # --- tokens ------------------------------------------------------------------------------------------------------
 
@@ -69,6 +77,24 @@ def test_revoked_jti_is_rejected_and_the_message_never_holds_the_token(tmp_path:
         verify(token, keys.verifying, POLICY, frozenset({"leaked"}))
     assert info.value.reason == "revoked"
     assert token not in str(info.value) and token.split(".")[2] not in str(info.value)
+
+
+def test_verified_token_cache_still_checks_revocation_expiry_and_exact_text(tmp_path: Path) -> None:
+    keys = make_keys(tmp_path)
+    cache = VerifiedTokens()
+    token = token_for(keys.signing, jti="cached")
+    assert cache.verify_cached(token, keys.verifying, POLICY).jti == "cached"
+    assert cache.verify_cached(token, keys.verifying, POLICY).jti == "cached"  # from the cache
+    with pytest.raises(TokenRejected, match="revoked"):
+        cache.verify_cached(token, keys.verifying, POLICY, frozenset({"cached"}))
+    with pytest.raises(TokenRejected):
+        cache.verify_cached(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), keys.verifying, POLICY)
+    strict = TokenPolicy(audience=POLICY.audience, issuer=POLICY.issuer, leeway_s=0, max_ttl_s=60)
+    short = token_for(keys.signing, ttl_s=1, policy=strict)
+    assert cache.verify_cached(short, keys.verifying, strict).sub == "ci-nightly"
+    time.sleep(2.1)  # let it expire (the assertion is about expiry, not about speed)
+    with pytest.raises(TokenRejected, match="expired"):
+        cache.verify_cached(short, keys.verifying, strict)
 
 
 def test_policy_bounds_leeway_and_ttl() -> None:

@@ -29,7 +29,7 @@ from harness.gateway.paths import RouteTable, check_path
 from harness.gateway.ratelimit import RateLimiter, retry_after_header
 from harness.gateway.revocation import DenyList
 from harness.gateway.settings import GatewaySettings
-from harness.gateway.tokens import Claims, KeySet, TokenRejected, verify
+from harness.gateway.tokens import Claims, KeySet, TokenRejected, VerifiedTokens
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -105,6 +105,7 @@ class GatewayApp:
         self.keys = keys
         self.audit = audit
         self.routes = RouteTable.build(openai=settings.openai)
+        self.verified = VerifiedTokens()
         self.limiter = RateLimiter(settings.limits.rate_per_s, settings.limits.burst)
         self.deny_list = DenyList(settings.deny_list) if settings.deny_list else None
         self.upstreams = [_Upstream(url.rstrip("/"), urlsplit(url).netloc.lower()) for url in settings.upstreams]
@@ -196,7 +197,7 @@ class GatewayApp:
             raise _Refused(401, "a bearer token is required", {"www-authenticate": "Bearer"})
         denied = self.deny_list.current() if self.deny_list else frozenset()
         try:
-            return verify(token.strip(), self.keys, self.settings.policy, denied)
+            return self.verified.verify_cached(token.strip(), self.keys, self.settings.policy, denied)
         except TokenRejected as exc:
             raise _Refused(401, exc.message, {"www-authenticate": 'Bearer error="invalid_token"'}) from None
 

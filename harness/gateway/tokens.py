@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -120,6 +121,35 @@ class Claims:
     kid: str
     exp: float
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class VerifiedTokens:
+    """Tokens already verified, by their exact text, so a client's repeated requests skip the signature check.
+
+    Safe because keys do not change while a gateway runs and the entry is keyed on the whole signed token: any
+    change to it is a miss. Expiry and the deny-list are still checked on every request (``verify_cached``).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._claims: OrderedDict[str, Claims] = OrderedDict()
+
+    def verify_cached(
+        self, token: str, keys: KeySet, policy: TokenPolicy, denied_jtis: frozenset[str] = frozenset()
+    ) -> Claims:
+        """As ``verify``, answered from the cache when this exact token passed before and has not expired since."""
+        claims = self._claims.get(token)
+        if claims is not None and time.time() <= claims.exp + policy.leeway_s:
+            self._claims.move_to_end(token)
+            if claims.jti in denied_jtis:
+                raise TokenRejected("revoked")
+            return claims
+        self._claims.pop(token, None)
+        claims = verify(token, keys, policy, denied_jtis)
+        self._claims[token] = claims
+        if len(self._claims) > self.size:
+            self._claims.popitem(last=False)
+        return claims
 
 
 def parse_scopes(text: str) -> frozenset[str]:
