@@ -6,50 +6,21 @@ from __future__ import annotations
 import json
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _runs import fleet_file, invoke, main_exit, records, write_records, write_suite
-
-from harness.fakes import FakeOpenAI, Reply
-
-GATE = """\
-gate:
-  resamples: 2000
-  thresholds:
-    - {metric: hit@5, min: 0.5, variant: hybrid}
-    - {metric: must_include_recall, tier: local, min: 0.5, category: jurisdiction}
-  non_inferiority:
-    - {metric: ndcg@5, variant: hybrid, margin: 0.1}
-    - {metric: token_f1, tier: local, margin: 0.2}
-  failure_rate:
-    - {tier: local, max: 0.25}
-"""
+from _runs import invoke, main_exit, records, write_records, write_suite
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("gate")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.delenv("ANTHROPIC_API_KEY", raising=False)
-        patch.delenv("HARNESS_CHROMA_URL", raising=False)
-        yield root
+@pytest.fixture
+def runs(mini_runs: Path, mini_workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(mini_workdir)
+    return mini_runs
 
 
-@pytest.fixture(scope="module")
-def runs(workdir: Path) -> Path:
-    """Two runs of the same system (an A/A pair) and one whose only host fails every call."""
-    suite = write_suite(workdir / "mini.yaml", GATE)
-    with FakeOpenAI(script=Reply.ok("At least 36 inches inside the exterior wall line.")) as good:
-        fleet = fleet_file(workdir / "fleet.yaml", good.url)
-        invoke("run", str(suite), "--run-id", "base", "--fleet", str(fleet), "--quiet")
-        invoke("run", str(suite), "--run-id", "cand", "--fleet", str(fleet), "--quiet")
-    with FakeOpenAI(script=Reply.error(500)) as bad:
-        fleet = fleet_file(workdir / "bad.yaml", bad.url)
-        invoke("run", str(suite), "--run-id", "broken", "--fleet", str(fleet), "--quiet")
-    return workdir / "reports" / "mini"
+@pytest.fixture
+def workdir(mini_workdir: Path) -> Path:
+    return mini_workdir
 
 
 def junit(path: Path) -> dict[str, bool]:

@@ -18,6 +18,7 @@ GATE_FAILED = 1
 
 def register(app: typer.Typer) -> None:
     app.command()(gate)
+    app.command()(compare)
 
 
 def gate(
@@ -60,3 +61,25 @@ def gate(
         console.print(f"gate {verdict}", markup=False, highlight=False)
     if not result.passed:
         raise typer.Exit(GATE_FAILED)
+
+
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="run directory A (the reference)", show_default=False)],
+    run_b: Annotated[Path, typer.Argument(help="run directory B (effects are B - A)", show_default=False)],
+    allow_different: Annotated[
+        bool, typer.Option("--allow-different", help="compare the shared cases even of different suites/corpora")
+    ] = False,
+    resamples: Annotated[int, typer.Option("--resamples", min=200, help="bootstrap and permutation draws")] = 5000,
+    json_out: JsonOpt = False,
+) -> None:
+    """Paired comparison of two runs: effect with 95% CI, McNemar or sign-flip test, Holm, MDE, per category."""
+    from harness.report.compare import compare as compare_runs
+    from harness.report.compare import render_markdown
+    from harness.report.model import load_run
+
+    comparison = compare_runs(load_run(run_a), load_run(run_b), allow_different=allow_different,
+                              resamples=resamples)
+    if json_out:
+        print_json(comparison.as_dict())
+        return
+    console.print(render_markdown(comparison), markup=False, highlight=False, soft_wrap=True)

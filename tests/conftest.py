@@ -1,0 +1,49 @@
+"""Fixtures shared by the tests of the commands that read run stores (gate, compare, history, merge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _runs import fleet_file, invoke, write_suite
+
+from harness.fakes import FakeOpenAI, Reply
+
+GATE = """\
+gate:
+  resamples: 2000
+  thresholds:
+    - {metric: hit@5, min: 0.5, variant: hybrid}
+    - {metric: must_include_recall, tier: local, min: 0.5, category: jurisdiction}
+  non_inferiority:
+    - {metric: ndcg@5, variant: hybrid, margin: 0.1}
+    - {metric: token_f1, tier: local, margin: 0.2}
+  failure_rate:
+    - {tier: local, max: 0.25}
+"""
+
+
+@pytest.fixture(scope="session")
+def mini_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mini_runs")
+
+
+@pytest.fixture(scope="session")
+def mini_runs(mini_workdir: Path) -> Path:
+    """Real runs of the fixture suite: two of the same system (``base``, ``cand``), one whose host fails (``broken``).
+
+    Tests copy a run before changing it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(mini_workdir)
+        patch.delenv("ANTHROPIC_API_KEY", raising=False)
+        patch.delenv("HARNESS_CHROMA_URL", raising=False)
+        suite = write_suite(mini_workdir / "mini.yaml", GATE)
+        with FakeOpenAI(script=Reply.ok("At least 36 inches inside the exterior wall line.")) as good:
+            fleet = fleet_file(mini_workdir / "fleet.yaml", good.url)
+            invoke("run", str(suite), "--run-id", "base", "--fleet", str(fleet), "--quiet")
+            invoke("run", str(suite), "--run-id", "cand", "--fleet", str(fleet), "--quiet")
+        with FakeOpenAI(script=Reply.error(500)) as bad:
+            fleet = fleet_file(mini_workdir / "bad.yaml", bad.url)
+            invoke("run", str(suite), "--run-id", "broken", "--fleet", str(fleet), "--quiet")
+    return mini_workdir / "reports" / "mini"
