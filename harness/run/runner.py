@@ -15,10 +15,11 @@ from typing import Protocol
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
 from harness.grading.base import Grader, sampled
-from harness.metrics.retrieval import doc_run_from_chunks, evaluate
+from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
 from harness.run import records
+from harness.run.doc_ranking import rank_documents
 from harness.run.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, SkippedTier
@@ -117,18 +118,20 @@ def _retrieve(
     retriever: Retriever, case: Case, k: int, metric_names: list[str]
 ) -> tuple[RetrievalRecord, Sequence[ScoredChunk]]:
     started = time.perf_counter()
-    hits = retriever.search(case.question, k * 3)  # several chunks may share a document; rank documents after
+    documents = rank_documents(retriever, case.question, k)
     latency = time.perf_counter() - started
-    doc_run = doc_run_from_chunks([(hit.doc_id, hit.score) for hit in hits])
-    # trec_eval's order (score descending, ties by doc id descending), so the cut at k keeps what trec_eval would
-    ranked = sorted(doc_run.items(), key=lambda item: (item[1], item[0]), reverse=True)[:k]
+    ranked, hits = documents.ranked, documents.hits
     has_relevant = any(grade > 0 for grade in case.relevant.values())
     if has_relevant:
         frame = evaluate({case.id: case.relevant}, {case.id: dict(ranked)}, metric_names)
         metrics: dict[str, float | None] = {name: float(frame.loc[case.id, name]) for name in metric_names}
     else:
         metrics = dict.fromkeys(metric_names)
-    return records.retrieval_record(ranked, [hit.chunk_id for hit in hits[:k]], metrics, latency, has_relevant), hits
+    record = records.retrieval_record(
+        ranked, [hit.chunk_id for hit in hits], metrics, latency, has_relevant,
+        chunks_fetched=documents.chunks_fetched, exhausted=documents.exhausted,
+    )
+    return record, hits
 
 
 async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChunk]) -> dict[str, GenerationRecord]:
