@@ -135,7 +135,8 @@ def test_markup_from_hosts_and_suites_stays_text(hostile_run: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [PAYLOAD, "a|b", "1. first", "- item", "> quote", "``code``", "[x](javascript:alert(1))", "&amp; \\ *x*", ""],
+    [PAYLOAD, "ANTHROPIC_API_KEY _em_ a__b", "a|b", "1. first", "- item", "> quote", "``code``",
+     "[x](javascript:alert(1))", "&amp; \\ *x*", ""],
 )
 def test_escaped_markdown_renders_back_to_the_same_text(text: str) -> None:
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
