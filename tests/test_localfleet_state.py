@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.config.fleet import load_fleet
+from harness.costs import local_call_cost
 from harness.errors import InputError, LocalFleetError
 from harness.localfleet import procs
 from harness.localfleet.fleetfile import STREAM, write_fleet_file
@@ -225,7 +226,7 @@ def test_the_fleet_file_is_a_valid_race_fleet_with_a_cost_model(tmp_path: Path) 
         assert (host.kind, host.endpoint, host.model, host.max_concurrency) == ("openai", "completion",
                                                                                "gemma3-270m", 1)
         # one hour of one busy core: 15 W x $0.17/kWh + $0.04 of hardware
-        assert host.cost.usd_for_seconds(3600) == pytest.approx(0.015 * 0.17 + 0.04)
+        assert local_call_cost(host.cost, 3600).total_usd == pytest.approx(0.015 * 0.17 + 0.04)
     assert "#" in path.read_text()  # the figures are explained in comments
 
 

@@ -23,6 +23,14 @@ ChromaOpt = Annotated[
         help="use a Chroma server (http://host:port) instead of the embedded store",
     ),
 ]
+PricingOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--pricing",
+        envvar="HARNESS_PRICING",
+        help="cloud pricing table (YAML) to use instead of the bundled harness/pricing.yaml",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
 
@@ -97,6 +105,7 @@ def run(
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", min=1, help="cases answered at once (default: the fleet's capacity)")
     ] = None,
+    pricing: PricingOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -112,6 +121,7 @@ def run(
         chroma_url=chroma_url,
         concurrency=concurrency,
         quiet=quiet or json_out,
+        pricing=pricing,
     )
     if json_out:
         print_json(summary)
@@ -129,6 +139,7 @@ def _run_suite(
     chroma_url: str | None,
     concurrency: int | None,
     quiet: bool,
+    pricing: Path | None = None,
 ) -> dict:
     from harness.report.writer import write_reports
     from harness.run.runner import run_suite
@@ -146,6 +157,7 @@ def _run_suite(
         store_dir=store,
         chroma_url=chroma_url,
         concurrency=concurrency,
+        pricing_path=pricing,
     )
     prepared = prepare(options)
     say = (lambda *a: None) if quiet else errors.print
@@ -231,6 +243,7 @@ def nightly(
     ] = False,
     store: StoreOpt = Path(".harness/index"),
     chroma_url: ChromaOpt = None,
+    pricing: PricingOpt = None,
 ) -> None:
     """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report."""
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
@@ -258,6 +271,7 @@ def nightly(
             chroma_url=chroma_url,
             concurrency=None,
             quiet=False,
+            pricing=pricing,
         )
     finally:
         if started and not keep_fleet:

@@ -24,14 +24,11 @@ class _Strict(BaseModel):
 
 
 class HostCost(_Strict):
-    """What a local host costs to run, so local calls get a dollar figure too."""
+    """What a local host costs to run, so local calls get a dollar figure too (``harness.costs.local_call_cost``)."""
 
     watts: float = Field(default=0.0, ge=0, description="average draw while serving")
     usd_per_kwh: float = Field(default=0.0, ge=0)
     hardware_usd_per_hour: float = Field(default=0.0, ge=0, description="hardware price amortised per hour")
-
-    def usd_for_seconds(self, seconds: float) -> float:
-        return seconds / 3600.0 * (self.watts / 1000.0 * self.usd_per_kwh + self.hardware_usd_per_hour)
 
 
 class Host(_Strict):

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import get_args
 
 from harness.config.fleet import Fleet, Strategy
+from harness.costs import local_call_cost
 from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
 from harness.dispatch.engine import FleetState, LocalCall, LocalOutcome, describe
 from harness.dispatch.health import Clock, HostHealth, HostSnapshot, LatencyWindow
@@ -156,7 +157,7 @@ class Dispatcher:
         return await self._fallback(request, local, started)
 
     def _local_cost(self, busy_s: dict[str, float]) -> float:
-        return sum(self.fleet.host(name).cost.usd_for_seconds(seconds) for name, seconds in busy_s.items())
+        return sum(local_call_cost(self.fleet.host(name).cost, seconds).total_usd for name, seconds in busy_s.items())
 
     # -- the fallback ---------------------------------------------------------------------------------------------
 

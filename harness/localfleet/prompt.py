@@ -19,24 +19,15 @@ Which style a host gets follows its fleet entry: ``endpoint: completion`` hosts 
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from harness.errors import InputError
 from harness.providers.types import GenerationRequest
+from harness.tokens import estimate_tokens
 
 PromptStyle = Literal["completion", "chat"]
-
-#: Budgeting context needs a token count without a tokenizer. Characters per token swing from 2.2 (estimate tables:
-#: Gemma's tokenizer splits numbers into single digits, and pipes and codes cost a token each) to 4.5 (code prose), so a
-#: fixed ratio either overflows the window or wastes half of it. Counting the pieces that cost a token each does
-#: better: digits + ASCII punctuation + 2 x non-ASCII characters + words + all-caps words. Against the bundled model's
-#: tokenizer on 771 corpus excerpts (300 characters to whole documents) that count is 0.84-1.23 x the real one;
-#: scaled by 1.2 it never under-counts.
-TOKEN_ESTIMATE_SCALE = 1.2
 
 #: Tokens kept free besides the answer: the estimate's error on the frame, and the BOS token.
 SAFETY_TOKENS = 32
@@ -100,20 +91,6 @@ def as_passage(item: object) -> Passage:
     section = str(getattr(item, "section", "") or "")
     source = f"{doc_id} ({section})" if doc_id and section else doc_id or section
     return Passage(text, source)
-
-
-_DIGIT = re.compile(r"[0-9]")
-_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_WORD = re.compile(r"[A-Za-z]+")
-_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative token count for budgeting: over-counts by up to ~45%, never under-counts on the corpus."""
-    pieces = (len(_DIGIT.findall(text)) + len(_PUNCT.findall(text)) + 2 * len(_NON_ASCII.findall(text))
-              + len(_WORD.findall(text)) + len(_CAPS_WORD.findall(text)))
-    return math.ceil(TOKEN_ESTIMATE_SCALE * pieces)
 
 
 _LINE_STARTS = ("|", "#", "- ", "* ", "+ ")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.config.fleet import HostCost
-from harness.costs import break_even, fleet_fixed_usd_per_month, local_energy_usd
+from harness.costs import break_even, fleet_fixed_usd_per_month, local_call_cost
 from harness.run.records import Manifest
 
 
@@ -23,7 +23,7 @@ def cost_lines(gen: pd.DataFrame, manifest: Manifest) -> list[str]:
     local_energy = None
     if len(local):
         energy = [
-            local_energy_usd(host_costs.get(h, HostCost()), s)
+            local_call_cost(host_costs.get(h, HostCost()), s).energy_usd
             for h, s in zip(local["host"], local["latency_s"], strict=True)
         ]
         local_energy = sum(energy) / len(energy)

@@ -188,6 +188,14 @@ class GraderInfo(_Record):
     reason: str | None = None
 
 
+class PricingInfo(_Record):
+    """The cloud pricing table that priced a run: where it was, its as-of date and a hash of its content."""
+
+    path: str
+    as_of: str
+    sha256: str
+
+
 RunStatus = Literal["created", "running", "complete", "partial", "failed", "interrupted"]
 
 
@@ -208,6 +216,7 @@ class Manifest(_Record):
     fleet: dict[str, Any] | None = None
     budget_usd: float | None = None
     pricing_as_of: str | None = None
+    pricing: PricingInfo | None = None
     ann_fidelity: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str | None] = Field(default_factory=dict)
     git_commit: str | None = None

@@ -17,7 +17,7 @@ from typing import Any
 from harness.config.fleet import DEFAULT_CLOUD_MODEL, DEFAULT_FLEET, Fleet, load_fleet
 from harness.config.suite import Suite, load_suite
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
-from harness.costs import PRICING_AS_OF, estimate_tokens, projected_cloud_cost_usd
+from harness.costs import estimate_tokens, projected_cloud_cost_usd, use_pricing
 from harness.errors import CorpusError, InputError, RunStoreError
 from harness.metrics.answer import ANSWER_METRICS
 from harness.providers.types import GenerationRequest
@@ -53,6 +53,7 @@ class RunOptions:
     store_dir: Path = DEFAULT_STORE
     chroma_url: str | None = None
     concurrency: int | None = None  # cases answered at once; default: what the fleet can serve without queueing
+    pricing_path: Path | None = None  # cloud price table; default: $HARNESS_PRICING, else the bundled table
 
 
 @dataclass
@@ -96,6 +97,7 @@ def _corpus_dir(corpus: str, suite_path: Path) -> Path:
 def prepare(options: RunOptions) -> PreparedRun:
     suite, corpus = load_suite_and_corpus(options.suite_path)
     suite_sha = hashlib.sha256(options.suite_path.read_bytes()).hexdigest()
+    pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
     fleet = _fleet(options.fleet_path) if suite.generation else None
     tiers, skipped = _tiers(suite, fleet, budget)
@@ -130,7 +132,8 @@ def prepare(options: RunOptions) -> PreparedRun:
         "grader": {"status": "unmeasured", "reason": parts.grader_reason},
         "fleet": _fleet_manifest(fleet),
         "budget_usd": options.budget_usd,
-        "pricing_as_of": PRICING_AS_OF.isoformat(),
+        "pricing_as_of": pricing.as_of.isoformat(),
+        "pricing": pricing.manifest(),
         "ann_fidelity": ann_fidelity,
     }
     if options.resume:
