@@ -51,9 +51,11 @@ def server_command(model_path: Path, port: int, *, threads: int, ctx: int, batch
     * ``--use_mlock false``: mlock of 250 MB fails under the default RLIMIT_MEMLOCK of containers and CI runners.
     * ``--interrupt_requests false``: otherwise a ``GET /v1/models`` status probe cuts a streamed answer short.
     * ``--verbose true`` (the default) keeps llama.cpp's per-request timings in the log; ``bench/`` parses them.
+    * ``-X faulthandler``: a fatal signal (SIGILL from a build for another CPU, SIGSEGV) is written to the log as
+      ``Fatal Python error: <name>``, so a process that is not the server's parent can still tell how it died.
     """
     return [
-        sys.executable, "-m", SERVER_MODULE,
+        sys.executable, "-X", "faulthandler", "-m", SERVER_MODULE,
         "--model", str(model_path),
         "--model_alias", alias,
         "--host", "127.0.0.1",

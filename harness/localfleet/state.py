@@ -39,7 +39,7 @@ class ServerRecord:
     start_time: float  # the process's start time (epoch s), part of its identity
     launched_at: str  # ISO-8601 UTC wall clock when we launched it
     log: str
-    ready_s: float | None = None  # seconds from launch until it answered /v1/models
+    ready_s: float | None = None  # seconds from launch until it answered a one-token completion
 
     @property
     def url(self) -> str:
