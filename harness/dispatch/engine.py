@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +26,13 @@ CANCEL_GRACE_S = 2.0  # how long to wait for cancelled requests to unwind (httpx
 
 Abandon = Literal["cancelled", "timeout"]
 
+HostProbe = Callable[[str], str | None]
+"""Host name -> ``None`` while the host may answer, else why it cannot (e.g. its server process exited).
+
+Supplied by whoever knows more about a host than its HTTP replies, like the embedded fleet, which knows the PIDs it
+started. A host the probe calls down is skipped with that reason instead of being tried and counted by its breaker.
+"""
+
 
 @dataclass
 class FleetState:
@@ -36,6 +44,10 @@ class FleetState:
     semaphores: dict[str, asyncio.Semaphore]
     pooled: LatencyWindow
     hedge_budget: HedgeBudget
+    probe: HostProbe | None = None
+
+    def down_reason(self, host: str) -> str | None:
+        return self.probe(host) if self.probe is not None else None
 
 
 @dataclass
@@ -108,6 +120,11 @@ class LocalCall:
         """The next host in the queue whose breaker allows a request; hosts passed over are recorded as skipped."""
         while self.queue:
             host = self.queue.popleft()
+            down = self.state.down_reason(host.name)
+            if down is not None:
+                self._slots.append(Attempt(host=host.name, outcome="skipped", latency_s=0.0, error=down))
+                self.outcome.reasons[host.name] = down
+                continue
             health = self.state.health[host.name]
             permit = health.acquire()
             if permit is None:
@@ -245,6 +262,9 @@ class LocalCall:
     def _failed(self, flight: _Flight, exc: BaseException) -> None:
         self.state.health[flight.host.name].record_failure(flight.permit)
         message, status = describe(exc)
+        down = self.state.down_reason(flight.host.name)
+        if down is not None:  # the host's process is gone: say so, not the connection error it caused
+            message, status = down, None
         latency = time.perf_counter() - flight.launched
         attempt = Attempt(host=flight.host.name, outcome="error", latency_s=latency, status=status, error=message)
         self._settle(flight, attempt)
