@@ -11,6 +11,7 @@ The tree::
     ├── ProviderError             one model server or API call failed (carries host, status, retryable)
     │   └── FleetUnavailable      every host failed and the fallback policy allowed nothing more
     ├── BudgetExceeded            a run would spend more than its budget cap
+    ├── RunFailed                 a run finished, but a tier it ran answered nothing or failed too often (exit 3)
     └── LocalFleetError           the embedded llama.cpp fleet could not start or stop
 
 Third-party exceptions are translated at the boundary with ``raise ... from exc``.
@@ -130,6 +131,10 @@ class BudgetExceeded(HarnessError):
     """A run would spend more than its budget cap."""
 
     exit_code = 2
+
+
+class RunFailed(HarnessError):
+    """A run finished, but a tier it was asked to run answered nothing or failed more calls than allowed."""
 
 
 class LocalFleetError(HarnessError):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from harness.cli.console import RichProgress, console, errors, print_json
-from harness.errors import HarnessError, InputError
+from harness.errors import HarnessError, InputError, RunFailed
 
 SuiteArg = Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/retrieval.yaml", show_default=False)]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="where run directories go")]
@@ -32,6 +32,16 @@ PricingOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+MaxFailureRateOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-failure-rate",
+        min=0.0,
+        max=1.0,
+        help="share of a tier's calls that may fail before the run fails with exit 3 (default: the suite's "
+        "generation.max_failure_rate, else 0.2); a tier that answers nothing always fails it",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
 
 
@@ -106,10 +116,11 @@ def run(
         int | None, typer.Option("--concurrency", min=1, help="cases answered at once (default: the fleet's capacity)")
     ] = None,
     pricing: PricingOpt = None,
+    max_failure_rate: MaxFailureRateOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run a suite and write reports/<suite>/<run-id>/."""
+    """Run a suite and write reports/<suite>/<run-id>/. Exit 3 if a tier it ran answered nothing or failed too often."""
     summary = _run_suite(
         suite,
         run_id=run_id,
@@ -120,11 +131,22 @@ def run(
         store=store,
         chroma_url=chroma_url,
         concurrency=concurrency,
+        max_failure_rate=max_failure_rate,
         quiet=quiet or json_out,
         pricing=pricing,
     )
     if json_out:
         print_json(summary)
+    _fail_if_failed(summary)
+
+
+def _fail_if_failed(summary: dict[str, Any]) -> None:
+    """A run whose verdict failed ends with exit 3 and its reasons, after its report is written."""
+    if summary["status"] == "failed":
+        raise RunFailed(
+            "run failed: " + "; ".join(summary["failure_reasons"]),
+            hint=f"read {summary['run_dir']}/report.md; `harness fleet status` shows which hosts answer",
+        )
 
 
 def _run_suite(
@@ -140,6 +162,7 @@ def _run_suite(
     concurrency: int | None,
     quiet: bool,
     pricing: Path | None = None,
+    max_failure_rate: float | None = None,
 ) -> dict:
     from harness.report.writer import write_reports
     from harness.run.runner import run_suite
@@ -179,7 +202,7 @@ def _run_suite(
         prepared.store.update_manifest(status="failed", error=exc.message)
         exc.hint = exc.hint or f"fix the cause, then continue with --resume {prepared.store.path.name}"
         raise
-    finish(prepared, outcome)
+    verdict = finish(prepared, outcome, max_failure_rate)
     view = write_reports(prepared.store.path)
     summary = {
         "run_dir": str(prepared.store.path),
@@ -188,6 +211,8 @@ def _run_suite(
         "already_done": outcome.skipped_done,
         "generation_failures": outcome.generation_failures,
         "cloud_spent_usd": prepared.budget.spent_usd if prepared.cloud_calls else None,
+        "status": "failed" if verdict.failed else "ok",
+        "failure_reasons": list(verdict.reasons),
     }
     say(f"wrote {prepared.store.path}/report.md")
     return summary
@@ -244,8 +269,11 @@ def nightly(
     store: StoreOpt = Path(".harness/index"),
     chroma_url: ChromaOpt = None,
     pricing: PricingOpt = None,
+    max_failure_rate: MaxFailureRateOpt = None,
 ) -> None:
-    """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report."""
+    """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report.
+
+    Exit 3 if a tier it ran answered nothing or failed more than --max-failure-rate of its calls."""
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 
     if not os.environ.get("ANTHROPIC_API_KEY"):
@@ -260,7 +288,7 @@ def nightly(
         fleet = local_fleet.fleet_path
         started = True
     try:
-        _run_suite(
+        summary = _run_suite(
             suite,
             run_id=None,
             reports=reports,
@@ -270,9 +298,11 @@ def nightly(
             store=store,
             chroma_url=chroma_url,
             concurrency=None,
+            max_failure_rate=max_failure_rate,
             quiet=False,
             pricing=pricing,
         )
     finally:
         if started and not keep_fleet:
             stop_local_fleet()
+    _fail_if_failed(summary)

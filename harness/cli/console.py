@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
@@ -16,9 +17,10 @@ errors = Console(stderr=True)
 
 
 def print_error(exc: HarnessError) -> None:
-    errors.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False, soft_wrap=True)
+    # Messages quote server errors and log lines: escaped, so their brackets are shown, not read as rich markup.
+    errors.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False, soft_wrap=True)
     if exc.hint:
-        errors.print(f"  [yellow]hint:[/] {exc.hint}", markup=True, highlight=False, soft_wrap=True)
+        errors.print(f"  [yellow]hint:[/] {escape(exc.hint)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

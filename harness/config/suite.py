@@ -72,6 +72,9 @@ class GenerationConfig(_Strict):
     seed: int = 7
     tiers: list[TierName] = Field(default_factory=lambda: ["local", "cloud"], min_length=1)
     variants: list[str] | None = Field(default=None, description="which variants feed the generator; default all")
+    max_failure_rate: float | None = Field(
+        default=None, ge=0, le=1, description="share of failed calls over which a tier fails the run (default 0.2)"
+    )
 
 
 class Case(_Strict):

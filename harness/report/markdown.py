@@ -37,12 +37,21 @@ def table(frame: pd.DataFrame, index: bool = True) -> str:
 
 
 def render(view: RunView) -> str:
-    out = [f"# {md_text(view.suite.name)} — run {md_text(view.run_id)}\n"]
+    out = [f"# {md_text(view.suite.name)} — run {md_text(view.run_id)}\n", *_failure_banner(view)]
     out.append(_overview(view))
     out.append(_retrieval(view))
     if not view.generation.empty:
         out.append(_generation(view))
     return "\n".join(out)
+
+
+def _failure_banner(view: RunView) -> list[str]:
+    """A failed run says so, and why, before anything else."""
+    m = view.manifest
+    if m.status != "failed":
+        return []
+    reasons = (m.verdict.reasons if m.verdict is not None else []) or [m.error or "no reason recorded"]
+    return ["**Run failed:** " + "; ".join(md_text(reason) for reason in reasons) + "\n"]
 
 
 def _overview(view: RunView) -> str:

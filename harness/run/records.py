@@ -199,6 +199,22 @@ class PricingInfo(_Record):
 RunStatus = Literal["created", "running", "complete", "partial", "failed", "interrupted"]
 
 
+class TierTallyInfo(_Record):
+    calls: int
+    answered: int
+    failed: int
+    failure_rate: float | None = Field(description="failed / calls; null when the tier made no call")
+
+
+class VerdictInfo(_Record):
+    """Whether every tier the run ran answered (see :mod:`harness.run.verdict`); ``failed`` fails the run."""
+
+    status: Literal["passed", "failed"]
+    reasons: list[str] = Field(default_factory=list, description="one per failing tier")
+    max_failure_rate: float
+    tiers: dict[str, TierTallyInfo] = Field(default_factory=dict)
+
+
 class Manifest(_Record):
     """``manifest.json``. Fields filled once the run is prepared are optional, so a just-created store is valid."""
 
@@ -225,6 +241,7 @@ class Manifest(_Record):
     generation_failures: int | None = None
     budget_exhausted: bool | None = None
     cloud_spent_usd: float | None = None
+    verdict: VerdictInfo | None = None
 
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"manifest": Manifest, "case_record": CaseRecord}

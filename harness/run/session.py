@@ -25,6 +25,7 @@ from harness.retrieval.base import ScoredChunk
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
+from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
 
 DEFAULT_STORE = Path(".harness/index")
 NO_KEY = "ANTHROPIC_API_KEY is not set"
@@ -100,7 +101,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
     fleet = _fleet(options.fleet_path) if suite.generation else None
-    tiers, skipped = _tiers(suite, fleet, budget)
+    tiers, skipped = _tiers(suite, fleet, budget, _fleet_path(options.fleet_path))
     retrieval, ann_fidelity = _retrievers(suite, corpus, options)
     store = _store(options, suite, suite_sha)
     cloud_calls = _cloud_calls(suite) if any(t.name == "cloud" for t in tiers) else 0
@@ -169,13 +170,20 @@ def fleet_capacity(fleet: Fleet | None) -> int:
     return min(limits) if fleet.strategy == "race" else sum(limits)
 
 
-def _fleet(path: Path | None) -> Fleet | None:
+def _fleet_path(path: Path | None) -> Path | None:
     if path is not None:
-        return load_fleet(path)
-    return load_fleet(DEFAULT_FLEET) if DEFAULT_FLEET.exists() else None
+        return path
+    return DEFAULT_FLEET if DEFAULT_FLEET.exists() else None
 
 
-def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[AnswerTier], list[SkippedTier]]:
+def _fleet(path: Path | None) -> Fleet | None:
+    found = _fleet_path(path)
+    return load_fleet(found) if found is not None else None
+
+
+def _tiers(
+    suite: Suite, fleet: Fleet | None, budget: Budget, fleet_path: Path | None
+) -> tuple[list[AnswerTier], list[SkippedTier]]:
     tiers: list[AnswerTier] = []
     skipped: list[SkippedTier] = []
     if suite.generation is None:
@@ -185,7 +193,7 @@ def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[Answ
         if fleet is None:
             skipped.append(SkippedTier("local", "no fleet: pass --fleet FILE or start one with `harness fleet up`"))
         else:
-            tiers.append(LocalTier(_dispatcher(fleet, budget)))
+            tiers.append(LocalTier(_dispatcher(fleet, budget, fleet_path)))
     if "cloud" in wanted:
         if cloud_key_present():
             from harness.providers.anthropic_cloud import AnthropicProvider
@@ -200,16 +208,13 @@ def _tiers(suite: Suite, fleet: Fleet | None, budget: Budget) -> tuple[list[Answ
 def _dispatcher(fleet: Fleet, budget: Budget) -> object:
     from harness.costs import cloud_cost_usd
     from harness.dispatch import Dispatcher
+    from harness.localfleet.liveness import local_liveness
 
-    def price(generation: Any) -> float | None:
-        return cloud_cost_usd(generation.model, generation.usage)
-
-    if fleet.fallback == "cloud" and cloud_key_present():
-        # the fallback's own cap, held inside the run's budget, which the cloud tier and the grader share
-        fallback = Budget(fleet.cloud_budget_usd, name="fallback", parent=budget)
-        return Dispatcher.from_fleet(fleet, cloud_cost=price, cloud_budget=fallback)
-    # Without a key the fallback cannot run; the dispatcher then reports it in FleetUnavailable's reasons.
-    return Dispatcher(fleet)
+    # The fallback's own cap, held inside the run's budget, which the cloud tier and the grader share.
+    fallback_budget = Budget(fleet.cloud_budget_usd, name="fallback", parent=budget)
+    # The embedded fleet knows its servers' PIDs: a server that dies is reported as such, not as connection errors.
+    probe = local_liveness(fleet, fleet_path) if fleet_path is not None else None
+    return Dispatcher.from_fleet(fleet, cloud_budget=fallback_budget, host_probe=probe)
 
 
 def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[Any, dict[str, Any]]:
@@ -229,12 +234,12 @@ def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url:
 
 
 def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
-    from harness.localfleet.prompt import build_request, style_for_endpoint
+    from harness.localfleet.prompt import build_request, fleet_prompt_style
 
     generation = suite.generation
     if generation is None:
         return None
-    local_style = _local_prompt_style(fleet, style_for_endpoint)
+    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
 
     def build(question: str, hits: Sequence[ScoredChunk], tier: str) -> GenerationRequest:
         # The cloud tier always gets the chat prompt; the local tier gets what its hosts' endpoint expects.
@@ -251,18 +256,6 @@ def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
         )
 
     return build
-
-
-def _local_prompt_style(fleet: Fleet | None, style_for_endpoint: Any) -> str:
-    if fleet is None:
-        return "chat"
-    styles = {style_for_endpoint(host.endpoint) for host in fleet.hosts}
-    if len(styles) > 1:
-        raise InputError(
-            "the fleet mixes chat and completion endpoints",
-            hint="use one `endpoint:` for every host, so every local answer gets the same prompt",
-        )
-    return styles.pop()
 
 
 def _cloud_calls(suite: Suite) -> int:
@@ -327,11 +320,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def finish(prepared: PreparedRun, outcome: RunOutcome) -> None:
-    """Record how the run ended. A run with failed calls is complete but says so; nothing is hidden."""
+def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float | None = None) -> Verdict:
+    """Record how the run ended. A run with failed calls says so; a tier that answered nothing, or failed more than
+    ``max_failure_rate`` of its calls (else the suite's limit), marks the run ``failed`` (see :mod:`.verdict`)."""
     total = len(prepared.suite.cases) * len(prepared.suite.variants)
     done = len(prepared.store.completed())
-    status = "complete" if done == total else "partial"
+    generation = prepared.suite.generation
+    limit = resolve_max_failure_rate(max_failure_rate, generation.max_failure_rate if generation else None)
+    outcomes = [
+        (tier, generation.status, generation.error)
+        for record in prepared.store.records()
+        for tier, generation in record.generations.items()
+    ]
+    verdict = judge(tally_tiers(outcomes, [t.name for t in prepared.parts.tiers]), limit)
+    status = "failed" if verdict.failed else "complete" if done == total else "partial"
     prepared.store.update_manifest(
         status=status,
         finished_at=_now(),
@@ -340,4 +342,7 @@ def finish(prepared: PreparedRun, outcome: RunOutcome) -> None:
         generation_failures=outcome.generation_failures,
         budget_exhausted=outcome.budget_exhausted,
         cloud_spent_usd=prepared.budget.spent_usd,
+        verdict=verdict.to_manifest(),
+        error="; ".join(verdict.reasons) if verdict.failed else None,
     )
+    return verdict
