@@ -107,7 +107,7 @@ def test_status_json_and_table(tmp_path: Path) -> None:
         hosts = [("good", fake.url, "llama3.2"), ("nomodel", fake.url, "mistral"), ("gone", closed_port(), "m")]
         fleet = write_fleet(tmp_path / "fleet.yaml", hosts)
         result = runner.invoke(app, ["fleet", "status", "--fleet", str(fleet), "--json"])
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 4, result.output  # some hosts up, not all
         rows = {row["host"]: row for row in json.loads(result.stdout)}
         assert rows["good"]["reachable"] is True and rows["good"]["version"] == "0.6.3"
         assert rows["good"]["model_present"] is True
@@ -117,7 +117,7 @@ def test_status_json_and_table(tmp_path: Path) -> None:
         assert fake.generations == 0  # status never generates
 
         result = runner.invoke(app, ["fleet", "status", "--fleet", str(fleet)])
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 4, result.output
         for name in ("good", "nomodel", "gone", "0.6.3"):
             assert name in result.stdout
 

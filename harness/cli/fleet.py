@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -74,45 +74,21 @@ def ask_request(fleet: Fleet, source: Path, question: str, *, system: str | None
     Raises:
         InputError: the fleet mixes completion and chat hosts (one request cannot suit both).
     """
-    from harness.localfleet.prompt import PromptStyle, build_request, style_for_endpoint
+    from harness.localfleet.prompt import build_request, fleet_prompt_style
 
-    by_style: dict[PromptStyle, list[str]] = {}
-    for host in fleet.hosts:
-        by_style.setdefault(style_for_endpoint(host.endpoint), []).append(host.name)
-    if len(by_style) > 1:
-        detail = "; ".join(f"{style}: {', '.join(names)}" for style, names in sorted(by_style.items()))
-        raise InputError(
-            f"{source}: hosts: the fleet mixes completion and chat endpoints ({detail}); "
-            "one question cannot be put in both prompt styles",
-            hint="ask one kind of host at a time: put the completion hosts and the chat hosts in separate fleet files",
-        )
-    (style,) = by_style
+    style = fleet_prompt_style(fleet, source)
     request = build_request(question, [], style=style, max_tokens=max_tokens)
     # No context to fit, so no context window to ask for: a num_ctx unlike the loaded one makes Ollama reload.
     request = replace(request, num_ctx=None)
     return replace(request, system=system) if system is not None else request
 
 
-def _cloud_for(fleet: Fleet) -> tuple[Provider | None, Callable[[Generation], float | None] | None]:
-    """The cloud fallback provider and its price function; without an API key the fallback is off, with a warning."""
-    if fleet.fallback != "cloud":
-        return None, None
-    from harness.costs import cloud_cost_usd
-    from harness.providers.anthropic_cloud import AnthropicProvider
-
-    try:
-        cloud = AnthropicProvider(fleet.cloud_model, timeout_s=fleet.timeout_s)
-    except InputError as exc:
-        errors.print(f"[yellow]warning:[/] cloud fallback off: {escape(exc.message)}", highlight=False)
-        return None, None
-    return cloud, lambda gen: cloud_cost_usd(gen.model, gen.usage)
-
-
 async def _ask(fleet: Fleet, request: GenerationRequest, strategy: Strategy | None) -> Generation:
     from harness.dispatch import Dispatcher
 
-    cloud, cloud_cost = _cloud_for(fleet)
-    async with Dispatcher(fleet, cloud=cloud, cloud_cost=cloud_cost) as dispatcher:
+    async with Dispatcher.from_fleet(fleet) as dispatcher:
+        if dispatcher.cloud_off_reason:
+            errors.print(f"[yellow]warning:[/] {escape(dispatcher.cloud_off_reason)}", highlight=False)
         return await dispatcher.generate(request, strategy=strategy)
 
 
@@ -197,12 +173,36 @@ async def _probe(fleet: Fleet) -> list[tuple[HostStatus, float]]:
             await provider.aclose()
 
 
+# `fleet status` exit codes. A host is up when it answers and does not lack its model.
+EXIT_ALL_UP = 0
+EXIT_NONE_UP = 3  # the fleet cannot answer: a runtime failure, like every other
+EXIT_SOME_UP = 4  # degraded: it answers, with fewer hosts than configured
+
+
+def status_exit_code(statuses: list[HostStatus]) -> int:
+    """0 when every host is up, 3 when none is, 4 when some are."""
+    up = sum(1 for s in statuses if s.reachable and s.model_present is not False)
+    if up == len(statuses):
+        return EXIT_ALL_UP
+    return EXIT_NONE_UP if up == 0 else EXIT_SOME_UP
+
+
 @fleet_app.command()
 def status(fleet: FleetOpt = None, json_out: JsonOpt = False) -> None:
-    """Show each host's reachability, server version, whether its model is present, and the probe's latency."""
+    """Show each host's reachability, server version, whether its model is present, and the probe's latency.
+
+    Exit code: 0 when every host is up (reachable, model present), 3 when none is, 4 when only some are.
+    """
     with _harness_errors():
         fleet_config = resolve_fleet(fleet)
         probes = asyncio.run(_probe(fleet_config))
+    code = status_exit_code([host_status for host_status, _ in probes])
+    _show_status(fleet_config, probes, json_out)
+    if code != EXIT_ALL_UP:
+        raise typer.Exit(code)
+
+
+def _show_status(fleet_config: Fleet, probes: list[tuple[HostStatus, float]], json_out: bool) -> None:
     if json_out:
         rows: list[dict[str, Any]] = []
         for host, (host_status, latency) in zip(fleet_config.hosts, probes, strict=True):

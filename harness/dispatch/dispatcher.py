@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import get_args
@@ -32,16 +32,14 @@ from typing import get_args
 from harness.config.fleet import Fleet, Strategy
 from harness.costs import local_call_cost
 from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
-from harness.dispatch.engine import FleetState, LocalCall, LocalOutcome, describe
+from harness.dispatch.engine import FleetState, HostProbe, LocalCall, LocalOutcome, describe
+from harness.dispatch.fallback import CloudCost, cloud_fallback
 from harness.dispatch.health import Clock, HostHealth, HostSnapshot, LatencyWindow
 from harness.errors import BudgetExceeded, FleetUnavailable, InputError, ProviderError
 from harness.providers.base import Provider, provider_for
 from harness.providers.types import Attempt, Generation, GenerationRequest
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
-
-CloudCost = Callable[[Generation], float | None]
-
 
 class Dispatcher:
     """Dispatches generation requests over a fleet of local hosts.
@@ -57,6 +55,7 @@ class Dispatcher:
             cloud tier share one cap. Defaults to ``Fleet.cloud_budget_usd`` alone.
         clock: monotonic seconds for breaker cooldowns; injectable for tests.
         hedge_burst: most hedge tokens that can pile up.
+        host_probe: host name -> why it cannot answer (e.g. its server exited), or ``None``; such hosts are skipped.
     """
 
     def __init__(
@@ -69,6 +68,7 @@ class Dispatcher:
         cloud_budget: Budget | None = None,
         clock: Clock = time.monotonic,
         hedge_burst: float = 10.0,
+        host_probe: HostProbe | None = None,
     ) -> None:
         self.fleet = fleet
         if providers is None:
@@ -81,6 +81,7 @@ class Dispatcher:
             )
         self.providers: dict[str, Provider] = {host.name: providers[host.name] for host in fleet.hosts}
         self.cloud = cloud
+        self.cloud_off_reason: str | None = None  # why ``fallback: cloud`` has no provider (set by from_fleet)
         self._cloud_cost = cloud_cost
         self.hedge_budget = HedgeBudget(fleet.hedge.budget, burst=hedge_burst)
         self.cloud_budget = cloud_budget or Budget(fleet.cloud_budget_usd, name="fallback")
@@ -91,6 +92,7 @@ class Dispatcher:
             semaphores={host.name: asyncio.Semaphore(host.max_concurrency) for host in fleet.hosts},
             pooled=LatencyWindow(),  # every host's latencies, for hosts that have too few of their own yet
             hedge_budget=self.hedge_budget,
+            probe=host_probe,
         )
 
     @classmethod
@@ -102,17 +104,20 @@ class Dispatcher:
         cloud_cost: CloudCost | None = None,
         cloud_budget: Budget | None = None,
         clock: Clock = time.monotonic,
+        host_probe: HostProbe | None = None,
     ) -> Dispatcher:
-        """Build the providers of every host, and the Anthropic provider when the fleet falls back to the cloud.
+        """Build the providers of every host and, unless ``cloud`` is given, the fleet's cloud fallback.
+
+        The fallback comes from :func:`~harness.dispatch.fallback.cloud_fallback`; without an API key it is off and
+        :attr:`cloud_off_reason` says why (a call that needs it then fails with that reason).
 
         Raises:
-            InputError: an unknown host kind, a missing bearer token, or ``fallback: cloud`` without an API key.
+            InputError: an unknown host kind or a missing bearer token.
         """
-        if fleet.fallback == "cloud" and cloud is None:
-            from harness.providers.anthropic_cloud import AnthropicProvider
-
-            cloud = AnthropicProvider(fleet.cloud_model, timeout_s=fleet.timeout_s)
-        return cls(fleet, None, cloud, cloud_cost=cloud_cost, cloud_budget=cloud_budget, clock=clock)
+from harness.costs import local_call_cost
+from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
+from harness.dispatch.engine import FleetState, HostProbe, LocalCall, LocalOutcome, describe
+from harness.dispatch.fallback import CloudCost, cloud_fallback
 
     async def __aenter__(self) -> Dispatcher:
         return self
@@ -167,8 +172,8 @@ class Dispatcher:
             raise FleetUnavailable(reasons)
         if self.cloud is None:
             raise FleetUnavailable(
-                {**reasons, "cloud": "no cloud provider configured"},
-                hint="build the dispatcher with Dispatcher.from_fleet or pass `cloud=`",
+                {**reasons, "cloud": self.cloud_off_reason or "no cloud provider configured"},
+                hint="set ANTHROPIC_API_KEY for the cloud fallback, or bring local hosts back (`harness fleet status`)",
             )
         try:
             # held before the call and settled after, so concurrent fallbacks cannot overshoot the cap together

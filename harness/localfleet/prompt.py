@@ -21,11 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from harness.errors import InputError
 from harness.providers.types import GenerationRequest
 from harness.tokens import estimate_tokens
+
+if TYPE_CHECKING:
+    from harness.config.fleet import Fleet
 
 PromptStyle = Literal["completion", "chat"]
 
@@ -191,6 +195,27 @@ def _chat_prompt(question: str, context: str) -> str:
 def style_for_endpoint(endpoint: str) -> PromptStyle:
     """The prompt style for a fleet host's ``endpoint`` (``completion`` hosts serve base models)."""
     return "completion" if endpoint == "completion" else "chat"
+
+
+def fleet_prompt_style(fleet: Fleet, source: Path | str | None = None) -> PromptStyle:
+    """The one prompt style every host of the fleet takes: one request goes to every host of a race or hedge.
+
+    Raises:
+        InputError: the fleet mixes completion and chat hosts; the message names the hosts of each style.
+    """
+    by_style: dict[PromptStyle, list[str]] = {}
+    for host in fleet.hosts:
+        by_style.setdefault(style_for_endpoint(host.endpoint), []).append(host.name)
+    if len(by_style) > 1:
+        detail = "; ".join(f"{style}: {', '.join(names)}" for style, names in sorted(by_style.items()))
+        raise InputError(
+            f"{source or 'fleet'}: hosts: the fleet mixes completion and chat endpoints ({detail}); "
+            "one request cannot be put in both prompt styles",
+            hint="use one `endpoint:` for every host, or put the completion hosts and the chat hosts in separate "
+            "fleet files",
+        )
+    (style,) = by_style
+    return style
 
 
 def build_request(
