@@ -41,6 +41,7 @@ from harness.providers.types import Attempt, Generation, GenerationRequest
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
+
 class Dispatcher:
     """Dispatches generation requests over a fleet of local hosts.
 
@@ -114,10 +115,15 @@ class Dispatcher:
         Raises:
             InputError: an unknown host kind or a missing bearer token.
         """
-from harness.costs import local_call_cost
-from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
-from harness.dispatch.engine import FleetState, HostProbe, LocalCall, LocalOutcome, describe
-from harness.dispatch.fallback import CloudCost, cloud_fallback
+        off_reason = None
+        if cloud is None:
+            fallback = cloud_fallback(fleet)
+            cloud, off_reason = fallback.provider, fallback.off_reason
+            cloud_cost = cloud_cost or fallback.price
+        dispatcher = cls(fleet, None, cloud, cloud_cost=cloud_cost, cloud_budget=cloud_budget, clock=clock,
+                         host_probe=host_probe)
+        dispatcher.cloud_off_reason = off_reason
+        return dispatcher
 
     async def __aenter__(self) -> Dispatcher:
         return self

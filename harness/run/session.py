@@ -18,7 +18,7 @@ from harness.config.fleet import DEFAULT_CLOUD_MODEL, DEFAULT_FLEET, Fleet, load
 from harness.config.suite import Suite, load_suite
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import estimate_tokens, projected_cloud_cost_usd, use_pricing
-from harness.errors import CorpusError, InputError, RunStoreError
+from harness.errors import CorpusError, RunStoreError
 from harness.metrics.answer import ANSWER_METRICS
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
@@ -205,8 +205,7 @@ def _tiers(
     return tiers, skipped
 
 
-def _dispatcher(fleet: Fleet, budget: Budget) -> object:
-    from harness.costs import cloud_cost_usd
+def _dispatcher(fleet: Fleet, budget: Budget, fleet_path: Path | None) -> object:
     from harness.dispatch import Dispatcher
     from harness.localfleet.liveness import local_liveness
 
