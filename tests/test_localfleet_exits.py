@@ -6,8 +6,10 @@ servers run with) writes the signal's name to the log. No llama.cpp is needed, s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,3 +148,29 @@ async def test_a_request_lost_to_a_dying_host_is_reported_with_the_probe_reason(
                 await dispatcher.generate(REQUEST)
     assert caught.value.reasons == {"a": "server exited (pid 9: killed by SIGILL (illegal instruction): ...)"}
     assert a.requests_to("/v1/chat/completions")  # it was sent, and failed
+
+
+def test_fleet_status_says_how_an_embedded_server_ended_and_exits_3(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli.main import app
+    from harness.localfleet.fleetfile import write_fleet_file
+
+    log = tmp_path / "logs" / "local-1.log"
+    log.parent.mkdir()
+    with socket.socket() as sock:  # a port nothing listens on once the socket closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    popen = _sleeper(log, port)
+    time.sleep(0.5)
+    record = _record(popen, log, port)
+    fleet_path = write_fleet_file(tmp_path / "fleet.yaml", [("local-1", record.url)], model="gemma3-270m")
+    write_state(tmp_path, state_payload([record], tmp_path / "m.gguf", threads=1, ctx=2048, batch=512,
+                                        fleet_file=fleet_path))
+    os.kill(popen.pid, signal.SIGILL)
+    popen.wait(timeout=10)
+    result = CliRunner().invoke(app, ["fleet", "status", "--fleet", str(fleet_path), "--json"])
+    assert result.exit_code == 3, result.output
+    [row] = json.loads(result.stdout)
+    assert row["reachable"] is False
+    assert row["error"].startswith(f"server exited (pid {popen.pid}: killed by SIGILL (illegal instruction)")

@@ -60,11 +60,6 @@ def fleet_file(path: Path | None) -> Path:
     return path
 
 
-def resolve_fleet(path: Path | None) -> Fleet:
-    """Load the fleet file given, else ``.harness/fleet.yaml``."""
-    return load_fleet(fleet_file(path))
-
-
 def ask_request(fleet: Fleet, source: Path, question: str, *, system: str | None, max_tokens: int) -> GenerationRequest:
     """The question in the prompt style of the fleet's hosts, with no retrieved context.
 
@@ -83,10 +78,11 @@ def ask_request(fleet: Fleet, source: Path, question: str, *, system: str | None
     return replace(request, system=system) if system is not None else request
 
 
-async def _ask(fleet: Fleet, request: GenerationRequest, strategy: Strategy | None) -> Generation:
+async def _ask(fleet: Fleet, source: Path, request: GenerationRequest, strategy: Strategy | None) -> Generation:
     from harness.dispatch import Dispatcher
+    from harness.localfleet.liveness import local_liveness
 
-    async with Dispatcher.from_fleet(fleet) as dispatcher:
+    async with Dispatcher.from_fleet(fleet, host_probe=local_liveness(fleet, source)) as dispatcher:
         if dispatcher.cloud_off_reason:
             errors.print(f"[yellow]warning:[/] {escape(dispatcher.cloud_off_reason)}", highlight=False)
         return await dispatcher.generate(request, strategy=strategy)
@@ -116,7 +112,7 @@ def ask(
         source = fleet_file(fleet)
         fleet_config = load_fleet(source)
         request = ask_request(fleet_config, source, question, system=system, max_tokens=max_tokens)
-        generation = asyncio.run(_ask(fleet_config, request, strategy))
+        generation = asyncio.run(_ask(fleet_config, source, request, strategy))
     if json_out:
         print_json(generation.to_dict())
         return
@@ -194,12 +190,29 @@ def status(fleet: FleetOpt = None, json_out: JsonOpt = False) -> None:
     Exit code: 0 when every host is up (reachable, model present), 3 when none is, 4 when only some are.
     """
     with _harness_errors():
-        fleet_config = resolve_fleet(fleet)
-        probes = asyncio.run(_probe(fleet_config))
+        source = fleet_file(fleet)
+        fleet_config = load_fleet(source)
+        probes = _with_exit_reasons(fleet_config, source, asyncio.run(_probe(fleet_config)))
     code = status_exit_code([host_status for host_status, _ in probes])
     _show_status(fleet_config, probes, json_out)
     if code != EXIT_ALL_UP:
         raise typer.Exit(code)
+
+
+def _with_exit_reasons(
+    fleet_config: Fleet, source: Path, probes: list[tuple[HostStatus, float]]
+) -> list[tuple[HostStatus, float]]:
+    """For an embedded server that is gone, say how it ended instead of the connection error."""
+    from harness.localfleet.liveness import local_liveness
+
+    liveness = local_liveness(fleet_config, source)
+    if liveness is None:
+        return probes
+    out = []
+    for host_status, latency in probes:
+        down = liveness(host_status.host) if not host_status.reachable else None
+        out.append((replace(host_status, error=down) if down else host_status, latency))
+    return out
 
 
 def _show_status(fleet_config: Fleet, probes: list[tuple[HostStatus, float]], json_out: bool) -> None:
