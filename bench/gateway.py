@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -118,7 +119,7 @@ def start_fake() -> tuple[subprocess.Popen[str], str]:
     return process, process.stdout.readline().strip()
 
 
-def start_gateway(upstream: str, keys: Path, port: int) -> subprocess.Popen[str]:
+def start_gateway(upstream: str, keys: Path, port: int, audit: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [
         sys.executable,
@@ -220,7 +221,8 @@ def main() -> int:
         token = mint_token(keys)
         fake, upstream = start_fake()
         port = free_port()
-        gateway = start_gateway(upstream, public_path(keys), port)
+        audit = Path(tmp) / "audit.jsonl"
+        gateway = start_gateway(upstream, public_path(keys), port, audit)
         gateway_url = f"http://127.0.0.1:{port}"
         auth = {"Authorization": f"Bearer {token}"}
         try:
@@ -249,6 +251,11 @@ def main() -> int:
             assert fake.stdin is not None
             fake.stdin.close()
             fake.wait(timeout=20)
+        refusals = Counter(
+            f"{record['status']} {record['reason']}"
+            for line in audit.read_text().splitlines()
+            if (record := json.loads(line))["status"] != 200
+        )
 
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f} (a shared machine: figures are noisy)")
     added50, added99 = report_pair(
@@ -257,6 +264,8 @@ def main() -> int:
         f"{args.rounds} x {args.requests} requests at {args.concurrency} concurrent, alternating direct / gateway",
     )
     report_pair([serial_direct], [serial_gateway], f"{args.serial} requests one at a time (per-request cost)")
+    if refusals:
+        print(f"gateway audit log, requests not answered 200: {dict(refusals)}")
     lost = sum(r.failed + r.misrouted for r in direct_runs + gateway_runs)
     print(
         f"\ngateway RSS: {rss_before / 1024:.1f} MiB after warm-up, {rss_after / 1024:.1f} MiB after "

@@ -244,6 +244,15 @@ def test_dead_upstream_gives_a_generic_502(keys: KeyFiles) -> None:
     assert hidden.split(":")[1] not in response.text
 
 
+def test_upstream_that_resets_the_connection_gives_a_generic_502(keys: KeyFiles) -> None:
+    with FakeOllama(script=Reply.reset()) as fake, gateway_for([fake], keys.verifying) as gw:
+        response = httpx.post(f"{gw.url}/api/chat", json=CHAT_BODY, headers=auth(keys))
+        assert response.status_code == 502
+        assert response.json()["error"] == "upstream unavailable"
+        assert fake.url.removeprefix("http://") not in response.text
+        assert fake.resets == 1
+
+
 def test_silent_upstream_gives_a_generic_504(keys: KeyFiles) -> None:
     with FakeOllama(script=Reply.hang()) as fake, gateway_for([fake], keys.verifying, upstream_timeout_s=0.3) as gw:
         response = httpx.post(f"{gw.url}/api/chat", json=CHAT_BODY, headers=auth(keys), timeout=10)

@@ -122,13 +122,14 @@ def serve(
     ] = 300.0,
 ) -> None:
     """Serve the gateway: check signed tokens, pass inference routes to the upstreams, refuse everything else."""
-    from harness.gateway.audit import AuditLog
     from harness.gateway.keys import load_keyset, resolve_keys_path
-    from harness.gateway.proxy import GatewayApp
-    from harness.gateway.server import GatewayServer, bind
-    from harness.gateway.settings import GatewaySettings, Limits, default_allowed_hosts
+    from harness.gateway.server import local_gateway
+    from harness.gateway.settings import GatewaySettings, Limits, check_upstream_url, default_allowed_hosts
     from harness.gateway.tokens import TokenPolicy
 
+    # Check everything that can be checked before taking the port, so a bad flag never half-starts a server.
+    for url in upstream:
+        check_upstream_url(url)
     keyset = load_keyset(resolve_keys_path(keys))
     policy = TokenPolicy(audience=aud, issuer=iss, leeway_s=leeway, max_ttl_s=parse_duration(max_ttl, "--max-ttl"))
     limits = Limits(
@@ -139,32 +140,24 @@ def serve(
         header_timeout_s=header_timeout,
         upstream_timeout_s=upstream_timeout,
     )
-    # Validate everything before taking the port, so a bad flag never leaves a half-started server.
-    draft = GatewaySettings(
-        upstreams=tuple(upstream), allowed_hosts=frozenset({"placeholder"}), policy=policy, limits=limits
-    )
-    sock = bind(host, port)
-    bound_port = int(sock.getsockname()[1])
-    settings = GatewaySettings(
-        upstreams=draft.upstreams,
-        allowed_hosts=default_allowed_hosts(bound_port, allow_host or []),
-        policy=policy,
-        limits=limits,
-        openai=openai,
-        deny_list=deny_list,
-        audit_log=audit_log,
-    )
-    audit = AuditLog(audit_log)
-    try:
-        app = GatewayApp(settings, keyset, audit=audit)
-    except BaseException:
-        sock.close()
-        audit.close()
-        raise
+
+    def settings_for(bound_port: int) -> GatewaySettings:
+        return GatewaySettings(
+            upstreams=tuple(upstream),
+            allowed_hosts=default_allowed_hosts(bound_port, allow_host or []),
+            policy=policy,
+            limits=limits,
+            openai=openai,
+            deny_list=deny_list,
+            audit_log=audit_log,
+        )
+
+    server = local_gateway(settings_for, keyset, host=host, port=port)
+    settings = server.app.settings
     errors.print(
-        f"gateway on http://{host}:{bound_port} for {len(settings.upstreams)} upstream(s); "
+        f"gateway on http://{host}:{server.port} for {len(settings.upstreams)} upstream(s); "
         f"{len(keyset.keys)} key(s); Host allow-list: {', '.join(sorted(settings.allowed_hosts))}",
         markup=False,
         highlight=False,
     )
-    GatewayServer(app, sock, header_timeout_s=header_timeout).run()
+    server.run()

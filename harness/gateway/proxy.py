@@ -270,8 +270,8 @@ class GatewayApp:
     ) -> None:
         try:
             response = await self._client_here().send(request, stream=True)
-        except httpx.TimeoutException:
-            record.status, record.reason = 504, "upstream timed out"
+        except httpx.TimeoutException as exc:
+            record.status, record.reason = 504, f"upstream timed out ({type(exc).__name__})"
             await _send_error(scope, receive, send, 504, "upstream timed out", record)
             return
         except httpx.HTTPError as exc:
