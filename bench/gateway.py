@@ -140,7 +140,7 @@ def start_gateway(upstream: str, keys: Path, port: int, audit: Path) -> subproce
         "--max-upstream",
         "256",
         "--audit-log",
-        os.devnull,
+        str(audit),
     ]
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
