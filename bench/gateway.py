@@ -142,7 +142,9 @@ def start_gateway(upstream: str, keys: Path, port: int, audit: Path) -> subproce
         "--audit-log",
         str(audit),
     ]
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr to a file: an unread pipe would fill and stall the gateway mid-run
+    log = audit.with_name("gateway-stderr.log").open("w")
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
 
 
 def mint_token(keys: Path) -> str:
