@@ -85,3 +85,28 @@ async def test_every_gateway_refusing_is_a_fleet_failure_naming_each_host(
                 await dispatcher.generate(REQUEST)
         assert info.value.reasons["only"].startswith("HTTP 403")
         assert upstream_saw_nothing(fake)
+
+
+async def test_host_status_through_the_gateway_needs_the_models_scope(
+    keys: KeyFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.providers.base import provider_for
+
+    with FakeOllama(version="0.6.3") as fake, gateway_for([fake], keys.verifying) as gw:
+        host = Host(name="gw", url=gw.url, kind="ollama", model="llama3.2", token_env="GW_TOKEN")
+        monkeypatch.setenv("GW_TOKEN", token_for(keys.signing, scopes=("chat", "models")))
+        provider = provider_for(host)
+        try:
+            status = await provider.status()
+        finally:
+            await provider.aclose()
+        assert (status.reachable, status.version, status.model_present) == (True, "0.6.3", True)
+        fake.reset_counters()
+        monkeypatch.setenv("GW_TOKEN", token_for(keys.signing, scopes=("chat",)))
+        provider = provider_for(host)
+        try:
+            refused = await provider.status()
+        finally:
+            await provider.aclose()
+        assert refused.error is not None and "403" in refused.error
+        assert upstream_saw_nothing(fake)
