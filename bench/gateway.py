@@ -2,8 +2,8 @@
 
 Workload: ``--requests`` (2,000) non-streamed ``/api/chat`` calls, ``--concurrency`` (200) in flight, against a fake
 Ollama that echoes each request's id at once (zero scripted latency), so every millisecond measured is HTTP, proxy
-and scheduling cost. Direct and gateway runs alternate (``--rounds`` of each, in one process run) so drift in the
-machine's load hits both alike. Each answer must carry its own request's id: a missing, failed or mis-routed answer is
+and scheduling cost. Direct and gateway runs alternate (``--rounds`` of each, default 1, in one process run) so
+drift in the machine's load hits both alike. Each answer must carry its own request's id: a missing, failed or mis-routed answer is
 counted, never dropped from the figures. A second, sequential pass (``--serial`` calls, one at a time) gives the
 gateway's per-request cost without queueing.
 
@@ -14,8 +14,9 @@ Targets:
   zero dropped or mis-routed responses
   added p50 <= 2 ms and added p99 <= 10 ms at 200 concurrent (gateway quantile minus direct quantile)
   RSS growth over the measured run: reported
+Also reported: the gateway process's CPU time per request, which a loaded machine distorts much less than latency.
 
-Run: ``python bench/gateway.py [--requests 2000] [--concurrency 200] [--rounds 2] [--serial 300]``.
+Run: ``python bench/gateway.py [--requests 2000] [--concurrency 200] [--rounds 1] [--serial 300]``.
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc: a cost that a loaded machine stretches far less than latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_fake() -> tuple[subprocess.Popen[str], str]:
@@ -211,7 +218,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--serial", type=int, default=300)
     args = parser.parse_args()
 
@@ -236,17 +243,22 @@ def main() -> int:
             rss_before = rss_kib(gateway.pid)
             direct_runs: list[RunResult] = []
             gateway_runs: list[RunResult] = []
+            cpu_concurrent = 0.0
             for round_index in range(args.rounds):
                 offset = round_index * 2 * args.requests
                 direct_runs.append(asyncio.run(load(upstream, {}, "direct", args.requests, args.concurrency, offset)))
+                cpu_start = cpu_seconds(gateway.pid)
                 gateway_runs.append(
                     asyncio.run(
                         load(gateway_url, auth, "gateway", args.requests, args.concurrency, offset + args.requests)
                     )
                 )
+                cpu_concurrent += cpu_seconds(gateway.pid) - cpu_start
             rss_after = rss_kib(gateway.pid)
             serial_direct = asyncio.run(load(upstream, {}, "direct", args.serial, 1, 30_000_000))
+            cpu_start = cpu_seconds(gateway.pid)
             serial_gateway = asyncio.run(load(gateway_url, auth, "gateway", args.serial, 1, 40_000_000))
+            cpu_serial = cpu_seconds(gateway.pid) - cpu_start
         finally:
             gateway.terminate()
             gateway.wait(timeout=20)
@@ -266,6 +278,11 @@ def main() -> int:
         f"{args.rounds} x {args.requests} requests at {args.concurrency} concurrent, alternating direct / gateway",
     )
     report_pair([serial_direct], [serial_gateway], f"{args.serial} requests one at a time (per-request cost)")
+    print(
+        f"gateway CPU per request: {cpu_concurrent / (args.rounds * args.requests) * 1000:.2f} ms at "
+        f"{args.concurrency} concurrent, {cpu_serial / args.serial * 1000:.2f} ms one at a time "
+        "(process user+system time; the part of its latency the gateway itself spends)"
+    )
     if refusals:
         print(f"gateway audit log, requests not answered 200: {dict(refusals)}")
     lost = sum(r.failed + r.misrouted for r in direct_runs + gateway_runs)
