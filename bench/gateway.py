@@ -4,8 +4,8 @@ Workload: ``--requests`` (2,000) non-streamed ``/api/chat`` calls, ``--concurren
 Ollama that echoes each request's id at once (zero scripted latency), so every millisecond measured is HTTP, proxy
 and scheduling cost. Direct and gateway runs alternate (``--rounds`` of each, default 1, in one process run) so
 drift in the machine's load hits both alike. Each answer must carry its own request's id: a missing, failed or
-mis-routed answer is counted, never dropped from the figures. A second, sequential pass (``--serial`` calls, one at a time) gives the
-gateway's per-request cost without queueing.
+mis-routed answer is counted, never dropped from the figures. A second, sequential pass (``--serial`` calls, one at
+a time) gives the gateway's per-request cost without queueing.
 
 The fake and the gateway each run in their own process (the gateway through ``harness gateway serve``, as a user runs
 it), so neither competes with the load generator for the GIL; the gateway's RSS is read from /proc before and after.
