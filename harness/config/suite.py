@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from harness.config.advice import AdviceConfig
 from harness.config.gate import GateConfig
 from harness.config.yaml_loader import YamlDocument, load_yaml, validate
 
@@ -113,6 +114,7 @@ class Suite(_Strict):
     variants: list[Variant] = Field(default_factory=lambda: [Variant(name="dense")], min_length=1)
     generation: GenerationConfig | None = None
     gate: GateConfig | None = None
+    advice: AdviceConfig = Field(default_factory=AdviceConfig)
     cases: list[Case] = Field(min_length=1)
 
     @field_validator("variants")

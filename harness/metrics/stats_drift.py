@@ -31,6 +31,7 @@ __all__ = [
     "min_detectable_difference",
     "paired_gap",
     "percentile_intervals",
+    "quantile_interval",
     "wilson_interval",
 ]
 
@@ -222,3 +223,30 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Inte
     centre = (p + z * z / (2 * n)) / denominator
     half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n, "Wilson", confidence)
+
+
+def quantile_interval(values: Values, q: float, *, confidence: float = 0.95) -> Interval:
+    """Sample quantile with a distribution-free interval from order statistics.
+
+    With the n values sorted, the interval runs from the l-th to the u-th smallest, where l and u are the binomial
+    (n, q) quantiles at (1 - confidence)/2 and (1 + confidence)/2: the true quantile lies between them with at least
+    about ``confidence`` probability whatever the distribution. Without enough values for ranks inside the sample,
+    there is no interval and the reason says so (e.g. a p99 from 50 calls).
+    """
+    _check(confidence)
+    if not 0.0 < q < 1.0:
+        raise InputError(f"quantile {q!r} is not between 0 and 1", hint="use e.g. 0.95")
+    x = _as_array(values, "values")
+    x = np.sort(x[~np.isnan(x)])
+    n = int(x.size)
+    if n == 0:
+        return Interval(None, None, None, 0, "order statistics", confidence, reason="nothing was measured")
+    estimate = float(np.quantile(x, q))
+    tail = (1.0 - confidence) / 2.0
+    low_rank = int(sps.binom.ppf(tail, n, q))  # 0-based index of the lower order statistic
+    high_rank = int(sps.binom.ppf(1.0 - tail, n, q))
+    if low_rank < 1 and q > 0.5 or high_rank >= n:
+        return Interval(estimate, None, None, n, "order statistics", confidence,
+                        reason=f"too few values for an interval of the {q:.0%} quantile (n={n})")
+    return Interval(estimate, float(x[max(low_rank - 1, 0)]), float(x[min(high_rank, n - 1)]), n,
+                    "order statistics", confidence)

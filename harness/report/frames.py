@@ -12,7 +12,7 @@ from harness.run.records import CaseRecord
 GENERATION_COLUMNS = [
     "case_id", "variant", "category", "tier", "answerable", "status", "reason", "host", "model", "text", "latency_s",
     "input_tokens", "output_tokens", "cost_usd", "attempts", "fallback", "cached", "server_eval_s",
-    "grade_status", "grade_score", "confident_but_wrong", "grade_reason",
+    "grade_status", "grade_score", "confident_but_wrong", "grade_reason", "source_doc",
 ]  # fmt: skip
 """The columns of :func:`generation_frame` before the answer metrics, which come from the run itself."""
 
@@ -69,11 +69,18 @@ def generation_frame(records: Iterable[CaseRecord], answer_metrics: Sequence[str
                 "grade_score": gen.grade.score,
                 "confident_but_wrong": gen.grade.confident_but_wrong,
                 "grade_reason": gen.grade.reason,
+                "source_doc": _source_doc(record),
             }
             row.update(dict.fromkeys(answer_metrics))
             row.update(gen.answer_metrics)
             rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else GENERATION_COLUMNS)
+
+
+def _source_doc(record: CaseRecord) -> str | None:
+    """The case's most relevant document: cases that share one are not independent evidence of drift."""
+    relevant = [(grade, doc) for doc, grade in record.relevant.items() if grade > 0]
+    return max(relevant)[1] if relevant else None
 
 
 def results_frame(

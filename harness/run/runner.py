@@ -20,6 +20,7 @@ from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
 from harness.run import records
 from harness.run.doc_ranking import rank_documents
+from harness.run.predict import Embed, record_predictors
 from harness.run.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, SkippedTier
@@ -55,6 +56,7 @@ class RunParts:
     grader_reason: str = "no grader configured"
     grading_rate: float = 0.2
     concurrency: int = 4
+    embed: Embed | None = None  # the suite's embedder, for the embedding-cosine predictor
 
 
 @dataclass
@@ -101,6 +103,7 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
             nonlocal failures, written, budget_hit
             async with semaphore:
                 generations = await _answer_on_tiers(parts, case, hits)
+            await record_predictors(generations, case, hits, parts.embed)
             for tier_record in generations.values():
                 failures += tier_record.status == "failed"
                 budget_hit = budget_hit or tier_record.budget_exhausted

@@ -20,8 +20,10 @@ from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import estimate_tokens, projected_cloud_cost_usd, use_pricing
 from harness.errors import CorpusError, RunStoreError
 from harness.metrics.answer import ANSWER_METRICS
+from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
+from harness.run.predict import Embed
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
@@ -114,6 +116,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         build_prompt=_prompt_builder(suite, fleet),
         grader_reason=_grader_reason(),
         concurrency=options.concurrency or fleet_capacity(fleet),
+        embed=_answer_embedder(suite),
     )
     manifest_fields = {
         "run_id": store.path.name,
@@ -124,7 +127,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "cases": len(suite.cases),
             "variants": [v.name for v in suite.variants],
             "metrics": suite.metrics,
-            "answer_metrics": list(ANSWER_METRICS) if suite.generation else [],
+            "answer_metrics": [*ANSWER_METRICS, *PREDICTOR_METRICS] if suite.generation else [],
             "k": suite.k,
             "config": suite.model_dump(mode="json", exclude={"cases"}),
         },
@@ -255,6 +258,15 @@ def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
         )
 
     return build
+
+
+def _answer_embedder(suite: Suite) -> Embed | None:
+    """The suite's embedder, for the embedding-cosine predictor; loaded only when the suite generates answers."""
+    if suite.generation is None:
+        return None
+    from harness.retrieval.embedders import get_embedder
+
+    return get_embedder(suite.embedder).embed
 
 
 def _cloud_calls(suite: Suite) -> int:
