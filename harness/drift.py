@@ -82,7 +82,7 @@ def drift_rows(gen: pd.DataFrame, *, confidence: float = 0.95, n_resamples: int 
                ) -> list[DriftRow]:
     """Per-category drift rows (sorted by category) and the ``all`` row last; [] when a tier never answered."""
     pairs = pair_frame(gen)
-    if pairs.empty:
+    if pairs.empty or not (pairs["local.ok_latency"].notna() & pairs["cloud.ok_latency"].notna()).any():
         return []
     groups = [(str(c), g) for c, g in pairs.groupby("category", sort=True)] + [(ALL, pairs)]
     return [_row(name, group, confidence, n_resamples, seed) for name, group in groups]

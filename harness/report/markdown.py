@@ -7,8 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report import tables
-from harness.report.cost_summary import cost_lines
+from harness.report import drift_section, tables
 from harness.report.escape import md_code, md_text
 from harness.report.model import RunView
 
@@ -38,10 +37,16 @@ def table(frame: pd.DataFrame, index: bool = True) -> str:
 
 def render(view: RunView) -> str:
     out = [f"# {md_text(view.suite.name)} — run {md_text(view.run_id)}\n", *_failure_banner(view)]
+    analysis = drift_section.analyse(view) if not view.generation.empty else None
+    if analysis is not None:
+        out.append(drift_section.advice_markdown(analysis))
     out.append(_overview(view))
     out.append(_retrieval(view))
     if not view.generation.empty:
         out.append(_generation(view))
+    if analysis is not None:
+        out.append(drift_section.drift_markdown(analysis))
+        out.append(drift_section.cost_markdown(analysis, view.manifest.pricing_as_of))
     return "\n".join(out)
 
 
@@ -136,13 +141,8 @@ def _generation(view: RunView) -> str:
     else:
         parts.append(f"Local minus cloud on {md_text(drift_metric)}, paired by case.\n")
         parts.append(table(drift, index=False))
-    parts.append(_costs(view))
     failures = gen[gen["status"] == "failed"]
     if not failures.empty:
         parts += ["\n### Failed calls\n", table(failures[["case_id", "variant", "tier", "reason"]], index=False)]
     return "\n".join(parts)
 
-
-def _costs(view: RunView) -> str:
-    lines = cost_lines(view.generation, view.manifest)
-    return "\n### Cost\n\n" + "".join(f"- {md_text(line)}\n" for line in lines)

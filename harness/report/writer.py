@@ -7,7 +7,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from harness.report import charts, frames, markdown, tables
+from harness.report import charts, drift_charts, drift_section, frames, markdown, tables
 from harness.report.escape import html_text
 from harness.report.model import RunView, load_run
 from harness.run.store import RESULTS, atomic_write_bytes, atomic_write_text
@@ -47,6 +47,7 @@ def _html(view: RunView, text: str) -> str:
         boxes = charts.latency_boxes(view.generation)
         if boxes:
             images.append(boxes)
+        images += drift_charts.figures(drift_section.analyse(view))
     figures = "".join(f'<p><img alt="chart" src="data:image/png;base64,{png}"></p>' for png in images)
     title = html_text(f"{view.suite.name} — {view.run_id}")
     return (

@@ -1,0 +1,167 @@
+"""The report's tiering advice (at the top), drift table, and cost, latency and break-even sections.
+
+Every figure has its interval and n, or says why it has none; a section with nothing measured says what is missing.
+Untrusted strings (categories, reasons) are escaped for Markdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.advice import CategoryAdvice, Projection, tiering_advice
+from harness.config.advice import AdviceConfig
+from harness.drift import DriftRow, drift_rows
+from harness.metrics.stats_drift import Interval
+from harness.report.escape import md_text
+from harness.report.model import RunView
+from harness.tier_costs import QUANTILES, CostSummary, host_costs_from_fleet, summarise_costs
+
+NONE = "—"
+
+
+@dataclass(frozen=True)
+class DriftAnalysis:
+    """Everything the drift sections show, computed once per report."""
+
+    config: AdviceConfig
+    rows: list[DriftRow]
+    costs: CostSummary
+    advice: list[CategoryAdvice]
+    projection: Projection
+    missing: tuple[str, ...]  # why whole sections are empty
+
+
+def analyse(view: RunView) -> DriftAnalysis:
+    config = _advice_config(view)
+    gen = view.generation
+    rows = drift_rows(gen, confidence=config.confidence) if not gen.empty else []
+    costs = summarise_costs(gen, host_costs_from_fleet(view.manifest.fleet), confidence=config.confidence)
+    cases = gen.drop_duplicates(["case_id"]).groupby("category").size().to_dict() if not gen.empty else {}
+    advice, projection = tiering_advice(rows, costs, config, {str(k): int(v) for k, v in cases.items()})
+    return DriftAnalysis(config, rows, costs, advice, projection, _missing(view, rows))
+
+
+def _advice_config(view: RunView) -> AdviceConfig:
+    section = (view.suite.config or {}).get("advice")
+    return AdviceConfig.model_validate(section) if section else AdviceConfig()
+
+
+def _missing(view: RunView, rows: list[DriftRow]) -> tuple[str, ...]:
+    out = []
+    for tier, info in view.manifest.tiers.items():
+        if info.status != "run":
+            out.append(f"the {tier} tier did not run ({info.reason})")
+    if view.generation.empty:
+        out.append("the suite generates no answers")
+    elif not rows:
+        out.append("no case was answered by both tiers")
+    elif not any(row.graded_pairs for row in rows):
+        out.append("no case was graded on both tiers, so there is no graded gap")
+    return tuple(out)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return NONE if value is None else f"{value:.{digits}f}"
+
+
+def fmt_interval(interval: Interval, digits: int = 3, scale: float = 1.0) -> str:
+    """``0.050 [0.010, 0.090] n=40``, or the estimate with the reason it has no interval."""
+    if interval.estimate is None:
+        return f"{NONE} ({md_text(interval.reason or 'not measured')})"
+    estimate = f"{interval.estimate * scale:.{digits}f}"
+    if not interval.has_interval:
+        return f"{estimate} (n={interval.n}; {md_text(interval.reason or 'no interval')})"
+    assert interval.low is not None and interval.high is not None
+    return f"{estimate} [{interval.low * scale:.{digits}f}, {interval.high * scale:.{digits}f}] n={interval.n}"
+
+
+def advice_markdown(analysis: DriftAnalysis) -> str:
+    """The decision the two-tier set-up exists to make, first in the report."""
+    config = analysis.config
+    parts = [
+        "## Tiering advice\n",
+        f"Tolerance: the local tier may score at most {config.tolerance:.3f} below the cloud on the 0–1 graded score "
+        f"(the upper end of the {config.confidence:.0%} interval of the shortfall, cloud − local). Volume: "
+        f"{analysis.projection.monthly_calls:,.0f} calls a month.\n",
+    ]
+    if not analysis.advice:
+        reasons = "; ".join(analysis.missing) or "nothing to compare"
+        parts.append(f"_No advice: {md_text(reasons)}. No figure is shown rather than one invented._\n")
+        return "\n".join(parts) + _projection_lines(analysis.projection)
+    header = ("| category | advice | shortfall cloud − local | interval from | calls/day | saved/month | why |\n"
+              "| --- | --- | --- | --- | --- | --- | --- |")
+    lines = [header]
+    for item in analysis.advice:
+        decision = item.decision
+        verdict = {"local": "**local**", "cloud": "**cloud**"}.get(decision.verdict, "undecided")
+        if decision.verdict == "undecided" and decision.more_cases is not None:
+            verdict = f"undecided: grade {decision.more_cases} more"
+        saving = NONE if item.saving_usd_per_month is None else f"${item.saving_usd_per_month:,.2f}"
+        lines.append(
+            f"| {md_text(item.category)} | {verdict} | {fmt_interval(item.shortfall)} "
+            f"| {md_text(item.shortfall.method)} | {item.calls_per_day:,.0f} | {saving} | {md_text(decision.reason)} |"
+        )
+    parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts) + _projection_lines(analysis.projection)
+
+
+def _projection_lines(projection: Projection) -> str:
+    lines = []
+    if projection.all_cloud_usd is not None and projection.advised_split_usd is not None:
+        lines.append(f"- monthly spend, all cloud: ${projection.all_cloud_usd:,.2f}; advised split: "
+                     f"${projection.advised_split_usd:,.2f} (fleet fixed cost ${projection.fleet_fixed_usd:,.2f} "
+                     "included; undecided categories counted as cloud)")
+    if projection.break_even_calls_per_month is not None:
+        lines.append(f"- break-even: above {projection.break_even_calls_per_month:,.0f} local calls a month the "
+                     "fleet's fixed cost is paid back by the cloud spend it saves")
+    elif projection.all_cloud_usd is not None:
+        lines.append("- break-even: never at these prices — a local call costs at least as much as a cloud call")
+    lines += [f"- not shown: {md_text(reason)}" for reason in projection.missing]
+    return ("\n" if lines else "") + "".join(f"{line}\n" for line in lines) + ("\n" if lines else "")
+
+
+def drift_markdown(analysis: DriftAnalysis) -> str:
+    parts = [
+        "## Drift: local − cloud on the graded score\n",
+        "Paired by case on cases graded on both tiers. Grades-only interval: paired bootstrap, or cluster-robust t "
+        "when cases share a source document. MDD: the smallest gap this sample detects with 80% power (two-sided, "
+        "5%). PPI++: the cheap metrics on every answered case, corrected by the grades (lambda 0 = the metrics did "
+        "not help). Confident-but-wrong: share of graded answers, Wilson interval.\n",
+    ]
+    if not analysis.rows:
+        parts.append(f"_Not measured: {md_text('; '.join(analysis.missing) or 'no paired answers')}._\n")
+        return "\n".join(parts)
+    lines = ["| category | answered pairs | graded pairs | gap (grades only) | MDD | gap (PPI++) | lambda "
+             "| local mean (PPI++) | cloud mean (PPI++) | confident-but-wrong local | confident-but-wrong cloud |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in analysis.rows:
+        lines.append(
+            f"| {md_text(row.category)} | {row.cases} | {row.graded_pairs} | {fmt_interval(row.gap)} | {fmt(row.mdd)} "
+            f"| {fmt_interval(row.ppi_gap.ppi)} | {fmt(row.ppi_gap.lam, 2)} "
+            f"| {fmt_interval(row.ppi_tier['local'].ppi)} | {fmt_interval(row.ppi_tier['cloud'].ppi)} "
+            f"| {fmt_interval(row.confident_but_wrong['local'])} | {fmt_interval(row.confident_but_wrong['cloud'])} |"
+        )
+    parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def cost_markdown(analysis: DriftAnalysis, pricing_as_of: str | None) -> str:
+    costs = analysis.costs
+    parts = ["## Cost and latency per tier\n",
+             f"Successful calls only. Cloud list prices as of {md_text(pricing_as_of or 'unknown')}; local dollars "
+             "from the fleet's cost model (energy + amortised hardware for the busy seconds; marginal = energy).\n"]
+    if costs.tiers:
+        quantile_heads = " | ".join(f"p{round(q * 100)} latency (s)" for q in QUANTILES)
+        heads = f"| tier | calls | $ per 1,000 calls | $ per million tokens | marginal $ per call | {quantile_heads} |"
+        lines = [heads,
+                 "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in QUANTILES) + " |"]
+        for tier in costs.tiers.values():
+            latency = " | ".join(fmt_interval(tier.latency[q]) for q in QUANTILES)
+            lines.append(f"| {tier.tier} | {tier.calls} | {fmt_interval(tier.usd_per_1k_calls, 4)} "
+                         f"| {fmt(tier.usd_per_million_tokens, 4)} | {fmt(tier.marginal_usd_per_call, 6)} "
+                         f"| {latency} |")
+        parts.append("\n".join(lines) + "\n")
+    parts.append(f"- latency, fleet − cloud, paired by case (seconds): {fmt_interval(costs.latency_delta)}")
+    parts.append(f"- fleet fixed cost (amortised hardware): ${costs.fleet_fixed_usd_per_month:,.2f} a month")
+    parts += [f"- not measured: {md_text(reason)}" for reason in costs.missing]
+    return "\n".join(parts) + "\n"
