@@ -25,7 +25,7 @@ def forest_plot(analysis: DriftAnalysis) -> str | None:
             if interval.estimate is None:
                 continue
             axis.plot([interval.estimate], [y + offset], "o", color=colour, label=label if y == 0 else None)
-            if interval.has_interval:
+            if interval.low is not None and interval.high is not None:
                 axis.plot([interval.low, interval.high], [y + offset] * 2, "-", color=colour)
     axis.axvline(0.0, color="grey", linewidth=0.8)
     axis.axvline(-analysis.config.tolerance, color="red", linestyle="--", linewidth=0.8, label="− tolerance")
@@ -48,7 +48,9 @@ def latency_histograms(analysis: DriftAnalysis) -> str | None:
     import matplotlib.pyplot as plt
 
     every = np.concatenate([v for v in series.values() if v.size])
-    bins = np.geomspace(every.min(), every.max() * 1.0001, 30) if every.min() < every.max() else 10
+    bins: list[float] | int = (
+        np.geomspace(every.min(), every.max() * 1.0001, 30).tolist() if every.min() < every.max() else 10
+    )
     figure, axis = plt.subplots(figsize=(8, 3.2))
     for name, values in series.items():
         axis.hist(values, bins=bins, alpha=0.55, label=f"{name} (n={values.size})")
