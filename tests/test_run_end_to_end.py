@@ -176,7 +176,10 @@ def test_generation_without_a_key_skips_the_cloud_plainly(workdir: Path) -> None
     assert marlow["generations"]["local"]["answer_metrics"]["must_include_recall"] == 1.0
     report = (run_dir / "report.md").read_text()
     assert "cloud tier not run: ANTHROPIC_API_KEY is not set" in report
-    assert "no cloud call was made" in report
+    assert "cloud tier: no successful call in this run, so no cloud cost or latency" in report
+    assert "_No advice: the cloud tier did not run (ANTHROPIC_API_KEY is not set)" in report
+    assert local["answer_metrics"]["context_support"] is not None  # the cheap predictors are recorded too
+    assert "embedding_cosine" in local["answer_metrics"]
     assert "| local | hybrid − dense | must_include_recall |" in report
     generation_table = report.split("## Generation")[1].split("###")[0]
     assert "| local | dense |" in generation_table and "| cloud |" not in generation_table

@@ -67,7 +67,7 @@ class Interval:
         return self.low is not None and self.high is not None
 
 
-def _as_array(values: Values, what: str) -> np.ndarray:
+def as_float_array(values: Values, what: str) -> np.ndarray:
     try:
         array = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -77,7 +77,7 @@ def _as_array(values: Values, what: str) -> np.ndarray:
     return array
 
 
-def _check(confidence: float) -> None:
+def check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise InputError(f"confidence {confidence!r} is not between 0 and 1", hint="use e.g. 0.95")
 
@@ -106,7 +106,7 @@ def bootstrap_group_means(samples: Sequence[np.ndarray], *, n_resamples: int = 2
 
 def percentile_intervals(means: np.ndarray, *, confidence: float = 0.95) -> list[tuple[float, float, float]]:
     """(low, high, standard deviation) of each column of resampled means: the percentile bootstrap interval."""
-    _check(confidence)
+    check_confidence(confidence)
     tail = (1.0 - confidence) / 2.0
     lows, highs = np.quantile(means, [tail, 1.0 - tail], axis=0)
     spread = means.std(axis=0, ddof=1) if means.shape[0] > 1 else np.zeros(means.shape[1])
@@ -117,7 +117,7 @@ def bootstrap_mean_intervals(
     samples: Sequence[np.ndarray], *, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
 ) -> list[tuple[float, float, float]]:
     """Percentile bootstrap (low, high, standard deviation of the resampled means) for each sample's mean."""
-    _check(confidence)
+    check_confidence(confidence)
     return percentile_intervals(bootstrap_group_means(samples, n_resamples=n_resamples, seed=seed),
                                 confidence=confidence)
 
@@ -154,8 +154,8 @@ def paired_gap(
     ``clusters`` (one label per case, e.g. the case's source document) puts two or more cases in one cluster: then
     cases are not independent, and the interval is mean ± t(G-1) × the cluster-robust standard error.
     """
-    _check(confidence)
-    a, b = _as_array(local, "local"), _as_array(cloud, "cloud")
+    check_confidence(confidence)
+    a, b = as_float_array(local, "local"), as_float_array(cloud, "cloud")
     if a.shape != b.shape:
         raise InputError(
             f"paired inputs differ in length: local has {a.size}, cloud has {b.size}",
@@ -212,7 +212,7 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Inte
     centre = (p + z²/2n) / (1 + z²/n), half-width = z / (1 + z²/n) × sqrt(p(1-p)/n + z²/4n²); unlike the Wald
     interval it stays inside [0, 1] and is not empty at 0 or n successes.
     """
-    _check(confidence)
+    check_confidence(confidence)
     if n < 0 or not 0 <= successes <= max(n, 0):
         raise InputError(f"{successes} successes out of {n} is not a proportion", hint="pass 0 <= successes <= n")
     if n == 0:
@@ -233,10 +233,10 @@ def quantile_interval(values: Values, q: float, *, confidence: float = 0.95) -> 
     about ``confidence`` probability whatever the distribution. Without enough values for ranks inside the sample,
     there is no interval and the reason says so (e.g. a p99 from 50 calls).
     """
-    _check(confidence)
+    check_confidence(confidence)
     if not 0.0 < q < 1.0:
         raise InputError(f"quantile {q!r} is not between 0 and 1", hint="use e.g. 0.95")
-    x = _as_array(values, "values")
+    x = as_float_array(values, "values")
     x = np.sort(x[~np.isnan(x)])
     n = int(x.size)
     if n == 0:

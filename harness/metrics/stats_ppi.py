@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import InputError
-from harness.metrics.stats_drift import MIN_CASES, Interval, Values, _as_array, _check
+from harness.metrics.stats_drift import MIN_CASES, Interval, Values, as_float_array, check_confidence
 
 __all__ = ["PPIEstimate", "ppi_mean"]
 
@@ -62,9 +62,9 @@ def ppi_mean(
     Labelled cases missing a label or a prediction are dropped; unlabelled cases missing a prediction are dropped.
     Below :data:`MIN_CASES` labels there is no interval, only the reason.
     """
-    _check(confidence)
-    y = _as_array(labels, "labels")
-    f = _as_array(predictions_labelled, "predictions_labelled")
+    check_confidence(confidence)
+    y = as_float_array(labels, "labels")
+    f = as_float_array(predictions_labelled, "predictions_labelled")
     if y.shape != f.shape:
         raise InputError(
             f"{y.size} labels but {f.size} predictions for the labelled cases",
@@ -72,7 +72,7 @@ def ppi_mean(
         )
     keep = ~(np.isnan(y) | np.isnan(f))
     y, f = y[keep], f[keep]
-    u = _as_array(predictions_unlabelled, "predictions_unlabelled")
+    u = as_float_array(predictions_unlabelled, "predictions_unlabelled")
     u = u[~np.isnan(u)]
     n, big_n = int(y.size), int(u.size)
     z = float(sps.norm.ppf(0.5 + confidence / 2.0))
