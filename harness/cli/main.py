@@ -1,10 +1,14 @@
-"""The ``harness`` command. Every HarnessError becomes a message and an exit code: 2 bad input, 1 gate failed."""
+"""The ``harness`` command. Every HarnessError becomes a message and an exit code: 2 bad input, 3 runtime failure.
+
+Typer runs in standalone mode, so usage errors (an unknown command or option, a missing argument) are printed with
+the usage line and exit 2 by typer itself. That holds whichever click it bundles: typer 0.29 vendors click as
+``typer._click``, so catching ``click.ClickException`` here would silently stop matching.
+"""
 
 from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from harness.cli import commands
@@ -24,21 +28,12 @@ commands.register(app)
 def main() -> None:
     """Console entry point: run the app, translating harness errors into messages and exit codes."""
     try:
-        result = app(standalone_mode=False)
+        app(standalone_mode=True)
     except HarnessError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    # click returns the exit code of `typer.Exit(code)` instead of raising when standalone_mode is off
-    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":
