@@ -321,3 +321,7 @@ def down(state_dir: StateDirOpt = DEFAULT_FLEET.parent, json_out: JsonOpt = Fals
     if report.not_ours:
         console.print(f"[yellow]left alone[/] (PID now belongs to another process): "
                       f"pid {', '.join(map(str, report.not_ours))}", highlight=False)
+
+from harness.cli.fleet_bench import bench as _bench  # noqa: E402 -- its own module; registered here, after fleet_app
+
+fleet_app.command("bench")(_bench)

@@ -7,9 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+from harness.config.capacity import CapacityPlan
 from harness.config.yaml_loader import load_yaml, validate
 
-Strategy = Literal["race", "hedge", "single"]
+# The dispatcher's registry (harness.dispatch.strategies.STRATEGIES) checks at import that it serves exactly these.
+Strategy = Literal["race", "hedge", "single", "least_loaded", "auto"]
 HostKind = Literal["ollama", "openai"]
 Endpoint = Literal["chat", "completion"]
 FallbackPolicy = Literal["cloud", "none"]
@@ -83,6 +85,7 @@ class Fleet(_Strict):
     fallback: FallbackPolicy = "none"
     cloud_model: str = DEFAULT_CLOUD_MODEL
     cloud_budget_usd: float = Field(default=5.0, ge=0, description="most the fallback may spend in one run")
+    capacity: CapacityPlan | None = Field(default=None, description="daily volume for `fleet bench`'s recommendation")
 
     @field_validator("hosts")
     @classmethod

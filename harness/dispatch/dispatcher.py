@@ -10,6 +10,11 @@ Strategies:
   failover), so one request stays in flight, or two once the hedge went out. Failovers are never refused, but they
   are charged to the same bucket, so ``HedgePolicy.budget`` bounds all extra requests per call, not only hedges.
 * ``single``: send to the first host, in fleet-file order, whose breaker allows it; no second try.
+* ``least_loaded``: send to the host with the fewest requests in flight per slot; a failure goes to the next at once.
+* ``auto``: ``race`` while a race fits in the hosts' free slots (:func:`~harness.dispatch.auto.race_fits`), else a
+  load-aware ``hedge`` (to the least loaded host, hedging only to a host with a free slot).
+
+The registry is :data:`harness.dispatch.strategies.STRATEGIES`.
 
 ``Fleet.timeout_s`` bounds the local phase of every call, however the hosts behave; whatever is still in flight then
 is cancelled and recorded as ``timeout``. The cloud fallback, a deliberate second tier, then gets its own
@@ -27,7 +32,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import get_args
 
 from harness.config.fleet import Fleet, Strategy
 from harness.costs import local_call_cost
@@ -35,11 +39,12 @@ from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
 from harness.dispatch.engine import FleetState, HostProbe, LocalCall, LocalOutcome, describe
 from harness.dispatch.fallback import CloudCost, cloud_fallback
 from harness.dispatch.health import Clock, HostHealth, HostSnapshot, LatencyWindow
+from harness.dispatch.strategies import STRATEGY_NAMES
 from harness.errors import BudgetExceeded, FleetUnavailable, InputError, ProviderError
 from harness.providers.base import Provider, provider_for
 from harness.providers.types import Attempt, Generation, GenerationRequest
 
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
+STRATEGIES: tuple[str, ...] = STRATEGY_NAMES
 
 
 class Dispatcher:

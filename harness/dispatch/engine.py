@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from harness.config.fleet import Fleet, Host
+from harness.config.fleet import Fleet, Host, Strategy
+from harness.dispatch.auto import has_free_slot
 from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, Permit
-from harness.dispatch.hedging import hedge_delay, rank_hosts
+from harness.dispatch.hedging import hedge_delay, least_loaded_first
+from harness.dispatch.strategies import plan_call
 from harness.errors import ProviderError
 from harness.providers.base import Provider
 from harness.providers.types import Attempt, Generation, GenerationRequest
@@ -70,6 +72,7 @@ class _Flight:
     index: int
     launched: float
     sent: float | None = None  # when it got past the host's semaphore
+    released: float | None = None  # when it gave the semaphore back (a cancelled loser: before its call settles)
 
 
 def describe(exc: BaseException) -> tuple[str, int | None]:
@@ -89,26 +92,27 @@ class LocalCall:
     Args:
         state: the dispatcher's shared state.
         request: what to ask.
-        strategy: ``race``, ``hedge`` or ``single``.
+        strategy: a name from :data:`harness.dispatch.strategies.STRATEGIES`; it plans the call from the hosts'
+            health at this moment (``auto`` races or hedges by the load it sees).
     """
 
-    def __init__(self, state: FleetState, request: GenerationRequest, strategy: str) -> None:
+    def __init__(self, state: FleetState, request: GenerationRequest, strategy: Strategy) -> None:
         self.state = state
         self.request = request
         self.strategy = strategy
-        hosts = rank_hosts(state.fleet.hosts, state.health) if strategy == "hedge" else list(state.fleet.hosts)
-        self.queue = deque(hosts)
+        self.plan = plan_call(strategy, state.fleet.hosts, state.health)
+        self.queue = deque(self.plan.hosts)
         self.deadline = time.perf_counter() + state.fleet.timeout_s
         self.outcome = LocalOutcome()
         self._slots: list[Attempt | None] = []
         self._tasks: dict[asyncio.Task[Generation], _Flight] = {}
 
     async def run(self) -> LocalOutcome:
-        if self.strategy == "single" or len(self.queue) == 1:
+        if self.plan.mode == "single" or len(self.queue) == 1:
             await self._run_one()
         else:
             await self._run_many()
-        unreached = "not tried (strategy single)" if self.strategy == "single" else "not tried"
+        unreached = "not tried (strategy single)" if self.plan.mode == "single" else "not tried"
         for host in self.queue:
             self.outcome.reasons.setdefault(host.name, unreached)
         self.outcome.attempts = [a for a in self._slots if a is not None]
@@ -150,7 +154,11 @@ class LocalCall:
         try:
             async with self.state.semaphores[name]:
                 flight.sent = time.perf_counter()
-                return await self.state.providers[name].generate(self.request)
+                health.sent += 1
+                try:
+                    return await self.state.providers[name].generate(self.request)
+                finally:
+                    flight.released = time.perf_counter()
         finally:
             health.in_flight -= 1
 
@@ -179,7 +187,9 @@ class LocalCall:
     # -- several candidates: tasks --------------------------------------------------------------------------------
 
     async def _run_many(self) -> None:
-        hedging = self.strategy == "hedge"
+        mode = self.plan.mode
+        hedging = mode == "hedge"
+        replacing = mode in ("hedge", "failover")  # a failed request is replaced by the next host at once
         policy = self.state.fleet.hedge
         budget = self.state.hedge_budget
 
@@ -190,7 +200,7 @@ class LocalCall:
         if hedging:
             budget.deposit()
         first = self._launch()
-        while self.strategy == "race" and self._launch() is not None:
+        while mode == "race" and self._launch() is not None:
             pass
         hedge_time = hedge_at(first) if hedging and first is not None else None
         hedged = False
@@ -213,22 +223,31 @@ class LocalCall:
                         self._succeeded(flight, task.result())
                 if self.outcome.winner is not None:
                     break
-                if done and hedging and time.perf_counter() < self.deadline:
+                if done and replacing and time.perf_counter() < self.deadline:
                     # failover: replace failed requests at once
                     while len(self._tasks) < wanted and (successor := self._launch()) is not None:
-                        budget.charge_failover()
-                        if not hedged:
+                        if hedging:
+                            budget.charge_failover()
+                        if hedging and not hedged:
                             hedge_time = hedge_at(successor)
                 now = time.perf_counter()
                 if now >= self.deadline:
                     break
                 if hedge_time is not None and not hedged and self.queue and now >= hedge_time:
                     hedged = True
-                    if budget.try_hedge() and self._launch() is not None:
+                    if self._hedge_target_ready() and budget.try_hedge() and self._launch() is not None:
                         wanted = 2
         finally:
             timed_out = self.outcome.winner is None and time.perf_counter() >= self.deadline
             await self._cancel_all("timeout" if timed_out else "cancelled")
+
+    def _hedge_target_ready(self) -> bool:
+        """A load-aware plan hedges to the least loaded host left, and only if that host has a free slot."""
+        if not self.plan.load_aware:
+            return True
+        health = self.state.health
+        self.queue = deque(least_loaded_first(list(self.queue), health))
+        return has_free_slot(self.queue[0], health[self.queue[0].name])
 
     async def _cancel_all(self, how: Abandon) -> None:
         """Cancel what is still in flight, wait for the connections to close, and record each as lost or timed out."""
@@ -246,8 +265,11 @@ class LocalCall:
     def _settle(self, flight: _Flight, attempt: Attempt) -> None:
         self._slots[flight.index] = attempt
         if flight.sent is not None:
+            # up to when the host's slot was freed, not when the call got round to settling (after every loser)
+            seconds = (flight.released or time.perf_counter()) - flight.sent
             busy = self.outcome.busy_s
-            busy[flight.host.name] = busy.get(flight.host.name, 0.0) + time.perf_counter() - flight.sent
+            busy[flight.host.name] = busy.get(flight.host.name, 0.0) + seconds
+            self.state.health[flight.host.name].busy_s += seconds
 
     def _succeeded(self, flight: _Flight, answer: Generation) -> None:
         now = time.perf_counter()

@@ -118,6 +118,8 @@ class HostSnapshot:
     failures: int
     cancelled: int
     in_flight: int
+    sent: int
+    busy_s: float
     samples: int
     p50_s: float | None
     p95_s: float | None
@@ -149,7 +151,9 @@ class HostHealth:
         self.name = name
         self.policy = policy or BreakerPolicy()
         self.latency = LatencyWindow(window)
-        self.in_flight = 0
+        self.in_flight = 0  # requests handed to this host and not yet ended, including those queued for its semaphore
+        self.sent = 0  # requests that got past the host's semaphore
+        self.busy_s = 0.0  # seconds requests spent at the host (past its semaphore), summed over requests
         self.successes = 0
         self.failures = 0
         self.cancelled = 0
@@ -236,6 +240,8 @@ class HostHealth:
             failures=self.failures,
             cancelled=self.cancelled,
             in_flight=self.in_flight,
+            sent=self.sent,
+            busy_s=self.busy_s,
             samples=len(self.latency),
             p50_s=self.latency.quantile(0.50),
             p95_s=self.latency.quantile(0.95),

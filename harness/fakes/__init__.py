@@ -14,6 +14,7 @@ from __future__ import annotations
 from harness.fakes.anthropic import FakeAnthropic
 from harness.fakes.ollama import FakeOllama
 from harness.fakes.openai import FakeOpenAI
+from harness.fakes.queueing import QueueingOllama
 from harness.fakes.script import RecordedRequest, Reply, Script, lognormal
 from harness.fakes.server import FakeServer
 
@@ -22,6 +23,7 @@ __all__ = [
     "FakeOllama",
     "FakeOpenAI",
     "FakeServer",
+    "QueueingOllama",
     "RecordedRequest",
     "Reply",
     "Script",

@@ -113,7 +113,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         retrievers=retrieval.retrievers,
         tiers=tiers,
         skipped_tiers=skipped,
-        build_prompt=_prompt_builder(suite, fleet),
+        build_prompt=prompt_builder(suite, fleet),
         grader_reason=_grader_reason(),
         concurrency=options.concurrency or fleet_capacity(fleet),
         embed=_answer_embedder(suite),
@@ -235,7 +235,7 @@ def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url:
     return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url)
 
 
-def _prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
+def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
     from harness.localfleet.prompt import build_request, fleet_prompt_style
 
     generation = suite.generation
