@@ -19,6 +19,8 @@ Targets:
   adaptive hedge p99 <= 1.1 x the best fixed-delay p99 under the same hedge budget
   overhead: the dispatcher adds <= 1 ms to the median latency of a bare ``httpx.AsyncClient`` request against a
             zero-latency host, at 200 concurrent calls
+  throughput: at saturation (200 concurrent, each kind run on its own) the dispatcher's calls/s >= 0.8 x plain
+            httpx's (small clients); ``--profile`` prints where the dispatcher's time goes
 
 Run: ``python bench/dispatch.py [--calls 2000] [--concurrency 50] [--warmup 200] [--quick]``.
 """
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import math
 import multiprocessing
+import pstats
 import random
 import statistics
 import time
@@ -56,6 +60,7 @@ FIXED_DELAYS_S = (0.15, 0.25, 0.3, 0.35, 0.4, 0.5, 0.8)
 OVERHEAD_CONCURRENCY = 200
 
 RACE_P99_X, HEDGE_P99_X, HEDGE_REQUESTS, MAX_FAILURE, ADAPTIVE_X, OVERHEAD_MS = 0.15, 0.30, 1.15, 0.001, 1.1, 1.0
+THROUGHPUT_X = 0.8  # dispatcher calls/s over plain httpx calls/s at saturation, each run on its own
 
 REQUEST = GenerationRequest(prompt="Which code section requires ice barrier at the eaves?", max_tokens=64)
 
@@ -237,7 +242,9 @@ class BareClients:
             await client.aclose()
 
 
-async def overhead(url: str, calls: int, concurrency: int, rounds: int) -> dict[str, float]:
+async def overhead(
+    url: str, calls: int, concurrency: int, rounds: int, profiler: cProfile.Profile | None = None
+) -> dict[str, float]:
     """Median latency of plain httpx requests vs dispatched ones against a zero-latency host.
 
     ``separate``: each kind alone at ``concurrency`` (alternating, ``rounds`` times, median of the medians).
@@ -294,10 +301,18 @@ async def overhead(url: str, calls: int, concurrency: int, rounds: int) -> dict[
     try:
         await run(list(kinds), 3 * concurrency, concurrency)  # open the connections, warm every path
         separate: dict[Any, list[float]] = {kind: [] for kind in kinds}
+        rates: dict[Any, list[float]] = {kind: [] for kind in kinds}
         mixed: dict[Any, list[float]] = {bare: [], dispatched: []}
         for _ in range(rounds):
             for kind in kinds:
-                separate[kind].append(statistics.median((await run([kind], calls, concurrency))[kind]))
+                began = time.perf_counter()
+                if profiler is not None and kind is dispatched:
+                    profiler.enable()
+                latencies = (await run([kind], calls, concurrency))[kind]
+                if profiler is not None and kind is dispatched:
+                    profiler.disable()
+                rates[kind].append(calls / (time.perf_counter() - began))
+                separate[kind].append(statistics.median(latencies))
             both = await run([bare, dispatched], 2 * calls, concurrency)
             for kind in (bare, dispatched):
                 mixed[kind].append(statistics.median(both[kind]))
@@ -307,6 +322,7 @@ async def overhead(url: str, calls: int, concurrency: int, rounds: int) -> dict[
         await one_client.aclose()
         await dispatcher.aclose()
     out = {f"separate_{kind.__name__}_ms": statistics.median(separate[kind]) * 1000 for kind in kinds}
+    out.update({f"separate_{kind.__name__}_per_s": statistics.median(rates[kind]) for kind in kinds})
     for kind in (bare, dispatched):
         out[f"mixed_{kind.__name__}_ms"] = statistics.median(mixed[kind]) * 1000
         out[f"sequential_{kind.__name__}_ms"] = statistics.median(sequential[kind]) * 1000
@@ -370,8 +386,18 @@ async def main_async(args: argparse.Namespace) -> int:
 
         print(f"\noverhead: plain httpx vs dispatcher against a zero-latency host, median latency "
               f"({args.overhead_calls} calls per kind, median of {args.overhead_rounds} rounds)")
-        ovh = await overhead(servers.zero_url, args.overhead_calls, OVERHEAD_CONCURRENCY, args.overhead_rounds)
+        profiler = cProfile.Profile() if args.profile else None
+        ovh = await overhead(servers.zero_url, args.overhead_calls, OVERHEAD_CONCURRENCY, args.overhead_rounds,
+                             profiler)
         width = OVERHEAD_CONCURRENCY
+        throughput_ratio = ovh["separate_dispatched_per_s"] / ovh["separate_bare_per_s"]
+        print(f"  separate   ({width} concurrent): calls/s httpx (small clients) {ovh['separate_bare_per_s']:7.0f}"
+              f"  httpx (one client) {ovh['separate_bare_one_client_per_s']:7.0f}"
+              f"  dispatcher {ovh['separate_dispatched_per_s']:7.0f}  (dispatcher / small clients = "
+              f"{throughput_ratio:.2f})")
+        if profiler is not None:
+            print("\n  profile of the dispatcher's separate runs (top 25 by own time):")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         print(f"  separate   ({width} concurrent): httpx (small clients) {ovh['separate_bare_ms']:7.2f} ms"
               f"  httpx (one client) {ovh['separate_bare_one_client_ms']:7.2f} ms"
               f"  dispatcher {ovh['separate_dispatched_ms']:7.2f} ms")
@@ -399,6 +425,9 @@ async def main_async(args: argparse.Namespace) -> int:
              f"(run separately: {ovh['separate_dispatched_ms'] - ovh['separate_bare_ms']:+.2f} ms; "
              f"one at a time: {ovh['sequential_dispatched_ms'] - ovh['sequential_bare_ms']:+.2f} ms)",
              ovh["mixed_dispatched_ms"] - ovh["mixed_bare_ms"] <= OVERHEAD_MS),
+            (f"at saturation ({OVERHEAD_CONCURRENCY} concurrent, run separately) the dispatcher serves "
+             f"{ovh['separate_dispatched_per_s']:.0f} calls/s = {throughput_ratio:.2f} x plain httpx's "
+             f"{ovh['separate_bare_per_s']:.0f} >= {THROUGHPUT_X}", throughput_ratio >= THROUGHPUT_X),
         ]
         if best_affordable is not None:
             print(f"\n(best fixed delay using no more requests/call than adaptive: {best_affordable.name}, "
@@ -422,6 +451,7 @@ def main() -> None:
     parser.add_argument("--overhead-rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20240611)
     parser.add_argument("--quick", action="store_true", help="fewer fixed delays")
+    parser.add_argument("--profile", action="store_true", help="cProfile the dispatcher's separate overhead runs")
     args = parser.parse_args()
     if args.race_concurrency is None:
         args.race_concurrency = max(1, args.concurrency // 2)
