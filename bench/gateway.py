@@ -38,6 +38,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 ADDED_P50_MS, ADDED_P99_MS = 2.0, 10.0
+CLIENT_TIMEOUT_S = 60.0
 BODY_TEMPLATE = {"model": "llama3.2", "stream": False}
 
 FAKE_SCRIPT = """
@@ -75,7 +76,7 @@ async def load(
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(requests):
         queue.put_nowait(offset + index)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=CLIENT_TIMEOUT_S) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -146,6 +147,8 @@ def start_gateway(upstream: str, keys: Path, port: int, audit: Path) -> subproce
         "100000",
         "--max-upstream",
         "256",
+        "--connect-timeout",  # as patient as the load generator's own client, so both paths fail alike
+        str(CLIENT_TIMEOUT_S),
         "--audit-log",
         str(audit),
     ]

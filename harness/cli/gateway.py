@@ -117,6 +117,9 @@ def serve(
     burst: Annotated[float, typer.Option("--burst", help="burst size per subject")] = 20.0,
     max_upstream: Annotated[int, typer.Option("--max-upstream", help="concurrent upstream requests")] = 64,
     header_timeout: Annotated[float, typer.Option("--header-timeout", help="seconds to send request headers")] = 10.0,
+    connect_timeout: Annotated[
+        float, typer.Option("--connect-timeout", help="seconds to connect to an upstream before a 504")
+    ] = 5.0,
     upstream_timeout: Annotated[
         float, typer.Option("--upstream-timeout", help="seconds of upstream silence before a 504")
     ] = 300.0,
@@ -138,6 +141,7 @@ def serve(
         burst=burst,
         max_upstream=max_upstream,
         header_timeout_s=header_timeout,
+        connect_timeout_s=connect_timeout,
         upstream_timeout_s=upstream_timeout,
     )
 
