@@ -12,12 +12,15 @@ The tree::
     │   └── FleetUnavailable      every host failed and the fallback policy allowed nothing more
     ├── BudgetExceeded            a run would spend more than its budget cap
     ├── RunFailed                 a run finished, but a tier it ran answered nothing or failed too often (exit 3)
+    ├── RunInterrupted            SIGINT or SIGTERM stopped a run (exit code 128 + signal number)
     └── LocalFleetError           the embedded llama.cpp fleet could not start or stop
 
 Third-party exceptions are translated at the boundary with ``raise ... from exc``.
 """
 
 from __future__ import annotations
+
+import signal
 
 
 class HarnessError(Exception):
@@ -135,6 +138,19 @@ class BudgetExceeded(HarnessError):
 
 class RunFailed(HarnessError):
     """A run finished, but a tier it was asked to run answered nothing or failed more calls than allowed."""
+
+
+class RunInterrupted(HarnessError):
+    """A signal stopped a run; what was written is kept and the run can be resumed.
+
+    Args:
+        signum: the signal received, e.g. ``signal.SIGTERM``.
+    """
+
+    def __init__(self, signum: int, *, hint: str = "") -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum  # the shell's convention for a process ended by a signal
+        super().__init__(f"interrupted by {signal.Signals(signum).name}", hint=hint)
 
 
 class LocalFleetError(HarnessError):

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from harness.cli.console import RichProgress, console, errors, print_json
-from harness.errors import HarnessError, InputError, RunFailed
+from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
+from harness.run.interrupt import record_interrupt
 
 SuiteArg = Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/retrieval.yaml", show_default=False)]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="where run directories go")]
@@ -164,9 +165,8 @@ def _run_suite(
     pricing: Path | None = None,
     max_failure_rate: float | None = None,
 ) -> dict:
-    from harness.report.writer import write_reports
-    from harness.run.runner import run_suite
-    from harness.run.session import RunOptions, finish, prepare
+    from harness.run.session import RunOptions, prepare
+    from harness.run.signals import interrupts_raise
 
     if run_id and resume:
         raise InputError("--run-id and --resume both name a run", hint="use --resume ID alone to continue a run")
@@ -182,21 +182,32 @@ def _run_suite(
         concurrency=concurrency,
         pricing_path=pricing,
     )
-    prepared = prepare(options)
-    say = (lambda *a: None) if quiet else errors.print
+    with interrupts_raise():
+        prepared = prepare(options)
+        try:
+            return _run_prepared(prepared, budget=budget, quiet=quiet, max_failure_rate=max_failure_rate)
+        finally:
+            prepared.store.release()
+
+
+def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failure_rate: float | None) -> dict:
+    from harness.report.writer import write_reports
+    from harness.run.runner import run_suite
+    from harness.run.session import finish
+
+    say = (lambda *a: None) if quiet else _say
     for report in prepared.ingest_reports:
         say(_ingest_line(report))
     for tier in prepared.parts.skipped_tiers:
-        say(f"[yellow]{tier.name} tier skipped:[/] {tier.reason}")
+        say(f"{tier.name} tier skipped: {tier.reason}")
     if prepared.projected_cloud_usd is not None:
         cap = f" (budget ${budget:.2f})" if budget is not None else " (no --budget cap)"
         say(f"projected cloud cost: up to ${prepared.projected_cloud_usd:.4f} for {prepared.cloud_calls} calls{cap}")
     try:
         with RichProgress(enabled=not quiet) as progress:
             outcome = asyncio.run(_run_and_close(prepared, run_suite, progress))
-    except KeyboardInterrupt:
-        prepared.store.update_manifest(status="interrupted")
-        errors.print(f"interrupted; continue with --resume {prepared.store.path.name}")
+    except RunInterrupted as exc:
+        exc.hint = record_interrupt(prepared.store, exc.signum, write_reports)
         raise
     except HarnessError as exc:
         prepared.store.update_manifest(status="failed", error=exc.message)
@@ -218,9 +229,15 @@ def _run_suite(
     return summary
 
 
+def _say(text: str) -> None:
+    errors.print(text, markup=False, highlight=False)
+
+
 async def _run_and_close(prepared, run_suite, progress):  # type: ignore[no-untyped-def]
+    from harness.run.signals import run_stoppable
+
     try:
-        return await run_suite(prepared.parts, prepared.store, progress)
+        return await run_stoppable(run_suite(prepared.parts, prepared.store, progress))
     finally:
         for tier in prepared.parts.tiers:
             await tier.aclose()

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from harness.errors import HarnessError
 
@@ -17,10 +18,19 @@ errors = Console(stderr=True)
 
 
 def print_error(exc: HarnessError) -> None:
-    # Messages quote server errors and log lines: escaped, so their brackets are shown, not read as rich markup.
-    errors.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False, soft_wrap=True)
+    """Print an error and its hint. The text is untrusted (paths, names, server bodies): it is never read as markup."""
+    message = Text("error: ", style="bold red")
+    message.append(exc.message)
+    errors.print(message, highlight=False, soft_wrap=True)
     if exc.hint:
-        errors.print(f"  [yellow]hint:[/] {escape(exc.hint)}", markup=True, highlight=False, soft_wrap=True)
+        hint = Text("  hint: ", style="yellow")
+        hint.append(exc.hint)
+        errors.print(hint, highlight=False, soft_wrap=True)
+
+
+def plain(text: str, style: str = "") -> Text:
+    """A table cell or line of untrusted text, shown as written (rich markup in it stays literal)."""
+    return Text(text, style=style)
 
 
 def print_json(data: Any) -> None:

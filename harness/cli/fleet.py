@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.console import console, errors, print_error, print_json
+from harness.cli.console import console, errors, plain, print_error, print_json
 from harness.config.fleet import DEFAULT_FLEET, Fleet, Strategy, load_fleet
 from harness.errors import HarnessError, InputError
 from harness.localfleet.fleetfile import STREAM as LOCAL_STREAM
@@ -120,7 +120,7 @@ def ask(
     console.print()
     cost = "unknown" if generation.cost_usd is None else f"${generation.cost_usd:.6f}"
     console.print(
-        f"[bold]winner:[/] {generation.host} ({generation.tier}, {generation.model}) "
+        f"[bold]winner:[/] {escape(generation.host)} ({generation.tier}, {escape(generation.model)}) "
         f"in {generation.latency_s * 1000:.0f} ms, cost {cost}",
         highlight=False,
     )
@@ -137,12 +137,12 @@ def attempts_table(generation: Generation) -> Table:
     colours = {"ok": "green", "error": "red", "timeout": "red", "cancelled": "yellow", "skipped": "dim"}
     for attempt in generation.attempts:
         table.add_row(
-            attempt.host,
+            plain(attempt.host),
             f"[{colours[attempt.outcome]}]{attempt.outcome}[/]",
             "" if attempt.status is None else str(attempt.status),
             f"{attempt.latency_s * 1000:.0f}",
             "yes" if attempt.cancelled else "",
-            escape(attempt.error or ""),
+            plain(attempt.error or ""),
         )
     return table
 
@@ -234,16 +234,16 @@ def _show_status(fleet_config: Fleet, probes: list[tuple[HostStatus, float]], js
         )
     for host, (host_status, latency) in zip(fleet_config.hosts, probes, strict=True):
         present = {None: "?", True: "[green]yes[/]", False: "[red]no[/]"}[host_status.model_present]
-        table.add_row(
-            host.name,
-            host.base_url,
-            host.kind,
-            host.model,
+        table.add_row(  # names, urls, models, versions and errors come from files and servers: shown as text
+            plain(host.name),
+            plain(host.base_url),
+            plain(host.kind),
+            plain(host.model),
             "[green]yes[/]" if host_status.reachable else "[red]no[/]",
-            host_status.version or "",
+            plain(host_status.version or ""),
             present,
             f"{latency * 1000:.0f}",
-            escape(host_status.error or ""),
+            plain(host_status.error or ""),
         )
     console.print(table)
 

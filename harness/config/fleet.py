@@ -22,7 +22,7 @@ DEFAULT_FLEET = Path(".harness") / "fleet.yaml"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HostCost(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -13,14 +14,17 @@ from harness.config.yaml_loader import YamlDocument, load_yaml, validate
 
 RetrieverKind = Literal["dense", "bm25", "hybrid"]
 TierName = Literal["local", "cloud"]
+DEFAULT_TIERS: tuple[TierName, ...] = ("local", "cloud")
 EmbedderKind = Literal["sentence-transformers", "ollama"]
 
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+# Suite names and run ids become directory names: no dots or colons, so neither `..` nor a drive-like prefix fits.
+PATH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ChunkingConfig(_Strict):
@@ -71,7 +75,7 @@ class GenerationConfig(_Strict):
     max_tokens: int = Field(default=96, ge=1, le=8192)
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int = 7
-    tiers: list[TierName] = Field(default_factory=lambda: ["local", "cloud"], min_length=1)
+    tiers: list[TierName] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
     variants: list[str] | None = Field(default=None, description="which variants feed the generator; default all")
     max_failure_rate: float | None = Field(
         default=None, ge=0, le=1, description="share of failed calls over which a tier fails the run (default 0.2)"
@@ -102,7 +106,7 @@ class Case(_Strict):
 class Suite(_Strict):
     """A whole suite file."""
 
-    name: str = Field(default="", pattern=r"^$|" + ID_PATTERN[1:])
+    name: str = Field(default="", pattern=r"^$|" + PATH_ID_PATTERN)
     description: str = ""
     corpus: str = "restoration"
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
@@ -151,6 +155,12 @@ def load_suite(path: str | Path, corpus_ids: set[str] | None = None) -> Suite:
     document = load_yaml(path)
     suite = validate(Suite, document)
     if not suite.name:
+        if not re.fullmatch(PATH_ID_PATTERN, Path(path).stem):
+            raise document.error(
+                f"the file name {Path(path).stem!r} cannot name the run directory",
+                ("name",),
+                hint="add `name:` with letters, digits, `-` and `_` only",
+            )
         suite = suite.model_copy(update={"name": Path(path).stem})
     _check_cases(suite, document)
     _check_metric_names(suite, document)
@@ -193,11 +203,25 @@ def _check_metric_names(suite: Suite, document: YamlDocument) -> None:
     from harness.errors import InputError
     from harness.metrics.retrieval import parse_metric
 
+    first_index: dict[str, int] = {}
     for index, name in enumerate(suite.metrics):
         try:
-            parse_metric(name)
+            spec = parse_metric(name)
         except InputError as exc:
             raise document.error(exc.message, ("metrics", index), hint=exc.hint) from exc
+        if name in first_index:
+            raise document.error(
+                f"metric {name!r} is listed twice (first at line {document.line_of(('metrics', first_index[name]))})",
+                ("metrics", index),
+                hint="list each metric once",
+            )
+        first_index[name] = index
+        if spec.k is not None and spec.k > suite.k:
+            raise document.error(
+                f"metric {name!r} cuts at {spec.k}, deeper than the retrieval depth k: {suite.k}",
+                ("metrics", index),
+                hint=f"raise `k:` to at least {spec.k}, or use a cutoff of at most {suite.k}",
+            )
 
 
 def check_relevant_ids(suite: Suite, document: YamlDocument, corpus_ids: set[str]) -> None:

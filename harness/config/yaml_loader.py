@@ -1,52 +1,19 @@
-"""Load YAML keeping line numbers, and turn pydantic errors into ``file:line: field: message``."""
+"""Load YAML files keeping line numbers, and turn pydantic errors into ``file:line: field: message``.
+
+Parsing, its caps and the line index live in ``yaml_positions``; this module adds the file and the pydantic side.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from harness.config.yaml_positions import MAX_YAML_BYTES, LinePath, YamlProblem, decode_utf8, line_of, parse_yaml
 from harness.errors import ConfigError
 
 Model = TypeVar("Model", bound=BaseModel)
-LinePath = tuple[str | int, ...]
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that records the line of every mapping key and sequence item."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise ConfigError(
-                f"duplicate key {key!r} (first at line {seen[key]})",
-                path=getattr(loader, "source_path", None),
-                line=key_node.start_mark.line + 1,
-                hint="remove one of the two entries",
-            )
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=deep)
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _index_lines(node: yaml.Node, prefix: LinePath, lines: dict[LinePath, int]) -> None:
-    lines[prefix] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            lines[(*prefix, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*prefix, key), lines)
-            lines[(*prefix, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _index_lines(item, (*prefix, index), lines)
 
 
 class YamlDocument:
@@ -58,12 +25,7 @@ class YamlDocument:
         self.lines = lines
 
     def line_of(self, location: LinePath) -> int | None:
-        """Line of the deepest node on ``location`` that has one (pydantic locations may go deeper than YAML)."""
-        for end in range(len(location), -1, -1):
-            line = self.lines.get(tuple(location[:end]))
-            if line is not None:
-                return line
-        return None
+        return line_of(self.lines, location)
 
     def error(self, message: str, location: LinePath, *, hint: str = "") -> ConfigError:
         return ConfigError(
@@ -80,33 +42,28 @@ def format_location(location: LinePath) -> str:
 
 
 def load_yaml(path: str | Path) -> YamlDocument:
-    """Parse a YAML file, raising ConfigError with the line for syntax errors and duplicate keys."""
+    """Parse a YAML file safely, raising ConfigError with the line for every problem the parser finds."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError as exc:
         raise ConfigError("file not found", path=str(path), hint="check the path") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", path=str(path)) from exc
-    loader = _LineLoader(text)
-    loader.source_path = str(path)  # type: ignore[attr-defined]
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+    except IsADirectoryError as exc:
+        raise ConfigError("is a directory, not a YAML file", path=str(path), hint="pass the YAML file") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", path=str(path)) from exc
+    if len(raw) > MAX_YAML_BYTES:
         raise ConfigError(
-            f"invalid YAML: {exc.problem or exc.context}",
+            f"file is larger than {MAX_YAML_BYTES // 1_000_000} MB",
             path=str(path),
-            line=mark.line + 1 if mark else None,
-            hint="fix the YAML syntax (indentation, quotes, colons)",
-        ) from exc
-    finally:
-        loader.dispose()
-    lines: dict[LinePath, int] = {}
-    if node is not None:
-        _index_lines(node, (), lines)
-    return YamlDocument(path, data, lines)
+            hint="a suite or fleet file this large is almost certainly not the file you meant; split it",
+        )
+    try:
+        parsed = parse_yaml(decode_utf8(raw))
+    except YamlProblem as exc:
+        raise ConfigError(exc.message, path=str(path), line=exc.line, hint=exc.hint) from exc
+    return YamlDocument(path, parsed.data, parsed.lines)
 
 
 def validate(model: type[Model], document: YamlDocument) -> Model:

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from harness.config.yaml_positions import YamlProblem, decode_utf8, parse_yaml
 from harness.errors import CorpusError
 
 KINDS = ("code", "estimate", "supplement")
@@ -117,6 +116,9 @@ def resolve_corpus(name_or_path: str | os.PathLike[str], base: str | os.PathLike
     candidate = base_dir / "corpora" / text if is_bare else base_dir / Path(text).expanduser()
     if candidate.is_dir():
         return candidate
+    if candidate.exists():
+        raise CorpusError(f"corpus {text!r} is {candidate}, which is a file, not a directory",
+                          hint="point `corpus:` at the directory that holds the .md documents")
     corpora = base_dir / "corpora"
     known = sorted(p.name for p in corpora.iterdir() if p.is_dir()) if corpora.is_dir() else []
     hint = f"corpora under {corpora}: {', '.join(known)}" if known else (
@@ -142,7 +144,7 @@ def load_corpus(root: str | os.PathLike[str], *, name: str | None = None) -> Cor
     key_lines: dict[str, dict[str, int]] = {}
     first_path: dict[str, Path] = {}
     for path in files:
-        text = path.read_bytes().decode("utf-8", errors="strict").replace("\r\n", "\n")
+        text = _read_text(path)
         relative = path.relative_to(root_path).as_posix()
         digest.update(relative.encode() + b"\0" + text.encode() + b"\0")
         doc, lines = _parse_document(path, relative, text)
@@ -156,6 +158,15 @@ def load_corpus(root: str | os.PathLike[str], *, name: str | None = None) -> Cor
     _check_links(documents, by_id, key_lines, root_path)
     return Corpus(name=name or root_path.resolve().name, root=root_path, documents=tuple(documents),
                   fingerprint=digest.hexdigest(), _by_id=by_id)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return decode_utf8(path.read_bytes()).replace("\r\n", "\n")
+    except YamlProblem as exc:
+        raise CorpusError(f"{path}:{exc.line}: {exc.message}", hint=exc.hint) from None
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read: {exc.strerror or exc}", hint="check the file's permissions") from None
 
 
 def _parse_document(path: Path, relative: str, text: str) -> tuple[Document, dict[str, int]]:
@@ -184,13 +195,12 @@ def _parse_document(path: Path, relative: str, text: str) -> tuple[Document, dic
     if doc_id != path.stem:
         raise CorpusError(f"{where('id')}: id {doc_id!r} does not match the file name {path.name!r}",
                           hint=f"rename the file to {doc_id}.md or set `id: {path.stem}`")
-    date = meta.pop("date")
-    date_text = date.isoformat() if isinstance(date, dt.date) else str(date)
+    date_text = str(meta.pop("date"))  # the YAML reader keeps timestamps as written, so a bad one is ours to report
     try:
         dt.date.fromisoformat(date_text)
-    except ValueError:
-        raise CorpusError(f"{where('date')}: date {date_text!r} is not an ISO date",
-                          hint="write dates as YYYY-MM-DD") from None
+    except ValueError as exc:
+        raise CorpusError(f"{where('date')}: date: {date_text!r} is not an ISO date ({exc})",
+                          hint="write dates as YYYY-MM-DD with a real month and day") from None
     refs = meta.get("references")
     if refs is not None:
         if isinstance(refs, str):
@@ -199,31 +209,24 @@ def _parse_document(path: Path, relative: str, text: str) -> tuple[Document, dic
             raise CorpusError(f"{where('references')}: references must be a list of document ids",
                               hint="write `references: [doc-a, doc-b]`")
         meta["references"] = tuple(refs)
-    for key, value in list(meta.items()):
-        if isinstance(value, dt.date):
-            meta[key] = value.isoformat()
     doc = Document(id=doc_id, kind=kind, title=str(meta.pop("title")), jurisdiction=str(meta.pop("jurisdiction")),
                    date=date_text, body="\n".join(lines[end + 1:]), path=relative, meta=meta, body_line=end + 2)
     return doc, key_lines
 
 
 def _parse_front_matter(path: Path, front_text: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse the YAML between the fences; lines are file lines (+1 for the opening ``---``)."""
     try:
-        node = yaml.compose(front_text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(front_text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 1  # +1 for 1-based, +1 for the opening `---`
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        parsed = parse_yaml(front_text)
+    except YamlProblem as exc:
+        line = exc.line + 1 if exc.line is not None else 1
+        problem = exc.message.removeprefix("invalid YAML: ")
         raise CorpusError(f"{path}:{line}: front matter is not valid YAML: {problem}",
-                          hint="fix the YAML between the `---` lines") from exc
-    if not isinstance(data, dict):
+                          hint=exc.hint or "fix the YAML between the `---` lines") from exc
+    if not isinstance(parsed.data, dict):
         raise CorpusError(f"{path}:2: front matter must be a YAML mapping", hint="write `key: value` lines")
-    key_lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, _ in node.value:
-            key_lines[str(key_node.value)] = key_node.start_mark.line + 2
-    return {str(k): v for k, v in data.items()}, key_lines
+    key_lines = {str(path_[0]): line + 1 for path_, line in parsed.lines.items() if len(path_) == 1}
+    return {str(k): v for k, v in parsed.data.items()}, key_lines
 
 
 def _check_links(documents: list[Document], by_id: Mapping[str, Document], key_lines: Mapping[str, Mapping[str, int]],

@@ -63,10 +63,13 @@ def _overview(view: RunView) -> str:
     m, suite = view.manifest, view.suite
     lines = [
         "## Overview\n",
-        f"- status: **{m.status}**; started {m.started_at}, finished {m.finished_at}",
+        f"- status: **{view.status}**; started {m.started_at}, finished {m.finished_at}",
         f"- suite {md_code(suite.path)} (sha256 {md_text(suite.sha256[:12])}), {suite.cases} cases, "
         f"variants: {md_text(', '.join(suite.variants))}",
     ]
+    if m.status == "interrupted" and m.resume_with:
+        signal_name = md_text(m.interrupted_by or "a signal")
+        lines.append(f"- interrupted by {signal_name}; continue with {md_code(m.resume_with)}")
     if m.corpus is not None:
         lines.append(
             f"- corpus {md_code(m.corpus.name)}: {m.corpus.documents} documents, "

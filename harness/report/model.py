@@ -39,6 +39,11 @@ class RunView:
         return self.manifest.suite
 
     @property
+    def status(self) -> str:
+        """The run's status; a run left ``running`` by a process that is gone reads "stale (pid N is gone)"."""
+        return RunStore(self.path).live_status(self.manifest)
+
+    @property
     def run_id(self) -> str:
         return self.manifest.run_id or self.path.name
 

@@ -176,6 +176,9 @@ class CorpusInfo(_Record):
     name: str
     documents: int
     fingerprint: str
+    document_sha256: dict[str, str] = Field(
+        default_factory=dict, description="doc id -> sha256 of its content, so a resume can name what changed"
+    )
 
 
 class TierInfo(_Record):
@@ -242,6 +245,10 @@ class Manifest(_Record):
     budget_exhausted: bool | None = None
     cloud_spent_usd: float | None = None
     verdict: VerdictInfo | None = None
+    pid: int | None = Field(default=None, description="the process that last wrote the run")
+    resume_with: str | None = Field(default=None, description="the command that continues this run")
+    interrupted_at: str | None = None
+    interrupted_by: str | None = Field(default=None, description="the signal that stopped the run, e.g. SIGTERM")
 
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"manifest": Manifest, "case_record": CaseRecord}

@@ -84,7 +84,8 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     retrieved: list[tuple[Case, str, CaseRecord, Sequence[ScoredChunk]]] = []
     written = 0
     for case, variant in pending:
-        retrieval, hits = _retrieve(parts.retrievers[variant], case, suite.k, suite.metrics)
+        # In a worker thread, so a signal's cancellation is acted on within one search, not after the whole loop.
+        retrieval, hits = await asyncio.to_thread(_retrieve, parts.retrievers[variant], case, suite.k, suite.metrics)
         record = records.case_record(case, variant, retrieval)
         if case.generate and variant in generating and (parts.tiers or parts.skipped_tiers):
             retrieved.append((case, variant, record, hits))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
+import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,14 +18,18 @@ from typing import Any
 
 from harness.config.fleet import DEFAULT_CLOUD_MODEL, DEFAULT_FLEET, Fleet, load_fleet
 from harness.config.suite import Suite, load_suite
+from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import estimate_tokens, projected_cloud_cost_usd, use_pricing
-from harness.errors import CorpusError, RunStoreError
+from harness.errors import CorpusError, HarnessError
 from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
+from harness.run.paths import run_dir
 from harness.run.predict import Embed
+from harness.run.records import Manifest
+from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
@@ -78,7 +84,10 @@ def new_run_id() -> str:
 def load_suite_and_corpus(suite_path: Path) -> tuple[Suite, Corpus]:
     """Load the suite, then its corpus, then re-check the suite's relevant ids against the corpus."""
     suite = load_suite(suite_path)
-    corpus_dir = _corpus_dir(suite.corpus, suite_path)
+    try:
+        corpus_dir = _corpus_dir(suite.corpus, suite_path)
+    except CorpusError as exc:  # name the suite line that asked for it
+        raise load_yaml(suite_path).error(exc.message, ("corpus",), hint=exc.hint) from exc
     corpus = load_corpus(corpus_dir, name=corpus_dir.name)
     return load_suite(suite_path, corpus_ids=set(corpus.ids)), corpus
 
@@ -98,14 +107,22 @@ def _corpus_dir(corpus: str, suite_path: Path) -> Path:
 
 
 def prepare(options: RunOptions) -> PreparedRun:
+    """Validate everything that needs no model, claim the run directory, then ingest and fill in the manifest."""
     suite, corpus = load_suite_and_corpus(options.suite_path)
     suite_sha = hashlib.sha256(options.suite_path.read_bytes()).hexdigest()
     pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
     fleet = _fleet(options.fleet_path) if suite.generation else None
     tiers, skipped = _tiers(suite, fleet, budget, _fleet_path(options.fleet_path))
-    retrieval, ann_fidelity = _retrievers(suite, corpus, options)
-    store = _store(options, suite, suite_sha)
+    build_prompt = prompt_builder(suite, fleet)
+    store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
+    try:
+        retrieval, ann_fidelity = _retrievers(suite, corpus, options)
+    except BaseException as exc:
+        reason = exc.message if isinstance(exc, HarnessError) else type(exc).__name__
+        store.update_manifest(status="failed", error=f"preparing retrieval: {reason}", finished_at=_now())
+        store.release()
+        raise
     cloud_calls = _cloud_calls(suite) if any(t.name == "cloud" for t in tiers) else 0
     projected = _projected_cloud(suite, fleet, cloud_calls)
     parts = RunParts(
@@ -113,13 +130,14 @@ def prepare(options: RunOptions) -> PreparedRun:
         retrievers=retrieval.retrievers,
         tiers=tiers,
         skipped_tiers=skipped,
-        build_prompt=prompt_builder(suite, fleet),
+        build_prompt=build_prompt,
         grader_reason=_grader_reason(),
         concurrency=options.concurrency or fleet_capacity(fleet),
         embed=_answer_embedder(suite),
     )
     manifest_fields = {
         "run_id": store.path.name,
+        "pid": os.getpid(),
         "suite": {
             "name": suite.name,
             "path": str(options.suite_path),
@@ -131,7 +149,12 @@ def prepare(options: RunOptions) -> PreparedRun:
             "k": suite.k,
             "config": suite.model_dump(mode="json", exclude={"cases"}),
         },
-        "corpus": {"name": corpus.name, "documents": len(corpus.ids), "fingerprint": corpus.fingerprint},
+        "corpus": {
+            "name": corpus.name,
+            "documents": len(corpus.ids),
+            "fingerprint": corpus.fingerprint,
+            "document_sha256": document_digests(corpus),
+        },
         "tiers": _tier_manifest(suite, tiers, skipped),
         "grader": {"status": "unmeasured", "reason": parts.grader_reason},
         "fleet": _fleet_manifest(fleet),
@@ -139,6 +162,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         "pricing_as_of": pricing.as_of.isoformat(),
         "pricing": pricing.manifest(),
         "ann_fidelity": ann_fidelity,
+        "resume_with": resume_command(options, store.path.name),
     }
     if options.resume:
         store.update_manifest(status="running", resumed_at=_now(), **manifest_fields)
@@ -149,20 +173,29 @@ def prepare(options: RunOptions) -> PreparedRun:
     return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports))
 
 
-def _store(options: RunOptions, suite: Suite, suite_sha: str) -> RunStore:
-    suite_dir = options.reports_dir / suite.name
+def resume_command(options: RunOptions, run_id: str) -> str:
+    """The command that continues this run, as the manifest and the interrupt message show it."""
+    words = ["harness", "run", str(options.suite_path), "--resume", run_id]
+    if options.reports_dir != Path("reports"):
+        words += ["--reports", str(options.reports_dir)]
+    if options.fleet_path is not None:
+        words += ["--fleet", str(options.fleet_path)]
+    return shlex.join(words)
+
+
+def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str) -> RunStore:
     if options.resume:
-        store = RunStore.open(suite_dir / options.resume)
-        recorded_suite = store.manifest().suite
-        recorded = recorded_suite.sha256 if recorded_suite else None
-        if recorded != suite_sha:
-            raise RunStoreError(
-                f"run {options.resume} was made with a different version of {options.suite_path}",
-                hint="resume with the suite file it was started with, or start a new run",
-            )
-        store.repair_torn_tail()
+        store = RunStore.open(run_dir(options.reports_dir, suite.name, options.resume, "--resume"))
+        store.acquire()
+        try:
+            check_resumable(store.manifest(), suite, corpus, options.suite_path, suite_sha)
+            store.repair_torn_tail()
+        except BaseException:
+            store.release()
+            raise
         return store
-    return RunStore.create(suite_dir / (options.run_id or new_run_id()))
+    path = run_dir(options.reports_dir, suite.name, options.run_id or new_run_id())
+    return RunStore.create(path, Manifest(run_id=path.name, pid=os.getpid()))
 
 
 def fleet_capacity(fleet: Fleet | None) -> int:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -25,6 +26,8 @@ STORE_VERSION = SCHEMA_VERSION
 MANIFEST = "manifest.json"
 CASES = "cases.jsonl"
 RESULTS = "results.parquet"
+LOCK = ".lock"
+FILE_MODE = 0o644  # run files are read by whoever reads reports, like any report
 M = TypeVar("M", bound=BaseModel)
 READABLE = f"versions {', '.join(map(str, sorted({*UPGRADES, SCHEMA_VERSION})))}"
 
@@ -34,6 +37,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -102,11 +106,64 @@ def case_record_line(record: CaseRecord) -> str:
     return json.dumps(record.model_dump(mode="json"), sort_keys=True, allow_nan=False)
 
 
+class RunLock:
+    """An exclusive ``fcntl`` lock on a run directory, held for as long as one process writes the run.
+
+    The lock file holds the holder's PID, so a second writer can be told who holds it. The kernel drops the lock when
+    the holder dies, however it dies, so a lock is never stale.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {holder}" if holder else "another process"
+            raise RunStoreError(
+                f"run {run_dir} is in use by {who}",
+                hint="wait for that run to finish (or stop it), then resume; two writers would duplicate cases",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def lock_holder(run_dir: Path) -> tuple[bool, int | None]:
+    """Whether some process holds the run's lock now, and the PID last written to the lock file."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    except OSError:
+        return False, None
+    try:
+        pid = _read_pid(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True, pid
+        return False, pid
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class RunStore:
     """One run directory."""
 
     path: Path
+    lock: RunLock | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -118,15 +175,39 @@ class RunStore:
 
     @classmethod
     def create(cls, path: Path, manifest: Manifest | None = None) -> RunStore:
-        if (path / MANIFEST).exists():
+        """Make a new run directory and lock it. ``mkdir`` is the atomic claim: of two creators, one gets an error."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
             raise RunStoreError(
                 f"run directory {path} already exists",
                 hint="choose another --run-id, or continue it with --resume",
-            )
-        store = cls(path)
+            ) from None
+        store = cls(path, RunLock(path))
         store.write_manifest(manifest or Manifest())
-        store.cases_path.touch()
+        store.cases_path.touch(mode=FILE_MODE)
         return store
+
+    def acquire(self) -> None:
+        """Take the run's exclusive lock (for a resume); raises RunStoreError naming the holder's PID."""
+        if self.lock is None:
+            self.lock = RunLock(self.path)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def live_status(self, manifest: Manifest) -> str:
+        """The manifest's status, except that a run not finished whose lock nobody holds is shown as stale."""
+        if manifest.status not in ("running", "created"):
+            return manifest.status
+        held, pid = lock_holder(self.path)
+        if held:
+            return manifest.status
+        pid = pid or manifest.pid
+        return f"stale (pid {pid} is gone)" if pid else "stale (its process is gone)"
 
     @classmethod
     def open(cls, path: Path) -> RunStore:
@@ -189,10 +270,28 @@ class RunStore:
         return {record.key for record in self.records()}
 
     def repair_torn_tail(self) -> None:
-        """Drop an incomplete last line so appends after a resume start on a fresh line."""
+        """Check the whole log before a resume: drop a damaged last line (a crash mid-write), refuse any other damage.
+
+        Done up front, so a resumed run never fails at its end over a line it appended after.
+        """
         if not self.cases_path.exists():
             return
         data = self.cases_path.read_bytes()
+        lines = data.split(b"\n")
+        numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+        for position, (number, line) in enumerate(numbered):
+            try:
+                data_line = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                if position == len(numbered) - 1:
+                    keep = b"\n".join(lines[: number - 1])
+                    atomic_write_bytes(self.cases_path, keep + b"\n" if keep else b"")
+                    return
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                raise RunStoreError(
+                    f"{self.cases_path}:{number}: damaged record: {reason}",
+                    hint="remove or repair that line (the case is then run again), then resume",
+                ) from None
+            case_record_from_json(data_line, f"{self.cases_path}:{number}")  # a whole line of the wrong shape
         if data and not data.endswith(b"\n"):
-            keep = data[: data.rfind(b"\n") + 1]
-            atomic_write_bytes(self.cases_path, keep)
+            atomic_write_bytes(self.cases_path, data + b"\n")
