@@ -113,7 +113,15 @@ def parse_yaml(text: str, *, max_nodes: int = MAX_NODES) -> PositionedYaml:
         YamlProblem: syntax errors, duplicate keys, unhashable keys, alias expansion past ``max_nodes``, self-referring
             aliases, nesting too deep for the parser.
     """
-    loader = _SafeLineLoader(text)
+    try:
+        loader = _SafeLineLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character; PyYAML gives only the character offset
+        line = text[: exc.position].count("\n") + 1
+        raise YamlProblem(
+            f"character #x{exc.character:04x} at line {line} is not allowed in YAML",
+            line=line,
+            hint="remove the control character (or quote it as an escape inside double quotes)",
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
