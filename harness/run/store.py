@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,11 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_pid(fd)
+            for _ in range(50):  # the holder writes its PID just after it takes the lock; give it that moment
+                if holder is not None:
+                    break
+                time.sleep(0.01)
+                holder = _read_pid(fd)
             os.close(fd)
             who = f"pid {holder}" if holder else "another process"
             raise RunStoreError(
