@@ -1,4 +1,4 @@
-"""Charts for the HTML report, as inline PNG. The only module that imports matplotlib."""
+"""Charts for the HTML report, as inline PNG (the drift charts live in drift_charts.py, on the same helper)."""
 
 from __future__ import annotations
 
