@@ -12,7 +12,7 @@ from harness.config.yaml_loader import load_yaml, validate
 
 # The dispatcher's registry (harness.dispatch.strategies.STRATEGIES) checks at import that it serves exactly these.
 Strategy = Literal["race", "hedge", "single", "least_loaded", "auto"]
-HostKind = Literal["ollama", "openai"]
+HostKind = Literal["ollama", "openai"]  # the keys of PROVIDERS; tests/test_kinds_match_registries.py holds them equal
 Endpoint = Literal["chat", "completion"]
 FallbackPolicy = Literal["cloud", "none"]
 

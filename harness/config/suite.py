@@ -12,6 +12,8 @@ from harness.config.advice import AdviceConfig
 from harness.config.gate import GateConfig
 from harness.config.yaml_loader import YamlDocument, load_yaml, validate
 
+# The keys of RETRIEVERS (retrieval/build.py) and EMBEDDERS (retrieval/embedders.py): config cannot import them, so
+# tests/test_kinds_match_registries.py holds each pair equal.
 RetrieverKind = Literal["dense", "bm25", "hybrid"]
 TierName = Literal["local", "cloud"]
 DEFAULT_TIERS: tuple[TierName, ...] = ("local", "cloud")
