@@ -160,13 +160,13 @@ class GatewayApp:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, record: AuditRecord) -> None:
         headers = Headers(scope=scope)
+        path = check_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
+        record.route = path.normalised  # what even a refused request was aiming at, for the audit log
         hosts = headers.getlist("host")
         if len(hosts) != 1 or hosts[0].lower() not in self.settings.allowed_hosts:
             raise _Refused(421, "this gateway does not serve that host name")
         if scope.get("query_string"):
             raise _Refused(400, "query strings are refused; send the token in the Authorization header")
-        path = check_path(scope.get("raw_path") or scope["path"].encode("utf-8"))
-        record.route = path.normalised
         if not path.canonical:
             raise _Refused(400, "the path is not in canonical form (no encoding, dot segments or doubled slashes)")
         claims = self._authenticate(headers)
