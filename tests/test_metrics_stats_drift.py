@@ -73,6 +73,8 @@ def test_paired_gap_uses_clusters_when_cases_share_a_document() -> None:
     assert gap.method.startswith("cluster-robust") and gap.df == 9
     assert gap.estimate == pytest.approx(d.mean())
     assert gap.low == pytest.approx(d.mean() - t * fit.bse[0]) and gap.high == pytest.approx(d.mean() + t * fit.bse[0])
+    one_document = paired_gap(list(local), list(cloud), clusters=["doc-0"] * 30)
+    assert not one_document.has_interval and "one source document" in (one_document.reason or "")
     # One case per document: independent cases, so the paired bootstrap.
     assert paired_gap(list(local), list(cloud), clusters=[str(i) for i in range(30)]).method == "paired bootstrap"
 

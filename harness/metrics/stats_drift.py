@@ -174,6 +174,9 @@ def paired_gap(
                         reason=f"too few cases for an interval (n={n}, need {MIN_CASES})")
     kept = [c for c, keep in zip(clusters, both, strict=True) if keep] if clusters is not None else None
     if kept is not None and len(set(map(str, kept))) < n:
+        if len(set(map(str, kept))) < 2:
+            return Interval(estimate, None, None, n, "cluster-robust t (1 document)", confidence,
+                            reason="every case shares one source document, so the cases are not independent evidence")
         se, groups = cluster_robust_se(d, kept)
         t = float(sps.t.ppf(0.5 + confidence / 2.0, groups - 1))
         return Interval(estimate, estimate - t * se, estimate + t * se, n, f"cluster-robust t ({groups} documents)",
