@@ -5,12 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_gateway_helpers import KeyFiles, eventually, gateway_for, make_keys, token_for, upstream_saw_nothing
+from test_gateway_helpers import (
+    KeyFiles,
+    eventually,
+    gateway_for,
+    make_keys,
+    raw_request,
+    token_for,
+    upstream_saw_nothing,
+)
 
 from harness.config.fleet import Fleet, Host
 from harness.dispatch import Dispatcher
-from harness.errors import FleetUnavailable
+from harness.errors import FleetUnavailable, InputError
 from harness.fakes import FakeOllama, Reply
+from harness.gateway.settings import GatewaySettings
 from harness.providers.types import GenerationRequest
 
 REQUEST = GenerationRequest(prompt="Is drip edge required at eaves under the IRC?", max_tokens=32)
@@ -110,3 +119,28 @@ async def test_host_status_through_the_gateway_needs_the_models_scope(
             await provider.aclose()
         assert refused.error is not None and "403" in refused.error
         assert upstream_saw_nothing(fake)
+
+
+async def test_a_gateway_served_under_a_path_prefix(keys: KeyFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TOKEN", token_for(keys.signing, scopes=("chat",)))
+    with (
+        FakeOllama(script=Reply.ok("through /gpu-b")) as fake,
+        gateway_for([fake], keys.verifying, prefix="/gpu-b") as gw,
+    ):
+        fleet = gateway_fleet({"gpu-b": f"{gw.url}/gpu-b"}, {"gpu-b": "GW_TOKEN"}, strategy="single")
+        async with Dispatcher.from_fleet(fleet) as dispatcher:
+            generation = await dispatcher.generate(REQUEST)
+        assert generation.text == "through /gpu-b"
+        assert [r.path for r in fake.requests] == ["/api/chat"]  # the prefix is the gateway's, not Ollama's
+        fake.reset_counters()
+        headers = {"Authorization": f"Bearer {token_for(keys.signing)}"}
+        for target in ("/api/chat", "/gpu-b/api/pull", "/gpu-bx/api/chat", "/other/api/chat"):
+            assert raw_request(gw.port, "POST", target, headers=headers, body=b"{}").status == 404, target
+        assert raw_request(gw.port, "POST", "/gpu-b/../api/chat", headers=headers, body=b"{}").status == 400
+        assert upstream_saw_nothing(fake)
+
+
+@pytest.mark.parametrize("prefix", ["gpu-b", "/gpu-b/", "/..", "/a/./b", "/a b", "/%2e"])
+def test_a_prefix_that_is_not_a_plain_path_is_refused(prefix: str) -> None:
+    with pytest.raises(InputError, match="prefix"):
+        GatewaySettings(upstreams=("http://127.0.0.1:9",), allowed_hosts=frozenset({"x"}), prefix=prefix)

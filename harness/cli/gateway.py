@@ -108,6 +108,9 @@ def serve(
     audit_log: Annotated[
         Path | None, typer.Option("--audit-log", help="file for the JSON audit lines (default: stderr)")
     ] = None,
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="path prefix the gateway is reached under, e.g. /gpu-b (default: none)")
+    ] = "",
     aud: AudienceOpt = "harness-gateway",
     iss: IssuerOpt = "harness",
     leeway: Annotated[float, typer.Option("--leeway", help="clock leeway in seconds, at most 60")] = 30.0,
@@ -154,6 +157,7 @@ def serve(
             openai=openai,
             deny_list=deny_list,
             audit_log=audit_log,
+            prefix=prefix,
         )
 
     server = local_gateway(settings_for, keyset, host=host, port=port)

@@ -171,9 +171,10 @@ class GatewayApp:
             raise _Refused(400, "the path is not in canonical form (no encoding, dot segments or doubled slashes)")
         claims = self._authenticate(headers)
         record.subject, record.jti = claims.sub, claims.jti
-        route = self.routes.match(record.method, path.normalised)
+        upstream_path = self._strip_prefix(path.normalised)
+        route = self.routes.match(record.method, upstream_path)
         if route is None:
-            if self.routes.allows_path(path.normalised):
+            if self.routes.allows_path(upstream_path):
                 raise _Refused(405, "method not allowed on this route")
             raise _Refused(404, "route not allowed through the gateway")
         if route.scope not in claims.scopes:
@@ -186,7 +187,14 @@ class GatewayApp:
             record.status, record.reason = 499, "client disconnected while sending"
             return
         record.bytes_in = len(body)
-        await self._forward(scope, receive, send, record, headers, body)
+        await self._forward(scope, receive, send, record, headers, body, upstream_path)
+
+    def _strip_prefix(self, path: str) -> str:
+        """The path without the configured prefix (a gateway served under e.g. /gpu-b); "" when it lacks it."""
+        prefix = self.settings.prefix
+        if not prefix:
+            return path
+        return path[len(prefix) :] if path.startswith(prefix + "/") else ""
 
     def _authenticate(self, headers: Headers) -> Claims:
         values = headers.getlist("authorization")
@@ -229,7 +237,14 @@ class GatewayApp:
     # --- forwarding --------------------------------------------------------------------------------------------
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, record: AuditRecord, headers: Headers, body: bytes
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: AuditRecord,
+        headers: Headers,
+        body: bytes,
+        upstream_path: str,
     ) -> None:
         slots = self._slots_here()
         try:
@@ -241,7 +256,7 @@ class GatewayApp:
         record.upstream = upstream.url
         try:
             request = self._client_here().build_request(
-                record.method, upstream.url + record.route, headers=_upstream_headers(headers), content=body
+                record.method, upstream.url + upstream_path, headers=_upstream_headers(headers), content=body
             )
             relay = asyncio.ensure_future(self._relay(scope, receive, send, record, request, upstream))
             watch = asyncio.ensure_future(_until_disconnect(receive))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from harness.errors import InputError
 from harness.gateway.tokens import TokenPolicy
+
+_PREFIX = re.compile(r"(/[A-Za-z0-9_.~-]+)+")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class GatewaySettings:
         openai: also pass the OpenAI-compatible routes (/v1/...).
         deny_list: the jti deny-list file, if any.
         audit_log: where the JSON audit lines go; None for stderr.
+        prefix: a path prefix the gateway is served under (``/gpu-b`` for ``https://host/gpu-b``), stripped before
+            the route check; empty for the root.
     """
 
     upstreams: tuple[str, ...]
@@ -71,12 +76,17 @@ class GatewaySettings:
     openai: bool = False
     deny_list: Path | None = None
     audit_log: Path | None = None
+    prefix: str = ""
 
     def __post_init__(self) -> None:
         if not self.upstreams:
             raise InputError("no upstream given", hint="pass --upstream http://127.0.0.1:11434 (repeatable)")
         for url in self.upstreams:
             check_upstream_url(url)
+        if self.prefix and (not _PREFIX.fullmatch(self.prefix) or {".", ".."} & set(self.prefix.split("/"))):
+            raise InputError(
+                f"prefix {self.prefix!r} is not a plain path", hint="use e.g. --prefix /gpu-b (no trailing slash)"
+            )
         if not self.allowed_hosts:
             raise InputError("the Host allow-list is empty", hint="pass --allow-host gateway.example.org")
 
