@@ -68,11 +68,14 @@ def fmt_interval(interval: Interval, digits: int = 3, scale: float = 1.0) -> str
     """``0.050 [0.010, 0.090] n=40``, or the estimate with the reason it has no interval."""
     if interval.estimate is None:
         return f"{NONE} ({md_text(interval.reason or 'not measured')})"
-    estimate = f"{interval.estimate * scale:.{digits}f}"
+    def number(x: float) -> str:
+        return f"{round(x * scale, digits) + 0.0:.{digits}f}"  # + 0.0 turns a rounded -0.0 into 0.0
+
+    estimate = number(interval.estimate)
     if not interval.has_interval:
         return f"{estimate} (n={interval.n}; {md_text(interval.reason or 'no interval')})"
     assert interval.low is not None and interval.high is not None
-    return f"{estimate} [{interval.low * scale:.{digits}f}, {interval.high * scale:.{digits}f}] n={interval.n}"
+    return f"{estimate} [{number(interval.low)}, {number(interval.high)}] n={interval.n}"
 
 
 def advice_markdown(analysis: DriftAnalysis) -> str:
