@@ -174,3 +174,19 @@ def test_fleet_status_says_how_an_embedded_server_ended_and_exits_3(tmp_path: Pa
     [row] = json.loads(result.stdout)
     assert row["reachable"] is False
     assert row["error"].startswith(f"server exited (pid {popen.pid}: killed by SIGILL (illegal instruction)")
+
+
+def test_the_first_completion_probe_needs_a_generated_token() -> None:
+    from harness.localfleet.servers import first_completion_error
+
+    def port(url: str) -> int:
+        return int(url.rsplit(":", 1)[1])
+
+    with FakeOpenAI(script=Reply.ok("x")) as ok, FakeOpenAI(script=Reply.error(503)) as busy, \
+            FakeOpenAI(script=Reply("reset")) as dying:
+        assert first_completion_error(port(ok.url), "gemma3-270m", 10) is None
+        body = ok.requests_to("/v1/completions")[0].body
+        assert body["max_tokens"] == 1 and body["model"] == "gemma3-270m"
+        assert first_completion_error(port(busy.url), "gemma3-270m", 10) == "HTTP 503 to a one-token completion"
+        failure = first_completion_error(port(dying.url), "gemma3-270m", 10)
+        assert failure is not None and failure.startswith("no answer to a one-token completion")
