@@ -233,7 +233,7 @@ def _say(text: str) -> None:
     errors.print(text, markup=False, highlight=False)
 
 
-async def _run_and_close(prepared, run_suite, progress):  # type: ignore[no-untyped-def]
+async def _run_and_close(prepared, run_suite, progress):
     from harness.run.signals import run_stoppable
 
     try:
@@ -257,7 +257,7 @@ def report(
     console.print((run_dir / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
 
 
-def _json_summary(view) -> dict:  # type: ignore[no-untyped-def]
+def _json_summary(view) -> dict:
     from harness.report import tables
 
     retrieval = tables.retrieval_by_variant(view.retrieval, view.metrics, view.variants)

@@ -66,7 +66,7 @@ class _SafeLineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _SafeLineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         try:
             first = seen.get(key)
         except TypeError:  # an unhashable key such as `? [a, b]`
@@ -86,7 +86,7 @@ def _construct_mapping(loader: _SafeLineLoader, node: yaml.MappingNode, deep: bo
 
 
 def _construct_timestamp_as_text(loader: _SafeLineLoader, node: yaml.ScalarNode) -> str:
-    return str(loader.construct_scalar(node))  # type: ignore[no-untyped-call]
+    return str(loader.construct_scalar(node))
 
 
 _SafeLineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

@@ -21,7 +21,7 @@ from harness.config.suite import Suite, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import estimate_tokens, projected_cloud_cost_usd, use_pricing
-from harness.errors import CorpusError, HarnessError
+from harness.errors import CorpusError, HarnessError, RunInterrupted
 from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.providers.types import GenerationRequest
@@ -120,7 +120,10 @@ def prepare(options: RunOptions) -> PreparedRun:
         retrieval, ann_fidelity = _retrievers(suite, corpus, options)
     except BaseException as exc:
         reason = exc.message if isinstance(exc, HarnessError) else type(exc).__name__
-        store.update_manifest(status="failed", error=f"preparing retrieval: {reason}", finished_at=_now())
+        stopped = isinstance(exc, RunInterrupted | KeyboardInterrupt)
+        store.update_manifest(
+            status="interrupted" if stopped else "failed", error=f"preparing retrieval: {reason}", finished_at=_now()
+        )
         store.release()
         raise
     cloud_calls = _cloud_calls(suite) if any(t.name == "cloud" for t in tiers) else 0
