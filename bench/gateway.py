@@ -271,7 +271,7 @@ def main() -> int:
         refusals = Counter(
             f"{record['status']} {record['reason']}"
             for line in audit.read_text().splitlines()
-            if (record := json.loads(line))["status"] != 200
+            if (record := json.loads(line))["status"] != 200 or record["reason"]  # a reason: cut mid-answer
         )
 
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f} (a shared machine: figures are noisy)")
@@ -287,7 +287,7 @@ def main() -> int:
         "(process user+system time; the part of its latency the gateway itself spends)"
     )
     if refusals:
-        print(f"gateway audit log, requests not answered 200: {dict(refusals)}")
+        print(f"gateway audit log, requests not answered 200 in full: {dict(refusals)}")
     lost = sum(r.failed + r.misrouted for r in direct_runs + gateway_runs)
     print(
         f"\ngateway RSS: {rss_before / 1024:.1f} MiB after warm-up, {rss_after / 1024:.1f} MiB after "
