@@ -330,7 +330,13 @@ class GatewayApp:
             limits = self.settings.limits
             transport = self._transport or httpx.AsyncHTTPTransport(
                 retries=0,
-                limits=httpx.Limits(max_connections=limits.max_upstream, max_keepalive_connections=limits.max_upstream),
+                # Idle connections are dropped after 2 s, before common servers' own 5 s idle timeout: reusing a
+                # connection the upstream is closing at that moment would turn a good request into a 502.
+                limits=httpx.Limits(
+                    max_connections=limits.max_upstream,
+                    max_keepalive_connections=limits.max_upstream,
+                    keepalive_expiry=2.0,
+                ),
             )
             self._client = httpx.AsyncClient(
                 transport=transport,
