@@ -16,7 +16,7 @@ _INLINE_SPECIAL = re.compile(r"([\\`*\[\]<>|&!~{}]|(?<![^\W_])_|_(?![^\W_]))")
 # An underscore between two letters or digits can neither open nor close emphasis (CommonMark's flanking rules), so
 # ``ANTHROPIC_API_KEY`` stays readable in the Markdown file.
 # At the start of a line these open a block (heading, list, quote, thematic break, ordered list).
-_BLOCK_START = re.compile(r"^(\s*)(\d*)([#+\-=>.)])")
+_BLOCK_START = re.compile(r"^(\s*)(\d+(?=[.)])|)([#+\-=>.)])")
 _LINE_BREAKS = re.compile(r"[\r\n\t\v\f\u2028\u2029]+")
 
 

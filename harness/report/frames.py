@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -91,6 +91,7 @@ def results_frame(
     generation = generation_frame(records, answer_metrics)
     if generation.empty:
         return retrieval
-    wide = generation.drop(columns=["category"]).set_index(["case_id", "variant", "tier"]).unstack("tier")
-    wide.columns = [f"{tier}.{column}" for column, tier in wide.columns]
+    wide = pd.DataFrame(generation.drop(columns=["category"]).set_index(["case_id", "variant", "tier"]).unstack("tier"))
+    pairs = cast(list[tuple[str, str]], list(wide.columns))  # (column, tier) after the unstack
+    wide.columns = pd.Index([f"{tier}.{column}" for column, tier in pairs])
     return retrieval.merge(wide.reset_index(), on=["case_id", "variant"], how="left")

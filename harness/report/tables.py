@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics import stats
+from harness.report.intervals import bounds
 
 
 def headline_metric(metrics: list[str]) -> str:
@@ -34,7 +35,8 @@ def headline_with_ci(frame: pd.DataFrame, metric: str, variants: list[str], seed
     for variant in variants:
         values = frame.loc[(frame["variant"] == variant) & frame["unmeasured_reason"].isna(), metric].tolist()
         ci = stats.bootstrap_mean_ci(values, seed=seed)
-        rows.append({"variant": variant, "mean": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "n": ci.n})
+        low, high = bounds(ci)
+        rows.append({"variant": variant, "mean": ci.estimate, "ci_low": low, "ci_high": high, "n": ci.n})
     return pd.DataFrame(rows).set_index("variant")
 
 
@@ -61,8 +63,8 @@ def paired_comparisons(frame: pd.DataFrame, metric: str, variants: list[str], se
                 "comparison": f"{b} − {a}",
                 "n": len(both),
                 "mean_diff": diff.estimate,
-                "ci_low": diff.low,
-                "ci_high": diff.high,
+                "ci_low": bounds(diff)[0],
+                "ci_high": bounds(diff)[1],
                 "p_value": test.p_value,
             }
         )
@@ -124,8 +126,8 @@ def tier_drift(gen: pd.DataFrame, metric: str, seed: int = 0) -> pd.DataFrame:
                 "local": part["local"].mean(),
                 "cloud": part["cloud"].mean(),
                 "local_minus_cloud": diff.estimate,
-                "ci_low": diff.low,
-                "ci_high": diff.high,
+                "ci_low": bounds(diff)[0],
+                "ci_high": bounds(diff)[1],
             }
         )
     return pd.DataFrame(rows)
@@ -167,7 +169,8 @@ def generation_ab(gen: pd.DataFrame, metrics: list[str], seed: int = 0) -> pd.Da
                 test = stats.sign_flip_test(both[a].tolist(), both[b].tolist(), seed=seed)
                 row: dict[str, Any] = {"tier": tier, "comparison": f"{b} − {a}", "metric": metric, "n": len(both),
                                        a: both[a].mean(), b: both[b].mean(), "mean_diff": diff.estimate,
-                                       "ci_low": diff.low, "ci_high": diff.high, "p_value": test.p_value}
+                                       "ci_low": bounds(diff)[0], "ci_high": bounds(diff)[1],
+                                       "p_value": test.p_value}
                 if metric == "must_include_recall":
                     exact = stats.mcnemar_exact((both[a] == 1.0).tolist(), (both[b] == 1.0).tolist())
                     row["mcnemar_p"] = exact.p_value

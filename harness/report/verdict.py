@@ -1,0 +1,111 @@
+"""The verdict at the top of a report: the run's status, what failed, and the headline findings.
+
+Each line comes from one entry of :data:`VERDICT_LINES`, in order; an entry returns ``None`` when its finding does not
+apply to the run (for example no cloud tier ran). Sections that produce a finding (tiering advice, drift against
+earlier runs) register their line here, so the verdict never lists by hand what the report holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.report import tables
+from harness.report.drift_section import DriftAnalysis, fmt_interval
+from harness.report.escape import md_text
+from harness.report.intervals import interval_text
+from harness.report.model import RunView
+
+VerdictLine = Callable[[RunView, DriftAnalysis | None], str | None]
+
+
+def failure_banner(view: RunView) -> str | None:
+    """A failed run says so, and why, before anything else (the reasons come from the run's own verdict)."""
+    m = view.manifest
+    if m.status != "failed":
+        return None
+    reasons = (m.verdict.reasons if m.verdict is not None else []) or [m.error or "no reason recorded"]
+    return "**Run failed:** " + "; ".join(md_text(reason) for reason in reasons)
+
+
+def run_status(view: RunView, analysis: DriftAnalysis | None = None) -> str:
+    m = view.manifest
+    written = f"{m.records_written} of {m.records_expected} records" if m.records_expected else "records unknown"
+    line = f"**run {md_text(view.status)}** — {written}"
+    if m.error:
+        line += f"; error: {md_text(m.error)}"
+    return line
+
+
+def what_failed(view: RunView, analysis: DriftAnalysis | None = None) -> str:
+    problems = [
+        f"{md_text(tier)} tier skipped ({md_text(info.reason)})"
+        for tier, info in view.manifest.tiers.items()
+        if info.status != "run"
+    ]
+    gen = view.generation
+    if not gen.empty:
+        for tier, part in gen[gen["status"] != "skipped"].groupby("tier", sort=True):
+            failed = int((part["status"] == "failed").sum())
+            if failed:
+                problems.append(f"{md_text(tier)} tier: {failed} of {len(part)} calls failed (see Failed calls)")
+    if view.manifest.budget_exhausted:
+        problems.append("the cloud budget ran out")
+    return "failed: " + "; ".join(problems) if problems else "failed: nothing — every tier asked for answered"
+
+
+def tiering_advice(view: RunView, analysis: DriftAnalysis | None) -> str | None:
+    """Which categories the local tier can serve, from the Tiering advice section."""
+    if analysis is None:
+        return None
+    if not analysis.advice:
+        return f"tiering advice: none — {md_text('; '.join(analysis.missing) or 'nothing to compare')}"
+    routed: dict[str, list[str]] = {}
+    for item in analysis.advice:
+        routed.setdefault(item.decision.verdict, []).append(md_text(item.category))
+    parts = [f"{verdict} for {', '.join(names)}" for verdict, names in routed.items()]
+    return "tiering advice: " + "; ".join(parts) + " (see Tiering advice)"
+
+
+def largest_drift(view: RunView, analysis: DriftAnalysis | None) -> str | None:
+    """The category where the local tier's graded score falls furthest below the cloud's; without grades, the
+    largest gap on the first cheap answer metric."""
+    graded = [row for row in (analysis.rows if analysis else []) if row.gap.estimate is not None]
+    if graded:
+        worst = min(graded, key=lambda row: (row.gap.estimate or 0.0, row.category))
+        return (
+            f"largest drift, local − cloud on the graded score: {fmt_interval(worst.gap)} in category "
+            f"{md_text(worst.category)} (see Drift)"
+        )
+    return largest_tier_gap(view)
+
+
+def largest_tier_gap(view: RunView) -> str | None:
+    """The category where the local tier falls furthest below the cloud tier on a cheap metric, with its interval."""
+    gen = view.generation
+    names = [name for name in view.answer_metric_names if name in gen.columns]
+    if gen.empty or not names:
+        return None
+    drift = tables.tier_drift(gen, names[0])
+    categories = drift[drift["category"] != "(all)"] if not drift.empty else drift
+    if categories.empty:
+        return None
+    worst = categories.sort_values(["local_minus_cloud", "category"]).iloc[0]
+    interval = interval_text(worst["ci_low"], worst["ci_high"], int(worst["n"]))
+    return (
+        f"largest local − cloud gap (ungraded, cheap metric): {worst['local_minus_cloud']:+.3f} on "
+        f"{md_text(names[0])} in category "
+        f"{md_text(worst['category'])} (95% CI {interval}, n={int(worst['n'])})"
+    )
+
+
+VERDICT_LINES: dict[str, VerdictLine] = {
+    "status": run_status,
+    "failures": what_failed,
+    "tiering": tiering_advice,
+    "drift": largest_drift,
+}
+"""Name -> line builder, in the order the verdict shows them."""
+
+
+def verdict(view: RunView, analysis: DriftAnalysis | None = None) -> list[str]:
+    return [line for build in VERDICT_LINES.values() if (line := build(view, analysis))]

@@ -1,0 +1,64 @@
+"""Below the minimum n the report says "too few cases (n=...)" instead of an interval; from it up, the interval is the
+percentile bootstrap's, checked against scipy's own bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from harness.report import tables
+from harness.report.intervals import (
+    INTERVAL_COLUMN,
+    MIN_CASES_FOR_INTERVAL,
+    interval_text,
+    too_few,
+    with_interval_column,
+)
+from harness.report.markdown_table import table
+
+
+def generation_rows(n_code: int, n_estimate: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(n_code + n_estimate):
+        category = "code" if i < n_code else "estimate"
+        for tier, shift in (("local", -0.2), ("cloud", 0.0)):
+            rows.append({"case_id": f"c{i}", "variant": "dense", "category": category, "tier": tier, "status": "ok",
+                         "token_f1": float(np.clip(0.6 + shift + rng.normal(0, 0.15), 0, 1))})
+    return pd.DataFrame(rows)
+
+
+def test_too_few_cases_get_a_reason_instead_of_an_interval() -> None:
+    drift = tables.tier_drift(generation_rows(n_code=8, n_estimate=2), "token_f1")
+    by_category = drift.set_index("category")
+    assert by_category.loc["estimate", "n"] == 2
+    assert pd.isna(by_category.loc["estimate", "ci_low"]) and pd.isna(by_category.loc["estimate", "ci_high"])
+    assert by_category.loc["code", "ci_low"] < by_category.loc["code", "local_minus_cloud"]
+    shown = with_interval_column(drift).set_index("category")
+    assert shown.loc["estimate", INTERVAL_COLUMN] == "too few cases (n=2)"
+    assert shown.loc["code", INTERVAL_COLUMN].startswith("[")
+    assert "too few cases (n=2)" in table(with_interval_column(drift), index=False)
+    assert "[0.000, 0.000]" not in table(with_interval_column(drift), index=False)
+
+
+def test_the_threshold_is_the_named_constant() -> None:
+    assert too_few(MIN_CASES_FOR_INTERVAL - 1) == f"too few cases (n={MIN_CASES_FOR_INTERVAL - 1})"
+    assert too_few(MIN_CASES_FOR_INTERVAL) is None and too_few(0) == "no cases"
+    assert interval_text(0.1, 0.3, MIN_CASES_FOR_INTERVAL) == "[0.100, 0.300]"
+
+
+@pytest.mark.parametrize("n", [MIN_CASES_FOR_INTERVAL - 1, MIN_CASES_FOR_INTERVAL, 40])
+def test_the_headline_interval_appears_from_the_minimum_and_matches_scipy(n: int) -> None:
+    values = np.random.default_rng(n).uniform(0, 1, size=n)
+    frame = pd.DataFrame({"variant": "dense", "unmeasured_reason": None, "ndcg@10": values})
+    row = tables.headline_with_ci(frame, "ndcg@10", ["dense"]).loc["dense"]
+    assert row["mean"] == pytest.approx(values.mean())
+    if n < MIN_CASES_FOR_INTERVAL:
+        assert row["ci_low"] is None and row["ci_high"] is None
+        return
+    oracle = scipy_stats.bootstrap((values,), np.mean, n_resamples=20_000, method="percentile", random_state=1)
+    # Two Monte Carlo bootstraps agree to within resampling noise.
+    assert row["ci_low"] == pytest.approx(oracle.confidence_interval.low, abs=0.03)
+    assert row["ci_high"] == pytest.approx(oracle.confidence_interval.high, abs=0.03)
