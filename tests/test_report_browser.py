@@ -104,7 +104,7 @@ def report_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         )
         args = ["run", "browser.yaml", "--run-id", "b1", "--fleet", "fleet.yaml", "--budget", "1", "--quiet"]
         result = CliRunner().invoke(app, args)
-        assert result.exit_code in (0, 3), result.output
+        assert result.exit_code == 0, result.output  # 2 of 14 local calls fail: under the run's failure limit
     return tmp_path / "reports" / "browser" / "b1"
 
 
