@@ -174,7 +174,7 @@ PAGE_FACTS = """(() => {
   const sections = [...document.querySelectorAll('main section')].map(s => ({
     id: s.id, title: s.querySelector('h2,h3').textContent, height: s.getBoundingClientRect().height}));
   const images = [...document.images].map(i => ({
-    ok: i.complete && i.naturalWidth > 0 && i.naturalHeight > 0, width: i.getBoundingClientRect().width,
+    ok: i.complete && i.naturalWidth > 0 && i.naturalHeight > 0, width: i.getBoundingClientRect().width, alt: i.alt,
     inline: i.src.startsWith('data:image/png;base64,'),
     beside: !!i.closest('.pair') && !!i.closest('.pair').querySelector('table')}));
   const links = [...document.querySelectorAll('nav#contents a')].map(a => a.getAttribute('href'));
@@ -222,15 +222,22 @@ def test_the_report_renders_in_chromium_top_down_with_every_chart(report_run: Pa
     assert "largest local − cloud gap" in facts["verdict"]
 
     titles = [s["title"] for s in facts["sections"]]
-    for expected in ("Overview", "Retrieval", "ndcg@5 with 95% bootstrap interval", "ndcg@5 by category",
-                     "Paired comparison on ndcg@5", "Generation", "Local vs cloud", "Cost", "Failed calls"):
+    assert titles[:2] == ["Tiering advice", "Overview"]
+    for expected in ("Retrieval", "ndcg@5 with 95% bootstrap interval", "ndcg@5 by category",
+                     "Paired comparison on ndcg@5", "Generation", "Local vs cloud", "Failed calls",
+                     "Drift: local − cloud on the graded score", "Cost and latency per tier"):
         assert expected in titles
     assert all(s["height"] > 0 for s in facts["sections"])
     assert sorted(facts["links"]) == sorted(f"#{s['id']}" for s in facts["sections"]) and facts["unresolved"] == []
 
     # Every chart decoded, drawn at a real size, embedded, and beside its table: interval bars for the headline,
-    # the categories, the paired comparison and the tier gap, plus the latency boxes.
-    assert len(facts["images"]) == 5
+    # the paired comparison and the tier gap, the categories, the latency boxes and histograms. (No grade was made,
+    # so there is no graded-drift forest plot.)
+    alts = sorted(i["alt"] for i in facts["images"])
+    assert alts == sorted([
+        "ndcg@5 by variant with 95% interval", "ndcg@5 by category", "paired difference in ndcg@5",
+        "generation latency by tier and variant", "local minus cloud on token_f1", "latency distribution by tier",
+    ])
     assert all(i["ok"] and i["width"] > 100 and i["inline"] and i["beside"] for i in facts["images"])
     assert facts["details"] and all(length <= 125 for length in facts["details"])
     assert facts["pwned"] is None and facts["scripts"] == 0 and facts["external"] == 0
