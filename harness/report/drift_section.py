@@ -129,7 +129,8 @@ def drift_markdown(analysis: DriftAnalysis) -> str:
         "Paired by case on cases graded on both tiers. Grades-only interval: paired bootstrap, or cluster-robust t "
         "when cases share a source document. MDD: the smallest gap this sample detects with 80% power (two-sided, "
         "5%). PPI++: the cheap metrics on every answered case, corrected by the grades (lambda 0 = the metrics did "
-        "not help). Confident-but-wrong: share of graded answers, Wilson interval.\n",
+        "not help; it treats cases as independent, so where cases share a document the advice reads the cluster-robust "
+        "interval instead). Confident-but-wrong: share of graded answers, Wilson interval.\n",
     ]
     if not analysis.rows:
         parts.append(f"_Not measured: {md_text('; '.join(analysis.missing) or 'no paired answers')}._\n")
