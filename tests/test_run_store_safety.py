@@ -165,3 +165,21 @@ def test_a_symlink_out_of_the_reports_directory_is_refused(tmp_path: Path) -> No
         run_dir(reports, "mini", "r1")
     assert run_dir(reports, "other", "r1") == reports / "other" / "r1"
     assert check_run_id("20261130T010203Z") == "20261130T010203Z"
+
+
+@pytest.mark.parametrize(("option", "run_id"), [("--run-id", "../../../tmp/x"), ("--run-id", "/tmp/x"),
+                                                ("--resume", "../x")])
+def test_the_cli_refuses_a_traversal_run_id_and_writes_nothing(tmp_path: Path, option: str, run_id: str) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ncases:\n  - {id: q, question: 'what?', category: c}\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "run", str(suite), option, run_id, "--reports", str(tmp_path / "r")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2 and f"{option} '{run_id}' is not a valid run id" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()

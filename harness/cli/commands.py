@@ -170,6 +170,11 @@ def _run_suite(
 
     if run_id and resume:
         raise InputError("--run-id and --resume both name a run", hint="use --resume ID alone to continue a run")
+    from harness.run.paths import check_run_id
+
+    for given, option in ((run_id, "--run-id"), (resume, "--resume")):
+        if given is not None:
+            check_run_id(given, option)  # before the suite, corpus or any model is loaded
     options = RunOptions(
         suite_path=suite,
         reports_dir=reports,
