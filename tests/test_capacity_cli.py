@@ -90,6 +90,11 @@ def test_fleet_bench_measures_every_series_and_writes_json_and_chart(
     assert series[("race", 4.0)]["requests_per_call"] == pytest.approx(2.0, abs=0.05)
     assert series[("single (1 host)", 4.0)]["requests_per_call"] == pytest.approx(1.0)
     assert set(series[("race", 4.0)]["busy_share"]) == {"h0", "h1"}
+    # every answered call held one of the box's 2 slots for at least the 50 ms service time, and no host is busy
+    # more than all of its slot time (a race loser's time ends when it frees the slot, not when its call settles)
+    one_box = series[("single (1 host)", 12.0)]
+    assert one_box["answered"] * 0.05 / (one_box["elapsed_s"] * 2) <= one_box["busy_share"]["h0"] <= 1.0
+    assert all(0 < share <= 1.0 for share in series[("race", 12.0)]["busy_share"].values())
     # the prompts are the suite's generation cases, retrieved and prompted as a run would
     prompts = {r.body["messages"][-1]["content"] for h in hosts for r in h.requests_to("/api/chat")}
     assert any("Marlow County require ice barrier in valleys" in p for p in prompts)

@@ -17,7 +17,8 @@ from typing import Any
 from harness.capacity.knee import Knee
 
 SECONDS_PER_DAY = 86400.0
-SCALES_WITH_HOSTS = ("hedge", "least_loaded", "auto", "single")
+# Strategies whose capacity grows with hosts; "single" always calls the first host, so the one-box series stands for it.
+SCALES_WITH_HOSTS = ("hedge", "least_loaded", "auto", "single (1 host)")
 
 
 @dataclass(frozen=True)

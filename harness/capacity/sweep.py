@@ -133,7 +133,9 @@ class Sweep:
         requests: local requests, used in turn.
         config: what to measure.
         progress: told of each phase (``start``) and each finished call (``advance``).
-        providers: host name -> provider factory; default: ``provider_for`` each host (tests inject nothing else).
+        prompts_info: where the requests came from, for the JSON.
+        cloud: builds the cloud provider for the paired latency delta; ``None`` leaves the delta unmeasured.
+        cloud_requests: the cloud tier's requests, in the same order as ``requests``.
     """
 
     def __init__(

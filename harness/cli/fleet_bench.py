@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, cast, get_args
@@ -16,6 +17,7 @@ from harness.cli.console import RichProgress, console, print_json
 from harness.cli.fleet import FleetOpt, JsonOpt, _harness_errors, fleet_file
 from harness.config.fleet import Fleet, Strategy, load_fleet
 from harness.errors import InputError
+from harness.providers.base import Provider
 
 DEFAULT_PROMPTS = Path("suites/nightly.yaml")
 DEFAULT_STRATEGIES = "single,race,hedge,least_loaded,auto"
@@ -53,12 +55,17 @@ def parse_rates(rates: str | None, max_rate: float | None) -> tuple[float, ...]:
     return values
 
 
-def _cloud_factory(fleet: Fleet, cloud_calls: int) -> object | None:
+def _cloud_factory(fleet: Fleet, cloud_calls: int) -> Callable[[], Provider] | None:
+    """The cloud provider's constructor when a key is set and cloud calls are wanted (the key is never printed)."""
     if cloud_calls <= 0 or not os.environ.get("ANTHROPIC_API_KEY", "").strip():
         return None
-    from harness.providers.anthropic_cloud import AnthropicProvider
 
-    return lambda: AnthropicProvider(fleet.cloud_model, timeout_s=fleet.timeout_s)
+    def make() -> Provider:
+        from harness.providers.anthropic_cloud import AnthropicProvider
+
+        return AnthropicProvider(fleet.cloud_model, timeout_s=fleet.timeout_s)
+
+    return make
 
 
 def bench(
@@ -93,6 +100,10 @@ def bench(
         ".harness/index"
     ),
     seed: Annotated[int, typer.Option("--seed", help="seeds the Poisson schedules")] = 0,
+    baseline_calls: Annotated[int, typer.Option("--baseline-calls", min=1, help="calls, one at a time, that "
+                                                "measure the unloaded latency")] = 30,
+    warmup_calls: Annotated[int, typer.Option("--warmup-calls", min=0, help="unmeasured calls before each "
+                                              "series")] = 20,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -104,7 +115,7 @@ def bench(
     """
     from harness.capacity.output import busy_cell, estimate_cell, ms, write_outputs
     from harness.capacity.prompts import suite_prompts
-    from harness.capacity.sweep import ONE_BOX, Sweep, SweepConfig, max_duration_s
+    from harness.capacity.sweep import DEFAULT_FRACTIONS, ONE_BOX, Sweep, SweepConfig, max_duration_s
 
     with _harness_errors():
         source = fleet_file(fleet)
@@ -121,12 +132,14 @@ def bench(
             one_box=one_box and len(fleet_config.hosts) > 1,
             cloud_calls=cloud_calls,
             seed=seed,
+            baseline_calls=baseline_calls,
+            warmup_calls=warmup_calls,
         )
         prompt_set = suite_prompts(prompts, fleet_config, store_dir=store_dir)
         daily = volume if volume is not None else (plan.volume if plan else None)
         peak = peak_factor if peak_factor is not None else (plan.peak_factor if plan else 3.0)
         series = len(chosen) + (1 if config.one_box else 0)
-        points = len(config.rates) or 7
+        points = len(config.rates) or len(DEFAULT_FRACTIONS)
         if not json_out:
             console.print(
                 f"fleet {source}: {len(fleet_config.hosts)} host(s); {series} series x {points} rate(s); "
@@ -139,7 +152,7 @@ def bench(
             fleet_config, prompt_set.local, config,
             progress=None, prompts_info={"suite": prompt_set.suite, "variant": prompt_set.variant,
                                          "cases": len(prompt_set.case_ids)},
-            cloud=cloud,  # type: ignore[arg-type]
+            cloud=cloud,
             cloud_requests=prompt_set.cloud,
         )
         with RichProgress(enabled=not quiet and not json_out) as progress:

@@ -2,8 +2,13 @@
 
 A race sends one request to every host, so an N-host race has the capacity of one host: at low load it cuts the tail,
 at high load it multiplies queueing. ``auto`` races only while the race fits in the fleet's free slots, judged from
-the in-flight counts and ``max_concurrency`` the dispatcher already tracks; otherwise it hedges, load-aware (a hedge
-goes only to a host with a free slot, since a hedge that waits in a queue adds load and saves nothing).
+the in-flight counts and ``max_concurrency`` the dispatcher already tracks; otherwise it hedges, with hosts ranked by
+recent latency scaled by load (:func:`~harness.dispatch.hedging.rank_hosts`).
+
+Its hedges may go to a busy host. An earlier version held a hedge back unless its host had a free slot; under 80 %
+load in bench/capacity.py that left stragglers (10x the median) unhedged, so auto's tail drifted toward
+least_loaded's, while a hedge that waits in a short queue still beats a straggler. The hedge budget bounds the extra
+load either way.
 """
 
 from __future__ import annotations

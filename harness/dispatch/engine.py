@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from harness.config.fleet import Fleet, Host, Strategy
-from harness.dispatch.auto import has_free_slot
 from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, Permit
-from harness.dispatch.hedging import hedge_delay, least_loaded_first
+from harness.dispatch.hedging import hedge_delay
 from harness.dispatch.strategies import plan_call
 from harness.errors import ProviderError
 from harness.providers.base import Provider
@@ -235,19 +234,11 @@ class LocalCall:
                     break
                 if hedge_time is not None and not hedged and self.queue and now >= hedge_time:
                     hedged = True
-                    if self._hedge_target_ready() and budget.try_hedge() and self._launch() is not None:
+                    if budget.try_hedge() and self._launch() is not None:
                         wanted = 2
         finally:
             timed_out = self.outcome.winner is None and time.perf_counter() >= self.deadline
             await self._cancel_all("timeout" if timed_out else "cancelled")
-
-    def _hedge_target_ready(self) -> bool:
-        """A load-aware plan hedges to the least loaded host left, and only if that host has a free slot."""
-        if not self.plan.load_aware:
-            return True
-        health = self.state.health
-        self.queue = deque(least_loaded_first(list(self.queue), health))
-        return has_free_slot(self.queue[0], health[self.queue[0].name])
 
     async def _cancel_all(self, how: Abandon) -> None:
         """Cancel what is still in flight, wait for the connections to close, and record each as lost or timed out."""

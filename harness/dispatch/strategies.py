@@ -27,12 +27,10 @@ class Plan:
     Attributes:
         mode: see ``Mode``.
         hosts: candidates in the order to try them.
-        load_aware: hedge only to a host with a free slot, choosing the least loaded one at hedge time.
     """
 
     mode: Mode
     hosts: tuple[Host, ...]
-    load_aware: bool = False
 
 
 Planner = Callable[[Sequence[Host], Mapping[str, HostHealth]], Plan]
@@ -63,7 +61,7 @@ def _least_loaded(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> Pl
 def _auto(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> Plan:
     if race_fits(hosts, health):
         return Plan("race", tuple(hosts))
-    return Plan("hedge", tuple(least_loaded_first(hosts, health)), load_aware=True)
+    return _hedge(hosts, health)
 
 
 STRATEGIES: dict[Strategy, StrategySpec] = {
@@ -71,7 +69,7 @@ STRATEGIES: dict[Strategy, StrategySpec] = {
     "hedge": StrategySpec(_hedge, "the best-ranked host, a second one after its hedge delay (token-bucket budget)"),
     "single": StrategySpec(_single, "the first host whose breaker allows it; no second try"),
     "least_loaded": StrategySpec(_least_loaded, "the host with the fewest requests in flight per slot; failover"),
-    "auto": StrategySpec(_auto, "race while the race fits in free slots, else a load-aware hedge"),
+    "auto": StrategySpec(_auto, "race while the race fits in free slots, else hedge (hosts ranked by load)"),
 }
 
 if set(STRATEGIES) != set(get_args(Strategy)):  # pragma: no cover - guards against a strategy added in one place only
