@@ -20,6 +20,7 @@ name: mini
 corpus: {FIXTURE}
 chunking: {{max_chars: 600, overlap: 80}}
 k: 5
+metrics: [recall@5, mrr]
 variants:
   - {{name: bm25, retriever: bm25}}
 generation:
