@@ -192,7 +192,11 @@ def test_generation_with_the_cloud_tier_compares_the_tiers(workdir: Path, monkey
         monkeypatch.setenv("ANTHROPIC_BASE_URL", cloud.url)
         fleet = fleet_file(workdir / "fleet.yaml", local)
         invoke("run", str(suite), "--run-id", "g2", "--fleet", str(fleet), "--budget", "1", "--quiet")
-        assert len(cloud.requests_to("/v1/messages")) == 6
+        answers = [r for r in cloud.requests_to("/v1/messages") if "output_config" not in r.body]
+        grades = [r for r in cloud.requests_to("/v1/messages") if "output_config" in r.body]
+        assert len(answers) == 6
+        # every category has one generation case, so the sample (at least 2 a category) is every case
+        assert len(grades) == 3 * 2 * 2
     run_dir = workdir / "reports" / "mini" / "g2"
     generated = [r for r in records(run_dir) if r["generations"]]
     for row in generated:
@@ -200,6 +204,9 @@ def test_generation_with_the_cloud_tier_compares_the_tiers(workdir: Path, monkey
         assert answer["status"] == "ok" and answer["tier"] == "cloud"
         assert answer["usage"]["input_tokens"] > 0 and answer["cost_usd"] > 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["cloud_spent_usd"] == pytest.approx(sum(r["generations"]["cloud"]["cost_usd"] for r in generated))
+    answer_cost = sum(r["generations"]["cloud"]["cost_usd"] for r in generated)
+    # the grader and the cloud tier share the run's budget
+    assert manifest["grader"]["spent_usd"] > 0 and manifest["grader"]["counts"] == {"graded": 12}
+    assert manifest["cloud_spent_usd"] == pytest.approx(answer_cost + manifest["grader"]["spent_usd"])
     report = (run_dir / "report.md").read_text()
     assert "Local minus cloud" in report and "break-even" in report

@@ -118,6 +118,10 @@ def run(
     ] = None,
     pricing: PricingOpt = None,
     max_failure_rate: MaxFailureRateOpt = None,
+    grade_batch: Annotated[
+        bool | None,
+        typer.Option("--grade-batch/--no-grade-batch", help="grade through Message Batches (half price, slower)"),
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -135,6 +139,7 @@ def run(
         max_failure_rate=max_failure_rate,
         quiet=quiet or json_out,
         pricing=pricing,
+        grade_batch=grade_batch,
     )
     if json_out:
         print_json(summary)
@@ -164,6 +169,7 @@ def _run_suite(
     quiet: bool,
     pricing: Path | None = None,
     max_failure_rate: float | None = None,
+    grade_batch: bool | None = None,
 ) -> dict:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
@@ -186,6 +192,7 @@ def _run_suite(
         chroma_url=chroma_url,
         concurrency=concurrency,
         pricing_path=pricing,
+        grade_batch=grade_batch,
     )
     with interrupts_raise():
         prepared = prepare(options)
@@ -208,6 +215,8 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
     if prepared.projected_cloud_usd is not None:
         cap = f" (budget ${budget:.2f})" if budget is not None else " (no --budget cap)"
         say(f"projected cloud cost: up to ${prepared.projected_cloud_usd:.4f} for {prepared.cloud_calls} calls{cap}")
+    if prepared.grading is not None and (line := prepared.grading.plan_line()) and not quiet:
+        errors.print(line, markup=False, highlight=False)
     try:
         with RichProgress(enabled=not quiet) as progress:
             outcome = asyncio.run(_run_and_close(prepared, run_suite, progress))

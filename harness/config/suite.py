@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.config.advice import AdviceConfig
 from harness.config.gate import GateConfig
+from harness.config.grading import GradingConfig
 from harness.config.yaml_loader import YamlDocument, load_yaml, validate
 
 # The keys of RETRIEVERS (retrieval/build.py) and EMBEDDERS (retrieval/embedders.py): config cannot import them, so
@@ -121,6 +122,7 @@ class Suite(_Strict):
     generation: GenerationConfig | None = None
     gate: GateConfig | None = None
     advice: AdviceConfig = Field(default_factory=AdviceConfig)
+    grading: GradingConfig = Field(default_factory=GradingConfig)
     cases: list[Case] = Field(min_length=1)
 
     @field_validator("variants")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ReplyKind = Literal["ok", "error", "malformed", "stream_error", "hang", "reset", "empty"]
+ReplyKind = Literal["ok", "error", "malformed", "stream_error", "hang", "reset", "empty", "expired"]
 Latency = float | Callable[[], float]
 
 
@@ -32,7 +32,7 @@ class Reply:
     """One scripted answer.
 
     Attributes:
-        kind: ok | error | malformed | stream_error | hang | reset | empty.
+        kind: ok | error | malformed | stream_error | hang | reset | empty | expired (a Message Batch entry only).
         text: answer text (ok); None uses the fake's default text.
         latency: seconds before the first byte, a number or a zero-argument callable (e.g. ``lognormal(...)``).
         status: HTTP status for ``error``.
@@ -96,6 +96,11 @@ class Reply:
     def empty(cls, *, latency: Latency = 0.0) -> Reply:
         """A well-formed response without an answer (OpenAI: ``choices: []``)."""
         return cls("empty", latency=latency)
+
+    @classmethod
+    def expired(cls) -> Reply:
+        """A Message Batch entry that expired before it was processed (Anthropic fake, batches only)."""
+        return cls("expired")
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = 0.0, *, latency: Latency = 0.0) -> Reply:

@@ -1,44 +1,71 @@
-"""The seam for sampled grading: a grader scores one answer against the reference, blind to which tier wrote it.
+"""What a grade is: the record every graded, ungraded or failed (case, variant, tier) carries.
 
-The runner asks the grader only for cases the sampler picked; every other case records its grade as unmeasured, with
-the reason, so a report never averages a missing grade as zero.
+An unmeasured grade says why (not sampled, no key, budget); a grade_error says what went wrong. Neither carries a
+score, so a report can count them and never average a missing grade in as zero or NaN.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+GradeStatus = Literal["graded", "unmeasured", "grade_error"]
 
 
 @dataclass(frozen=True)
 class Grade:
-    status: Literal["graded", "unmeasured"]
-    score: float | None = None
+    """One answer's grade, with what it cost. Field names are the run record's ``generations[tier].grade``."""
+
+    status: GradeStatus
     reason: str | None = None
-    grader: str | None = None
+    scores: dict[str, int] | None = None
+    score: float | None = None  # overall, 0..1
+    confident_but_wrong: bool | None = None
     rationale: str | None = None
+    grader_model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cost_usd: float | None = None
+    batch_id: str | None = None
 
     @classmethod
     def unmeasured(cls, reason: str) -> Grade:
         return cls("unmeasured", reason=reason)
 
-
-class Grader(Protocol):
-    """Scores an answer. Implementations split the model call, the parse and a pure scoring step."""
-
-    name: str
-
-    async def grade(self, question: str, reference: str, answer: str, context: Sequence[str]) -> Grade: ...
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def sampled(case_id: str, category: str, rate: float, seed: int = 0) -> bool:
-    """Whether a case is in the grading sample: a stable hash per case, so reruns and resumes pick the same cases.
+@dataclass
+class Spend:
+    """Tokens and dollars of the grader calls behind one grade (a retry adds up)."""
 
-    Hashing within the category keeps every category represented in proportion (stratified by construction).
-    """
-    if rate >= 1.0:
-        return True
-    digest = hashlib.sha256(f"{seed}|{category}|{case_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = 0.0
+    calls: int = 0
+    unpriced: list[str] = field(default_factory=list)
+
+    def add(self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int, cost: float | None) -> None:
+        self.calls += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cache_read_tokens += cache_read
+        self.cache_write_tokens += cache_write
+        # an unpriced call makes the total unknown, never a silent zero
+        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+
+    def fields(self) -> dict[str, Any]:
+        if not self.calls:
+            return {}
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cost_usd": self.cost_usd,
+        }

@@ -21,13 +21,16 @@ import email.utils
 import os
 import random
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anthropic
 
 from harness.errors import InputError, ProviderError
 from harness.providers.base import HostStatus
 from harness.providers.types import Generation, GenerationRequest, ServerTiming, Usage
+
+T = TypeVar("T")
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
@@ -106,17 +109,7 @@ class AnthropicProvider:
         """One Messages API call with bounded, classified retries; raises ProviderError."""
         started = time.perf_counter()
         params = self._params(request)
-        retries = 0
-        while True:
-            try:
-                message = await self._client.messages.create(**params)
-                break
-            except anthropic.APIError as exc:
-                error, wait_s = self._classify(exc, retries)
-                if wait_s is None:
-                    raise error from exc
-            retries += 1
-            await asyncio.sleep(wait_s)
+        message = await self._with_retries(lambda: self._client.messages.create(**params))
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
         usage = message.usage
         return Generation(
@@ -134,6 +127,19 @@ class AnthropicProvider:
             timing=ServerTiming(),
             finish_reason=message.stop_reason,
         )
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one API call with the bounded, classified retries described above; raises ProviderError."""
+        retries = 0
+        while True:
+            try:
+                return await call()
+            except anthropic.APIError as exc:
+                error, wait_s = self._classify(exc, retries)
+                if wait_s is None:
+                    raise error from exc
+            retries += 1
+            await asyncio.sleep(wait_s)
 
     def _classify(self, exc: anthropic.APIError, retries: int) -> tuple[ProviderError, float | None]:
         """The error to raise, and how long to wait before retrying (None: do not retry)."""

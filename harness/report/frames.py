@@ -7,12 +7,13 @@ from typing import Any, cast
 
 import pandas as pd
 
+from harness.report.grading import GRADE_COLUMNS, grade_columns
 from harness.run.records import CaseRecord
 
 GENERATION_COLUMNS = [
     "case_id", "variant", "category", "tier", "answerable", "status", "reason", "host", "model", "text", "latency_s",
     "input_tokens", "output_tokens", "cost_usd", "attempts", "fallback", "cached", "server_eval_s",
-    "grade_status", "grade_score", "confident_but_wrong", "grade_reason", "source_doc",
+    *GRADE_COLUMNS, "source_doc",
 ]  # fmt: skip
 """The columns of :func:`generation_frame` before the answer metrics, which come from the run itself."""
 
@@ -65,10 +66,7 @@ def generation_frame(records: Iterable[CaseRecord], answer_metrics: Sequence[str
                 "fallback": gen.fallback,
                 "cached": gen.cached,
                 "server_eval_s": gen.timing.eval_s,
-                "grade_status": gen.grade.status,
-                "grade_score": gen.grade.score,
-                "confident_but_wrong": gen.grade.confident_but_wrong,
-                "grade_reason": gen.grade.reason,
+                **grade_columns(gen.grade),
                 "source_doc": _source_doc(record),
             }
             row.update(dict.fromkeys(answer_metrics))

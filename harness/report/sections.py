@@ -12,6 +12,7 @@ from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
 from harness.report.escape import md_code, md_text
 from harness.report.failures import failures_html
+from harness.report.grading import coverage_section
 from harness.report.intervals import MIN_CASES_FOR_INTERVAL, with_interval_column
 from harness.report.markdown_table import table
 from harness.report.model import RunView
@@ -160,6 +161,8 @@ def generation(view: RunView) -> list[Section]:
                                                zero_line=True)),
         )
     out.append(versus)
+    if coverage := coverage_section(gen, view.manifest.grader, table):
+        out.append(from_markdown(coverage))
 
     failures = gen[gen["status"] == "failed"]
     if not failures.empty:

@@ -187,8 +187,21 @@ class TierInfo(_Record):
 
 
 class GraderInfo(_Record):
+    """How grading was set up and how it ended (``harness.run.grading_setup``)."""
+
     status: str
     reason: str | None = None
+    model: str | None = None
+    sample_cases: int | None = Field(default=None, description="cases in the stratified sample")
+    sample: str | None = Field(default=None, description="how the sample was drawn")
+    batch: bool = False
+    max_usd: float | None = None
+    projected_usd: float | None = Field(default=None, description="upper estimate shown before the run")
+    spent_usd: float | None = None
+    calls: int | None = None
+    counts: dict[str, int] = Field(default_factory=dict, description="grade status -> answers")
+    batch_id: str | None = None
+    note: str | None = None
 
 
 class PricingInfo(_Record):

@@ -14,12 +14,12 @@ from typing import Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
-from harness.grading.base import Grader, sampled
 from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
 from harness.run import records
 from harness.run.doc_ranking import rank_documents
+from harness.run.grading_phase import GradingOutcome, GradingPlan, grade_pending, pending_items
 from harness.run.predict import Embed, record_predictors
 from harness.run.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
 from harness.run.store import RunStore
@@ -52,9 +52,7 @@ class RunParts:
     tiers: list[AnswerTier] = field(default_factory=list)
     skipped_tiers: list[SkippedTier] = field(default_factory=list)
     build_prompt: PromptBuilder | None = None
-    grader: Grader | None = None
-    grader_reason: str = "no grader configured"
-    grading_rate: float = 0.2
+    grading: GradingPlan | None = None  # None: answers are logged as unmeasured, "no grader configured"
     concurrency: int = 4
     embed: Embed | None = None  # the suite's embedder, for the embedding-cosine predictor
 
@@ -65,6 +63,7 @@ class RunOutcome:
     skipped_done: int
     generation_failures: int
     budget_exhausted: bool
+    grading: GradingOutcome | None = None
 
 
 async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None = None) -> RunOutcome:
@@ -96,6 +95,7 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
 
     failures = 0
     budget_hit = False
+    contexts: dict[tuple[str, str], list[str]] = {}
     if retrieved:
         progress.start("generation", len(retrieved))
         semaphore = asyncio.Semaphore(parts.concurrency)
@@ -108,14 +108,16 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
             for tier_record in generations.values():
                 failures += tier_record.status == "failed"
                 budget_hit = budget_hit or tier_record.budget_exhausted
-            await _grade(parts, case, generations, hits)
+            _mark_grades(parts.grading, case, generations)
+            contexts[(case.id, variant)] = _context(parts, hits)
             record.generations = generations
             store.append(record)
             written += 1
             progress.advance("generation")
 
         await asyncio.gather(*(answer_one(*item) for item in retrieved))
-    return RunOutcome(written, len(done), failures, budget_hit)
+    grading = await _grade_phase(parts, store, contexts, progress)
+    return RunOutcome(written, len(done), failures, budget_hit, grading)
 
 
 def _retrieve(
@@ -167,24 +169,38 @@ async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChu
     return out
 
 
-async def _grade(
-    parts: RunParts, case: Case, generations: dict[str, GenerationRecord], hits: Sequence[ScoredChunk]
-) -> None:
-    """Grade each tier's answer for sampled cases, in place; the grader never learns which tier wrote which answer."""
-    unmeasured: str | None = None
-    if parts.grader is None:
-        unmeasured = parts.grader_reason
-    elif not sampled(case.id, case.category, parts.grading_rate):
-        unmeasured = f"not in the {parts.grading_rate:.0%} grading sample"
-    context = [hit.text for hit in hits]
+def _mark_grades(plan: GradingPlan | None, case: Case, generations: dict[str, GenerationRecord]) -> None:
+    """The grade each answer is logged with: pending for the sample, else unmeasured with why (graded later)."""
     for tier, answer in generations.items():
-        if answer.status != "ok" or answer.text is None:
-            answer.grade = GradeRecord.unmeasured(f"no {tier} answer to grade ({answer.status})")
-        elif unmeasured is not None or parts.grader is None:
-            answer.grade = GradeRecord.unmeasured(unmeasured or parts.grader_reason)
+        answered = answer.status == "ok" and answer.text is not None
+        if plan is None:
+            reason = f"no {tier} answer to grade ({answer.status})" if not answered else "no grader configured"
+            answer.grade = GradeRecord.unmeasured(reason)
         else:
-            grade = await parts.grader.grade(case.question, case.reference, answer.text, context)
-            answer.grade = GradeRecord(
-                status=grade.status, reason=grade.reason, score=grade.score, rationale=grade.rationale,
-                grader_model=grade.grader,
-            )
+            answer.grade = plan.placeholder(case.id, answered, tier, answer.status)
+
+
+def _context(parts: RunParts, hits: Sequence[ScoredChunk]) -> list[str]:
+    """The passages the grader checks faithfulness against: those the prompt was built from."""
+    generation = parts.suite.generation
+    count = generation.context_chunks if generation is not None else len(hits)
+    return [hit.text for hit in hits[:count]]
+
+
+async def _grade_phase(
+    parts: RunParts, store: RunStore, contexts: dict[tuple[str, str], list[str]], progress: Progress
+) -> GradingOutcome | None:
+    """Grade the sampled answers still pending (this run's and, on resume, an earlier process's)."""
+    plan = parts.grading
+    if plan is None or plan.grader is None:
+        return None
+
+    def context_of(record: CaseRecord) -> list[str]:
+        key = (record.case_id, record.variant)
+        if key not in contexts:  # answered before a resume: retrieval is deterministic, so search again
+            hits = parts.retrievers[record.variant].search(record.question, parts.suite.k * 3)
+            contexts[key] = _context(parts, hits)
+        return contexts[key]
+
+    progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
+    return await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))

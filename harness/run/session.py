@@ -26,6 +26,7 @@ from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
+from harness.run.grading_setup import GradingSetup, build_grading, grading_summary
 from harness.run.paths import run_dir
 from harness.run.predict import Embed
 from harness.run.records import Manifest
@@ -63,6 +64,7 @@ class RunOptions:
     chroma_url: str | None = None
     concurrency: int | None = None  # cases answered at once; default: what the fleet can serve without queueing
     pricing_path: Path | None = None  # cloud price table; default: $HARNESS_PRICING, else the bundled table
+    grade_batch: bool | None = None  # grade through Message Batches; None: the suite's grading.batch
 
 
 @dataclass
@@ -75,6 +77,7 @@ class PreparedRun:
     projected_cloud_usd: float | None
     cloud_calls: int
     ingest_reports: list[Any]  # what bringing each index up to date did (IngestReport)
+    grading: GradingSetup | None = None
 
 
 def new_run_id() -> str:
@@ -115,6 +118,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     fleet = _fleet(options.fleet_path) if suite.generation else None
     tiers, skipped = _tiers(suite, fleet, budget, _fleet_path(options.fleet_path))
     build_prompt = prompt_builder(suite, fleet)
+    grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
     store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
     try:
         retrieval, ann_fidelity = _retrievers(suite, corpus, options)
@@ -134,7 +138,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         tiers=tiers,
         skipped_tiers=skipped,
         build_prompt=build_prompt,
-        grader_reason=_grader_reason(),
+        grading=grading.plan,
         concurrency=options.concurrency or fleet_capacity(fleet),
         embed=_answer_embedder(suite),
     )
@@ -159,7 +163,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "document_sha256": document_digests(corpus),
         },
         "tiers": _tier_manifest(suite, tiers, skipped),
-        "grader": {"status": "unmeasured", "reason": parts.grader_reason},
+        "grader": grading.manifest(),
         "fleet": _fleet_manifest(fleet),
         "budget_usd": options.budget_usd,
         "pricing_as_of": pricing.as_of.isoformat(),
@@ -173,7 +177,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.update_manifest(
             status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(), **manifest_fields
         )
-    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports))
+    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading)
 
 
 def resume_command(options: RunOptions, run_id: str) -> str:
@@ -323,14 +327,6 @@ def _projected_cloud(suite: Suite, fleet: Fleet | None, calls: int) -> float | N
     return projected_cloud_cost_usd(model, calls, prompt_tokens, generation.max_tokens)
 
 
-def _grader_reason() -> str:
-    return (
-        "sampled grading by Claude is not enabled in this version"
-        if cloud_key_present()
-        else f"grader skipped: {NO_KEY}"
-    )
-
-
 def _tier_manifest(suite: Suite, tiers: list[AnswerTier], skipped: list[SkippedTier]) -> dict[str, Any]:
     if suite.generation is None:
         return {}
@@ -391,5 +387,6 @@ def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float |
         cloud_spent_usd=prepared.budget.spent_usd,
         verdict=verdict.to_manifest(),
         error="; ".join(verdict.reasons) if verdict.failed else None,
+        **grading_summary(prepared.store, prepared.grading, outcome.grading),
     )
     return verdict

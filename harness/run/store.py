@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import RunStoreError
+from harness.run.grade_log import apply_grades, read_grades
 from harness.run.records import SCHEMA_VERSION, CaseRecord, Manifest
 from harness.run.upgrade import UPGRADES
 
@@ -254,6 +255,10 @@ class RunStore:
             os.fsync(handle.fileno())
 
     def records(self) -> Iterator[CaseRecord]:
+        """Every complete record, with its logged grades applied (``harness.run.grade_log``)."""
+        return apply_grades(self._answer_records(), read_grades(self.path))
+
+    def _answer_records(self) -> Iterator[CaseRecord]:
         """Every complete record. A torn last line (a crash mid-write) is ignored; damage elsewhere is an error."""
         if not self.cases_path.exists():
             return

@@ -1,0 +1,145 @@
+"""The grader: Claude scores one answer with the rubric, blind to who wrote it (call, then parse, then score).
+
+Every grader call reserves its projected cost on the grading budget (a budget inside the run's) before it is made and
+settles it after, so concurrent graders cannot pass the cap together. A reply that does not parse is retried once;
+after that the grade is a ``grade_error`` with the reason. A call that fails (after the provider's own bounded
+retries of 429/529/5xx) is a ``grade_error`` too. The spend-limit 429 and billing errors also stop every later
+grader call: those grades are unmeasured, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from harness.config.grading import GradingConfig
+from harness.dispatch.budget import Budget
+from harness.errors import BudgetExceeded, ProviderError
+from harness.grading.base import Grade, Spend
+from harness.grading.parse import ParsedGrade, parse_grade
+from harness.grading.pricing import grade_cost_usd, projected_grade_usd
+from harness.grading.rubric import GradeInput, RubricOutput, system_prompt, user_prompt
+from harness.grading.score import overall_score
+from harness.providers.structured import StructuredReply, StructuredRequest
+
+ATTEMPTS = 2  # the first call and one retry on bad output
+
+
+class GradingClient(Protocol):
+    """The call half: ``harness.providers.anthropic_grader.AnthropicGraderClient`` in production."""
+
+    model: str
+
+    def caches_system(self, request: StructuredRequest) -> bool: ...
+
+    async def structured(self, request: StructuredRequest) -> StructuredReply: ...
+
+
+@dataclass
+class ClaudeGrader:
+    """Grades answers one call at a time (the direct path; the batch path shares ``request`` and ``finish``)."""
+
+    client: GradingClient
+    config: GradingConfig
+    budget: Budget
+    stopped: str | None = None  # why later calls are not made (spend limit, billing)
+    calls: int = 0
+
+    @property
+    def model(self) -> str:
+        return self.client.model
+
+    def request(self, item: GradeInput) -> StructuredRequest:
+        sampling = {
+            k: v for k, v in (("temperature", self.config.temperature), ("top_p", self.config.top_p)) if v is not None
+        }
+        return StructuredRequest(
+            system=system_prompt(),
+            user=user_prompt(item),
+            output=RubricOutput,
+            max_tokens=self.config.max_tokens,
+            cache_ttl=self.config.cache_ttl,
+            sampling=sampling,
+        )
+
+    def projected_usd(self, request: StructuredRequest, *, batch: bool) -> float:
+        return projected_grade_usd(
+            self.model,
+            request.system,
+            request.user,
+            request.max_tokens,
+            cached_system=self.client.caches_system(request),
+            batch=batch,
+            cache_ttl=request.cache_ttl,
+        )
+
+    def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
+        return grade_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
+
+    async def grade(self, item: GradeInput) -> Grade:
+        """One answer's grade; never raises for a grader-side failure (it is recorded instead)."""
+        request = self.request(item)
+        projected = self.projected_usd(request, batch=False)
+        spend = Spend()
+        bad: list[str] = []
+        for _ in range(ATTEMPTS):
+            if self.stopped:
+                return self._after_stop(spend, bad)
+            try:
+                held = self.budget.reserve(projected, "grade")
+            except BudgetExceeded as exc:
+                if spend.calls:
+                    return self.error(f"bad output ({bad[-1]}); the retry was refused: {exc.message}", spend)
+                return Grade.unmeasured(f"budget: {exc.message}")
+            try:
+                self.calls += 1
+                reply = await self.client.structured(request)
+            except ProviderError as exc:
+                self.budget.release(held)  # the API bills no failed request
+                if exc.status in (402, 429) and not exc.retryable:
+                    self.stopped = f"grader stopped after: {exc.message}"
+                return self.error(f"grader call failed: {exc.message}", spend)
+            except BaseException:
+                self.budget.release(held)
+                raise
+            cost = self.price(reply, batch=False)
+            self.budget.settle(held, cost)
+            outcome = self.finish(reply, spend, cost)
+            if isinstance(outcome, Grade):
+                return outcome
+            bad.append(outcome)
+        return self.error("bad grader output twice: " + "; ".join(bad), spend)
+
+    def finish(
+        self, reply: StructuredReply, spend: Spend, cost: float | None, batch_id: str | None = None
+    ) -> Grade | str:
+        """Count the call, parse its reply and score it: the Grade, or why the reply was unusable."""
+        usage = reply.usage
+        spend.add(
+            usage.input_tokens or 0,
+            usage.output_tokens or 0,
+            usage.cache_read_input_tokens or 0,
+            usage.cache_creation_input_tokens or 0,
+            cost,
+        )
+        parsed = parse_grade(reply.text, reply.stop_reason)
+        if not isinstance(parsed, ParsedGrade):
+            return parsed.reason
+        return Grade(
+            "graded",
+            scores=parsed.scores,
+            score=overall_score(parsed.scores),
+            confident_but_wrong=parsed.confident_but_wrong,
+            rationale=parsed.rationale,
+            grader_model=self.model,
+            batch_id=batch_id,
+            **spend.fields(),
+        )
+
+    def error(self, reason: str, spend: Spend, batch_id: str | None = None) -> Grade:
+        return Grade("grade_error", reason=reason, grader_model=self.model, batch_id=batch_id, **spend.fields())
+
+    def _after_stop(self, spend: Spend, bad: list[str]) -> Grade:
+        if spend.calls:
+            return self.error(f"bad output ({bad[-1]}); no retry: {self.stopped}", spend)
+        return Grade.unmeasured(str(self.stopped))

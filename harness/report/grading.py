@@ -1,0 +1,88 @@
+"""The grader's part of the report: grade columns for ``results.parquet`` and the grader-coverage table.
+
+Coverage counts answers (case × variant × tier with a generation record) by how their grade ended: graded,
+unmeasured (with why: not sampled, no key, budget, no answer, still pending) or grade_error. Counts only: no score is
+averaged here, so nothing needs an interval.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+from harness.grading.rubric import CRITERIA
+from harness.report.escape import md_text
+from harness.run.records import GradeRecord
+
+GRADE_COLUMNS = [
+    "grade_status", "grade_score", "confident_but_wrong", "grade_reason",
+    *(f"grade_{name}" for name in CRITERIA),
+    "grade_rationale", "grader_model", "grade_input_tokens", "grade_output_tokens", "grade_cache_read_tokens",
+    "grade_cache_write_tokens", "grade_cost_usd", "grade_batch_id",
+]  # fmt: skip
+STATUSES = ("graded", "unmeasured", "grade_error")
+
+
+def grade_columns(grade: GradeRecord) -> dict[str, Any]:
+    """One answer's grade as flat columns; a criterion the grade lacks stays missing (never 0)."""
+    scores = grade.scores or {}
+    row: dict[str, Any] = {
+        "grade_status": grade.status,
+        "grade_score": grade.score,
+        "confident_but_wrong": grade.confident_but_wrong,
+        "grade_reason": grade.reason,
+        "grade_rationale": grade.rationale,
+        "grader_model": grade.grader_model,
+        "grade_input_tokens": grade.input_tokens,
+        "grade_output_tokens": grade.output_tokens,
+        "grade_cache_read_tokens": grade.cache_read_tokens,
+        "grade_cache_write_tokens": grade.cache_write_tokens,
+        "grade_cost_usd": grade.cost_usd,
+        "grade_batch_id": grade.batch_id,
+    }
+    row.update({f"grade_{name}": scores.get(name) for name in CRITERIA})
+    return row
+
+
+def coverage_by_category(generation: pd.DataFrame) -> pd.DataFrame:
+    """Answers per category by grade status, with a total row."""
+    if generation.empty or "grade_status" not in generation.columns:
+        return pd.DataFrame()
+    counts = pd.crosstab(generation["category"], generation["grade_status"])
+    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
+    counts["answers"] = counts.sum(axis=1)
+    counts.loc["all"] = counts.sum()
+    out = counts.reset_index().rename(columns={"grade_status": ""})
+    out.columns.name = None
+    return out[["category", "answers", *STATUSES]]
+
+
+def unmeasured_reasons(generation: pd.DataFrame) -> list[tuple[str, int]]:
+    rows = generation[generation["grade_status"] != "graded"]
+    reasons = Counter(str(r) for r in rows["grade_reason"].fillna("(no reason recorded)"))
+    return reasons.most_common()
+
+
+def coverage_section(generation: pd.DataFrame, grader: Any, table: Any) -> str:
+    """The report's "Grader coverage" section (``table`` renders a frame as a Markdown table)."""
+    coverage = coverage_by_category(generation)
+    if coverage.empty:
+        return ""
+    parts = ["\n### Grader coverage\n"]
+    if grader is not None:
+        model = f" ({md_text(grader.model)})" if getattr(grader, "model", None) else ""
+        parts.append(f"Grader{model}: {md_text(grader.status)}; sample: {md_text(grader.sample or 'n/a')}.")
+        spent = getattr(grader, "spent_usd", None)
+        if spent is not None:
+            parts.append(f" Spent ${spent:.4f} on {grader.calls or 0} grader calls.")
+        if grader.note:
+            parts.append(f" {md_text(grader.note)}")
+        parts.append("\n")
+    parts.append("Answers by how their grade ended: graded, unmeasured (with why, below) or grade_error.\n")
+    parts.append(table(coverage, index=False))
+    reasons = unmeasured_reasons(generation)
+    if reasons:
+        parts.append("\nWhy not graded:\n\n" + "".join(f"- {md_text(r)}: {n}\n" for r, n in reasons))
+    return "\n".join(parts)
