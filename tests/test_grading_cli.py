@@ -137,4 +137,4 @@ def test_without_a_key_the_grader_is_skipped_with_a_one_line_reason(workdir: Pat
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["grader"]["status"] == "skipped" and manifest["grader"]["counts"] == {"unmeasured": 6}
     report = (run_dir / "report.md").read_text()
-    assert "grader skipped: ANTHROPIC\\_API\\_KEY is not set: 3" in report
+    assert "- grader skipped: ANTHROPIC_API_KEY is not set: 3" in report
