@@ -115,6 +115,10 @@ class FakeAnthropic(FakeServer):
         self.route("GET", "/v1/models", self._list_models)
         self.route_prefix("GET", "/v1/models/", self._get_model)
 
+    def forget_cache(self) -> None:
+        """Empty the simulated prompt cache (as if its lifetime had passed)."""
+        self._cached_prefixes.clear()
+
     def _known(self, model: str) -> bool:
         return self.models is None or model in self.models
 

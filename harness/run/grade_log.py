@@ -10,6 +10,7 @@ which answer, so a run killed while the batch is pending resumes by polling that
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -64,6 +65,25 @@ def append_grades(run_dir: Path, entries: Iterable[GradeEntry]) -> None:
         handle.write(lines)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+class GradeWriter:
+    """Appends grades from concurrent tasks with group commit: while one fsync runs (in a thread, so the event loop
+    keeps serving other calls), later grades queue, then go to disk together. ``write`` returns once its grade is
+    on disk, as ``append_grades`` does; an fsync per grade on the loop would serialise every grader call."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._queued: list[GradeEntry] = []
+        self._lock = asyncio.Lock()
+
+    async def write(self, entry: GradeEntry) -> None:
+        self._queued.append(entry)
+        async with self._lock:
+            if not self._queued:  # an earlier holder already wrote ours, and finished before we got the lock
+                return
+            entries, self._queued = self._queued, []
+            await asyncio.to_thread(append_grades, self.run_dir, entries)
 
 
 def read_grades(run_dir: Path) -> dict[GradeKey, GradeRecord]:

@@ -33,6 +33,7 @@ from harness.run.grade_log import (
     PENDING,
     GradeEntry,
     GradeKey,
+    GradeWriter,
     OpenBatch,
     append_grades,
     close_batch,
@@ -170,11 +171,12 @@ async def _grade_direct(
     outcome: GradingOutcome,
 ) -> None:
     semaphore = asyncio.Semaphore(plan.concurrency)
+    writer = GradeWriter(store.path)
 
     async def one(item: _Item) -> None:
         async with semaphore:
             grade = await grader.grade(_input(item, context_of))
-        append_grades(store.path, [_entry(item.key, grade)])
+        await writer.write(_entry(item.key, grade))
         _count(outcome, grade)
         advance()
 
@@ -218,6 +220,7 @@ async def _grade_batch(
         raise
     total = 0.0
     batch_id = open_batch.batch_id
+    entries: list[GradeEntry] = []
     for cid, key in open_batch.items.items():
         result = results.get(cid)
         spend = Spend()
@@ -235,9 +238,11 @@ async def _grade_batch(
                 grade = await _retry_direct(grader, _input(by_key[key], context_of), spend, parsed, open_batch.batch_id)
             else:
                 grade = grader.error(f"bad grader output ({parsed}); no retry", spend, open_batch.batch_id)
-        append_grades(store.path, [_entry(key, grade)])
+        entries.append(_entry(key, grade))
         _count(outcome, grade)
         advance()
+    # one write for the whole batch: until the batch is closed below, a restart reads its results again
+    append_grades(store.path, entries)
     if held is not None:
         grader.budget.settle(held, total)
     else:
