@@ -161,7 +161,7 @@ class Budget:
         # name the budget whose own cap is the tightest, so the message says which cap to raise
         chain = [self]
         while chain[-1].parent is not None:
-            chain.append(chain[-1].parent)  # type: ignore[arg-type]
+            chain.append(chain[-1].parent)
         capped = [b for b in chain if b.cap_usd is not None]
         tight = min(capped, key=lambda b: b._own_remaining()) if capped else self
         raise BudgetExceeded(
