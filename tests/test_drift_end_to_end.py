@@ -11,10 +11,7 @@ from typer.testing import CliRunner
 
 from harness.cli.main import app
 from harness.fakes import FakeAnthropic, FakeOpenAI, RecordedRequest, Reply
-
-# The grades come from the grader (issue 9) and its scripted fake; until that lands this test has nothing to run.
-pytest.importorskip("harness.grading.grader", reason="the sampled grader is not in this tree yet")
-from harness.fakes.anthropic import grade_json  # noqa: E402
+from harness.fakes.anthropic import grade_json
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini_corpus"
 DOCS = ["code-r905-1-2-marlow", "code-r905-1-2-model", "code-r905-1-2-port-ellis", "code-s500-drying-industry",
