@@ -8,17 +8,19 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.console import console, print_json
+from harness.cli.console import console, errors, print_json
 
 RunArg = Annotated[Path, typer.Argument(help="a run directory, e.g. reports/nightly/<run-id>", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 
 GATE_FAILED = 1
+DRIFT_ALARM = 4
 
 
 def register(app: typer.Typer) -> None:
     app.command()(gate)
     app.command()(compare)
+    app.command()(history)
 
 
 def gate(
@@ -83,3 +85,57 @@ def compare(
         print_json(comparison.as_dict())
         return
     console.print(render_markdown(comparison), markup=False, highlight=False, soft_wrap=True)
+
+
+def history(
+    suite: Annotated[str, typer.Argument(help="suite name or file, e.g. nightly or suites/nightly.yaml")],
+    reports: Annotated[Path, typer.Option("--reports", help="where run directories are")] = Path("reports"),
+    window: Annotated[int, typer.Option("--window", min=2, help="earlier runs the control limits come from")] = 10,
+    limit: Annotated[float, typer.Option("--limit", min=0.5, help="control limit, in EWMA standard deviations")] = 3.0,
+    lam: Annotated[float, typer.Option("--lambda", min=0.01, max=1.0, help="EWMA weight of the newest run")] = 0.3,
+    out: Annotated[Path | None, typer.Option("--out", help="chart directory (default reports/<suite>)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Headline metrics across runs, a PNG/SVG chart, and a drift alarm on the latest run (exit 4)."""
+    from harness.report.history import collect, drift_frame, judge, render_markdown
+    from harness.report.history_chart import history_chart
+    from harness.run.store import atomic_write_bytes
+
+    name = _suite_name(suite)
+    found = judge(collect(reports, name), window=window, limit=limit, lam=lam)
+    chart = history_chart(found)
+    target = out or reports / name
+    if chart is not None:
+        atomic_write_bytes(target / "history.png", chart[0])
+        atomic_write_bytes(target / "history.svg", chart[1])
+    alarms = found.alarms
+    if json_out:
+        print_json({
+            "suite": name,
+            "runs": found.table.reset_index().to_dict(orient="records"),
+            "drift": drift_frame(found).to_dict(orient="records"),
+            "left_out": found.left_out,
+            "alarm": bool(alarms),
+        })
+    else:
+        console.print(render_markdown(found), markup=False, highlight=False, soft_wrap=True)
+        if chart is not None:
+            console.print(f"chart: {target / 'history.png'} and history.svg", markup=False, highlight=False)
+    if alarms:
+        for series, drift in alarms.items():
+            errors.print(
+                f"drift alarm: {series} is {drift.latest:.4f} in the latest run; its EWMA {drift.ewma:.4f} left "
+                f"the control band [{drift.low:.4f}, {drift.high:.4f}] of the previous {drift.runs_used} runs",
+                markup=False, highlight=False, soft_wrap=True,
+            )
+        raise typer.Exit(DRIFT_ALARM)
+
+
+def _suite_name(suite: str) -> str:
+    """A suite file gives its name (or its stem); anything else is taken as the name."""
+    path = Path(suite)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        from harness.config.suite import load_suite
+
+        return load_suite(path).name
+    return suite
