@@ -13,7 +13,7 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from harness.metrics.power import mcnemar, paired_mde
+from harness.metrics.power import mcnemar
 from harness.report.compare import compare
 from harness.report.model import load_run
 
@@ -83,15 +83,6 @@ def test_mcnemar_switches_to_the_chi_square_at_25_discordant_pairs() -> None:
         assert ours.method == ("exact" if exact else "chi2-cc")
         oracle = sm_mcnemar(table, exact=exact, correction=True)
         assert ours.p_value == pytest.approx(oracle.pvalue)
-
-
-def test_mde_is_the_effect_a_paired_t_test_detects_80_percent_of_the_time() -> None:
-    """At the MDE, a simulated paired test rejects about 80% of the time (large n, so z and t agree)."""
-    rng = np.random.default_rng(5)
-    n, sd = 200, 0.3
-    mde = paired_mde(sd, n)
-    rejections = sum(sps.ttest_1samp(rng.normal(mde, sd, n), 0.0).pvalue < 0.05 for _ in range(2000))
-    assert rejections / 2000 == pytest.approx(0.8, abs=0.03)
 
 
 def test_different_suites_are_refused_unless_allowed(runs: Path, monkeypatch: pytest.MonkeyPatch,

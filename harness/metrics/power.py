@@ -1,10 +1,8 @@
-"""Power, minimum detectable effect and McNemar's test with its large-sample form. Pure functions.
+"""Power of the gate's non-inferiority rule, and McNemar's test with its large-sample form. Pure functions.
 
 Normal approximations for a paired design with ``n`` pairs whose differences have standard deviation ``sd``
 (``se = sd / sqrt(n)``):
 
-* :func:`paired_mde`: the smallest true mean difference a two-sided test at ``alpha`` detects with ``power``:
-  ``(z_{1-alpha/2} + z_{power}) * se``.
 * :func:`ni_fail_probability`: how often a non-inferiority check that fails when the lower bound of the two-sided
   ``confidence`` interval of the difference is below ``-margin`` fails, when the true difference is ``-drop``:
   ``P(d - z * se < -margin) = Phi((drop - margin) / se + z)``. With ``drop = 0`` this is the A/A false-fail rate.
@@ -37,12 +35,6 @@ def _check(sd: float, n: int | None = None) -> None:
         raise InputError(f"sd {sd!r} is not a finite non-negative number", hint="pass the SD of the paired differences")
     if n is not None and n < 1:
         raise InputError(f"n {n!r} is not positive", hint="pass the number of measured pairs")
-
-
-def paired_mde(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Minimum detectable mean difference of a two-sided paired test (normal approximation)."""
-    _check(sd, n)
-    return (_z(1 - alpha / 2) + _z(power)) * sd / math.sqrt(n)
 
 
 def ni_fail_probability(drop: float, margin: float, sd: float, n: int, *, confidence: float = 0.95) -> float:

@@ -20,7 +20,8 @@ import numpy as np
 from harness.errors import InputError
 from harness.metrics import stats
 from harness.metrics.case_values import GRADE_SCORE, Slice, case_values, paired
-from harness.metrics.power import mcnemar, paired_mde
+from harness.metrics.power import mcnemar
+from harness.metrics.stats_drift import min_detectable_difference
 from harness.report.model import RunView
 
 ALL = "(all)"
@@ -154,7 +155,7 @@ def _row(metric: str, variant: str, tier: str | None, category: str, xs: list[fl
     diff = stats.paired_bootstrap_ci(xs, ys, n_resamples=resamples, seed=seed)
     d = np.asarray(ys) - np.asarray(xs)
     sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
-    mde = paired_mde(sd, int(d.size)) if d.size > 1 else None
+    mde = min_detectable_difference(sd / math.sqrt(d.size), int(d.size) - 1) if d.size > 1 else None
     binary = all(v in (0.0, 1.0) for v in (*xs, *ys))
     discordant = None
     if binary:
