@@ -122,6 +122,12 @@ def run(
         bool | None,
         typer.Option("--grade-batch/--no-grade-batch", help="grade through Message Batches (half price, slower)"),
     ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="ask every model again; neither read nor fill .harness/cache/")
+    ] = False,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="i/n: run only shard i of n (stable by case id); join with merge")
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -140,6 +146,8 @@ def run(
         quiet=quiet or json_out,
         pricing=pricing,
         grade_batch=grade_batch,
+        cache=not no_cache,
+        shard=shard,
     )
     if json_out:
         print_json(summary)
@@ -170,6 +178,8 @@ def _run_suite(
     pricing: Path | None = None,
     max_failure_rate: float | None = None,
     grade_batch: bool | None = None,
+    cache: bool = True,
+    shard: str | None = None,
 ) -> dict:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
@@ -193,6 +203,8 @@ def _run_suite(
         concurrency=concurrency,
         pricing_path=pricing,
         grade_batch=grade_batch,
+        cache_dir=Path(".harness/cache") if cache else None,
+        shard=shard,
     )
     with interrupts_raise():
         prepared = prepare(options)

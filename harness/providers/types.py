@@ -75,6 +75,7 @@ class Generation:
     attempts: tuple[Attempt, ...] = ()
     cost_usd: float | None = None
     finish_reason: str | None = None
+    cached: bool = False  # replayed from the response cache (harness.run.cache), not asked of a server
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,17 +21,19 @@ from harness.config.suite import Suite, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import estimate_tokens, projected_cloud_cost_usd, use_pricing
-from harness.errors import CorpusError, HarnessError, RunInterrupted
+from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
 from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
+from harness.run.cache_identity import with_cache
 from harness.run.grading_setup import GradingSetup, build_grading, grading_summary
 from harness.run.paths import run_dir
 from harness.run.predict import Embed
 from harness.run.records import Manifest
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
+from harness.run.shard import apply_shard, check_resumed_shard
 from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
@@ -65,6 +67,8 @@ class RunOptions:
     concurrency: int | None = None  # cases answered at once; default: what the fleet can serve without queueing
     pricing_path: Path | None = None  # cloud price table; default: $HARNESS_PRICING, else the bundled table
     grade_batch: bool | None = None  # grade through Message Batches; None: the suite's grading.batch
+    cache_dir: Path | None = Path(".harness/cache")  # response cache; None with --no-cache
+    shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
 
 
 @dataclass
@@ -113,10 +117,12 @@ def prepare(options: RunOptions) -> PreparedRun:
     """Validate everything that needs no model, claim the run directory, then ingest and fill in the manifest."""
     suite, corpus = load_suite_and_corpus(options.suite_path)
     suite_sha = hashlib.sha256(options.suite_path.read_bytes()).hexdigest()
+    suite, shard = apply_shard(suite, options.shard)
     pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
     fleet = _fleet(options.fleet_path) if suite.generation else None
     tiers, skipped = _tiers(suite, fleet, budget, _fleet_path(options.fleet_path))
+    tiers = with_cache(tiers, fleet, options.cache_dir)
     build_prompt = prompt_builder(suite, fleet)
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
     store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
@@ -170,8 +176,14 @@ def prepare(options: RunOptions) -> PreparedRun:
         "pricing": pricing.manifest(),
         "ann_fidelity": ann_fidelity,
         "resume_with": resume_command(options, store.path.name),
+        "shard": shard.model_dump() if shard else None,
     }
     if options.resume:
+        try:
+            check_resumed_shard(store.manifest().shard, shard, options.resume)
+        except InputError:
+            store.release()
+            raise
         store.update_manifest(status="running", resumed_at=_now(), **manifest_fields)
     else:
         store.update_manifest(
@@ -187,6 +199,8 @@ def resume_command(options: RunOptions, run_id: str) -> str:
         words += ["--reports", str(options.reports_dir)]
     if options.fleet_path is not None:
         words += ["--fleet", str(options.fleet_path)]
+    if options.shard is not None:
+        words += ["--shard", options.shard]
     return shlex.join(words)
 
 

@@ -1,0 +1,61 @@
+"""What serves each tier, for the response cache's key (:func:`harness.run.cache.cache_key`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from harness.config.fleet import Fleet, Host
+from harness.run.cache import CachedTier, Identity, ResponseCache
+from harness.run.tiers import AnswerTier
+
+
+async def local_identity(fleet: Fleet, cache: ResponseCache) -> Identity:
+    """Per host (by kind, never by name or address): model, endpoint and digest where one is known.
+
+    The digest is Ollama's own, or the sha256 of the GGUF a llama.cpp server names in ``/props`` when that file is on
+    this machine (hashed once per path, size and mtime). Otherwise ``digest`` is ``None`` and the model name alone
+    keys the answers, which the identity says.
+    """
+    from harness.providers.model_identity import probe_served_model
+
+    served = await asyncio.gather(*(probe_served_model(host) for host in fleet.hosts))
+    hosts = {
+        json.dumps(_host_identity(host, found.digest, found.model_path, cache), sort_keys=True)
+        for host, found in zip(fleet.hosts, served, strict=True)
+    }
+    return {"hosts": [json.loads(text) for text in sorted(hosts)]}
+
+
+def _host_identity(host: Host, digest: str | None, model_path: str | None, cache: ResponseCache) -> dict[str, Any]:
+    source = "ollama /api/tags" if digest else None
+    if digest is None and model_path and Path(model_path).is_file():
+        digest, source = cache.file_sha256(Path(model_path)), "sha256 of the GGUF"
+    return {
+        "kind": host.kind,
+        "model": host.model,
+        "endpoint": host.endpoint,
+        "digest": digest,
+        "digest_source": source or "unknown",  # stable, so a passing probe failure does not split the cache
+    }
+
+
+async def cloud_identity(model: str) -> Identity:
+    return {"hosts": [{"kind": "anthropic", "model": model}]}
+
+
+def with_cache(tiers: list[AnswerTier], fleet: Fleet | None, cache_dir: Path | None) -> list[AnswerTier]:
+    """Put every tier behind the response cache in ``cache_dir`` (``None``: ``--no-cache``, tiers unchanged)."""
+    if cache_dir is None or not tiers:
+        return tiers
+    cache = ResponseCache.open(cache_dir)
+    wrapped: list[AnswerTier] = []
+    for tier in tiers:
+        if tier.name == "local" and fleet is not None:
+            wrapped.append(CachedTier(tier, cache, partial(local_identity, fleet, cache)))
+        else:
+            wrapped.append(CachedTier(tier, cache, partial(cloud_identity, str(getattr(tier, "model", "unknown")))))
+    return wrapped
