@@ -15,12 +15,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output o
 
 GATE_FAILED = 1
 DRIFT_ALARM = 4
+RUN_INCOMPLETE = 3
 
 
 def register(app: typer.Typer) -> None:
     app.command()(gate)
     app.command()(compare)
     app.command()(history)
+    app.command()(merge)
 
 
 def gate(
@@ -139,3 +141,34 @@ def _suite_name(suite: str) -> str:
 
         return load_suite(path).name
     return suite
+
+
+def merge(
+    runs: Annotated[list[Path], typer.Argument(help="the shard run directories", show_default=False)],
+    run_id: Annotated[str | None, typer.Option("--run-id", help="name of the merged run (default: UTC time)")] = None,
+    reports: Annotated[Path, typer.Option("--reports", help="where run directories go")] = Path("reports"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Join the shard runs of one suite into one run; refuse different suites/corpora/configs and duplicates."""
+    from harness.report.writer import write_reports
+    from harness.run.merge import merge_runs
+    from harness.run.session import new_run_id
+    from harness.run.store import RunStore
+
+    first = RunStore.open(runs[0]).manifest() if runs else None
+    suite = first.suite.name if first is not None and first.suite is not None else "unknown"
+    result = merge_runs(runs, reports / suite / (run_id or new_run_id()))
+    write_reports(result.run_dir)
+    if json_out:
+        print_json({**asdict(result), "run_dir": str(result.run_dir)})
+    else:
+        console.print(
+            f"merged {len(result.shards)} shard(s) into {result.run_dir}: {result.records} of {result.expected} "
+            f"records, {result.status}",
+            markup=False, highlight=False, soft_wrap=True,
+        )
+    if result.missing:
+        shown = ", ".join(result.missing[:20]) + (f", … {len(result.missing) - 20} more" if len(result.missing) > 20
+                                                  else "")
+        errors.print(f"missing: {shown}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(RUN_INCOMPLETE)

@@ -212,6 +212,16 @@ class PricingInfo(_Record):
     sha256: str
 
 
+class ShardInfo(_Record):
+    """A run of one shard of a suite (``--shard index/count``), or a run merged from shards (``merged_from``)."""
+
+    index: int | None = Field(default=None, description="1-based shard number; None for a merged run")
+    count: int
+    suite_cases: int = Field(description="cases in the whole suite")
+    case_ids: list[str] = Field(default_factory=list, description="the cases this shard runs")
+    merged_from: list[str] = Field(default_factory=list, description="run ids of the shards merged into this run")
+
+
 RunStatus = Literal["created", "running", "complete", "partial", "failed", "interrupted"]
 
 
@@ -262,6 +272,7 @@ class Manifest(_Record):
     resume_with: str | None = Field(default=None, description="the command that continues this run")
     interrupted_at: str | None = None
     interrupted_by: str | None = Field(default=None, description="the signal that stopped the run, e.g. SIGTERM")
+    shard: ShardInfo | None = None
 
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"manifest": Manifest, "case_record": CaseRecord}
