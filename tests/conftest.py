@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _runs import fleet_file, invoke, write_suite
+from _runs import fleet_file, invoke, main_exit, write_suite
 
 from harness.fakes import FakeOpenAI, Reply
 
@@ -45,5 +45,8 @@ def mini_runs(mini_workdir: Path) -> Path:
             invoke("run", str(suite), "--run-id", "cand", "--fleet", str(fleet), "--quiet")
         with FakeOpenAI(script=Reply.error(500)) as bad:
             fleet = fleet_file(mini_workdir / "bad.yaml", bad.url)
-            invoke("run", str(suite), "--run-id", "broken", "--fleet", str(fleet), "--quiet")
+            # every call fails (and --no-cache, or the answers of the runs above would be replayed): the run is
+            # failed (exit 3), and its store is still written
+            broken = ["run", str(suite), "--run-id", "broken", "--fleet", str(fleet), "--quiet", "--no-cache"]
+            assert main_exit(patch, *broken) == 3
     return mini_workdir / "reports" / "mini"

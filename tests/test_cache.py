@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from _runs import fleet_file, invoke, records, write_suite
+from _runs import fleet_file, invoke, main_exit, records, write_suite
 
 from harness.config.fleet import load_fleet
 from harness.fakes import FakeOllama, FakeOpenAI, Reply
@@ -63,12 +63,12 @@ def test_a_cached_rerun_makes_no_model_call_and_reproduces_the_answers(workdir: 
     assert (workdir / ".harness" / "cache" / "responses.sqlite3").is_file()
 
 
-def test_an_error_is_never_replayed(workdir: Path) -> None:
+def test_an_error_is_never_replayed(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     suite = write_suite(workdir / "mini.yaml")
     runs = workdir / "reports" / "mini"
     with FakeOpenAI(script=Reply.error(500)) as broken:
-        invoke("run", str(suite), "--run-id", "broken", "--fleet", str(fleet_file(workdir / "b.yaml", broken.url)),
-               "--quiet")
+        fleet = str(fleet_file(workdir / "b.yaml", broken.url))
+        assert main_exit(monkeypatch, "run", str(suite), "--run-id", "broken", "--fleet", fleet, "--quiet") == 3
     assert all(a["status"] == "failed" for a in answers(runs / "broken").values())
     # Same kind and model at another address: the same cache key, so only the cache could hide the call.
     with FakeOpenAI(script=answer_for) as healthy:
