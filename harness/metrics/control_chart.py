@@ -62,7 +62,7 @@ def ewma_drift(
     ses = list(standard_errors) if standard_errors is not None else [None] * len(values)
     if not values or values[-1] is None or _nan(values[-1]):
         return Drift(None, None, None, None, None, None, None, 0, "the latest run did not measure this")
-    latest = float(values[-1])  # type: ignore[arg-type]
+    latest = float(values[-1])
     earlier = [(float(v), s) for v, s in zip(values[:-1], ses[:-1], strict=True) if v is not None and not _nan(v)]
     if len(earlier) < min_runs:
         return Drift(None, latest, None, None, None, None, None, len(earlier),
