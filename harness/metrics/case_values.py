@@ -56,7 +56,9 @@ def case_values(
         keys = measured["case_id"].astype(str) + "|" + measured["variant"].astype(str)
         values = dict(zip(keys, measured[chosen.metric].astype(float), strict=True))
         return CaseValues(values, len(frame) - len(measured))
-    if is_answer_metric(chosen.metric):
+    # An answer metric of this run: today's registry, or one the run recorded itself (e.g. a cheap predictor).
+    recorded = chosen.metric in generation.columns and pd.api.types.is_numeric_dtype(generation[chosen.metric])
+    if is_answer_metric(chosen.metric) or recorded:
         if chosen.tier is None:
             raise InputError(
                 f"{chosen.metric} is an answer metric: say whose answers with `tier: local` or `tier: cloud`",
