@@ -2,7 +2,8 @@
 
 Typer runs in standalone mode, so usage errors (an unknown command or option, a missing argument) are printed with
 the usage line and exit 2 by typer itself. That holds whichever click it bundles: typer 0.29 vendors click as
-``typer._click``, so catching ``click.ClickException`` here would silently stop matching.
+``typer._click``, so catching ``click.ClickException`` here would silently stop matching. Harness errors are turned
+into exit codes inside the app (``HarnessGroup``), so the console script and an in-process ``CliRunner`` agree.
 """
 
 from __future__ import annotations
@@ -10,13 +11,27 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from harness.cli import commands
 from harness.cli.console import print_error
 from harness.errors import HarnessError
 
+
+class HarnessGroup(TyperGroup):
+    """The root command group: a HarnessError from any command is printed without a traceback and becomes its code."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
     name="harness",
+    cls=HarnessGroup,
     help="Evaluate RAG over a two-tier fleet: Chroma/BM25/hybrid retrieval, answers from local hosts and Claude.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
