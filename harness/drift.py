@@ -68,7 +68,7 @@ def pair_frame(gen: pd.DataFrame) -> pd.DataFrame:
     keep = ["graded_score", "cbw", "prediction", "ok_latency", "ok_cost"]
     frame = frame[frame["tier"].isin(TIERS)]
     wide = pd.DataFrame(frame.set_index(["case_id", "variant", "category", "tier"])[keep].astype(float).unstack("tier"))
-    wide.columns = [f"{tier}.{column}" for column, tier in wide.columns]  # type: ignore[misc,str-unpack]
+    wide.columns = [f"{tier}.{column}" for column, tier in wide.columns]  # type: ignore[str-unpack]
     wide = wide.reset_index()
     for column in (f"{t}.{c}" for t in TIERS for c in keep):
         if column not in wide:

@@ -9,6 +9,7 @@ into exit codes inside the app (``HarnessGroup``), so the console script and an 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -21,7 +22,7 @@ from harness.errors import HarnessError
 class HarnessGroup(TyperGroup):
     """The root command group: a HarnessError from any command is printed without a traceback and becomes its code."""
 
-    def invoke(self, ctx: typer.Context) -> object:
+    def invoke(self, ctx: Any) -> Any:  # click's Context: typer 0.29 vendors click privately
         try:
             return super().invoke(ctx)
         except HarnessError as exc:

@@ -28,6 +28,7 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
+from typing import cast
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def _flat_floats(groups: Iterable[Iterable[object]], count: int, what: str, qids
     ``array('d')`` rejects strings (``np.fromiter`` would quietly parse ``"1"``) and is still a C loop.
     """
     try:
-        values = array("d", chain.from_iterable(groups))
+        values = array("d", cast("Iterable[float]", chain.from_iterable(groups)))
     except (TypeError, ValueError, OverflowError) as exc:
         for qid, source in zip(qids, sources, strict=True):
             for doc, value in source.items():

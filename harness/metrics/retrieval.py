@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -151,7 +151,8 @@ CutoffRule = Literal["required", "optional", "none"]
 class MetricFamily:
     """One metric family: its function, whether its name takes ``@k``, and the trec_eval measure it mirrors."""
 
-    fn: Callable[[Rankings, int | None], np.ndarray]
+    # k is an int for "required" families and may be None otherwise; ``cutoff`` is what guarantees it.
+    fn: Callable[[Rankings, Any], np.ndarray]
     cutoff: CutoffRule
     trec_measure: str
 

@@ -64,7 +64,7 @@ def acquire_host_semaphore(base_url: str, limit: int) -> asyncio.Semaphore:
     if entry is None:
         entry = per_loop[base_url] = [asyncio.Semaphore(limit), 0]
     entry[1] += 1
-    return entry[0]  # type: ignore[no-any-return]
+    return entry[0]
 
 
 def release_host_semaphore(loop: asyncio.AbstractEventLoop, base_url: str) -> None:

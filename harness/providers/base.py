@@ -62,4 +62,4 @@ def provider_for(host: Host) -> Provider:
         raise InputError(f"unknown host kind {host.kind!r}", hint=f"use one of: {', '.join(sorted(PROVIDERS))}")
     module_name, class_name = target.split(":")
     provider_class = getattr(importlib.import_module(module_name), class_name)
-    return provider_class(host)  # type: ignore[no-any-return]
+    return provider_class(host)

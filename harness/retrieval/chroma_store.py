@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import chromadb
 import numpy as np
+from chromadb.api.collection_configuration import CreateHNSWConfiguration
 from chromadb.config import Settings
 
 from harness.corpus.chunking import Chunk
@@ -26,7 +27,8 @@ from harness.retrieval.embedders import Embedder, normalise
 
 CHROMA_URL_ENV = "HARNESS_CHROMA_URL"
 INDEX_SCHEMA = 1  # bump when the record layout changes; old collections are then ignored
-HNSW_CONFIG = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
+HNSW_CONFIG: CreateHNSWConfiguration = {
+    "space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
 _PAGE = 5000
 
 Progress = Callable[[int, int], None]
@@ -110,7 +112,7 @@ class ChromaStore:
                     "chunking": key.chunking}
         try:
             collection = self.client.get_or_create_collection(
-                key.collection_name, configuration={"hnsw": dict(HNSW_CONFIG)}, metadata=metadata,
+                key.collection_name, configuration={"hnsw": CreateHNSWConfiguration(**HNSW_CONFIG)}, metadata=metadata,
                 embedding_function=None)
         except Exception as exc:
             raise _translate(f"opening collection {key.collection_name}", exc, self.location) from exc

@@ -130,7 +130,8 @@ def _retrieve(
     has_relevant = any(grade > 0 for grade in case.relevant.values())
     if has_relevant:
         frame = evaluate({case.id: case.relevant}, {case.id: dict(ranked)}, metric_names)
-        metrics: dict[str, float | None] = {name: float(frame.loc[case.id, name]) for name in metric_names}
+        row = frame.loc[case.id].to_dict()
+        metrics: dict[str, float | None] = {name: float(row[name]) for name in metric_names}
     else:
         metrics = dict.fromkeys(metric_names)
     record = records.retrieval_record(
