@@ -103,8 +103,11 @@ async def test_race_fastest_host_wins_and_losers_are_cancelled() -> None:
     assert outcomes == {"a": ("cancelled", True), "b": ("ok", False), "c": ("cancelled", True)}
     assert providers["a"].cancelled == providers["c"].cancelled == 1
     assert all(p.closed for p in providers.values())
-    # Every contacted host is charged for its busy time: three hosts busy ~0.02 s at $0.001/s.
-    assert gen.cost_usd == pytest.approx(3 * 0.001 * 0.02, rel=0.5)
+    # Every contacted host is charged for its busy time at $0.001/s: each was busy at least until the winner answered
+    # (~0.02 s), and the losers were stopped long before their 0.4 s were up.
+    winner = next(a for a in gen.attempts if a.host == "b")
+    assert gen.cost_usd is not None
+    assert 3 * 0.001 * winner.latency_s * 0.9 <= gen.cost_usd < 3 * 0.001 * 0.4
 
 
 async def test_race_error_from_fastest_host_does_not_win() -> None:
@@ -282,8 +285,9 @@ async def test_per_host_semaphore_limits_concurrency() -> None:
     results = await asyncio.gather(*(d.generate(REQUEST) for _ in range(6)))
     assert len(results) == 6
     assert providers["a"].max_active == 2
-    # Waiting for the semaphore counts in the attempt's latency: the last pair waited for two others.
-    assert max(r.attempts[0].latency_s for r in results) >= 0.15
+    # Waiting for the semaphore counts in the attempt's latency: the last pair waited for two others (3 x 0.05 s; the
+    # event loop may wake a sleep up to its clock resolution early, hence the small allowance).
+    assert max(r.attempts[0].latency_s for r in results) >= 0.14
 
 
 async def test_unknown_strategy_and_missing_provider_are_input_errors() -> None:
