@@ -190,9 +190,19 @@ def test_missing_api_key_is_an_input_error(monkeypatch):
     assert "ANTHROPIC_API_KEY" in info.value.hint
 
 
-def test_api_key_from_environment(monkeypatch):
+async def test_api_key_from_environment(monkeypatch, fake):
+    """With no key passed, the provider sends ANTHROPIC_API_KEY's value, as the server sees it."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "from-env")
-    AnthropicProvider(MODEL)  # no error
+    fake.script = Reply.ok("ok")
+    provider = AnthropicProvider(MODEL, base_url=fake.url)
+    try:
+        await provider.generate(GenerationRequest(prompt="q"))
+    finally:
+        await provider.aclose()
+    sent = [r.headers for r in fake.requests if r.path == "/v1/messages"]
+    assert len(sent) == 1
+    # The SDK sends the key as x-api-key or, in its 2.x releases, as a bearer token.
+    assert sent[0].get("x-api-key") == "from-env" or sent[0].get("authorization") == "Bearer from-env"
 
 
 async def test_status_checks_the_model():
