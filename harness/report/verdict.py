@@ -37,11 +37,12 @@ def run_status(view: RunView, analysis: DriftAnalysis | None = None) -> str:
 
 
 def what_failed(view: RunView, analysis: DriftAnalysis | None = None) -> str:
-    problems = [
-        f"{md_text(tier)} tier skipped ({md_text(info.reason)})"
-        for tier, info in view.manifest.tiers.items()
+    # A tier skipped on purpose (no key) is not a failure: it is listed apart, so "failed" only names what broke.
+    skipped = [
+        f"{md_text(tier)} tier ({md_text(info.reason)})" for tier, info in view.manifest.tiers.items()
         if info.status != "run"
     ]
+    problems = []
     gen = view.generation
     if not gen.empty:
         for tier, part in gen[gen["status"] != "skipped"].groupby("tier", sort=True):
@@ -50,7 +51,8 @@ def what_failed(view: RunView, analysis: DriftAnalysis | None = None) -> str:
                 problems.append(f"{md_text(tier)} tier: {failed} of {len(part)} calls failed (see Failed calls)")
     if view.manifest.budget_exhausted:
         problems.append("the cloud budget ran out")
-    return "failed: " + "; ".join(problems) if problems else "failed: nothing — every tier asked for answered"
+    line = "failed: " + "; ".join(problems) if problems else "failed: nothing — every tier that ran answered"
+    return line + ("; skipped: " + "; ".join(skipped) if skipped else "")
 
 
 def tiering_advice(view: RunView, analysis: DriftAnalysis | None) -> str | None:
