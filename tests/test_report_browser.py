@@ -219,7 +219,7 @@ def test_the_report_renders_in_chromium_top_down_with_every_chart(report_run: Pa
     assert facts["order"] == ["header", "section#verdict", "nav#contents", "main"]
     assert facts["title"] == facts["h1"] == "browser — run b1"
     assert "run complete" in facts["verdict"] and "local tier: 2 of 14 calls failed" in facts["verdict"]
-    assert "largest local − cloud gap" in facts["verdict"]
+    assert "largest drift, local − cloud" in facts["verdict"]
 
     titles = [s["title"] for s in facts["sections"]]
     assert titles[:2] == ["Tiering advice", "Overview"]
@@ -231,12 +231,13 @@ def test_the_report_renders_in_chromium_top_down_with_every_chart(report_run: Pa
     assert sorted(facts["links"]) == sorted(f"#{s['id']}" for s in facts["sections"]) and facts["unresolved"] == []
 
     # Every chart decoded, drawn at a real size, embedded, and beside its table: interval bars for the headline,
-    # the paired comparison and the tier gap, the categories, the latency boxes and histograms. (No grade was made,
-    # so there is no graded-drift forest plot.)
+    # the paired comparison and the tier gap, the categories, the latency boxes and histograms, and the graded-drift
+    # forest plot (the cloud tier's fake grades a sample).
     alts = sorted(i["alt"] for i in facts["images"])
     assert alts == sorted([
         "ndcg@5 by variant with 95% interval", "ndcg@5 by category", "paired difference in ndcg@5",
         "generation latency by tier and variant", "local minus cloud on token_f1", "latency distribution by tier",
+        "local − cloud gap per category with its interval",
     ])
     assert all(i["ok"] and i["width"] > 100 and i["inline"] and i["beside"] for i in facts["images"])
     assert facts["details"] and all(length <= 125 for length in facts["details"])
