@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_gateway_helpers import CHAT_BODY
+from _gateway import CHAT_BODY
 
 from harness.fakes import FakeOllama
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_gateway_helpers import (
+from _gateway import (
     KeyFiles,
     eventually,
     gateway_for,

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from test_gateway_helpers import (
+from _gateway import (
     CHAT_BODY,
     KeyFiles,
     eventually,

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from test_gateway_helpers import (
+from _gateway import (
     CHAT_BODY,
     POLICY,
     KeyFiles,
@@ -25,6 +24,7 @@ from test_gateway_helpers import (
     unb64url_json,
     upstream_saw_nothing,
 )
+from cryptography.hazmat.primitives import serialization
 
 from harness.fakes import FakeOllama
 from harness.gateway.server import GatewayServer

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from test_gateway_helpers import POLICY, make_keys, token_for
+from _gateway import POLICY, make_keys, token_for
 
 from harness.errors import ConfigError, InputError
 from harness.gateway.keys import check_private_file, keygen, load_keyset, public_path
