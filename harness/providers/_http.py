@@ -1,21 +1,8 @@
 """Shared httpx plumbing for the local-host providers.
 
-Small pooled ``httpx.AsyncClient``s per provider, one semaphore per (event loop, base URL), bearer tokens from the
-environment, and the translation of every transport or HTTP failure into ``ProviderError`` with ``status`` and
-``retryable``. Subclasses only build payloads and parse bodies.
-
-Cancellation (how race losers are stopped) needs care with httpcore 1.0.9, whose connection pool can lose track of a
-cancelled request (encode/httpcore#830, #1093; fix proposed in #1099, unreleased):
-
-* A request cancelled while queued for a connection, after the pool created one for it, leaves that connection in
-  the pool, never connected and never reaped. Requests queue only when a pool is at its connection cap, so the httpx
-  pools have none (``ClientPool``'s lending and the host semaphore bound the connections).
-* A ``Task.cancel()`` that lands in httpcore's clean-up -- e.g. a loser cancelled just as its answer arrived -- cuts
-  it short: httpcore shields it with anyio cancel scopes, which stop only scope cancellation. The pool keeps the
-  request and its connection for good. ``ClientPool`` checks the pool each time a call gives its client back and
-  retires a client that holds such orphans (no new calls, closed after its last one). Running each call in a child
-  task stopped through a cancel scope would let the shields hold, but costs event-loop turns on every call: +40 ms
-  median at 200 concurrent calls in bench/dispatch.py, for a leak that retiring a client repairs in microseconds.
+One httpx client per provider on aiohttp's connection pool (``transport.py`` says why), one semaphore per (event
+loop, base URL), bearer tokens from the environment, and the translation of every transport or HTTP failure into
+``ProviderError`` with ``status`` and ``retryable``. Subclasses only build payloads and parse bodies.
 """
 
 from __future__ import annotations
@@ -33,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from harness.errors import InputError, ProviderError
+from harness.providers.transport import AiohttpTransport
 from harness.providers.types import Generation, GenerationRequest, ServerTiming, Usage
 
 if TYPE_CHECKING:
@@ -40,7 +28,6 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
-CONNECTIONS_PER_CLIENT = 4
 
 # Statuses worth sending again, possibly to another host: the server is busy, restarting or overloaded.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -139,96 +126,6 @@ def chat_messages(request: GenerationRequest) -> list[dict[str, str]]:
     return messages
 
 
-def _pool_is_inconsistent(client: httpx.AsyncClient, in_flight: int) -> bool:
-    """True when the client's httpcore pool holds requests or busy connections that no call in flight owns.
-
-    Each lease sends one request, which leaves the pool before the lease ends; so a pool with more requests than
-    leases, or a connecting/active connection assigned to no request, has lost track of something for good. Reads
-    httpcore internals; if they are not there (another httpcore), nothing is reported.
-    """
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    requests = getattr(pool, "_requests", None)
-    connections = getattr(pool, "_connections", None)
-    if not isinstance(requests, list) or not isinstance(connections, list):
-        return False
-    if len(requests) > in_flight:
-        return True
-    owned = {id(getattr(request, "connection", None)) for request in requests}
-    return any(not (c.is_idle() or c.is_closed()) and id(c) not in owned for c in connections)
-
-
-class ClientPool:
-    """httpx clients each lent to at most ``per_client`` calls at once, least-loaded first, created on demand.
-
-    Why not one client with ``max_concurrency`` connections: httpx's pool checks every connection on each request and
-    response, so its cost per request grows with the pool. On loopback against a fake with 50 ms latency, one client
-    with 50 connections served ~100 req/s, clients of 4 connections ~550 req/s. For max_concurrency <= per_client
-    this is exactly one client.
-
-    The lending bounds each client's connections, so httpx's own pools have no connection cap: a capped pool queues
-    requests, and a request cancelled while queued can leave an orphaned connection behind (module docstring). A
-    client found holding orphans when a call gives it back is retired: no new calls, closed after its last one, which
-    closes the orphaned connections too.
-    """
-
-    def __init__(self, *, per_client: int, **client_kwargs: Any) -> None:
-        self.per_client = per_client
-        # one TLS context for all clients: building one per client is slow and they are identical
-        client_kwargs.setdefault("verify", httpx.create_ssl_context())
-        self._kwargs = client_kwargs
-        self._load: dict[httpx.AsyncClient, int] = {}  # clients lent out, with their calls in flight
-        self._retiring: dict[httpx.AsyncClient, int] = {}  # retired clients still serving calls
-        self._closing: set[asyncio.Task[None]] = set()
-        #: clients retired because their pool lost track of a request or connection
-        self.retired = 0
-
-    @property
-    def clients(self) -> list[httpx.AsyncClient]:
-        """The open clients, retiring ones included (for diagnosis)."""
-        return [*self._load, *self._retiring]
-
-    def _new_client(self) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=self.per_client)
-        client = httpx.AsyncClient(limits=limits, **self._kwargs)
-        self._load[client] = 0
-        return client
-
-    @contextmanager
-    def lease(self) -> Iterator[httpx.AsyncClient]:
-        """A client with fewer than ``per_client`` calls in flight (the host semaphore bounds how many are taken)."""
-        client = min(self._load, key=self._load.__getitem__, default=None)
-        if client is None or self._load[client] >= self.per_client:
-            client = self._new_client()
-        self._load[client] += 1
-        try:
-            yield client
-        finally:
-            self._give_back(client)
-
-    def _give_back(self, client: httpx.AsyncClient) -> None:
-        if client in self._load:
-            self._load[client] -= 1
-            if not _pool_is_inconsistent(client, self._load[client]):
-                return
-            self._retiring[client] = self._load.pop(client)
-            self.retired += 1
-        else:
-            self._retiring[client] -= 1
-        if self._retiring[client] == 0:
-            del self._retiring[client]
-            task = asyncio.get_running_loop().create_task(client.aclose())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-    async def aclose(self) -> None:
-        clients = self.clients
-        self._load, self._retiring = {}, {}
-        for client in clients:
-            await client.aclose()
-        if self._closing:
-            await asyncio.wait(self._closing)
-
-
 class HttpProvider:
     """The common half of a local-host provider: client, semaphore, auth and error translation.
 
@@ -255,8 +152,8 @@ class HttpProvider:
         self._in_flight = 0
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
-        self._pool = ClientPool(
-            per_client=CONNECTIONS_PER_CLIENT,
+        self._client = httpx.AsyncClient(
+            transport=AiohttpTransport(),  # no connection cap: the host semaphore bounds the calls
             base_url=self.base_url,
             headers={"Accept": "application/json", **bearer_headers(host)},
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
@@ -271,7 +168,7 @@ class HttpProvider:
         if self._semaphore_loop is not None:
             release_host_semaphore(self._semaphore_loop, self.base_url)
             self._semaphore, self._semaphore_loop = None, None
-        await self._pool.aclose()
+        await self._client.aclose()
 
     def _host_semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -329,8 +226,7 @@ class HttpProvider:
 
     async def post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST and return the decoded JSON object; non-2xx and undecodable bodies raise ProviderError."""
-        with self._pool.lease() as client:
-            response = await client.post(path, json=payload)
+        response = await self._client.post(path, json=payload)
         if response.is_error:
             raise self.status_error(response, response.text)
         return self.decode(response.text, status=response.status_code)
@@ -338,12 +234,11 @@ class HttpProvider:
     @asynccontextmanager
     async def post_stream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[httpx.Response]:
         """POST with a streamed response; a non-2xx response is read and raised as ProviderError."""
-        with self._pool.lease() as client:
-            async with client.stream("POST", path, json=payload) as response:
-                if response.is_error:
-                    await response.aread()
-                    raise self.status_error(response, response.text)
-                yield response
+        async with self._client.stream("POST", path, json=payload) as response:
+            if response.is_error:
+                await response.aread()
+                raise self.status_error(response, response.text)
+            yield response
 
     def decode(self, text: str, *, status: int | None) -> dict[str, Any]:
         try:
@@ -356,8 +251,7 @@ class HttpProvider:
 
     async def post_probe(self, path: str, payload: dict[str, Any], *, timeout_s: float) -> tuple[int, Any]:
         """POST for a side request (not a generation): (status, decoded body or None). Transport errors propagate."""
-        with self._pool.lease() as client:
-            response = await client.post(path, json=payload, timeout=timeout_s)
+        response = await self._client.post(path, json=payload, timeout=timeout_s)
         try:
             return response.status_code, response.json()
         except ValueError:
@@ -365,8 +259,7 @@ class HttpProvider:
 
     async def get_json(self, path: str) -> tuple[int, Any]:
         """GET for status probes: (status, decoded body or None). Transport errors propagate as httpx errors."""
-        with self._pool.lease() as client:
-            response = await client.get(path)
+        response = await self._client.get(path)
         try:
             return response.status_code, response.json()
         except ValueError:
