@@ -1,4 +1,7 @@
-"""Shared by the run-store command tests: a small suite on the fixture corpus, run for real through the CLI."""
+"""Shared by the run-store command tests: fleet files, the CLI run for real, and the run logs it writes.
+
+The suites they run come from :mod:`_suites`.
+"""
 
 from __future__ import annotations
 
@@ -8,56 +11,6 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from harness.cli.main import app
-
-FIXTURE = Path(__file__).parent / "fixtures" / "mini_corpus"
-
-SUITE = f"""\
-name: mini
-corpus: {FIXTURE}
-chunking: {{max_chars: 600, overlap: 80}}
-k: 5
-metrics: [recall@5, precision@5, hit@5, mrr, ndcg@5, map]
-variants:
-  - {{name: dense, retriever: dense}}
-  - {{name: bm25, retriever: bm25}}
-  - {{name: hybrid, retriever: hybrid}}
-generation:
-  context_chunks: 2
-  max_tokens: 32
-  tiers: [local]
-  variants: [dense, hybrid]
-EXTRA
-cases:
-  - id: marlow-ice
-    question: How far inside the exterior wall must the ice barrier reach in Marlow County?
-    reference: At least 36 inches inside the exterior wall line.
-    relevant: {{code-r905-1-2-marlow: 3, code-r905-1-2-model: 1}}
-    category: jurisdiction
-    must_include: ["36 inches"]
-    generate: true
-  - id: valleys
-    question: Does Marlow County require ice barrier in valleys?
-    reference: Yes, in every valley, 18 inches each side of the centre line.
-    relevant: {{code-r905-1-2-marlow: 3}}
-    category: code-section
-    generate: true
-  - id: port-ellis
-    question: What does Port Ellis require instead of an ice barrier?
-    reference: An enhanced underlayment for wind.
-    relevant: {{code-r905-1-2-port-ellis: 3}}
-    category: jurisdiction
-  - id: nowhere
-    question: What is the hail-resistance class required for metal roofing in Anchorage?
-    reference: Not covered by the corpus.
-    relevant: {{}}
-    category: not-in-corpus
-    generate: true
-"""
-
-
-def write_suite(path: Path, extra: str = "") -> Path:
-    path.write_text(SUITE.replace("EXTRA\n", extra), encoding="utf-8")
-    return path
 
 
 def fleet_file(path: Path, *urls: str) -> Path:

@@ -5,22 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _runs import fleet_file, invoke, main_exit, write_suite
+from _runs import fleet_file, invoke, main_exit
+from _suites import write_suite
 
 from harness.fakes import FakeOpenAI, Reply
 
-GATE = """\
-gate:
-  resamples: 2000
-  thresholds:
-    - {metric: hit@5, min: 0.5, variant: hybrid}
-    - {metric: must_include_recall, tier: local, min: 0.5, category: jurisdiction}
-  non_inferiority:
-    - {metric: ndcg@5, variant: hybrid, margin: 0.1}
-    - {metric: token_f1, tier: local, margin: 0.2}
-  failure_rate:
-    - {tier: local, max: 0.25}
-"""
+GATE = {
+    "resamples": 2000,
+    "thresholds": [
+        {"metric": "hit@5", "min": 0.5, "variant": "hybrid"},
+        {"metric": "must_include_recall", "tier": "local", "min": 0.5, "category": "jurisdiction"},
+    ],
+    "non_inferiority": [
+        {"metric": "ndcg@5", "variant": "hybrid", "margin": 0.1},
+        {"metric": "token_f1", "tier": "local", "margin": 0.2},
+    ],
+    "failure_rate": [{"tier": "local", "max": 0.25}],
+}
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +39,7 @@ def mini_runs(mini_workdir: Path) -> Path:
         patch.chdir(mini_workdir)
         patch.delenv("ANTHROPIC_API_KEY", raising=False)
         patch.delenv("HARNESS_CHROMA_URL", raising=False)
-        suite = write_suite(mini_workdir / "mini.yaml", GATE)
+        suite = write_suite(mini_workdir / "mini.yaml", gate=GATE)
         with FakeOpenAI(script=Reply.ok("At least 36 inches inside the exterior wall line.")) as good:
             fleet = fleet_file(mini_workdir / "fleet.yaml", good.url)
             invoke("run", str(suite), "--run-id", "base", "--fleet", str(fleet), "--quiet")

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
-from _runs import fleet_file, invoke, main_exit, records, write_suite
+from _runs import fleet_file, invoke, main_exit, records
+from _suites import generation, write_suite
 
 from harness.config.fleet import load_fleet
 from harness.fakes import FakeOllama, FakeOpenAI, Reply
@@ -88,7 +89,7 @@ def test_changing_only_retrieval_reuses_the_answers_whose_context_did_not_change
         invoke("run", str(suite), "--run-id", "ab1", "--fleet", str(fleet), "--quiet")
         before = server.generations
         # The A/B now feeds the generator from dense and BM25: dense's contexts are unchanged.
-        suite.write_text(suite.read_text().replace("variants: [dense, hybrid]", "variants: [dense, bm25]"))
+        write_suite(suite, generation=generation(variants=["dense", "bm25"]))
         invoke("run", str(suite), "--run-id", "ab2", "--fleet", str(fleet), "--quiet")
         made = server.generations - before
     second = answers(runs / "ab2")

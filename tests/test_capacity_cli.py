@@ -7,47 +7,21 @@ import json
 from pathlib import Path
 
 import pytest
+from _suites import case, generation, variants, write_suite
 from typer.testing import CliRunner
 
 from harness.capacity.schedule import poisson_schedule
 from harness.cli.main import app
 from harness.fakes import FakeAnthropic, QueueingOllama, Reply
 
-FIXTURE = Path(__file__).parent / "fixtures" / "mini_corpus"
-
-SUITE = f"""\
-name: mini
-corpus: {FIXTURE}
-chunking: {{max_chars: 600, overlap: 80}}
-k: 5
-metrics: [recall@5, mrr]
-variants:
-  - {{name: bm25, retriever: bm25}}
-generation:
-  context_chunks: 2
-  max_tokens: 32
-  tiers: [local]
-cases:
-  - id: marlow-ice
-    question: How far inside the exterior wall must the ice barrier reach in Marlow County?
-    reference: At least 36 inches inside the exterior wall line.
-    relevant: {{code-r905-1-2-marlow: 3}}
-    category: code-section
-    generate: true
-  - id: valleys
-    question: Does Marlow County require ice barrier in valleys?
-    reference: Yes, in every valley.
-    relevant: {{code-r905-1-2-marlow: 3}}
-    category: code-section
-    generate: true
-"""
-
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    (tmp_path / "mini.yaml").write_text(SUITE, encoding="utf-8")
+    # two generation cases, answered from BM25 contexts
+    write_suite(tmp_path / "mini.yaml", variants=variants("bm25"), generation=generation(),
+                cases=[case("marlow-ice"), case("valleys")])
     return tmp_path
 
 

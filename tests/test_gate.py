@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from _runs import invoke, main_exit, records, write_records, write_suite
+from _runs import invoke, main_exit, records, write_records
+from _suites import write_suite
 
 
 @pytest.fixture
@@ -72,13 +73,13 @@ def test_bad_rules_are_bad_input(runs: Path, workdir: Path, monkeypatch: pytest.
                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main_exit(monkeypatch, "gate", str(runs / "cand")) == 2  # non-inferiority rules need a baseline
     assert "--baseline" in capsys.readouterr().err
-    unknown = write_suite(workdir / "unknown.yaml", "gate:\n  thresholds:\n    - {metric: ndcg@50, min: 0.5}\n")
+    unknown = write_suite(workdir / "unknown.yaml", gate={"thresholds": [{"metric": "ndcg@50", "min": 0.5}]})
     assert main_exit(monkeypatch, "gate", str(runs / "cand"), "--suite", str(unknown)) == 2
     err = capsys.readouterr().err
     assert "gate.thresholds[0].metric" in err and "unknown metric 'ndcg@50'" in err and "ndcg@5" in err
-    no_tier = write_suite(workdir / "no_tier.yaml", "gate:\n  thresholds:\n    - {metric: token_f1, min: 0.5}\n")
+    no_tier = write_suite(workdir / "no_tier.yaml", gate={"thresholds": [{"metric": "token_f1", "min": 0.5}]})
     assert main_exit(monkeypatch, "gate", str(runs / "cand"), "--suite", str(no_tier)) == 2
     assert "tier" in capsys.readouterr().err
-    both = write_suite(workdir / "both.yaml", "gate:\n  thresholds:\n    - {metric: map, min: 0.5, max: 0.9}\n")
+    both = write_suite(workdir / "both.yaml", gate={"thresholds": [{"metric": "map", "min": 0.5, "max": 0.9}]})
     assert main_exit(monkeypatch, "gate", str(runs / "cand"), "--suite", str(both)) == 2
     assert "both.yaml:" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _suites import case, generation, variants, write_suite
 from typer.testing import CliRunner
 
 from harness.cli.main import app
@@ -14,48 +15,20 @@ from harness.fakes import FakeAnthropic, FakeOpenAI, Reply
 from harness.fakes.anthropic import grade_json
 from harness.run.store import RunStore
 
-FIXTURE = Path(__file__).parent / "fixtures" / "mini_corpus"
-
-SUITE = f"""\
-name: graded
-corpus: {FIXTURE}
-k: 5
-metrics: [recall@5, ndcg@5]
-variants:
-  - {{name: bm25, retriever: bm25}}
-generation:
-  context_chunks: 2
-  max_tokens: 32
-  tiers: [local, cloud]
-grading: {{rate: 0.5, min_per_category: 1, seed: 4}}
-cases:
-  - id: marlow-ice
-    question: How far inside the exterior wall must the ice barrier reach in Marlow County?
-    reference: At least 36 inches inside the exterior wall line.
-    relevant: {{code-r905-1-2-marlow: 3}}
-    category: jurisdiction
-    generate: true
-  - id: port-ellis
-    question: What does Port Ellis require instead of an ice barrier?
-    reference: An enhanced underlayment for wind.
-    relevant: {{code-r905-1-2-port-ellis: 3}}
-    category: jurisdiction
-    generate: true
-  - id: valleys
-    question: Does Marlow County require ice barrier in valleys?
-    reference: Yes, in every valley.
-    relevant: {{code-r905-1-2-marlow: 3}}
-    category: code-section
-    generate: true
-"""
-
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("HARNESS_CHROMA_URL", raising=False)
-    (tmp_path / "graded.yaml").write_text(SUITE, encoding="utf-8")
+    write_suite(
+        tmp_path / "graded.yaml",
+        name="graded",
+        variants=variants("bm25"),
+        generation=generation(tiers=["local", "cloud"]),
+        grading={"rate": 0.5, "min_per_category": 1, "seed": 4},
+        cases=[case("marlow-ice"), case("port-ellis", generate=True), case("valleys")],
+    )
     return tmp_path
 
 

@@ -24,7 +24,7 @@ ITEM = grade_inputs("How far must the ice barrier reach?", "36 inches inside the
 
 
 def expected_cost(grade: object) -> float:
-    g = grade  # a Grade
+    g = grade  # a GradeRecord
     return (
         g.input_tokens * PRICE["input"]  # type: ignore[attr-defined]
         + g.output_tokens * PRICE["output"]  # type: ignore[attr-defined]

@@ -177,7 +177,7 @@ def test_fleet_status_says_how_an_embedded_server_ended_and_exits_3(tmp_path: Pa
 
 
 def test_the_first_completion_probe_needs_a_generated_token() -> None:
-    from harness.localfleet.servers import first_completion_error
+    from harness.localfleet.readiness import first_completion_error
 
     def port(url: str) -> int:
         return int(url.rsplit(":", 1)[1])

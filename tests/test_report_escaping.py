@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from _suites import generation, variants, write_suite
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
@@ -21,7 +22,6 @@ from harness.fakes import FakeOpenAI, Reply
 from harness.fakes.script import RecordedRequest
 from harness.report.escape import md_code, md_text
 
-FIXTURE = Path(__file__).parent / "fixtures" / "mini_corpus"
 SCRIPT = "<script>document.documentElement.setAttribute('data-pwned','script')</script>"
 IMG = "<img src=x onerror=\"document.documentElement.setAttribute('data-pwned','img')\">"
 PAYLOAD = f"{SCRIPT} {IMG} [click](javascript:alert(1)) | pipe `tick` **bold**\n# heading &lt;b&gt;"
@@ -61,34 +61,27 @@ def hostile(request: RecordedRequest) -> Reply:
     return Reply.ok(PAYLOAD)
 
 
-SUITE = f"""\
-name: hostile
-corpus: {FIXTURE}
-chunking: {{max_chars: 600, overlap: 80}}
-k: 5
-metrics: [recall@5, ndcg@5]
-variants:
-  - {{name: bm25, retriever: bm25}}
-generation:
-  context_chunks: 2
-  max_tokens: 32
-  tiers: [local]
-cases:
-  - id: marlow-ice
-    question: {json.dumps("How far inside the wall? " + SCRIPT)}
-    reference: {json.dumps("At least 36 inches " + IMG)}
-    relevant: {{code-r905-1-2-marlow: 3}}
-    category: "juris|<b>diction</b>"
-    tags: ["<i>tag</i>"]
-    must_include: ["36 <u>inches</u>"]
-    generate: true
-  - id: valleys
-    question: {json.dumps("ERRORCASE Does Marlow require ice barrier in valleys? " + IMG)}
-    reference: Yes, in every valley.
-    relevant: {{code-r905-1-2-marlow: 3}}
-    category: "# code-section"
-    generate: true
-"""
+# The suite's own strings carry markup too (written as YAML strings, so they reach the run as they are here).
+HOSTILE_CASES = [
+    {
+        "id": "marlow-ice",
+        "question": "How far inside the wall? " + SCRIPT,
+        "reference": "At least 36 inches " + IMG,
+        "relevant": {"code-r905-1-2-marlow": 3},
+        "category": "juris|<b>diction</b>",
+        "tags": ["<i>tag</i>"],
+        "must_include": ["36 <u>inches</u>"],
+        "generate": True,
+    },
+    {
+        "id": "valleys",
+        "question": "ERRORCASE Does Marlow require ice barrier in valleys? " + IMG,
+        "reference": "Yes, in every valley.",
+        "relevant": {"code-r905-1-2-marlow": 3},
+        "category": "# code-section",
+        "generate": True,
+    },
+]
 
 
 @pytest.fixture
@@ -96,8 +89,8 @@ def hostile_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("HARNESS_CHROMA_URL", raising=False)
-    suite = tmp_path / "hostile.yaml"
-    suite.write_text(SUITE, encoding="utf-8")
+    suite = write_suite(tmp_path / "hostile.yaml", name="hostile", metrics=["recall@5", "ndcg@5"],
+                        variants=variants("bm25"), generation=generation(), cases=HOSTILE_CASES)
     with FakeOpenAI(script=hostile) as host:
         fleet = tmp_path / "fleet.yaml"
         fleet.write_text(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import _suites as suites
 import pandas as pd
 import pytest
 import pytrec_eval
@@ -15,54 +17,6 @@ from typer.testing import CliRunner
 
 from harness.cli.main import app
 from harness.fakes import FakeAnthropic, FakeOpenAI, Reply
-
-FIXTURE = Path(__file__).parent / "fixtures" / "mini_corpus"
-
-SUITE = f"""\
-name: mini
-corpus: {FIXTURE}
-chunking: {{max_chars: 600, overlap: 80}}
-k: 5
-metrics: [recall@5, precision@5, hit@5, mrr, ndcg@5, map]
-variants:
-  - {{name: dense, retriever: dense}}
-  - {{name: bm25, retriever: bm25}}
-  - {{name: hybrid, retriever: hybrid}}
-GENERATION
-cases:
-  - id: marlow-ice
-    question: How far inside the exterior wall must the ice barrier reach in Marlow County?
-    reference: At least 36 inches inside the exterior wall line.
-    relevant: {{code-r905-1-2-marlow: 3, code-r905-1-2-model: 1}}
-    category: jurisdiction
-    must_include: ["36 inches"]
-    generate: true
-  - id: valleys
-    question: Does Marlow County require ice barrier in valleys?
-    reference: Yes, in every valley, 18 inches each side of the centre line.
-    relevant: {{code-r905-1-2-marlow: 3}}
-    category: code-section
-    generate: true
-  - id: port-ellis
-    question: What does Port Ellis require instead of an ice barrier?
-    reference: An enhanced underlayment for wind.
-    relevant: {{code-r905-1-2-port-ellis: 3}}
-    category: jurisdiction
-  - id: nowhere
-    question: What is the hail-resistance class required for metal roofing in Anchorage?
-    reference: Not covered by the corpus.
-    relevant: {{}}
-    category: not-in-corpus
-    generate: true
-"""
-
-GENERATION = """\
-generation:
-  context_chunks: 2
-  max_tokens: 32
-  tiers: [local, cloud]
-  variants: [dense, hybrid]
-"""
 
 TREC = {"recall@5": "recall_5", "precision@5": "P_5", "mrr": "recip_rank", "ndcg@5": "ndcg_cut_5", "map": "map"}
 
@@ -75,12 +29,13 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def write_suite(path: Path, generation: bool) -> Path:
-    text = SUITE.replace("GENERATION\n", GENERATION if generation else "")
-    if not generation:
-        text = text.replace("    generate: true\n", "")
-    path.write_text(text, encoding="utf-8")
-    return path
+def write_suite(path: Path, generation: bool, **sections: Any) -> Path:
+    """The mini suite answered by both tiers, or with no answers at all; ``sections`` as for ``_suites.suite``."""
+    if generation:
+        sections["generation"] = suites.generation(tiers=["local", "cloud"], variants=["dense", "hybrid"])
+    else:
+        sections.update(generation=None, cases=[suites.case(c, generate=False) for c in suites.CASES])
+    return suites.write_suite(path, **sections)
 
 
 def invoke(*args: str) -> str:
@@ -140,7 +95,7 @@ def test_resume_finishes_an_interrupted_run_without_duplicates(workdir: Path) ->
 def test_resume_refuses_a_changed_suite(workdir: Path) -> None:
     suite = write_suite(workdir / "mini.yaml", generation=False)
     invoke("run", str(suite), "--run-id", "r3", "--quiet")
-    suite.write_text(suite.read_text().replace("k: 5", "k: 4"))
+    write_suite(suite, generation=False, k=4)
     result = CliRunner().invoke(app, ["run", str(suite), "--resume", "r3"])
     assert result.exit_code != 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import _suites as suites
 import pytest
 from test_run_end_to_end import fleet_file, records, write_suite
 
@@ -152,8 +153,8 @@ def test_failures_over_the_limit_fail_the_run_and_a_higher_limit_lets_it_pass(
 def test_the_suite_can_set_the_limit(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    suite = write_suite(workdir / "mini.yaml", generation=True)
-    suite.write_text(suite.read_text().replace("  max_tokens: 32\n", "  max_tokens: 32\n  max_failure_rate: 0.4\n"))
+    limited = suites.generation(tiers=["local", "cloud"], variants=["dense", "hybrid"], max_failure_rate=0.4)
+    suite = suites.write_suite(workdir / "mini.yaml", generation=limited)
     with FakeOpenAI(script=_fails_anchorage) as host:
         fleet = fleet_file(workdir / "fleet.yaml", host)
         code, _, err = harness(capsys, monkeypatch, "run", str(suite), "--run-id", "s", "--fleet", str(fleet), "-q")

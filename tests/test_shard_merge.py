@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _runs import fleet_file, invoke, main_exit, records, write_suite
+from _runs import fleet_file, invoke, main_exit, records
+from _suites import write_suite
 
 from harness.config.suite import Case, Suite
 from harness.errors import InputError

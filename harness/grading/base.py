@@ -6,20 +6,24 @@ score, so a report can count them and never average a missing grade in as zero o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 GradeStatus = Literal["graded", "unmeasured", "grade_error"]
 
 
-@dataclass(frozen=True)
-class Grade:
-    """One answer's grade, with what it cost. Field names are the run record's ``generations[tier].grade``."""
+class GradeRecord(BaseModel):
+    """The grader's verdict on one tier's answer (filled in by the grader; unmeasured with a reason otherwise)."""
+
+    # The run record's ``generations[tier].grade``: an unknown field is an error, as in every run-store record.
+    model_config = ConfigDict(extra="forbid")
 
     status: GradeStatus
     reason: str | None = None
-    scores: dict[str, int] | None = None
-    score: float | None = None  # overall, 0..1
+    scores: dict[str, int] | None = Field(default=None, description="criterion -> ordinal value")
+    score: float | None = Field(default=None, ge=0.0, le=1.0, description="overall, normalised to 0..1")
     confident_but_wrong: bool | None = None
     rationale: str | None = None
     grader_model: str | None = None
@@ -31,11 +35,8 @@ class Grade:
     batch_id: str | None = None
 
     @classmethod
-    def unmeasured(cls, reason: str) -> Grade:
-        return cls("unmeasured", reason=reason)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def unmeasured(cls, reason: str) -> GradeRecord:
+        return cls(status="unmeasured", reason=reason)
 
 
 @dataclass

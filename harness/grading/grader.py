@@ -15,7 +15,7 @@ from typing import Protocol
 from harness.config.grading import GradingConfig
 from harness.dispatch.budget import Budget
 from harness.errors import BudgetExceeded, ProviderError
-from harness.grading.base import Grade, Spend
+from harness.grading.base import GradeRecord, Spend
 from harness.grading.parse import ParsedGrade, parse_grade
 from harness.grading.pricing import grade_cost_usd, projected_grade_usd
 from harness.grading.rubric import GradeInput, RubricOutput, system_prompt, user_prompt
@@ -76,7 +76,7 @@ class ClaudeGrader:
     def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
         return grade_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
 
-    async def grade(self, item: GradeInput) -> Grade:
+    async def grade(self, item: GradeInput) -> GradeRecord:
         """One answer's grade; never raises for a grader-side failure (it is recorded instead)."""
         request = self.request(item)
         projected = self.projected_usd(request, batch=False)
@@ -90,7 +90,7 @@ class ClaudeGrader:
             except BudgetExceeded as exc:
                 if spend.calls:
                     return self.error(f"bad output ({bad[-1]}); the retry was refused: {exc.message}", spend)
-                return Grade.unmeasured(f"budget: {exc.message}")
+                return GradeRecord.unmeasured(f"budget: {exc.message}")
             try:
                 self.calls += 1
                 reply = await self.client.structured(request)
@@ -105,15 +105,15 @@ class ClaudeGrader:
             cost = self.price(reply, batch=False)
             self.budget.settle(held, cost)
             outcome = self.finish(reply, spend, cost)
-            if isinstance(outcome, Grade):
+            if isinstance(outcome, GradeRecord):
                 return outcome
             bad.append(outcome)
         return self.error("bad grader output twice: " + "; ".join(bad), spend)
 
     def finish(
         self, reply: StructuredReply, spend: Spend, cost: float | None, batch_id: str | None = None
-    ) -> Grade | str:
-        """Count the call, parse its reply and score it: the Grade, or why the reply was unusable."""
+    ) -> GradeRecord | str:
+        """Count the call, parse its reply and score it: the grade, or why the reply was unusable."""
         usage = reply.usage
         spend.add(
             usage.input_tokens or 0,
@@ -125,8 +125,8 @@ class ClaudeGrader:
         parsed = parse_grade(reply.text, reply.stop_reason)
         if not isinstance(parsed, ParsedGrade):
             return parsed.reason
-        return Grade(
-            "graded",
+        return GradeRecord(
+            status="graded",
             scores=parsed.scores,
             score=overall_score(parsed.scores),
             confident_but_wrong=parsed.confident_but_wrong,
@@ -136,10 +136,12 @@ class ClaudeGrader:
             **spend.fields(),
         )
 
-    def error(self, reason: str, spend: Spend, batch_id: str | None = None) -> Grade:
-        return Grade("grade_error", reason=reason, grader_model=self.model, batch_id=batch_id, **spend.fields())
+    def error(self, reason: str, spend: Spend, batch_id: str | None = None) -> GradeRecord:
+        return GradeRecord(
+            status="grade_error", reason=reason, grader_model=self.model, batch_id=batch_id, **spend.fields()
+        )
 
-    def _after_stop(self, spend: Spend, bad: list[str]) -> Grade:
+    def _after_stop(self, spend: Spend, bad: list[str]) -> GradeRecord:
         if spend.calls:
             return self.error(f"bad output ({bad[-1]}); no retry: {self.stopped}", spend)
-        return Grade.unmeasured(str(self.stopped))
+        return GradeRecord.unmeasured(str(self.stopped))

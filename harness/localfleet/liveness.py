@@ -8,14 +8,29 @@ server's log (see :mod:`harness.localfleet.exits`).
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.fleet import Fleet
 from harness.errors import LocalFleetError
 from harness.localfleet.exits import describe_exit
-from harness.localfleet.servers import child_returncode
 from harness.localfleet.state import ServerRecord, read_state, server_records, state_path
+
+# Every server this process launched, by PID: only the parent can read a child's exit status (which signal killed
+# it), and the probe below asks for it when the server started in this same process.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def remember_child(popen: subprocess.Popen[bytes]) -> None:
+    """Keep a server this process launched, so :func:`child_returncode` can read its exit status."""
+    _CHILDREN[popen.pid] = popen
+
+
+def child_returncode(pid: int) -> int | None:
+    """The exit status of a server this process launched and that has exited; ``None`` otherwise."""
+    popen = _CHILDREN.get(pid)
+    return None if popen is None else popen.poll()
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Start and stop the embedded local fleet: N real llama.cpp servers serving the bundled model on loopback ports.
 
-``start_local_fleet`` launches ``python -m llama_cpp.server`` processes, waits until each lists the model and has
-answered a one-token completion (a build for another CPU loads its model, then dies on its first token),
-records them in the state file (``<state_dir>/localfleet.json``, see :mod:`harness.localfleet.state`) and writes
-``<state_dir>/fleet.yaml`` pointing at them.
+``start_local_fleet`` launches ``python -m llama_cpp.server`` processes, waits until each is ready (it lists the model
+and has answered a one-token completion, see :mod:`harness.localfleet.readiness`), records them in the state file
+(``<state_dir>/localfleet.json``, see :mod:`harness.localfleet.state`) and writes ``<state_dir>/fleet.yaml`` pointing
+at them.
 ``stop_local_fleet`` stops exactly the processes recorded there, after checking each PID still names the process we
 started (start time and command line), so a PID reused by another program after a crash is never signalled.
 
@@ -14,23 +14,20 @@ Ctrl-C meant for the shell.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import InputError, LocalFleetError
 from harness.localfleet import procs
 from harness.localfleet.command import check_server_installed, child_env, server_command
-from harness.localfleet.exits import describe_returncode
 from harness.localfleet.fleetfile import STREAM, write_fleet_file
+from harness.localfleet.liveness import remember_child
 from harness.localfleet.model import MODEL_ALIAS, bundled_gguf
+from harness.localfleet.readiness import wait_until_ready
 from harness.localfleet.state import (
     FLEET_FILE,
     ServerRecord,
@@ -113,17 +110,6 @@ def _free_port(taken: set[int]) -> int:
             return port
 
 
-# Every server this process launched, by PID: only the parent can read a child's exit status (which signal killed
-# it), and the local fleet's liveness probe asks for it when the server started in this same process.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def child_returncode(pid: int) -> int | None:
-    """The exit status of a server this process launched and that has exited; ``None`` otherwise."""
-    popen = _CHILDREN.get(pid)
-    return None if popen is None else popen.poll()
-
-
 def _launch(name: str, model_path: Path, port: int, log_path: Path, *, threads: int, ctx: int,
             batch: int) -> tuple[subprocess.Popen[bytes], ServerRecord]:
     command = server_command(model_path, port, threads=threads, ctx=ctx, batch=batch)
@@ -133,7 +119,7 @@ def _launch(name: str, model_path: Path, port: int, log_path: Path, *, threads: 
                                      env=child_env(), start_new_session=True, close_fds=True)
         except OSError as exc:
             raise LocalFleetError(f"could not launch {name}: {exc}", hint="check the Python interpreter") from exc
-    _CHILDREN[popen.pid] = popen
+    remember_child(popen)
     info = procs.proc_info(popen.pid)
     # The process can only be gone already if it failed at once; its start time is then irrelevant.
     start_time = info.start_time if info is not None else time.time()
@@ -141,67 +127,6 @@ def _launch(name: str, model_path: Path, port: int, log_path: Path, *, threads: 
     record = ServerRecord(name=name, pid=popen.pid, port=port, start_time=start_time, launched_at=launched_at,
                           log=str(log_path))
     return popen, record
-
-
-def _healthy(port: int, alias: str) -> bool:
-    """True once the server lists our model at ``/v1/models`` (it has loaded it)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2.0) as response:
-            payload = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-    return any(entry.get("id") == alias for entry in payload.get("data", []))
-
-
-def first_completion_error(port: int, alias: str, timeout_s: float) -> str | None:
-    """Ask for a one-token completion; ``None`` when one came back, else why not.
-
-    Listing the model proves the weights loaded, not that the CPU can run them: a build for another CPU dies on its
-    first matrix product (SIGILL), so a server counts as healthy only once it has generated a token.
-    """
-    body = json.dumps({"model": alias, "prompt": "The", "max_tokens": 1, "temperature": 0}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            payload = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code} to a one-token completion"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return f"no answer to a one-token completion ({type(exc).__name__}: {exc})"
-    choices = payload.get("choices") if isinstance(payload, dict) else None
-    if not choices or not isinstance(choices[0], dict) or "text" not in choices[0]:
-        return "a one-token completion came back without a choice"
-    return None
-
-
-def _exit_code(popen: subprocess.Popen[bytes], wait_s: float) -> int | None:
-    """The process's return code, waiting up to ``wait_s`` for a dying process to finish exiting."""
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        return popen.wait(timeout=wait_s)
-    return None
-
-
-def _died(record: ServerRecord, code: int, when: str) -> LocalFleetError:
-    """One line saying how the server died and what to do, then its log's path and tail."""
-    how = describe_returncode(code)
-    if code < 0:
-        hint = how.split(": ", 1)[-1]  # the signal's advice
-    else:
-        hint = "read the log above; a taken port, a damaged model file or too little memory are the usual causes"
-    return LocalFleetError(
-        f"{record.name} (pid {record.pid}, port {record.port}) {when}: {how}\n"
-        f"last lines of {record.log}:\n{log_tail(record.log)}",
-        hint=hint,
-    )
-
-
-def log_tail(path: str | Path, lines: int = 15) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def start_local_fleet(
@@ -282,7 +207,7 @@ def start_local_fleet(
                 else:
                     port = _free_port({r.port for r in records})
                 launch(name, port)
-            ready = _wait_healthy(list(records), popens, timeout_s=startup_timeout_s, relaunch=relaunch)
+            ready = wait_until_ready(list(records), popens, timeout_s=startup_timeout_s, relaunch=relaunch)
             records[:] = ready
             fleet_file = write_fleet_file(state_dir / FLEET_FILE, [(r.name, r.url) for r in ready],
                                           model=MODEL_ALIAS, threads=threads, stream=stream)
@@ -300,61 +225,6 @@ def start_local_fleet(
             raise
     return LocalFleet(state_dir=state_dir, servers=tuple(records), model_path=gguf, model_alias=MODEL_ALIAS,
                       fleet_path=fleet_file, threads=threads, ctx=ctx, _popens=popens)
-
-
-_PORT_TAKEN = "address already in use"
-MAX_PORT_RETRIES = 3
-
-
-def _wait_healthy(
-    records: list[ServerRecord],
-    popens: dict[int, subprocess.Popen[bytes]],
-    *,
-    timeout_s: float,
-    relaunch: Callable[[ServerRecord], ServerRecord | None],
-) -> list[ServerRecord]:
-    """Poll every server until it lists the model and answers a one-token completion; return the records with
-    ``ready_s`` filled in, in order."""
-    launched = time.monotonic()
-    deadline = launched + timeout_s
-    pending = {r.name: r for r in records}
-    ready: dict[str, ServerRecord] = {}
-    retries = 0
-    while pending:
-        for name, record in list(pending.items()):
-            code = popens[record.pid].poll()
-            if code is not None:
-                tail = log_tail(record.log)
-                if _PORT_TAKEN in tail.lower() and retries < MAX_PORT_RETRIES:
-                    replacement = relaunch(record)
-                    if replacement is not None:
-                        retries += 1
-                        pending[name] = replacement
-                        continue
-                raise _died(record, code, "died during start-up")
-            if _healthy(record.port, MODEL_ALIAS):
-                remaining = max(10.0, deadline - time.monotonic())
-                failure = first_completion_error(record.port, MODEL_ALIAS, remaining)
-                if failure is not None:
-                    code = _exit_code(popens[record.pid], 5.0)
-                    if code is not None:
-                        raise _died(record, code, "died on its first completion")
-                    raise LocalFleetError(
-                        f"{record.name} (pid {record.pid}, port {record.port}) loaded the model but gave {failure}; "
-                        f"last lines of {record.log}:\n{log_tail(record.log)}",
-                        hint="read the log above; the machine may be overloaded: retry with fewer servers",
-                    )
-                ready[name] = replace(record, ready_s=round(time.monotonic() - launched, 3))
-                del pending[name]
-        if not pending:
-            break
-        if time.monotonic() >= deadline:
-            detail = "; ".join(f"{r.name} (port {r.port}), last log line: {log_tail(r.log, 1)!r}"
-                               for r in pending.values())
-            raise LocalFleetError(f"not healthy after {timeout_s:.0f} s: {detail}",
-                                  hint="the machine may be overloaded; retry with fewer servers or a longer timeout")
-        time.sleep(0.1)
-    return [ready[r.name] for r in records]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -409,12 +279,4 @@ def stop_local_fleet(state_dir: Path = Path(".harness"), *, grace_s: float = 5.0
     return report
 
 
-__all__ = [
-    "LocalFleet",
-    "StopReport",
-    "child_returncode",
-    "first_completion_error",
-    "log_tail",
-    "start_local_fleet",
-    "stop_local_fleet",
-]
+__all__ = ["LocalFleet", "StopReport", "start_local_fleet", "stop_local_fleet"]

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from harness.dispatch.budget import Reservation
 from harness.errors import BudgetExceeded, ProviderError
-from harness.grading.base import Grade, Spend
+from harness.grading.base import GradeRecord, Spend
 from harness.grading.grader import ClaudeGrader
 from harness.grading.rubric import GradeInput, grade_inputs
 from harness.grading.sampling import shuffled
@@ -40,7 +40,7 @@ from harness.run.grade_log import (
     read_open_batch,
     write_open_batch,
 )
-from harness.run.records import CaseRecord, GradeRecord
+from harness.run.records import CaseRecord
 from harness.run.store import RunStore
 
 ContextOf = Callable[[CaseRecord], Sequence[str]]
@@ -127,8 +127,8 @@ def pending_items(store: RunStore, seed: int) -> list[_Item]:
     return ordered
 
 
-def _entry(key: GradeKey, grade: Grade) -> GradeEntry:
-    return GradeEntry(case_id=key[0], variant=key[1], tier=key[2], grade=GradeRecord.model_validate(grade.to_dict()))
+def _entry(key: GradeKey, grade: GradeRecord) -> GradeEntry:
+    return GradeEntry(case_id=key[0], variant=key[1], tier=key[2], grade=grade)
 
 
 def _input(item: _Item, context_of: ContextOf) -> GradeInput:
@@ -152,7 +152,7 @@ async def grade_pending(plan: GradingPlan, store: RunStore, context_of: ContextO
     return outcome
 
 
-def _count(outcome: GradingOutcome, grade: Grade) -> None:
+def _count(outcome: GradingOutcome, grade: GradeRecord) -> None:
     if grade.status == "graded":
         outcome.graded += 1
     elif grade.status == "grade_error":
@@ -232,7 +232,7 @@ async def _grade_batch(
             cost = grader.price(result.reply, batch=True)
             total += cost or 0.0
             parsed = grader.finish(result.reply, spend, cost, open_batch.batch_id)
-            if isinstance(parsed, Grade):
+            if isinstance(parsed, GradeRecord):
                 grade = parsed
             elif key in by_key:
                 grade = await _retry_direct(grader, _input(by_key[key], context_of), spend, parsed, open_batch.batch_id)
@@ -270,7 +270,7 @@ async def _create_batch(
         request = grader.request(_input(item, context_of))
         cost = grader.projected_usd(request, batch=True)
         if remaining is not None and planned + cost > remaining:
-            grade = Grade.unmeasured(f"budget: {grader.budget.describe()} cannot hold this grade in the batch")
+            grade = GradeRecord.unmeasured(f"budget: {grader.budget.describe()} cannot hold this grade in the batch")
             append_grades(store.path, [_entry(item.key, grade)])
             _count(outcome, grade)
             advance()
@@ -315,7 +315,7 @@ async def _poll(plan: GradingPlan, client: BatchClient, store: RunStore, batch: 
 
 async def _retry_direct(
     grader: ClaudeGrader, item: GradeInput, spend: Spend, first: str, batch_id: str
-) -> Grade:
+) -> GradeRecord:
     """A batch reply that did not parse gets its one retry as a direct call."""
     if grader.stopped:
         return grader.error(f"bad grader output ({first}); no retry: {grader.stopped}", spend, batch_id)
@@ -332,6 +332,6 @@ async def _retry_direct(
     cost = grader.price(reply, batch=False)
     grader.budget.settle(held, cost)
     outcome = grader.finish(reply, spend, cost, batch_id)
-    if isinstance(outcome, Grade):
+    if isinstance(outcome, GradeRecord):
         return outcome
     return grader.error(f"bad grader output twice: {first}; {outcome}", spend, batch_id)

@@ -4,7 +4,8 @@ The models are the contract between running and everything that reads a run (rep
 
 - :class:`Manifest` (``manifest.json``): what ran, with which metrics, and how it ended;
 - :class:`CaseRecord` (one line of ``cases.jsonl``): the case header, its :class:`RetrievalRecord` and, for
-  generation cases, one :class:`GenerationRecord` per tier, each with its :class:`GradeRecord`.
+  generation cases, one :class:`GenerationRecord` per tier, each with its :class:`GradeRecord` (defined with the
+  grader in :mod:`harness.grading.base`, so the grader returns the very record the store keeps).
 
 Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know about, and teach
 :mod:`harness.run.upgrade` to lift the old form):
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config.suite import Case
+from harness.grading.base import GradeRecord
 from harness.metrics import answer as answer_metrics
 from harness.providers.types import Generation
 
@@ -30,7 +32,6 @@ SCHEMA_VERSION = 2
 NO_RELEVANT = "no relevant documents (answer is not in the corpus)"
 
 GenerationStatus = Literal["ok", "failed", "skipped"]
-GradeStatus = Literal["graded", "unmeasured", "grade_error"]
 
 
 class _Record(BaseModel):
@@ -69,28 +70,6 @@ class AttemptRecord(_Record):
     status: int | None = None
     error: str | None = None
     cancelled: bool = False
-
-
-class GradeRecord(_Record):
-    """The grader's verdict on one tier's answer (filled in by the grader; unmeasured with a reason otherwise)."""
-
-    status: GradeStatus
-    reason: str | None = None
-    scores: dict[str, int] | None = Field(default=None, description="criterion -> ordinal value")
-    score: float | None = Field(default=None, ge=0.0, le=1.0, description="overall, normalised to 0..1")
-    confident_but_wrong: bool | None = None
-    rationale: str | None = None
-    grader_model: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    cost_usd: float | None = None
-    batch_id: str | None = None
-
-    @classmethod
-    def unmeasured(cls, reason: str) -> GradeRecord:
-        return cls(status="unmeasured", reason=reason)
 
 
 class GenerationRecord(_Record):
@@ -343,7 +322,3 @@ def failed_generation_record(
 
 def skipped_generation_record(tier: str, reason: str) -> GenerationRecord:
     return GenerationRecord(status="skipped", tier=tier, reason=reason, grade=GradeRecord.unmeasured(reason))
-
-
-def unmeasured_grade(reason: str) -> GradeRecord:
-    return GradeRecord.unmeasured(reason)

@@ -1,6 +1,8 @@
 """Assemble a run from the command line's choices: suite, corpus, retrievers, tiers, prompt, run store, manifest.
 
-This is the one place that wires the layers together, so ``harness run`` and ``harness nightly`` share it.
+This is the one place that wires the layers together, so ``harness run`` and ``harness nightly`` share it. The tiers
+are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.run.grading_setup`, and the projected cloud
+cost in :mod:`harness.run.cloud_projection`.
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.config.fleet import DEFAULT_CLOUD_MODEL, DEFAULT_FLEET, Fleet, load_fleet
+from harness.config.fleet import Fleet
 from harness.config.suite import Suite, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
-from harness.costs import estimate_tokens, projected_cloud_cost_usd, use_pricing
+from harness.costs import use_pricing
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
 from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
+from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
 from harness.run.grading_setup import GradingSetup, build_grading, grading_summary
 from harness.run.paths import run_dir
 from harness.run.predict import Embed
@@ -35,11 +38,11 @@ from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
 from harness.run.store import RunStore
-from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
+from harness.run.tier_setup import build_tiers, fleet_capacity, load_run_fleet, run_fleet_path, tier_manifest
+from harness.run.tiers import Budget, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
 
 DEFAULT_STORE = Path(".harness/index")
-NO_KEY = "ANTHROPIC_API_KEY is not set"
 PACKAGES = (
     "rag-fleet-harness",
     "chromadb",
@@ -120,8 +123,8 @@ def prepare(options: RunOptions) -> PreparedRun:
     suite, shard = apply_shard(suite, options.shard)
     pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
-    fleet = _fleet(options.fleet_path) if suite.generation else None
-    tiers, skipped = _tiers(suite, fleet, budget, _fleet_path(options.fleet_path))
+    fleet = load_run_fleet(options.fleet_path) if suite.generation else None
+    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path))
     tiers = with_cache(tiers, fleet, options.cache_dir)
     build_prompt = prompt_builder(suite, fleet)
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
@@ -136,8 +139,8 @@ def prepare(options: RunOptions) -> PreparedRun:
         )
         store.release()
         raise
-    cloud_calls = _cloud_calls(suite) if any(t.name == "cloud" for t in tiers) else 0
-    projected = _projected_cloud(suite, fleet, cloud_calls)
+    cloud_calls = planned_cloud_calls(suite, tiers)
+    projected = projected_cloud_usd(suite, fleet, cloud_calls)
     parts = RunParts(
         suite=suite,
         retrievers=retrieval.retrievers,
@@ -168,7 +171,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "fingerprint": corpus.fingerprint,
             "document_sha256": document_digests(corpus),
         },
-        "tiers": _tier_manifest(suite, tiers, skipped),
+        "tiers": tier_manifest(suite, tiers, skipped),
         "grader": grading.manifest(),
         "fleet": _fleet_manifest(fleet),
         "budget_usd": options.budget_usd,
@@ -219,60 +222,6 @@ def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str) ->
     return RunStore.create(path, Manifest(run_id=path.name, pid=os.getpid()))
 
 
-def fleet_capacity(fleet: Fleet | None) -> int:
-    """Calls the fleet can serve at once: a race occupies every host, so the smallest host limits it."""
-    if fleet is None:
-        return 4
-    limits = [host.max_concurrency for host in fleet.hosts]
-    return min(limits) if fleet.strategy == "race" else sum(limits)
-
-
-def _fleet_path(path: Path | None) -> Path | None:
-    if path is not None:
-        return path
-    return DEFAULT_FLEET if DEFAULT_FLEET.exists() else None
-
-
-def _fleet(path: Path | None) -> Fleet | None:
-    found = _fleet_path(path)
-    return load_fleet(found) if found is not None else None
-
-
-def _tiers(
-    suite: Suite, fleet: Fleet | None, budget: Budget, fleet_path: Path | None
-) -> tuple[list[AnswerTier], list[SkippedTier]]:
-    tiers: list[AnswerTier] = []
-    skipped: list[SkippedTier] = []
-    if suite.generation is None:
-        return tiers, skipped
-    wanted = suite.generation.tiers
-    if "local" in wanted:
-        if fleet is None:
-            skipped.append(SkippedTier("local", "no fleet: pass --fleet FILE or start one with `harness fleet up`"))
-        else:
-            tiers.append(LocalTier(_dispatcher(fleet, budget, fleet_path)))
-    if "cloud" in wanted:
-        if cloud_key_present():
-            from harness.providers.anthropic_cloud import AnthropicProvider
-
-            model = fleet.cloud_model if fleet else DEFAULT_CLOUD_MODEL
-            tiers.append(CloudTier(AnthropicProvider(model), model, budget))
-        else:
-            skipped.append(SkippedTier("cloud", NO_KEY))
-    return tiers, skipped
-
-
-def _dispatcher(fleet: Fleet, budget: Budget, fleet_path: Path | None) -> object:
-    from harness.dispatch import Dispatcher
-    from harness.localfleet.liveness import local_liveness
-
-    # The fallback's own cap, held inside the run's budget, which the cloud tier and the grader share.
-    fallback_budget = Budget(fleet.cloud_budget_usd, name="fallback", parent=budget)
-    # The embedded fleet knows its servers' PIDs: a server that dies is reported as such, not as connection errors.
-    probe = local_liveness(fleet, fleet_path) if fleet_path is not None else None
-    return Dispatcher.from_fleet(fleet, cloud_budget=fallback_budget, host_probe=probe)
-
-
 def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     """A retriever per variant (indexes ingested incrementally first), and ANN fidelity per dense collection."""
     from harness.run.fidelity import suite_ann_fidelity
@@ -321,32 +270,6 @@ def _answer_embedder(suite: Suite) -> Embed | None:
     from harness.retrieval.embedders import get_embedder
 
     return get_embedder(suite.embedder).embed
-
-
-def _cloud_calls(suite: Suite) -> int:
-    generating = len(suite.generating_variants())
-    return sum(1 for case in suite.cases if case.generate) * generating
-
-
-def _projected_cloud(suite: Suite, fleet: Fleet | None, calls: int) -> float | None:
-    """Upper estimate from list prices: a full context, the longest question, the prompt's own text, max_tokens."""
-    generation = suite.generation
-    if generation is None or not calls:
-        return None
-    model = fleet.cloud_model if fleet else DEFAULT_CLOUD_MODEL
-    questions = [case.question for case in suite.cases if case.generate]
-    prompt_tokens = (
-        generation.max_context_tokens + max(estimate_tokens(q) for q in questions) + 150
-    )
-    return projected_cloud_cost_usd(model, calls, prompt_tokens, generation.max_tokens)
-
-
-def _tier_manifest(suite: Suite, tiers: list[AnswerTier], skipped: list[SkippedTier]) -> dict[str, Any]:
-    if suite.generation is None:
-        return {}
-    out: dict[str, Any] = {t.name: {"status": "run"} for t in tiers}
-    out.update({s.name: {"status": "skipped", "reason": s.reason} for s in skipped})
-    return out
 
 
 def _fleet_manifest(fleet: Fleet | None) -> dict[str, Any] | None:
