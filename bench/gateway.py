@@ -1,22 +1,32 @@
 """Gateway overhead under load: the same requests straight to a loopback fake upstream and through the gateway.
 
-Workload: ``--requests`` (2,000) non-streamed ``/api/chat`` calls, ``--concurrency`` (200) in flight, against a fake
-Ollama that echoes each request's id at once (zero scripted latency), so every millisecond measured is HTTP, proxy
-and scheduling cost. Direct and gateway runs alternate (``--rounds`` of each, default 1, in one process run) so
-drift in the machine's load hits both alike. Each answer must carry its own request's id: a missing, failed or
-mis-routed answer is counted, never dropped from the figures. A second, sequential pass (``--serial`` calls, one at
-a time) gives the gateway's per-request cost without queueing.
+Three passes, each alternating direct and gateway runs in one process run so drift in the machine's load hits both
+alike. Every answer must carry its own request's id: a missing, failed or mis-routed answer is counted, never dropped
+from the figures.
 
-The fake and the gateway each run in their own process (the gateway through ``harness gateway serve``, as a user runs
-it), so neither competes with the load generator for the GIL; the gateway's RSS is read from /proc before and after.
+1. **Model-like upstream** (the targets): ``--requests`` (2,000) non-streamed ``/api/chat`` calls, ``--concurrency``
+   (200) in flight, against a fake Ollama that answers each after a log-normal latency (``--upstream-median-ms``,
+   default 1,000, sigma 0.5), as a model server does. The fake reports that scripted latency in the answer's
+   ``total_duration``, so each request's *overhead* is its measured latency minus the scripted one; the gateway's
+   added latency is its overhead quantile minus the direct path's. Subtracting the scripted latency per request
+   removes the log-normal's own sampling noise, which would otherwise swamp a p99 difference of milliseconds.
+2. **Saturation** (reported, no target): the same load against a zero-latency upstream. Every request then queues
+   behind CPU, and by Little's law a closed loop's latency is concurrency / throughput, so this pass reports
+   throughput: how many requests per second the gateway passes compared with the upstream alone.
+3. **One at a time** (``--serial``): the gateway's per-request cost without queueing.
+
+The load generator is aiohttp (its cost per request is a fraction of httpx's), the same client for both paths. The
+fake and the gateway each run in their own process (the gateway through ``harness gateway serve``, as a user runs
+it), so neither competes with the load generator for the GIL; the gateway's RSS is read from /proc.
 
 Targets:
   zero dropped or mis-routed responses
-  added p50 <= 2 ms and added p99 <= 10 ms at 200 concurrent (gateway quantile minus direct quantile)
-  RSS growth over the measured run: reported
+  added p50 <= 2 ms and added p99 <= 10 ms at 200 concurrent against the model-like upstream
+  RSS growth over the measured runs: reported
 Also reported: the gateway process's CPU time per request, which a loaded machine distorts much less than latency.
 
-Run: ``python bench/gateway.py [--requests 2000] [--concurrency 200] [--rounds 1] [--serial 300]``.
+Run: ``python bench/gateway.py [--requests 2000] [--concurrency 200] [--rounds 1] [--serial 300]
+[--upstream-median-ms 1000]``.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 
@@ -40,13 +51,17 @@ REPO = Path(__file__).resolve().parents[1]
 ADDED_P50_MS, ADDED_P99_MS = 2.0, 10.0
 CLIENT_TIMEOUT_S = 60.0
 BODY_TEMPLATE = {"model": "llama3.2", "stream": False}
+MODEL_LIKE, ZERO_LATENCY = "model", "zero"  # the first word of each prompt tells the fake how long to take
 
 FAKE_SCRIPT = """
-import sys, time
-from harness.fakes import FakeOllama, Reply
+import sys
+from harness.fakes import FakeOllama, Reply, lognormal
+
+draw = lognormal(float(sys.argv[1]), float(sys.argv[2]), seed=7)
 
 def echo(request):
-    return Reply.ok("echo " + request.body["messages"][0]["content"])
+    content = request.body["messages"][0]["content"]
+    return Reply.ok("echo " + content, latency=draw() if content.startswith("model ") else 0.0)
 
 with FakeOllama(script=echo) as fake:
     print(fake.url, flush=True)
@@ -58,49 +73,77 @@ with FakeOllama(script=echo) as fake:
 class RunResult:
     label: str
     latencies_ms: list[float] = field(default_factory=list)
+    overheads_ms: list[float] = field(default_factory=list)  # measured latency minus the upstream's scripted one
     failed: int = 0
     misrouted: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
-    def quantile(self, q: float) -> float:
-        return float(np.quantile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+    def quantile(self, q: float, *, overhead: bool = False) -> float:
+        values = self.overheads_ms if overhead else self.latencies_ms
+        return float(np.quantile(values, q)) if values else float("nan")
 
 
 async def load(
-    url: str, headers: dict[str, str], label: str, requests: int, concurrency: int, offset: int
+    url: str,
+    headers: dict[str, str],
+    label: str,
+    requests: int,
+    concurrency: int,
+    offset: int,
+    kind: str,
+    stagger_s: float = 0.0,
 ) -> RunResult:
-    """``requests`` calls, ``concurrency`` at a time, each checked against its own id."""
+    """``requests`` calls, ``concurrency`` at a time, each checked against its own id.
+
+    The connections are opened (one unmeasured request each) before the clock starts, and the workers' first calls
+    are spread evenly over ``stagger_s``: otherwise all of them arrive in the same instant, and what is measured is
+    how long a burst of ``concurrency`` simultaneous requests takes to get through, not the steady state.
+    """
     result = RunResult(label)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(requests):
         queue.put_nowait(offset + index)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=CLIENT_TIMEOUT_S) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
+    async with aiohttp.ClientSession(url, headers=headers, connector=connector, timeout=timeout) as session:
 
         async def worker() -> None:
             while not queue.empty():
-                ident = f"req-{queue.get_nowait()}"
+                ident = f"{kind} req-{queue.get_nowait()}"
                 body = {**BODY_TEMPLATE, "messages": [{"role": "user", "content": ident}]}
                 started = time.perf_counter()
                 try:
-                    response = await client.post("/api/chat", json=body)
+                    async with session.post("/api/chat", json=body) as response:
+                        answer = await response.json() if response.status == 200 else None
                     elapsed = (time.perf_counter() - started) * 1000.0
-                except httpx.HTTPError as exc:
+                except (aiohttp.ClientError, TimeoutError) as exc:
                     result.failed += 1
                     result.reasons[type(exc).__name__] += 1
                     continue
-                if response.status_code != 200:
+                if answer is None:
                     result.failed += 1
-                    result.reasons[f"HTTP {response.status_code}"] += 1
+                    result.reasons[f"HTTP {response.status}"] += 1
                     continue
-                if response.json()["message"]["content"] != f"echo {ident}":
+                if answer["message"]["content"] != f"echo {ident}":
                     result.misrouted += 1
                     continue
                 result.latencies_ms.append(elapsed)
+                result.overheads_ms.append(elapsed - answer["total_duration"] / 1e6)
+
+        async def warm() -> None:
+            body = {**BODY_TEMPLATE, "messages": [{"role": "user", "content": f"{ZERO_LATENCY} warm-up"}]}
+            async with session.post("/api/chat", json=body) as response:
+                await response.read()
+
+        await asyncio.gather(*(warm() for _ in range(concurrency)))
+
+        async def staggered(index: int) -> None:
+            await asyncio.sleep(stagger_s * index / concurrency)
+            await worker()
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(staggered(index) for index in range(concurrency)))
         result.seconds = time.perf_counter() - began
     return result
 
@@ -118,10 +161,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_fake() -> tuple[subprocess.Popen[str], str]:
+def start_fake(median_s: float, sigma: float) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
-        [sys.executable, "-c", FAKE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", FAKE_SCRIPT, str(median_s), str(sigma)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert process.stdout is not None
     return process, process.stdout.readline().strip()
@@ -186,35 +233,71 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def report_pair(direct: list[RunResult], gateway: list[RunResult], title: str) -> tuple[float, float]:
-    def pooled(runs: list[RunResult]) -> RunResult:
-        merged = RunResult(runs[0].label)
-        for run in runs:
-            merged.latencies_ms += run.latencies_ms
-            merged.failed += run.failed
-            merged.misrouted += run.misrouted
-            merged.seconds += run.seconds
-            merged.reasons.update(run.reasons)
-        return merged
+def pooled(runs: list[RunResult]) -> RunResult:
+    merged = RunResult(runs[0].label)
+    for run in runs:
+        merged.latencies_ms += run.latencies_ms
+        merged.overheads_ms += run.overheads_ms
+        merged.failed += run.failed
+        merged.misrouted += run.misrouted
+        merged.seconds += run.seconds
+        merged.reasons.update(run.reasons)
+    return merged
 
+
+def report_pair(direct: list[RunResult], gateway: list[RunResult], title: str) -> tuple[float, float, float]:
+    """Print both paths; returns (added overhead p50, added overhead p99, gateway/direct throughput)."""
     d, g = pooled(direct), pooled(gateway)
     print(f"\n{title}")
-    print(f"{'':10} {'n ok':>6} {'failed':>6} {'misrouted':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    print(
+        f"{'':10} {'n ok':>6} {'failed':>6} {'misrouted':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+        f"{'ovh p50':>8} {'ovh p99':>8} {'req/s':>8}"
+    )
+    rates = []
     for run in (d, g):
         rate = len(run.latencies_ms) / run.seconds if run.seconds else float("nan")
+        rates.append(rate)
         print(
             f"{run.label:10} {len(run.latencies_ms):6d} {run.failed:6d} {run.misrouted:9d} {run.quantile(0.5):8.2f} "
-            f"{run.quantile(0.9):8.2f} {run.quantile(0.99):8.2f} {rate:8.0f}"
+            f"{run.quantile(0.9):8.2f} {run.quantile(0.99):8.2f} {run.quantile(0.5, overhead=True):8.2f} "
+            f"{run.quantile(0.99, overhead=True):8.2f} {rate:8.0f}"
         )
     for run in (d, g):
         if run.reasons:
             print(f"{run.label} failures: {dict(run.reasons)}")
-    added50, added99 = g.quantile(0.5) - d.quantile(0.5), g.quantile(0.99) - d.quantile(0.99)
+    added50 = g.quantile(0.5, overhead=True) - d.quantile(0.5, overhead=True)
+    added99 = g.quantile(0.99, overhead=True) - d.quantile(0.99, overhead=True)
     print(
-        f"added by the gateway: p50 {added50:+.2f} ms, p99 {added99:+.2f} ms; "
-        f"ratio to direct: p50 x{g.quantile(0.5) / d.quantile(0.5):.2f}, p99 x{g.quantile(0.99) / d.quantile(0.99):.2f}"
+        f"added by the gateway (overhead = latency minus the upstream's scripted latency): p50 {added50:+.2f} ms, "
+        f"p99 {added99:+.2f} ms; throughput gateway / direct = {rates[1] / rates[0]:.2f}"
     )
-    return added50, added99
+    return added50, added99, rates[1] / rates[0]
+
+
+def alternate(
+    gateway_pid: int, urls: tuple[str, str], auth: dict[str, str], args: argparse.Namespace, kind: str, offset: int
+) -> tuple[list[RunResult], list[RunResult], float]:
+    """``--rounds`` of direct then gateway runs; returns both lists and the gateway's CPU seconds per request."""
+    upstream, gateway_url = urls
+    stagger_s = args.upstream_median_ms / 1000.0 if kind == MODEL_LIKE else 0.0
+    direct_runs: list[RunResult] = []
+    gateway_runs: list[RunResult] = []
+    cpu = 0.0
+    for round_index in range(args.rounds):
+        base = offset + round_index * 2 * args.requests
+        direct_runs.append(
+            asyncio.run(load(upstream, {}, "direct", args.requests, args.concurrency, base, kind, stagger_s))
+        )
+        cpu_start = cpu_seconds(gateway_pid)
+        gateway_runs.append(
+            asyncio.run(
+                load(
+                    gateway_url, auth, "gateway", args.requests, args.concurrency, base + args.requests, kind, stagger_s
+                )
+            )
+        )
+        cpu += cpu_seconds(gateway_pid) - cpu_start
+    return direct_runs, gateway_runs, cpu / (args.rounds * args.requests)
 
 
 def main() -> int:
@@ -223,6 +306,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--serial", type=int, default=300)
+    parser.add_argument("--upstream-median-ms", type=float, default=1000.0, help="the model-like upstream's median")
     args = parser.parse_args()
 
     from harness.gateway.keys import keygen, public_path
@@ -231,37 +315,26 @@ def main() -> int:
         keys = Path(tmp) / "keys.json"
         keygen(keys, "EdDSA")
         token = mint_token(keys)
-        fake, upstream = start_fake()
+        fake, upstream = start_fake(args.upstream_median_ms / 1000.0, 0.5)
         port = free_port()
         audit = Path(tmp) / "audit.jsonl"
         gateway = start_gateway(upstream, public_path(keys), port, audit)
-        gateway_url = f"http://127.0.0.1:{port}"
+        urls = (upstream, f"http://127.0.0.1:{port}")
         auth = {"Authorization": f"Bearer {token}"}
         try:
             wait_ready(upstream, {})
-            wait_ready(gateway_url, auth)
+            wait_ready(urls[1], auth)
             # warm both paths (connection pools, code paths) before measuring
-            asyncio.run(load(upstream, {}, "direct", 400, args.concurrency, 10_000_000))
-            asyncio.run(load(gateway_url, auth, "gateway", 400, args.concurrency, 20_000_000))
+            asyncio.run(load(upstream, {}, "direct", 400, args.concurrency, 10_000_000, ZERO_LATENCY))
+            asyncio.run(load(urls[1], auth, "gateway", 400, args.concurrency, 20_000_000, ZERO_LATENCY))
             rss_before = rss_kib(gateway.pid)
-            direct_runs: list[RunResult] = []
-            gateway_runs: list[RunResult] = []
-            cpu_concurrent = 0.0
-            for round_index in range(args.rounds):
-                offset = round_index * 2 * args.requests
-                direct_runs.append(asyncio.run(load(upstream, {}, "direct", args.requests, args.concurrency, offset)))
-                cpu_start = cpu_seconds(gateway.pid)
-                gateway_runs.append(
-                    asyncio.run(
-                        load(gateway_url, auth, "gateway", args.requests, args.concurrency, offset + args.requests)
-                    )
-                )
-                cpu_concurrent += cpu_seconds(gateway.pid) - cpu_start
+            model_direct, model_gateway, cpu_model = alternate(gateway.pid, urls, auth, args, MODEL_LIKE, 0)
+            zero_direct, zero_gateway, cpu_zero = alternate(gateway.pid, urls, auth, args, ZERO_LATENCY, 5_000_000)
             rss_after = rss_kib(gateway.pid)
-            serial_direct = asyncio.run(load(upstream, {}, "direct", args.serial, 1, 30_000_000))
+            serial_direct = asyncio.run(load(upstream, {}, "direct", args.serial, 1, 30_000_000, ZERO_LATENCY))
             cpu_start = cpu_seconds(gateway.pid)
-            serial_gateway = asyncio.run(load(gateway_url, auth, "gateway", args.serial, 1, 40_000_000))
-            cpu_serial = cpu_seconds(gateway.pid) - cpu_start
+            serial_gateway = asyncio.run(load(urls[1], auth, "gateway", args.serial, 1, 40_000_000, ZERO_LATENCY))
+            cpu_serial = (cpu_seconds(gateway.pid) - cpu_start) / args.serial
         finally:
             gateway.terminate()
             gateway.wait(timeout=20)
@@ -275,24 +348,26 @@ def main() -> int:
         )
 
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f} (a shared machine: figures are noisy)")
-    added50, added99 = report_pair(
-        direct_runs,
-        gateway_runs,
-        f"{args.rounds} x {args.requests} requests at {args.concurrency} concurrent, alternating direct / gateway",
+    runs = f"{args.rounds} x {args.requests} requests at {args.concurrency} concurrent, alternating direct / gateway"
+    added50, added99, _ = report_pair(
+        model_direct,
+        model_gateway,
+        f"1. model-like upstream (log-normal, median {args.upstream_median_ms:.0f} ms, sigma 0.5): {runs}",
     )
-    report_pair([serial_direct], [serial_gateway], f"{args.serial} requests one at a time (per-request cost)")
+    _, _, saturated = report_pair(zero_direct, zero_gateway, f"2. zero-latency upstream, saturated: {runs}")
+    report_pair([serial_direct], [serial_gateway], f"3. {args.serial} requests one at a time (per-request cost)")
     print(
-        f"gateway CPU per request: {cpu_concurrent / (args.rounds * args.requests) * 1000:.2f} ms at "
-        f"{args.concurrency} concurrent, {cpu_serial / args.serial * 1000:.2f} ms one at a time "
-        "(process user+system time; the part of its latency the gateway itself spends)"
+        f"\ngateway CPU per request: {cpu_model * 1000:.2f} ms (pass 1), {cpu_zero * 1000:.2f} ms (pass 2), "
+        f"{cpu_serial * 1000:.2f} ms (pass 3) (process user+system time; the part of its latency the gateway spends)"
     )
     if refusals:
         print(f"gateway audit log, requests not answered 200 in full: {dict(refusals)}")
-    lost = sum(r.failed + r.misrouted for r in direct_runs + gateway_runs)
+    lost = sum(r.failed + r.misrouted for r in model_direct + model_gateway + zero_direct + zero_gateway)
     print(
-        f"\ngateway RSS: {rss_before / 1024:.1f} MiB after warm-up, {rss_after / 1024:.1f} MiB after "
-        f"{args.rounds * args.requests} requests (growth {(rss_after - rss_before) / 1024:+.1f} MiB)"
+        f"gateway RSS: {rss_before / 1024:.1f} MiB after warm-up, {rss_after / 1024:.1f} MiB after "
+        f"{args.rounds * args.requests * 2} requests (growth {(rss_after - rss_before) / 1024:+.1f} MiB)"
     )
+    print(f"saturated throughput through the gateway: {saturated:.2f} x the upstream's alone (reported, no target)")
     checks = {
         "zero dropped or mis-routed": lost == 0,
         f"added p50 <= {ADDED_P50_MS} ms": added50 <= ADDED_P50_MS,

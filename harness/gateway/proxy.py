@@ -30,6 +30,7 @@ from harness.gateway.ratelimit import RateLimiter, retry_after_header
 from harness.gateway.revocation import DenyList
 from harness.gateway.settings import GatewaySettings
 from harness.gateway.tokens import Claims, KeySet, TokenRejected, VerifiedTokens
+from harness.providers.transport import AiohttpTransport
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -247,10 +248,13 @@ class GatewayApp:
         upstream_path: str,
     ) -> None:
         slots = self._slots_here()
-        try:
-            await asyncio.wait_for(slots.acquire(), timeout=self.settings.limits.queue_timeout_s)
-        except TimeoutError:
-            raise _Refused(503, "the gateway is at its concurrency limit", {"retry-after": "1"}) from None
+        if slots.locked():  # only a full gateway waits, and pays for wait_for's extra task
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout=self.settings.limits.queue_timeout_s)
+            except TimeoutError:
+                raise _Refused(503, "the gateway is at its concurrency limit", {"retry-after": "1"}) from None
+        else:
+            await slots.acquire()
         upstream = self._pick_upstream()
         upstream.in_flight += 1
         record.upstream = upstream.url
@@ -328,15 +332,10 @@ class GatewayApp:
     def _client_here(self) -> httpx.AsyncClient:
         if self._client is None:
             limits = self.settings.limits
-            transport = self._transport or httpx.AsyncHTTPTransport(
-                retries=0,
-                # Idle connections are dropped after 2 s, before common servers' own 5 s idle timeout: reusing a
-                # connection the upstream is closing at that moment would turn a good request into a 502.
-                limits=httpx.Limits(
-                    max_connections=limits.max_upstream,
-                    max_keepalive_connections=limits.max_upstream,
-                    keepalive_expiry=2.0,
-                ),
+            # Idle connections are dropped after 2 s, before common servers' own 5 s idle timeout: reusing a
+            # connection the upstream is closing at that moment would turn a good request into a 502.
+            transport = self._transport or AiohttpTransport(
+                max_connections=limits.max_upstream, keepalive_expiry=2.0
             )
             self._client = httpx.AsyncClient(
                 transport=transport,
