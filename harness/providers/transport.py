@@ -101,6 +101,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies, if any
                 auto_decompress=False,  # httpx decodes content-encoding itself; the gateway relays it untouched
                 trust_env=False,  # httpx resolves proxies from the environment before a request reaches here
+                # send exactly the request's own headers: no default User-Agent, Accept or Content-Type
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
                 timeout=aiohttp.ClientTimeout(total=None),
             )
             self._loop = loop
