@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,6 +73,15 @@ class _Upstream:
     url: str
     netloc: str
     in_flight: int = 0
+    # parsed once per route: httpx's URL parser is a measurable share of a request's cost, and only the few allowed
+    # routes ever get here, so this stays small
+    route_urls: dict[str, httpx.URL] = field(default_factory=dict)
+
+    def url_for(self, path: str) -> httpx.URL:
+        url = self.route_urls.get(path)
+        if url is None:
+            url = self.route_urls[path] = httpx.URL(self.url + path)
+        return url
 
 
 class _Refused(Exception):
@@ -119,6 +129,9 @@ class GatewayApp:
         self._timeout = httpx.Timeout(limits.upstream_timeout_s, connect=limits.connect_timeout_s, pool=None).as_dict()
         self._slots: asyncio.Semaphore | None = None
         self._next = 0
+        # request ids: a random per-process prefix and a counter, unique without a call to the OS's random source
+        self._id_prefix = secrets.token_hex(4)
+        self._ids = itertools.count()
 
     # --- ASGI entry --------------------------------------------------------------------------------------------
 
@@ -132,7 +145,7 @@ class GatewayApp:
         client = scope.get("client") or ("", 0)
         record = AuditRecord(
             ts=time.time(),
-            request_id=secrets.token_hex(8),
+            request_id=f"{self._id_prefix}{next(self._ids):08x}",
             client=str(client[0]),
             method=str(scope["method"]),
             route="",
@@ -264,7 +277,7 @@ class GatewayApp:
         try:
             request = httpx.Request(
                 record.method,
-                upstream.url + upstream_path,
+                upstream.url_for(upstream_path),
                 headers=_upstream_headers(headers),
                 content=body,
                 extensions={"timeout": self._timeout},
@@ -304,6 +317,8 @@ class GatewayApp:
             record.status, record.reason = 502, f"upstream failed ({type(exc).__name__})"
             await _send_error(scope, receive, send, 502, "upstream unavailable", record)
             return
+        body = response.stream  # read straight from the transport: httpx's aiter_raw bookkeeping is for clients
+        assert isinstance(body, httpx.AsyncByteStream)
         try:
             record.status = response.status_code
             await send(
@@ -313,7 +328,7 @@ class GatewayApp:
                     "headers": _client_headers(response.headers, upstream.netloc, record.request_id),
                 }
             )
-            async for chunk in response.aiter_raw():
+            async for chunk in body:
                 record.bytes_out += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -322,7 +337,7 @@ class GatewayApp:
             record.reason = f"upstream failed mid-answer ({type(exc).__name__})"
             raise UpstreamBroke(record.reason) from None
         finally:
-            await response.aclose()
+            await body.aclose()
 
     def _pick_upstream(self) -> _Upstream:
         """The least busy upstream; ties go round-robin so idle upstreams share the load."""
