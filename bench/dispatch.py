@@ -20,7 +20,10 @@ Targets:
   overhead: the dispatcher adds <= 1 ms to the median latency of a bare ``httpx.AsyncClient`` request against a
             zero-latency host, at 200 concurrent calls
   throughput: at saturation (200 concurrent, each kind run on its own) the dispatcher's calls/s >= 0.8 x plain
-            httpx's (small clients); ``--profile`` prints where the dispatcher's time goes
+            httpx's (small clients); ``--profile`` prints where the dispatcher's time goes. Also shown, side by
+            side: one httpx client with 200 connections (httpcore's pool walks them all per request) and plain
+            httpx on the aiohttp transport the providers use, which separates the dispatcher's own cost from
+            the transport's
 
 Run: ``python bench/dispatch.py [--calls 2000] [--concurrency 50] [--warmup 200] [--quick]``.
 """
@@ -47,6 +50,7 @@ import numpy as np
 from harness.config.fleet import Fleet, HedgePolicy, Host
 from harness.dispatch import Dispatcher
 from harness.errors import FleetUnavailable
+from harness.providers.transport import AiohttpTransport
 from harness.providers.types import GenerationRequest
 
 MEDIAN_S = 0.200
@@ -265,6 +269,9 @@ async def overhead(
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         timeout=60.0,
     )
+    # the transport the providers use: measured as a plain client too, so the dispatcher's own cost shows apart
+    # from the transport's
+    on_aiohttp = httpx.AsyncClient(base_url=url, transport=AiohttpTransport(), timeout=60.0)
     dispatcher = Dispatcher.from_fleet(fleet)
 
     async def bare() -> float:
@@ -277,6 +284,13 @@ async def overhead(
     async def bare_one_client() -> float:
         started = time.perf_counter()
         response = await one_client.post("/api/chat", json=payload)
+        response.raise_for_status()
+        response.json()["message"]["content"]
+        return time.perf_counter() - started
+
+    async def bare_aiohttp_transport() -> float:
+        started = time.perf_counter()
+        response = await on_aiohttp.post("/api/chat", json=payload)
         response.raise_for_status()
         response.json()["message"]["content"]
         return time.perf_counter() - started
@@ -297,7 +311,7 @@ async def overhead(
         await asyncio.gather(*(one(kinds[i % len(kinds)]) for i in range(n)))
         return out
 
-    kinds = (bare, bare_one_client, dispatched)
+    kinds = (bare, bare_one_client, bare_aiohttp_transport, dispatched)
     try:
         await run(list(kinds), 3 * concurrency, concurrency)  # open the connections, warm every path
         separate: dict[Any, list[float]] = {kind: [] for kind in kinds}
@@ -320,6 +334,7 @@ async def overhead(
     finally:
         await pool.aclose()
         await one_client.aclose()
+        await on_aiohttp.aclose()
         await dispatcher.aclose()
     out = {f"separate_{kind.__name__}_ms": statistics.median(separate[kind]) * 1000 for kind in kinds}
     out.update({f"separate_{kind.__name__}_per_s": statistics.median(rates[kind]) for kind in kinds})
@@ -393,6 +408,7 @@ async def main_async(args: argparse.Namespace) -> int:
         throughput_ratio = ovh["separate_dispatched_per_s"] / ovh["separate_bare_per_s"]
         print(f"  separate   ({width} concurrent): calls/s httpx (small clients) {ovh['separate_bare_per_s']:7.0f}"
               f"  httpx (one client) {ovh['separate_bare_one_client_per_s']:7.0f}"
+              f"  httpx on aiohttp {ovh['separate_bare_aiohttp_transport_per_s']:7.0f}"
               f"  dispatcher {ovh['separate_dispatched_per_s']:7.0f}  (dispatcher / small clients = "
               f"{throughput_ratio:.2f})")
         if profiler is not None:
@@ -400,6 +416,7 @@ async def main_async(args: argparse.Namespace) -> int:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         print(f"  separate   ({width} concurrent): httpx (small clients) {ovh['separate_bare_ms']:7.2f} ms"
               f"  httpx (one client) {ovh['separate_bare_one_client_ms']:7.2f} ms"
+              f"  httpx on aiohttp {ovh['separate_bare_aiohttp_transport_ms']:7.2f} ms"
               f"  dispatcher {ovh['separate_dispatched_ms']:7.2f} ms")
         print(f"  mixed      ({width} concurrent): httpx (small clients) {ovh['mixed_bare_ms']:7.2f} ms"
               f"  dispatcher {ovh['mixed_dispatched_ms']:7.2f} ms")
