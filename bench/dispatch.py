@@ -224,7 +224,8 @@ class BareClients:
     """Plain httpx: clients of ``per_client`` connections, least-loaded first.
 
     One ``AsyncClient`` with 200 connections is slow at 200 concurrent requests (httpx scans its whole pool on every
-    request and response), so the fair baseline spreads the requests over small clients, as the providers do.
+    request and response), so the fair baseline spreads the requests over small clients, as the providers once did
+    (they now use the aiohttp transport, measured beside it).
     """
 
     def __init__(self, url: str, total: int, per_client: int) -> None:

@@ -4,11 +4,16 @@ races again when the load drains; judged from the dispatcher's own in-flight cou
 from __future__ import annotations
 
 import asyncio
+import math
+import random
+import statistics
 from typing import get_args
+
+import pytest
 
 from harness.config.fleet import BreakerPolicy, Fleet, HedgePolicy, Host, Strategy
 from harness.dispatch import Dispatcher
-from harness.dispatch.auto import race_fits
+from harness.dispatch.auto import ArrivalLoad, race_fits
 from harness.dispatch.health import HostHealth
 from harness.dispatch.strategies import STRATEGIES, plan_call
 from harness.fakes import QueueingOllama, Reply
@@ -69,6 +74,7 @@ async def _auto_over_http() -> tuple[list[Generation], list[int], int]:
             loaded = await asyncio.gather(first, second)
             while sum(snap.in_flight for snap in dispatcher.health().values()):
                 await asyncio.sleep(0.02)
+            await asyncio.sleep(ArrivalLoad().horizon_s + 0.1)  # quiet long enough to forget the load it had
             drained = await dispatcher.generate(REQUEST)  # load gone: racing again
         return [*loaded, drained], in_flight, in_flight_after
     finally:
@@ -83,3 +89,33 @@ def test_auto_races_hedges_and_races_again_over_http() -> None:
     sent = [a for a in second.attempts if a.outcome != "skipped"]
     assert len(sent) == 1 and in_flight_after <= 4  # one request (hedge delay 30 s): no race onto busy hosts
     assert len([a for a in drained.attempts if a.outcome != "skipped"]) == 3
+
+
+def test_auto_does_not_race_into_a_gap_when_the_fleet_is_usually_busy() -> None:
+    """A momentary gap at high load is not spare capacity: the race must also fit at the load calls usually find."""
+    hosts = _hosts(slots=2)  # capacity 6; a race adds 3
+    health = {h.name: HostHealth(h.name) for h in hosts}
+    assert race_fits(hosts, health, typical_in_flight=3.4)  # about 3 in flight: the race's 3 still fit
+    assert not race_fits(hosts, health, typical_in_flight=3.6)
+    assert plan_call("auto", hosts, health, 4.0).mode == "hedge"
+    assert plan_call("auto", hosts, health, 0.5).mode == "race"
+
+
+def test_arrival_load_is_the_time_average_under_poisson_arrivals() -> None:
+    """PASTA, checked by simulation against a known truth: an M/M/inf system with arrival rate 8 and mean service
+    0.5 holds 4 requests on average; the mean of what Poisson arrivals find converges to it."""
+    rng = random.Random(11)
+    clock, departures, load = 0.0, [], ArrivalLoad(weight=0.002, horizon_s=math.inf)
+    seen = []
+    for _ in range(40_000):
+        clock += rng.expovariate(8.0)
+        departures = [t for t in departures if t > clock]
+        seen.append(load.observe(len(departures), clock))
+        departures.append(clock + rng.expovariate(2.0))
+    assert statistics.fmean(seen[10_000:]) == pytest.approx(4.0, abs=0.15)
+    assert load.mean is not None and abs(load.mean - 4.0) < 1.0
+    # a fleet quiet for longer than the horizon forgets its old load at the next arrival
+    quiet = ArrivalLoad(horizon_s=1.0)
+    quiet.observe(6, 0.0)
+    assert quiet.observe(0, 0.5) == pytest.approx(5.4)
+    assert quiet.observe(0, 1.6) == 0.0

@@ -9,6 +9,12 @@ Its hedges may go to a busy host. An earlier version held a hedge back unless it
 load in bench/capacity.py that left stragglers (10x the median) unhedged, so auto's tail drifted toward
 least_loaded's, while a hedge that waits in a short queue still beats a straggler. The hedge budget bounds the extra
 load either way.
+
+A race is judged against the load arriving calls *typically* find, not only the load at this instant. Judged on the
+instant alone, auto raced whenever a gap opened at 50-80 % load (1.4-1.8 requests per call in bench/capacity.py);
+each race held a slot on every host, and the calls arriving behind it queued, so its p99 came out 2-3x hedge's.
+``ArrivalLoad`` averages the fleet's in-flight count as each call arrives; with Poisson arrivals that is the time
+average (PASTA), so a race must fit on top of the fleet's usual load.
 """
 
 from __future__ import annotations
@@ -24,13 +30,45 @@ def has_free_slot(host: Host, health: HostHealth) -> bool:
     return health.in_flight < host.max_concurrency
 
 
-def race_fits(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> bool:
+class ArrivalLoad:
+    """The fleet's requests in flight as arriving calls find them: an exponentially weighted mean over recent calls.
+
+    Every call weighs the same, which keeps the mean unbiased (weighting by the gap before a call would not: a call
+    after a long gap finds the fleet emptier). A fleet quiet for longer than ``horizon_s`` has no usual load any more,
+    so the next call starts the mean afresh.
+
+    Args:
+        weight: weight of the newest call (0.1: about the last ten calls).
+        horizon_s: a gap between calls longer than this forgets the old load.
+    """
+
+    def __init__(self, weight: float = 0.1, horizon_s: float = 1.0) -> None:
+        self.weight = weight
+        self.horizon_s = horizon_s
+        self.mean: float | None = None
+        self._last: float | None = None
+
+    def observe(self, in_flight: int, now: float) -> float:
+        """Record what a call arriving at ``now`` (seconds, any monotonic clock) found; returns the updated mean."""
+        stale = self.mean is None or self._last is None or now - self._last > self.horizon_s
+        if stale or self.mean is None:
+            self.mean = float(in_flight)
+        else:
+            self.mean += self.weight * (in_flight - self.mean)
+        self._last = now
+        return self.mean
+
+
+def race_fits(
+    hosts: Sequence[Host], health: Mapping[str, HostHealth], typical_in_flight: float | None = None
+) -> bool:
     """Whether a race would start on every host without queueing and without filling the fleet.
 
     True when at least two hosts accept a request (breaker), each of them has a free slot, and the fleet's requests
     in flight plus one per racing host stay within the sum of their ``max_concurrency``:
-    ``sum(in_flight) + n <= sum(max_concurrency)``. The second condition keeps races from taking the last free slots
-    that arriving calls would otherwise find.
+    ``max(in_flight, typical_in_flight) + n <= sum(max_concurrency)``. The second condition keeps races from taking
+    the free slots that arriving calls would otherwise find, now and at the fleet's usual load
+    (``typical_in_flight``, from :class:`ArrivalLoad`; None: the instant only).
     """
     allowed = [host for host in hosts if health[host.name].skip_reason() is None]
     if len(allowed) < 2:
@@ -38,4 +76,5 @@ def race_fits(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> bool:
     if not all(has_free_slot(host, health[host.name]) for host in allowed):
         return False
     in_flight = sum(health[host.name].in_flight for host in allowed)
-    return in_flight + len(allowed) <= sum(host.max_concurrency for host in allowed)
+    busy = max(in_flight, round(typical_in_flight or 0.0))  # requests come whole: the usual load, to the nearest one
+    return busy + len(allowed) <= sum(host.max_concurrency for host in allowed)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from harness.config.fleet import Fleet, Host, Strategy
+from harness.dispatch.auto import ArrivalLoad
 from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, Permit
 from harness.dispatch.hedging import hedge_delay
@@ -46,6 +47,7 @@ class FleetState:
     pooled: LatencyWindow
     hedge_budget: HedgeBudget
     probe: HostProbe | None = None
+    arrival_load: ArrivalLoad = field(default_factory=ArrivalLoad)
 
     def down_reason(self, host: str) -> str | None:
         return self.probe(host) if self.probe is not None else None
@@ -99,7 +101,8 @@ class LocalCall:
         self.state = state
         self.request = request
         self.strategy = strategy
-        self.plan = plan_call(strategy, state.fleet.hosts, state.health)
+        typical = state.arrival_load.observe(sum(h.in_flight for h in state.health.values()), time.perf_counter())
+        self.plan = plan_call(strategy, state.fleet.hosts, state.health, typical)
         self.queue = deque(self.plan.hosts)
         self.deadline = time.perf_counter() + state.fleet.timeout_s
         self.outcome = LocalOutcome()

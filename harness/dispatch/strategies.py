@@ -33,7 +33,8 @@ class Plan:
     hosts: tuple[Host, ...]
 
 
-Planner = Callable[[Sequence[Host], Mapping[str, HostHealth]], Plan]
+# (hosts, their health now, the fleet's in-flight count as arriving calls typically find it) -> plan
+Planner = Callable[[Sequence[Host], Mapping[str, HostHealth], float | None], Plan]
 
 
 @dataclass(frozen=True)
@@ -42,26 +43,26 @@ class StrategySpec:
     summary: str
 
 
-def _single(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> Plan:
+def _single(hosts: Sequence[Host], health: Mapping[str, HostHealth], _typical: float | None) -> Plan:
     return Plan("single", tuple(hosts))
 
 
-def _race(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> Plan:
+def _race(hosts: Sequence[Host], health: Mapping[str, HostHealth], _typical: float | None) -> Plan:
     return Plan("race", tuple(hosts))
 
 
-def _hedge(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> Plan:
+def _hedge(hosts: Sequence[Host], health: Mapping[str, HostHealth], _typical: float | None) -> Plan:
     return Plan("hedge", tuple(rank_hosts(hosts, health)))
 
 
-def _least_loaded(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> Plan:
+def _least_loaded(hosts: Sequence[Host], health: Mapping[str, HostHealth], _typical: float | None) -> Plan:
     return Plan("failover", tuple(least_loaded_first(hosts, health)))
 
 
-def _auto(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> Plan:
-    if race_fits(hosts, health):
+def _auto(hosts: Sequence[Host], health: Mapping[str, HostHealth], typical: float | None) -> Plan:
+    if race_fits(hosts, health, typical):
         return Plan("race", tuple(hosts))
-    return _hedge(hosts, health)
+    return _hedge(hosts, health, typical)
 
 
 STRATEGIES: dict[Strategy, StrategySpec] = {
@@ -69,7 +70,7 @@ STRATEGIES: dict[Strategy, StrategySpec] = {
     "hedge": StrategySpec(_hedge, "the best-ranked host, a second one after its hedge delay (token-bucket budget)"),
     "single": StrategySpec(_single, "the first host whose breaker allows it; no second try"),
     "least_loaded": StrategySpec(_least_loaded, "the host with the fewest requests in flight per slot; failover"),
-    "auto": StrategySpec(_auto, "race while the race fits in free slots, else hedge (hosts ranked by load)"),
+    "auto": StrategySpec(_auto, "race while a race fits in free slots at the usual load, else hedge (ranked by load)"),
 }
 
 if set(STRATEGIES) != set(get_args(Strategy)):  # pragma: no cover - guards against a strategy added in one place only
@@ -80,6 +81,12 @@ if set(STRATEGIES) != set(get_args(Strategy)):  # pragma: no cover - guards agai
 STRATEGY_NAMES: tuple[Strategy, ...] = tuple(STRATEGIES)
 
 
-def plan_call(strategy: Strategy, hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> Plan:
-    """The plan of one call by ``strategy``, from the hosts' health at this moment."""
-    return STRATEGIES[strategy].planner(hosts, health)
+def plan_call(
+    strategy: Strategy,
+    hosts: Sequence[Host],
+    health: Mapping[str, HostHealth],
+    typical_in_flight: float | None = None,
+) -> Plan:
+    """The plan of one call by ``strategy``, from the hosts' health at this moment and (for ``auto``) the fleet's
+    in-flight count as arriving calls typically find it (:class:`~harness.dispatch.auto.ArrivalLoad`)."""
+    return STRATEGIES[strategy].planner(hosts, health, typical_in_flight)

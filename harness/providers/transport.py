@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Iterator
 
@@ -35,6 +36,11 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
     (aiohttp.ClientError, httpx.NetworkError),
 )
+
+
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
 
 
 @contextlib.contextmanager
@@ -70,7 +76,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     Args:
         max_connections: cap on open connections (None: no cap; callers bound their concurrency themselves).
         keepalive_expiry: seconds an idle connection is kept for reuse.
-        verify: TLS context for https upstreams (default: the system's trust store, as httpx would use).
+        verify: TLS context for https upstreams (default: httpx's, the same trust store an httpx client would use,
+            built once per process: building one takes ~40 ms).
     """
 
     def __init__(
@@ -82,7 +89,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
-        self._ssl = verify or httpx.create_ssl_context()
+        self._ssl = verify
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -94,7 +101,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit=self._max_connections or 0,
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive_expiry,
-                ssl=self._ssl,
+                ssl=self._ssl or _default_tls(),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
