@@ -275,26 +275,21 @@ async def overhead(
     on_aiohttp = httpx.AsyncClient(base_url=url, transport=AiohttpTransport(), timeout=60.0)
     dispatcher = Dispatcher.from_fleet(fleet)
 
-    async def bare() -> float:
+    async def timed_post(post: Any) -> float:
         started = time.perf_counter()
-        response = await pool.post("/api/chat", payload)
+        response = await post()
         response.raise_for_status()
         response.json()["message"]["content"]
         return time.perf_counter() - started
+
+    async def bare() -> float:
+        return await timed_post(lambda: pool.post("/api/chat", payload))
 
     async def bare_one_client() -> float:
-        started = time.perf_counter()
-        response = await one_client.post("/api/chat", json=payload)
-        response.raise_for_status()
-        response.json()["message"]["content"]
-        return time.perf_counter() - started
+        return await timed_post(lambda: one_client.post("/api/chat", json=payload))
 
     async def bare_aiohttp_transport() -> float:
-        started = time.perf_counter()
-        response = await on_aiohttp.post("/api/chat", json=payload)
-        response.raise_for_status()
-        response.json()["message"]["content"]
-        return time.perf_counter() - started
+        return await timed_post(lambda: on_aiohttp.post("/api/chat", json=payload))
 
     async def dispatched() -> float:
         started = time.perf_counter()
