@@ -8,7 +8,8 @@ with prompts built from ``suites/nightly.yaml``'s generation cases as a run buil
 
 Rates are fractions of the fleet's capacity, ``hosts * slots / E[service]`` with E[service] worked out from the
 workload above. Targets (from the issue):
-  at 10 % of capacity, auto's p99 <= 1.1 x race's p99;
+  at 10 % of capacity, auto's p99 <= 1.1 x race's p99 (judged on a second, longer run of that point with 400 calls
+  each, since a 30 s point there holds ~70 calls and its p99 is their maximum);
   at 80 % of capacity, auto's p99 <= 1.1 x the better of hedge's and least_loaded's p99 (race's p99 printed too);
   the knee of each strategy, and auto's knee over race's.
 
@@ -42,6 +43,9 @@ FAIL_P, FAIL_WITHIN_S = 0.02, 0.05
 LOW, HIGH = 0.1, 0.8
 FRACTIONS = (LOW, 0.3, 0.5, 0.65, HIGH)
 TARGET_X = 1.1
+# At 10 % of capacity a 30 s point holds ~70 calls, whose p99 is their maximum and has no interval; the target there
+# is judged on a longer run of race and auto alone, sized for this many calls.
+LOW_POINT_CALLS = 400
 
 
 def mean_service_s() -> float:
@@ -100,6 +104,12 @@ class Hosts:
             process.join(timeout=10)
 
 
+def row(p: PointSummary) -> str:
+    return (f"{p.strategy:<14}{p.offered_rate:>8g}{p.throughput:>9.2f}{ms(p.p('p50')):>8}"
+            f"{estimate_cell(p.latency['p99']):>22}{(p.failure_rate.value or 0) * 100:>8.2f}"
+            f"{p.requests_per_call or 0:>9.2f}  " + " ".join(f"{s:.0%}" for s in p.busy_share.values()))
+
+
 def at(points: list[PointSummary], strategy: str, rate: float) -> PointSummary:
     return next(p for p in points if p.strategy == strategy and p.offered_rate == rate)
 
@@ -137,11 +147,16 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"\n{'strategy':<14}{'offered':>8}{'achieved':>9}{'p50 ms':>8}{'p99 ms [95% CI]':>22}{'fail %':>8}"
               f"{'req/call':>9}  busy share per host")
         for p in points:
-            print(f"{p.strategy:<14}{p.offered_rate:>8g}{p.throughput:>9.2f}{ms(p.p('p50')):>8}"
-                  f"{estimate_cell(p.latency['p99']):>22}{(p.failure_rate.value or 0) * 100:>8.2f}"
-                  f"{p.requests_per_call or 0:>9.2f}  " + " ".join(f"{s:.0%}" for s in p.busy_share.values()))
+            print(row(p))
         low, high = rates[0], rates[-1]
-        race_low, auto_low = at(points, "race", low), at(points, "auto", low)
+        long_low = SweepConfig(strategies=("race", "auto"), rates=(low,), duration_s=max(args.duration,
+                               LOW_POINT_CALLS / low), grace_s=10.0, one_box=False, warmup_calls=60,
+                               baseline_calls=40, seed=args.seed + 1)
+        print(f"\nthe {LOW:.0%} point again, {long_low.duration_s:.0f} s each for race and auto:", flush=True)
+        low_points = (await Sweep(fleet, prompts.local, long_low, progress=Printer()).run()).points
+        for p in low_points:
+            print(row(p))
+        race_low, auto_low = at(low_points, "race", low), at(low_points, "auto", low)
         hedge_high, ll_high = at(points, "hedge", high), at(points, "least_loaded", high)
         auto_high, race_high = at(points, "auto", high), at(points, "race", high)
         best_high = min((hedge_high, ll_high), key=lambda p: p.p("p99") or math.inf)
@@ -160,8 +175,9 @@ async def main_async(args: argparse.Namespace) -> int:
                      else "n/a (a knee below the lowest rate)")
             print(f"knees at the {label} SLO ({slo * 1000:.0f} ms): {cells}; auto / race = {ratio}")
         checks = [
-            (f"at {LOW:.0%} of capacity ({low:g}/s): auto p99 {ms(p99(auto_low))} ms <= {TARGET_X} x race p99 "
-             f"{ms(p99(race_low))} ms (= {p99(auto_low) / p99(race_low):.2f}x)",
+            (f"at {LOW:.0%} of capacity ({low:g}/s, {LOW_POINT_CALLS} calls each): auto p99 "
+             f"{estimate_cell(auto_low.latency['p99'])} ms <= {TARGET_X} x race p99 "
+             f"{estimate_cell(race_low.latency['p99'])} ms (= {p99(auto_low) / p99(race_low):.2f}x)",
              p99(auto_low) <= TARGET_X * p99(race_low)),
             (f"at {HIGH:.0%} of capacity ({high:g}/s): auto p99 {ms(p99(auto_high))} ms <= {TARGET_X} x best of "
              f"hedge/least_loaded ({best_high.strategy} {ms(p99(best_high))} ms) (= "
