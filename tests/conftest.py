@@ -24,6 +24,15 @@ GATE = {
 }
 
 
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch working directory with no cloud key and no Chroma server configured (test modules may override it)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("HARNESS_CHROMA_URL", raising=False)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def mini_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mini_runs")

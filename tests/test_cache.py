@@ -27,14 +27,6 @@ def answer_for(request: RecordedRequest) -> Reply:
     return Reply.ok(f"At least 36 inches ({hashlib.sha256(prompt.encode()).hexdigest()[:10]})")
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    monkeypatch.delenv("HARNESS_CHROMA_URL", raising=False)
-    return tmp_path
-
-
 def answers(run_dir: Path) -> dict[tuple[str, str], dict]:
     return {(r["case_id"], r["variant"]): r["generations"]["local"] for r in records(run_dir) if r["generations"]}
 

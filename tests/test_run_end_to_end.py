@@ -21,14 +21,6 @@ from harness.fakes import FakeAnthropic, FakeOpenAI, Reply
 TREC = {"recall@5": "recall_5", "precision@5": "P_5", "mrr": "recip_rank", "ndcg@5": "ndcg_cut_5", "map": "map"}
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    monkeypatch.delenv("HARNESS_CHROMA_URL", raising=False)
-    return tmp_path
-
-
 def write_suite(path: Path, generation: bool, **sections: Any) -> Path:
     """The mini suite answered by both tiers, or with no answers at all; ``sections`` as for ``_suites.suite``."""
     if generation:

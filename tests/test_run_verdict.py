@@ -88,14 +88,6 @@ def harness(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
     return int(exited.value.code or 0), out, err
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    monkeypatch.delenv("HARNESS_CHROMA_URL", raising=False)
-    return tmp_path
-
-
 def _fails_anchorage(request: RecordedRequest) -> Reply:
     # The "nowhere" case asks about Anchorage: 2 of the 6 local calls (its dense and hybrid variants) fail.
     return Reply.error(500, "model crashed") if "Anchorage" in json.dumps(request.body) else Reply.ok("36 inches")

@@ -66,14 +66,6 @@ def test_shards_are_stable_disjoint_and_cover_the_suite() -> None:
             parse_shard(bad)
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    monkeypatch.delenv("HARNESS_CHROMA_URL", raising=False)
-    return tmp_path
-
-
 def test_two_shards_merged_equal_the_unsharded_run(workdir: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     suite = write_suite(workdir / "mini.yaml")

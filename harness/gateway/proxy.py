@@ -26,6 +26,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
 from harness.gateway.audit import AuditLog, AuditRecord
+from harness.gateway.headers import client_headers, upstream_headers
 from harness.gateway.paths import RouteTable, check_path
 from harness.gateway.ratelimit import RateLimiter, retry_after_header
 from harness.gateway.revocation import DenyList
@@ -37,35 +38,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# Credentials and client-identity headers never reach an upstream; httpx sets host and content-length itself.
-_STRIPPED_REQUEST = HOP_BY_HOP | {
-    "host",
-    "authorization",
-    "cookie",
-    "content-length",
-    "expect",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-}
-# Headers through which an upstream could reveal its address or software, or set state on the client.
-_STRIPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "server", "via", "location", "content-location", "alt-svc"}
 
 
 @dataclass
@@ -278,7 +250,7 @@ class GatewayApp:
             request = httpx.Request(
                 record.method,
                 upstream.url_for(upstream_path),
-                headers=_upstream_headers(headers),
+                headers=upstream_headers(headers),
                 content=body,
                 extensions={"timeout": self._timeout},
             )
@@ -325,7 +297,7 @@ class GatewayApp:
                 {
                     "type": "http.response.start",
                     "status": response.status_code,
-                    "headers": _client_headers(response.headers, upstream.netloc, record.request_id),
+                    "headers": client_headers(response.headers, upstream.netloc, record.request_id),
                 }
             )
             async for chunk in body:
@@ -354,28 +326,6 @@ class GatewayApp:
 
 class UpstreamBroke(Exception):
     """The upstream failed after the answer had started; the client connection is dropped so it sees a cut answer."""
-
-
-def _upstream_headers(headers: Headers) -> list[tuple[str, str]]:
-    named_by_connection = {
-        token.strip().lower() for value in headers.getlist("connection") for token in value.split(",")
-    }
-    dropped = _STRIPPED_REQUEST | named_by_connection
-    return [(name, value) for name, value in headers.items() if name.lower() not in dropped]
-
-
-def _client_headers(headers: httpx.Headers, upstream_netloc: str, request_id: str) -> list[tuple[bytes, bytes]]:
-    named_by_connection = {
-        token.strip().lower() for value in headers.get_list("connection") for token in value.split(",")
-    }
-    dropped = _STRIPPED_RESPONSE | named_by_connection
-    kept = [
-        (name.encode("latin-1"), value.encode("latin-1"))
-        for name, value in headers.multi_items()
-        if name.lower() not in dropped and upstream_netloc not in value.lower()
-    ]
-    kept.append((b"x-request-id", request_id.encode()))
-    return kept
 
 
 async def _until_disconnect(receive: Receive) -> None:
