@@ -1,5 +1,6 @@
-"""The ``auto`` strategy: it races while the race fits in free slots, hedges once in-flight reaches capacity, and
-races again when the load drains; judged from the dispatcher's own in-flight counts, over real HTTP."""
+"""The ``auto`` strategy: it races while the race fits on top of the fleet's usual load, hedges once requests wait at
+a host or the usual load leaves no room, and races again when the load drains; judged from the dispatcher's own
+in-flight counts, over real HTTP."""
 
 from __future__ import annotations
 
@@ -34,14 +35,15 @@ def test_auto_switches_as_in_flight_crosses_capacity_and_back() -> None:
     hosts = _hosts(slots=2)
     health = {h.name: HostHealth(h.name) for h in hosts}
     modes = []
-    # fleet capacity 6; a race adds 3 requests: it fits while in-flight <= 3 and every host has a free slot
-    for loads in [(0, 0, 0), (1, 1, 1), (2, 1, 1), (1, 2, 0), (2, 2, 2), (1, 1, 0), (0, 0, 0)]:
+    # fleet capacity 6; a race adds 3 requests: with no history it fits while in-flight <= 3 and no host has
+    # requests waiting (a host at its limit takes the race's request into its queue)
+    for loads in [(0, 0, 0), (1, 1, 1), (2, 1, 1), (1, 2, 0), (2, 2, 2), (3, 0, 0), (1, 1, 0), (0, 0, 0)]:
         for host, load in zip(hosts, loads, strict=True):
             health[host.name].in_flight = load
         plan = plan_call("auto", hosts, health)
         modes.append(plan.mode)
         assert (plan.mode == "race") == race_fits(hosts, health)
-    assert modes == ["race", "race", "hedge", "hedge", "hedge", "race", "race"]
+    assert modes == ["race", "race", "hedge", "race", "hedge", "hedge", "race", "race"]
     # the hedge plan puts the least loaded host first (no latency history yet, so load decides)
     health["h0"].in_flight, health["h1"].in_flight, health["h2"].in_flight = 2, 1, 2
     plan = plan_call("auto", hosts, health)
@@ -57,7 +59,7 @@ def test_auto_does_not_race_onto_hosts_whose_breaker_is_open() -> None:
     assert not race_fits(hosts, health)  # one host left: nothing to race
 
 
-async def _auto_over_http() -> tuple[list[Generation], list[int], int]:
+async def _auto_over_http() -> tuple[list[Generation], list[list[int]]]:
     fakes = [QueueingOllama(Reply.ok("ok", latency=0.4), max_concurrency=1, name=f"h{i}") for i in range(3)]
     for fake in fakes:
         fake.start()
@@ -65,30 +67,34 @@ async def _auto_over_http() -> tuple[list[Generation], list[int], int]:
         hosts = [Host(name=f"h{i}", url=fake.url, model="llama3.2", max_concurrency=1) for i, fake in enumerate(fakes)]
         fleet = Fleet(hosts=hosts, strategy="auto", timeout_s=20.0, hedge=HedgePolicy(delay_s=30.0))
         async with Dispatcher(fleet) as dispatcher:
-            first = asyncio.create_task(dispatcher.generate(REQUEST))  # idle fleet: a race on every host
-            await asyncio.sleep(0.1)
-            in_flight = [snap.in_flight for snap in dispatcher.health().values()]
-            second = asyncio.create_task(dispatcher.generate(REQUEST))  # every slot taken: a single hedged request
-            await asyncio.sleep(0.05)
-            in_flight_after = sum(snap.in_flight for snap in dispatcher.health().values())
-            loaded = await asyncio.gather(first, second)
+
+            async def in_flight() -> list[int]:
+                await asyncio.sleep(0.1)
+                return [snap.in_flight for snap in dispatcher.health().values()]
+
+            calls = [asyncio.create_task(dispatcher.generate(REQUEST))]  # idle fleet: a race on every host
+            counts = [await in_flight()]
+            calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # every slot taken, none waiting: race
+            counts.append(await in_flight())
+            calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # requests waiting: one hedged request
+            counts.append(await in_flight())
+            loaded = await asyncio.gather(*calls)
             while sum(snap.in_flight for snap in dispatcher.health().values()):
                 await asyncio.sleep(0.02)
             await asyncio.sleep(ArrivalLoad().horizon_s + 0.1)  # quiet long enough to forget the load it had
             drained = await dispatcher.generate(REQUEST)  # load gone: racing again
-        return [*loaded, drained], in_flight, in_flight_after
+        return [*loaded, drained], counts
     finally:
         for fake in fakes:
             fake.stop()
 
 
 def test_auto_races_hedges_and_races_again_over_http() -> None:
-    (first, second, drained), in_flight, in_flight_after = asyncio.run(_auto_over_http())
-    assert in_flight == [1, 1, 1]
-    assert {a.host for a in first.attempts if a.outcome != "skipped"} == {"h0", "h1", "h2"}
-    sent = [a for a in second.attempts if a.outcome != "skipped"]
-    assert len(sent) == 1 and in_flight_after <= 4  # one request (hedge delay 30 s): no race onto busy hosts
-    assert len([a for a in drained.attempts if a.outcome != "skipped"]) == 3
+    calls, counts = asyncio.run(_auto_over_http())
+    assert counts[:2] == [[1, 1, 1], [2, 2, 2]]
+    assert sum(counts[2]) == 7  # the third call sent one request (hedge delay 30 s), no race onto queued hosts
+    sent = [[a.host for a in call.attempts if a.outcome != "skipped"] for call in calls]
+    assert [len(hosts) for hosts in sent] == [3, 3, 1, 3]
 
 
 def test_auto_does_not_race_into_a_gap_when_the_fleet_is_usually_busy() -> None:
@@ -99,6 +105,19 @@ def test_auto_does_not_race_into_a_gap_when_the_fleet_is_usually_busy() -> None:
     assert not race_fits(hosts, health, typical_in_flight=3.6)
     assert plan_call("auto", hosts, health, 4.0).mode == "hedge"
     assert plan_call("auto", hosts, health, 0.5).mode == "race"
+
+
+def test_auto_races_into_a_full_fleet_that_is_usually_light() -> None:
+    """Two overlapping races fill a light fleet for a moment; their requests leave together as each race is won, so
+    a third race waits briefly, and hedging instead would give the call the hedge's tail. A queue means overload."""
+    hosts = _hosts(slots=2)
+    health = {h.name: HostHealth(h.name) for h in hosts}
+    for host in hosts:
+        health[host.name].in_flight = 2
+    assert race_fits(hosts, health, typical_in_flight=1.2)
+    assert not race_fits(hosts, health)  # with no history, the instant is the usual load: 6 + 3 > 6
+    health["h0"].in_flight = 3
+    assert not race_fits(hosts, health, typical_in_flight=1.2)
 
 
 def test_arrival_load_is_the_time_average_under_poisson_arrivals() -> None:
@@ -119,3 +138,26 @@ def test_arrival_load_is_the_time_average_under_poisson_arrivals() -> None:
     quiet.observe(6, 0.0)
     assert quiet.observe(0, 0.5) == pytest.approx(5.4)
     assert quiet.observe(0, 1.6) == 0.0
+
+
+async def _latency_samples_after(strategy: Strategy) -> dict[str, int]:
+    latencies = (0.05, 0.3, 0.3)
+    fakes = [QueueingOllama(Reply.ok("ok", latency=latencies[i]), max_concurrency=4, name=f"h{i}") for i in range(3)]
+    for fake in fakes:
+        fake.start()
+    try:
+        hosts = [Host(name=f"h{i}", url=fake.url, model="llama3.2", max_concurrency=4) for i, fake in enumerate(fakes)]
+        async with Dispatcher(Fleet(hosts=hosts, strategy=strategy, timeout_s=10.0)) as dispatcher:
+            for _ in range(4):
+                await dispatcher.generate(REQUEST)
+            return {name: snap.samples for name, snap in dispatcher.health().items()}
+    finally:
+        for fake in fakes:
+            fake.stop()
+
+
+def test_races_leave_the_latency_windows_that_time_hedges_alone() -> None:
+    """A race's winner is the fastest of n hosts and its losers are cut at the winner's time: as samples they would
+    tell the slow hosts' windows ~50 ms, and auto's hedges, timed from those windows, would fire far too early."""
+    assert asyncio.run(_latency_samples_after("race")) == {"h0": 0, "h1": 0, "h2": 0}
+    assert sum(asyncio.run(_latency_samples_after("least_loaded")).values()) == 4

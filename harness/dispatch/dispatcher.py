@@ -11,7 +11,7 @@ Strategies:
   are charged to the same bucket, so ``HedgePolicy.budget`` bounds all extra requests per call, not only hedges.
 * ``single``: send to the first host, in fleet-file order, whose breaker allows it; no second try.
 * ``least_loaded``: send to the host with the fewest requests in flight per slot; a failure goes to the next at once.
-* ``auto``: ``race`` while a race fits in the hosts' free slots, now and at their usual load
+* ``auto``: ``race`` while a race fits on top of the fleet's usual load and no host has requests waiting
   (:func:`~harness.dispatch.auto.race_fits`), else ``hedge`` (whose ranking already weighs each host's load).
 
 The registry is :data:`harness.dispatch.strategies.STRATEGIES`.

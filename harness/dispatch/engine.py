@@ -103,6 +103,11 @@ class LocalCall:
         self.strategy = strategy
         typical = state.arrival_load.observe(sum(h.in_flight for h in state.health.values()), time.perf_counter())
         self.plan = plan_call(strategy, state.fleet.hosts, state.health, typical)
+        # A race's latencies stay out of the windows that time hedges: its winner is the fastest of n hosts and its
+        # losers are cut at the winner's time, so every sample is about the fastest of n. Under auto, which mixes
+        # races and hedges, they pulled the hedge delay down to ~p70 of the true latency; a third of the hedged calls
+        # then asked for a hedge, the budget ran dry, and the stragglers went unhedged.
+        self._racing = self.plan.mode == "race"
         self.queue = deque(self.plan.hosts)
         self.deadline = time.perf_counter() + state.fleet.timeout_s
         self.outcome = LocalOutcome()
@@ -268,8 +273,10 @@ class LocalCall:
     def _succeeded(self, flight: _Flight, answer: Generation) -> None:
         now = time.perf_counter()
         served = now - (flight.launched if flight.sent is None else flight.sent)
-        self.state.health[flight.host.name].record_success(flight.permit, served)
-        self.state.pooled.add(served)
+        sample = None if self._racing else served
+        self.state.health[flight.host.name].record_success(flight.permit, sample)
+        if sample is not None:
+            self.state.pooled.add(sample)
         self._settle(flight, Attempt(host=flight.host.name, outcome="ok", latency_s=now - flight.launched))
         if self.outcome.winner is None:
             self.outcome.winner = answer
@@ -293,8 +300,8 @@ class LocalCall:
         served = now - flight.sent if flight.sent is not None else None
         latency = now - flight.launched
         if how == "cancelled":
-            health.record_cancelled(flight.permit, served)
-            if served is not None:
+            health.record_cancelled(flight.permit, served, sample=not self._racing)
+            if served is not None and not self._racing:
                 self.state.pooled.add(served)
             self._settle(flight, Attempt(host=flight.host.name, outcome="cancelled", latency_s=latency, cancelled=True))
             return

@@ -189,10 +189,13 @@ class HostHealth:
             return "probe"
         return None
 
-    def record_success(self, permit: Permit, latency_s: float) -> None:
+    def record_success(self, permit: Permit, latency_s: float | None) -> None:
+        """A good answer after ``latency_s`` seconds at the host; None when it is no fair sample of the host's
+        latency (a race's winner is the fastest of several hosts)."""
         self.successes += 1
         self.consecutive_failures = 0
-        self.latency.add(latency_s)
+        if latency_s is not None:
+            self.latency.add(latency_s)
         # Any success is evidence the host works, whether or not it was the probe.
         self._opened_at = None
         self._probe_in_flight = False
@@ -206,7 +209,7 @@ class HostHealth:
         if permit == "probe":
             self._probe_in_flight = False
 
-    def record_cancelled(self, permit: Permit, elapsed_s: float | None = None) -> None:
+    def record_cancelled(self, permit: Permit, elapsed_s: float | None = None, *, sample: bool = True) -> None:
         """A request was cut short because another host answered first.
 
         Args:
@@ -218,10 +221,12 @@ class HostHealth:
                 host and was still being served is not a failure, so it also ends a run of consecutive failures;
                 otherwise a host that mostly loses races (and so rarely records a success) would open its breaker
                 on a few failures spread over hundreds of requests.
+            sample: keep ``elapsed_s`` in the latency window (False for a race's losers, cut at the winner's time).
         """
         self.cancelled += 1
         if elapsed_s is not None:
-            self.latency.add(elapsed_s)
+            if sample:
+                self.latency.add(elapsed_s)
             if self.state == "closed":
                 self.consecutive_failures = 0
         if permit == "probe":

@@ -70,7 +70,7 @@ STRATEGIES: dict[Strategy, StrategySpec] = {
     "hedge": StrategySpec(_hedge, "the best-ranked host, a second one after its hedge delay (token-bucket budget)"),
     "single": StrategySpec(_single, "the first host whose breaker allows it; no second try"),
     "least_loaded": StrategySpec(_least_loaded, "the host with the fewest requests in flight per slot; failover"),
-    "auto": StrategySpec(_auto, "race while a race fits in free slots at the usual load, else hedge (ranked by load)"),
+    "auto": StrategySpec(_auto, "race while a race fits on the usual load and nothing waits, else hedge (by load)"),
 }
 
 if set(STRATEGIES) != set(get_args(Strategy)):  # pragma: no cover - guards against a strategy added in one place only
