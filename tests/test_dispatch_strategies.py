@@ -243,7 +243,25 @@ async def test_hedge_denied_when_budget_is_spent() -> None:
     d = dispatcher(fleet, providers)
     gen = await d.generate(REQUEST)
     assert len(gen.attempts) == 1 and gen.attempts[0].outcome == "ok"
-    assert d.hedge_budget.denied == 1
+    assert d.hedge_budget.denied == 3  # asked at 0.05 s, again at 0.1 s and 0.2 s (twice the wait each time)
+
+
+async def test_a_refused_hedge_is_asked_again_when_the_call_has_waited_twice_as_long() -> None:
+    """A call still waiting long after its hedge delay is likely a straggler: a token that arrives later (other calls
+    deposit them) goes to it then, rather than the call ending on its slow host."""
+    providers = {"a": StandInProvider("a", default=Step(2.0)), "b": StandInProvider("b", default=Step(0.05))}
+    fleet = make_fleet("ab", strategy="hedge", hedge=HedgePolicy(delay_s=0.1))
+    d = dispatcher(fleet, providers)
+    d.hedge_budget.tokens = 0.0
+
+    async def refill() -> None:
+        await asyncio.sleep(0.15)  # after the first refusal (0.1 s), before the second ask (0.2 s)
+        d.hedge_budget.tokens = 1.0
+
+    started = time.perf_counter()
+    gen, _ = await asyncio.gather(d.generate(REQUEST), refill())
+    assert gen.host == "b" and time.perf_counter() - started < 1.0
+    assert d.hedge_budget.denied == 1 and d.hedge_budget.hedges == 1
 
 
 async def test_overall_timeout_holds_when_every_host_hangs() -> None:

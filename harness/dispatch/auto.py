@@ -43,7 +43,7 @@ class ArrivalLoad:
         horizon_s: a gap between calls longer than this forgets the old load.
     """
 
-    def __init__(self, weight: float = 0.1, horizon_s: float = 1.0) -> None:
+    def __init__(self, weight: float = 0.03, horizon_s: float = 1.0) -> None:
         self.weight = weight
         self.horizon_s = horizon_s
         self.mean: float | None = None

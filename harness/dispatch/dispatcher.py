@@ -6,7 +6,8 @@ Strategies:
   (cancelling the task closes its HTTP connection). An error only takes its host out of the race.
 * ``hedge``: send to the best-ranked host; if it has not answered after its hedge delay
   (:func:`~harness.dispatch.hedging.hedge_delay`), send one hedge to the next host, if the token bucket
-  (:class:`~harness.dispatch.budget.HedgeBudget`) has a token. A failure is replaced by the next host at once (a
+  (:class:`~harness.dispatch.budget.HedgeBudget`) has a token; refused, it asks again each time the call has waited
+  twice as long (a call still waiting is ever likelier a straggler). A failure is replaced by the next host at once (a
   failover), so one request stays in flight, or two once the hedge went out. Failovers are never refused, but they
   are charged to the same bucket, so ``HedgePolicy.budget`` bounds all extra requests per call, not only hedges.
 * ``single``: send to the first host, in fleet-file order, whose breaker allows it; no second try.

@@ -210,6 +210,7 @@ class LocalCall:
         while mode == "race" and self._launch() is not None:
             pass
         hedge_time = hedge_at(first) if hedging and first is not None else None
+        waited_from = first.launched if first is not None else time.perf_counter()  # the request a hedge backs up
         hedged = False
         wanted = 1  # requests the hedge strategy keeps in flight: 1, or 2 once a hedge went out
         try:
@@ -236,14 +237,20 @@ class LocalCall:
                         if hedging:
                             budget.charge_failover()
                         if hedging and not hedged:
-                            hedge_time = hedge_at(successor)
+                            hedge_time, waited_from = hedge_at(successor), successor.launched
                 now = time.perf_counter()
                 if now >= self.deadline:
                     break
                 if hedge_time is not None and not hedged and self.queue and now >= hedge_time:
-                    hedged = True
-                    if budget.try_hedge() and self._launch() is not None:
-                        wanted = 2
+                    if budget.try_hedge():
+                        hedged = True
+                        if self._launch() is not None:
+                            wanted = 2
+                    else:
+                        # Refused: ask again once the call has waited twice as long. The longer it waits, the likelier
+                        # it is a straggler, so a scarce token does more good then; refused once for good, stragglers
+                        # met an empty bucket at 80 % load and set the p99.
+                        hedge_time = now + max(now - waited_from, policy.min_delay_s)
         finally:
             timed_out = self.outcome.winner is None and time.perf_counter() >= self.deadline
             await self._cancel_all("timeout" if timed_out else "cancelled")
