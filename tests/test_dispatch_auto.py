@@ -35,8 +35,8 @@ def test_auto_switches_as_in_flight_crosses_capacity_and_back() -> None:
     hosts = _hosts(slots=2)
     health = {h.name: HostHealth(h.name) for h in hosts}
     modes = []
-    # fleet capacity 6; a race adds 3 requests: with no history it fits while in-flight <= 3 and no host has
-    # requests waiting (a host at its limit takes the race's request into its queue)
+    # fleet capacity 6; a race adds 3 requests: it fits while the in-flight requests (none racing here) are <= 3
+    # and no host has requests waiting (a host at its limit takes the race's request into its queue)
     for loads in [(0, 0, 0), (1, 1, 1), (2, 1, 1), (1, 2, 0), (2, 2, 2), (3, 0, 0), (1, 1, 0), (0, 0, 0)]:
         for host, load in zip(hosts, loads, strict=True):
             health[host.name].in_flight = load
@@ -107,15 +107,20 @@ def test_auto_does_not_race_into_a_gap_when_the_fleet_is_usually_busy() -> None:
     assert plan_call("auto", hosts, health, 0.5).mode == "race"
 
 
-def test_auto_races_into_a_full_fleet_that_is_usually_light() -> None:
+def test_auto_races_behind_races_but_not_into_a_burst() -> None:
     """Two overlapping races fill a light fleet for a moment; their requests leave together as each race is won, so
-    a third race waits briefly, and hedging instead would give the call the hedge's tail. A queue means overload."""
+    a third race waits briefly, and hedging instead would give the call the hedge's tail. The same fullness made of
+    other calls is a burst the usual load has not caught up with yet, and a queue is overload either way."""
     hosts = _hosts(slots=2)
     health = {h.name: HostHealth(h.name) for h in hosts}
     for host in hosts:
-        health[host.name].in_flight = 2
+        health[host.name].in_flight = health[host.name].racing = 2
     assert race_fits(hosts, health, typical_in_flight=1.2)
-    assert not race_fits(hosts, health)  # with no history, the instant is the usual load: 6 + 3 > 6
+    for host in hosts:
+        health[host.name].racing = 0
+    assert not race_fits(hosts, health, typical_in_flight=1.2)
+    for host in hosts:
+        health[host.name].racing = 2
     health["h0"].in_flight = 3
     assert not race_fits(hosts, health, typical_in_flight=1.2)
 
@@ -134,7 +139,7 @@ def test_arrival_load_is_the_time_average_under_poisson_arrivals() -> None:
     assert statistics.fmean(seen[10_000:]) == pytest.approx(4.0, abs=0.15)
     assert load.mean is not None and abs(load.mean - 4.0) < 1.0
     # a fleet quiet for longer than the horizon forgets its old load at the next arrival
-    quiet = ArrivalLoad(horizon_s=1.0)
+    quiet = ArrivalLoad(weight=0.1, horizon_s=1.0)
     quiet.observe(6, 0.0)
     assert quiet.observe(0, 0.5) == pytest.approx(5.4)
     assert quiet.observe(0, 1.6) == 0.0

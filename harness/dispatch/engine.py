@@ -157,7 +157,9 @@ class LocalCall:
     async def _send(self, flight: _Flight) -> Generation:
         name = flight.host.name
         health = self.state.health[name]
+        racing = int(self._racing)
         health.in_flight += 1
+        health.racing += racing
         try:
             async with self.state.semaphores[name]:
                 flight.sent = time.perf_counter()
@@ -168,6 +170,7 @@ class LocalCall:
                     flight.released = time.perf_counter()
         finally:
             health.in_flight -= 1
+            health.racing -= racing
 
     # -- one candidate: inline ------------------------------------------------------------------------------------
 

@@ -152,6 +152,7 @@ class HostHealth:
         self.policy = policy or BreakerPolicy()
         self.latency = LatencyWindow(window)
         self.in_flight = 0  # requests handed to this host and not yet ended, including those queued for its semaphore
+        self.racing = 0  # those of them sent by a race: they leave together once the race is won
         self.sent = 0  # requests that got past the host's semaphore
         self.busy_s = 0.0  # seconds requests spent at the host (past its semaphore), summed over requests
         self.successes = 0
