@@ -14,8 +14,11 @@ A race is judged against the load arriving calls *typically* find, not the load 
 instant alone, auto raced whenever a gap opened at 50-80 % load (1.4-1.8 requests per call in bench/capacity.py);
 each race held a slot on every host, and the calls arriving behind it queued, so its p99 came out 2-3x hedge's.
 ``ArrivalLoad`` averages the fleet's in-flight count as each call arrives; with Poisson arrivals that is the time
-average (PASTA), so a race must fit on top of the fleet's usual load. The instant still vetoes a race onto hosts with
-requests already waiting: that is overload, whatever the average says.
+average (PASTA), so a race must fit on top of the fleet's usual load. It must fit now too, counting every request in
+flight except other races' (see :func:`race_fits`), and never onto hosts with requests already waiting.
+
+A race's latencies do not feed the windows that time hedges (:class:`~harness.dispatch.engine.LocalCall`): they are
+all about the fastest of n hosts, and with them auto's hedges fired so early that the budget ran dry.
 """
 
 from __future__ import annotations
