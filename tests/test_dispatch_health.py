@@ -53,7 +53,7 @@ def test_breaker_opens_after_consecutive_failures_and_half_opens_after_cooldown(
     for _ in range(2):
         assert health.acquire() == "normal"
         health.record_failure("normal")
-    health.record_success("normal", 0.1)  # a success resets the run of failures
+    health.record_success("normal")  # a success resets the run of failures
     for _ in range(2):
         health.record_failure("normal")
     assert health.state == "closed"
@@ -75,10 +75,10 @@ def test_breaker_opens_after_consecutive_failures_and_half_opens_after_cooldown(
     assert health.state == "open"
     clock.now += 30.0
     assert health.acquire() == "probe"
-    health.record_cancelled("probe", 0.2)  # lost a race: the slot frees, still half-open
+    health.record_cancelled("probe", reached=True)  # lost a race: the slot frees, still half-open
     assert health.state == "half_open"
     assert health.acquire() == "probe"
-    health.record_success("probe", 0.1)
+    health.record_success("probe")
     assert health.state == "closed"
     assert health.acquire() == "normal"
     snap = health.snapshot()
@@ -90,10 +90,10 @@ def test_lost_races_end_a_run_of_failures_but_a_request_that_never_arrived_does_
     for _ in range(10):  # a host that mostly loses races and sometimes fails stays closed
         health.record_failure("normal")
         health.record_failure("normal")
-        health.record_cancelled("normal", 0.3)
+        health.record_cancelled("normal", reached=True)
     assert health.state == "closed"
     health.record_failure("normal")
-    health.record_cancelled("normal", None)  # cancelled before it reached the host: no evidence either way
+    health.record_cancelled("normal", reached=False)  # cancelled before it reached the host: no evidence either way
     health.record_failure("normal")
     assert health.state == "closed"
     health.record_failure("normal")

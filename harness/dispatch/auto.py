@@ -17,8 +17,8 @@ each race held a slot on every host, and the calls arriving behind it queued, so
 average (PASTA), so a race must fit on top of the fleet's usual load. It must fit now too, counting every request in
 flight except other races' (see :func:`race_fits`), and never onto hosts with requests already waiting.
 
-A race's latencies do not feed the windows that time hedges (:class:`~harness.dispatch.engine.LocalCall`): they are
-all about the fastest of n hosts, and with them auto's hedges fired so early that the budget ran dry.
+A race's latencies do not feed the windows that time hedges (``LocalCall._sample`` in :mod:`harness.dispatch.engine`):
+they are all about the fastest of n hosts, and with them auto's hedges fired so early that the budget ran dry.
 """
 
 from __future__ import annotations
@@ -55,8 +55,7 @@ class ArrivalLoad:
 
     def observe(self, in_flight: int, now: float) -> float:
         """Record what a call arriving at ``now`` (seconds, any monotonic clock) found; returns the updated mean."""
-        stale = self.mean is None or self._last is None or now - self._last > self.horizon_s
-        if stale or self.mean is None:
+        if self.mean is None or self._last is None or now - self._last > self.horizon_s:
             self.mean = float(in_flight)
         else:
             self.mean += self.weight * (in_flight - self.mean)

@@ -103,10 +103,6 @@ class LocalCall:
         self.strategy = strategy
         typical = state.arrival_load.observe(sum(h.in_flight for h in state.health.values()), time.perf_counter())
         self.plan = plan_call(strategy, state.fleet.hosts, state.health, typical)
-        # A race's latencies stay out of the windows that time hedges: its winner is the fastest of n hosts and its
-        # losers are cut at the winner's time, so every sample is about the fastest of n. Under auto, which mixes
-        # races and hedges, they pulled the hedge delay down to ~p70 of the true latency; a third of the hedged calls
-        # then asked for a hedge, the budget ran dry, and the stragglers went unhedged.
         self._racing = self.plan.mode == "race"
         self.queue = deque(self.plan.hosts)
         self.deadline = time.perf_counter() + state.fleet.timeout_s
@@ -283,14 +279,26 @@ class LocalCall:
     def _succeeded(self, flight: _Flight, answer: Generation) -> None:
         now = time.perf_counter()
         served = now - (flight.launched if flight.sent is None else flight.sent)
-        sample = None if self._racing else served
-        self.state.health[flight.host.name].record_success(flight.permit, sample)
-        if sample is not None:
-            self.state.pooled.add(sample)
+        self.state.health[flight.host.name].record_success(flight.permit)
+        self._sample(flight, served)
         self._settle(flight, Attempt(host=flight.host.name, outcome="ok", latency_s=now - flight.launched))
         if self.outcome.winner is None:
             self.outcome.winner = answer
             self.outcome.winner_host = flight.host.name
+
+    def _sample(self, flight: _Flight, served_s: float) -> None:
+        """Add a request's time at its host to the host's latency window and the fleet's, which time hedges.
+
+        A lost request counts too, as a censored sample: leaving it out would hide the slow tail from the windows, and
+        the hedge delay would drift down with their quantiles. A race adds nothing: its winner is the fastest of n
+        hosts and its losers are cut at the winner's time, so every sample is about the fastest of n. Under auto,
+        which mixes races and hedges, those pulled the hedge delay down to ~p70 of the true latency; a third of the
+        hedged calls then asked for a hedge, the budget ran dry, and the stragglers went unhedged.
+        """
+        if self._racing:
+            return
+        self.state.health[flight.host.name].latency.add(served_s)
+        self.state.pooled.add(served_s)
 
     def _failed(self, flight: _Flight, exc: BaseException) -> None:
         self.state.health[flight.host.name].record_failure(flight.permit)
@@ -310,9 +318,9 @@ class LocalCall:
         served = now - flight.sent if flight.sent is not None else None
         latency = now - flight.launched
         if how == "cancelled":
-            health.record_cancelled(flight.permit, served, sample=not self._racing)
-            if served is not None and not self._racing:
-                self.state.pooled.add(served)
+            health.record_cancelled(flight.permit, reached=served is not None)
+            if served is not None:
+                self._sample(flight, served)  # censored: its true latency was at least this
             self._settle(flight, Attempt(host=flight.host.name, outcome="cancelled", latency_s=latency, cancelled=True))
             return
         # A request that never got past the host's semaphore says nothing about the host itself.

@@ -190,13 +190,9 @@ class HostHealth:
             return "probe"
         return None
 
-    def record_success(self, permit: Permit, latency_s: float | None) -> None:
-        """A good answer after ``latency_s`` seconds at the host; None when it is no fair sample of the host's
-        latency (a race's winner is the fastest of several hosts)."""
+    def record_success(self, permit: Permit) -> None:
         self.successes += 1
         self.consecutive_failures = 0
-        if latency_s is not None:
-            self.latency.add(latency_s)
         # Any success is evidence the host works, whether or not it was the probe.
         self._opened_at = None
         self._probe_in_flight = False
@@ -210,26 +206,19 @@ class HostHealth:
         if permit == "probe":
             self._probe_in_flight = False
 
-    def record_cancelled(self, permit: Permit, elapsed_s: float | None = None, *, sample: bool = True) -> None:
+    def record_cancelled(self, permit: Permit, *, reached: bool = False) -> None:
         """A request was cut short because another host answered first.
 
         Args:
             permit: the permit it was sent with; a cancelled probe frees the probe slot (the breaker stays
                 half-open: a lost race proves nothing either way).
-            elapsed_s: how long it had been at the host, or ``None`` if it never got there. Its true latency was at
-                least this, so it is kept as a (censored) sample: otherwise hedging would hide the slow tail from the
-                window, the quantiles would drift down and the hedge delay with them. A request that reached the
-                host and was still being served is not a failure, so it also ends a run of consecutive failures;
-                otherwise a host that mostly loses races (and so rarely records a success) would open its breaker
-                on a few failures spread over hundreds of requests.
-            sample: keep ``elapsed_s`` in the latency window (False for a race's losers, cut at the winner's time).
+            reached: it got to the host. A request that reached the host and was still being served is not a
+                failure, so it ends a run of consecutive failures; otherwise a host that mostly loses races (and so
+                rarely records a success) would open its breaker on a few failures spread over hundreds of requests.
         """
         self.cancelled += 1
-        if elapsed_s is not None:
-            if sample:
-                self.latency.add(elapsed_s)
-            if self.state == "closed":
-                self.consecutive_failures = 0
+        if reached and self.state == "closed":
+            self.consecutive_failures = 0
         if permit == "probe":
             self._probe_in_flight = False
 
