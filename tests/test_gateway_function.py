@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import threading
 from pathlib import Path
@@ -105,19 +106,57 @@ def test_openai_sse_streams_through_when_enabled(keys: KeyFiles) -> None:
     assert len(events) >= 4
 
 
-def test_client_disconnect_cancels_the_upstream_request(keys: KeyFiles) -> None:
-    with FakeOllama(script=Reply.ok(latency=30.0)) as fake, gateway_for([fake], keys.verifying) as gw:
+def chat_request_head(keys: KeyFiles, port: int, body: bytes) -> bytes:
+    return (
+        f"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {auth(keys)['Authorization']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+
+def audit_records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_client_disconnect_cancels_the_upstream_request(keys: KeyFiles, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    with (
+        FakeOllama(script=Reply.ok(latency=30.0)) as fake,
+        gateway_for([fake], keys.verifying, audit_path=audit) as gw,
+    ):
         body = json.dumps(CHAT_BODY).encode()
-        head = (
-            f"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\nAuthorization: {auth(keys)['Authorization']}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
         with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
-            sock.sendall(head.encode() + body)
+            sock.sendall(chat_request_head(keys, gw.port, body) + body)
             assert eventually(lambda: fake.in_flight == 1)  # the upstream is generating
         # The gateway saw its client go and closed the upstream connection, long before the 30 s answer.
         assert eventually(lambda: fake.disconnects == 1)
         assert fake.completed == 0
+        assert eventually(lambda: len(audit_records(audit)) == 1)
+    [record] = audit_records(audit)
+    assert (record["status"], record["reason"]) == (499, "client disconnected")
+
+
+def test_the_request_deadline_covers_a_trickled_body(keys: KeyFiles, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    with (
+        FakeOllama() as fake,
+        gateway_for([fake], keys.verifying, header_timeout_s=0.5, audit_path=audit) as gw,
+        socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock,
+    ):
+        body = json.dumps(CHAT_BODY).encode()
+        sock.sendall(chat_request_head(keys, gw.port, body))  # the headers arrive at once
+        for byte in body:  # one byte per 0.1 s: the whole body would take far longer than the deadline
+            if select.select([sock], [], [], 0.1)[0]:
+                break  # the gateway answered
+            sock.sendall(bytes([byte]))
+        received = b""
+        while data := sock.recv(4096):
+            received += data
+        assert parse_response(received).status == 408
+        assert upstream_saw_nothing(fake)
+        assert eventually(lambda: len(audit_records(audit)) == 1)
+    [record] = audit_records(audit)
+    assert (record["status"], record["reason"]) == (408, "the request body arrived too slowly")
+    assert record["subject"] == "ci-nightly"  # the token was checked before the body was read
 
 
 def test_client_disconnect_mid_stream_cancels_the_upstream(keys: KeyFiles) -> None:

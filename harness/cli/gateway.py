@@ -119,7 +119,7 @@ def serve(
     rate: Annotated[float, typer.Option("--rate", help="requests per second per subject")] = 10.0,
     burst: Annotated[float, typer.Option("--burst", help="burst size per subject")] = 20.0,
     max_upstream: Annotated[int, typer.Option("--max-upstream", help="concurrent upstream requests")] = 64,
-    header_timeout: Annotated[float, typer.Option("--header-timeout", help="seconds to send request headers")] = 10.0,
+    header_timeout: Annotated[float, typer.Option("--header-timeout", help="seconds to send a whole request")] = 10.0,
     connect_timeout: Annotated[
         float, typer.Option("--connect-timeout", help="seconds to connect to an upstream before a 504")
     ] = 5.0,

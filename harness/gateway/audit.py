@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+# one encoder for the process: json.dumps builds a new one per call whenever an option differs from its defaults
+_ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
 
 @dataclass
 class AuditRecord:
@@ -46,7 +49,7 @@ class AuditLog:
 
     def write(self, record: AuditRecord) -> None:
         # vars(), not asdict(): the record is flat, and this runs once per request
-        line = json.dumps(vars(record), ensure_ascii=True, separators=(",", ":"))
+        line = _ENCODE(vars(record))
         with self._lock:
             self._handle.write(line + "\n")
             self._handle.flush()

@@ -1,14 +1,11 @@
 """Serve the gateway with uvicorn: in the foreground (the CLI) or in a background thread (tests, the benchmark).
 
-uvicorn has a keep-alive timeout but no limit on how long a client may take to send its request headers, so a
-client trickling header bytes (slowloris) would hold a connection forever. ``_HeaderTimeoutProtocol`` adds that
-limit on top of uvicorn's httptools protocol: a timer armed when a connection opens or a new request begins, and
-disarmed once the headers are complete; when it fires the client gets a 408 and the connection is closed.
+Connections are handled by ``harness.gateway.connection``'s protocol: uvicorn's own, plus a deadline on receiving
+each request and cancellation of the relay when a client leaves.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import socket
 import threading
@@ -17,55 +14,13 @@ from collections.abc import Callable
 from typing import Any, Self
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from harness.errors import InputError
 from harness.gateway.audit import AuditLog
+from harness.gateway.connection import gateway_protocol
 from harness.gateway.proxy import GatewayApp
 from harness.gateway.settings import GatewaySettings
 from harness.gateway.tokens import KeySet
-
-_REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-
-
-def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol with a ``seconds`` limit on receiving each request's line and headers."""
-
-    class _HeaderTimeoutProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._arm()
-
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_too_slow(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.write(_REQUEST_TIMEOUT)
-                self.transport.close()
-
-    return _HeaderTimeoutProtocol
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -89,17 +44,17 @@ class GatewayServer:
     Args:
         app: the gateway.
         sock: from ``bind``.
-        header_timeout_s: limit on receiving a request's headers.
+        request_timeout_s: limit on receiving a request (line, headers and body).
     """
 
-    def __init__(self, app: GatewayApp, sock: socket.socket, *, header_timeout_s: float) -> None:
+    def __init__(self, app: GatewayApp, sock: socket.socket, *, request_timeout_s: float) -> None:
         self.app = app
         self.sock = sock
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             app,
             interface="asgi3",
-            http=header_timeout_protocol(header_timeout_s),
+            http=gateway_protocol(request_timeout_s),
             lifespan="on",
             log_level="warning",
             access_log=False,  # the audit log is the access log
@@ -171,4 +126,4 @@ def local_gateway(
     except BaseException:
         sock.close()
         raise
-    return GatewayServer(app, sock, header_timeout_s=settings.limits.header_timeout_s)
+    return GatewayServer(app, sock, request_timeout_s=settings.limits.header_timeout_s)

@@ -23,7 +23,7 @@ class Limits:
         burst: per-subject burst size.
         max_upstream: concurrent upstream requests across all subjects.
         queue_timeout_s: how long a request waits for an upstream slot before a 503.
-        header_timeout_s: how long a client may take to send its request line and headers, and again its body.
+        header_timeout_s: how long a client may take to send a whole request: its line, headers and body.
         connect_timeout_s: connecting to an upstream; past it, 504.
         upstream_timeout_s: waiting between upstream bytes (a slow model is slow); past it, 504.
     """

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import functools
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 
 import aiohttp
 import httpx
@@ -43,8 +44,14 @@ def _default_tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    # callers reuse a handful of timeouts; building the frozen attrs object per call is a measurable share
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
+
+
 @contextlib.contextmanager
-def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
+def _as_httpx_errors(request: httpx.Request | None) -> Iterator[None]:
     try:
         yield
     except aiohttp.ClientError as exc:
@@ -54,20 +61,40 @@ def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise
 
 
-class _ResponseStream(httpx.AsyncByteStream):
-    """The answer's body as it arrives; closing it early closes the connection rather than pooling it."""
+@dataclass(slots=True)
+class RawResponse:
+    """An answer as bytes, below httpx's Response: for a proxy, which relays the bytes and needs none of httpx's
+    header parsing. Errors arrive as httpx's exception types, as through ``handle_async_request``."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
-        self._response = response
-        self._request = request
+    status: int
+    reason: str
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    _response: aiohttp.ClientResponse
+    _request: httpx.Request | None = None
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives."""
         with _as_httpx_errors(self._request):
             async for chunk in self._response.content.iter_any():
                 yield chunk
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Done with it: a body not read to the end closes the connection rather than pooling it."""
         self._response.release()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """httpx's view of a ``RawResponse``'s body."""
+
+    def __init__(self, response: RawResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.chunks():
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._response.close()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -132,25 +159,48 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             for name, value in request.headers.raw
             if name.lower() != b"transfer-encoding"  # the body is sent whole, with its length
         ]
+        response = await self.send_raw(
+            request.method,
+            str(request.url),
+            headers,
+            body,
+            connect_timeout=timeout.get("connect"),
+            read_timeout=timeout.get("read"),
+            request=request,
+        )
+        return httpx.Response(
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            stream=_ResponseStream(response),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1")},
+        )
+
+    async def send_raw(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        *,
+        connect_timeout: float | None,
+        read_timeout: float | None,
+        request: httpx.Request | None = None,
+    ) -> RawResponse:
+        """Send a request whose headers are already final (host and content-length are set from ``url`` and
+        ``body``); the answer's status and headers, with its body still to read. ``request``, when given, is what
+        httpx's exceptions name."""
         session = self._session_here()
         with _as_httpx_errors(request):
             response = await session.request(
-                request.method,
-                str(request.url),
+                method,
+                url,
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
                 compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeout.get("connect"), sock_read=timeout.get("read")
-                ),
+                timeout=_client_timeout(connect_timeout, read_timeout),
             )
-        return httpx.Response(
-            status_code=response.status,
-            headers=list(response.raw_headers),
-            stream=_ResponseStream(response, request),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode("latin-1")},
-        )
+        return RawResponse(response.status, response.reason or "", response.raw_headers, response, request)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
