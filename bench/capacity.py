@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import multiprocessing
 import random
@@ -77,7 +78,10 @@ def _workload(rng: random.Random) -> Any:
 def _serve(conn: Connection, name: str, seed: int, slots: int) -> None:
     from harness.fakes import QueueingOllama
 
-    fake = QueueingOllama(_workload(random.Random(seed)), max_concurrency=slots, name=name).start()
+    fake = QueueingOllama(_workload(random.Random(seed)), max_concurrency=slots, name=name)
+    fake.keep_requests = False  # a log that only grows makes the host's garbage collections stall it more and more
+    fake.start()
+    gc.freeze()
     conn.send(fake.url)
     while True:
         command = conn.recv()

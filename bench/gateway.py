@@ -55,7 +55,7 @@ MODEL_LIKE, ZERO_LATENCY = "model", "zero"  # the first word of each prompt tell
 
 # The fake must not stall on its own: a fake that keeps every request it served has a full garbage collection that
 # grows with them, ~100 ms after 20,000 requests, and it lands in whichever run is active, as a p99 spike in that run
-# alone. So this one forgets its requests, and what exists at start-up is frozen out of the collector's walks.
+# alone. So this one keeps no request log, and what exists at start-up is frozen out of the collector's walks.
 FAKE_SCRIPT = """
 import gc
 import sys
@@ -64,11 +64,12 @@ from harness.fakes import FakeOllama, Reply, lognormal
 draw = lognormal(float(sys.argv[1]), float(sys.argv[2]), seed=7)
 
 def echo(request):
-    fake.requests.clear()
     content = request.body["messages"][0]["content"]
     return Reply.ok("echo " + content, latency=draw() if content.startswith("model ") else 0.0)
 
-with FakeOllama(script=echo) as fake:
+fake = FakeOllama(script=echo)
+fake.keep_requests = False
+with fake:
     gc.freeze()
     print(fake.url, flush=True)
     sys.stdin.read()  # serve until the parent closes our stdin

@@ -264,6 +264,44 @@ async def test_a_refused_hedge_is_asked_again_when_the_call_has_waited_twice_as_
     assert d.hedge_budget.denied == 1 and d.hedge_budget.hedges == 1
 
 
+async def _straggler_call(strategy: str, *, busy: str) -> tuple[Generation, float, Dispatcher]:
+    """One call whose first host straggles (2 s), with the hedge bucket empty and host c queueing (3 requests in
+    flight on 2 slots), so ``auto`` hedges rather than races. ``busy`` names the hosts held full meanwhile: other
+    calls' requests, as the dispatcher's own in-flight counts see them."""
+    providers = {
+        "a": StandInProvider("a", default=Step(2.0)),
+        "b": StandInProvider("b", default=Step(0.05)),
+        "c": StandInProvider("c", default=Step(0.05)),
+    }
+    d = dispatcher(make_fleet("abc", max_concurrency=2, hedge=HedgePolicy(delay_s=0.1)), providers)
+    d.hedge_budget.tokens = 0.0
+    for name in busy:
+        d._state.health[name].in_flight = 3 if name == "c" else 2
+    started = time.perf_counter()
+    gen = await d.generate(REQUEST, strategy=strategy)  # type: ignore[arg-type]
+    return gen, time.perf_counter() - started, d
+
+
+async def test_auto_hedges_onto_an_idle_slot_without_spending_the_budget() -> None:
+    """auto's hedge is load-aware: b has its slots free, so the hedge goes there at 0.1 s though the bucket is empty,
+    and the straggler on a is cancelled. hedge, with the same empty bucket, is refused and waits out the straggler."""
+    gen, elapsed, d = await _straggler_call("auto", busy="c")
+    assert gen.host == "b" and elapsed < 1.0
+    assert [(a.host, a.outcome) for a in gen.attempts] == [("a", "cancelled"), ("b", "ok")]
+    assert (d.hedge_budget.free_hedges, d.hedge_budget.hedges, d.hedge_budget.denied) == (1, 0, 0)
+
+    gen, elapsed, d = await _straggler_call("hedge", busy="c")
+    assert gen.host == "a" and elapsed >= 1.9
+    assert d.hedge_budget.free_hedges == 0 and d.hedge_budget.denied >= 1
+
+
+async def test_auto_pays_for_a_hedge_into_a_busy_host() -> None:
+    """With b and c both full, the hedge would wait in a queue: that one needs a token, and the bucket is empty."""
+    gen, elapsed, d = await _straggler_call("auto", busy="bc")
+    assert gen.host == "a" and elapsed >= 1.9
+    assert d.hedge_budget.free_hedges == 0 and d.hedge_budget.denied >= 1
+
+
 async def test_overall_timeout_holds_when_every_host_hangs() -> None:
     providers = {name: StandInProvider(name, default=Step(hang=True)) for name in "ab"}
     for strategy in ("race", "hedge", "single"):

@@ -5,10 +5,14 @@ at high load it multiplies queueing. ``auto`` races only while the race fits, ju
 ``max_concurrency`` the dispatcher already tracks; otherwise it hedges, with hosts ranked by recent latency scaled by
 load (:func:`~harness.dispatch.hedging.rank_hosts`).
 
-Its hedges may go to a busy host. An earlier version held a hedge back unless its host had a free slot; under 80 %
-load in bench/capacity.py that left stragglers (10x the median) unhedged, so auto's tail drifted toward
-least_loaded's, while a hedge that waits in a short queue still beats a straggler. The hedge budget bounds the extra
-load either way.
+Its hedges are load-aware. A due hedge goes to the least loaded host left, and when that host has a slot free the
+hedge is not charged to the budget (``Plan.free_slot_hedges``): it waits behind no one, and the losing request is
+cancelled, so a straggler's hedge even frees the slot the straggler would have held. Hedges into busy hosts are still
+allowed, and paid from the budget: an earlier version held a hedge back unless its host had a free slot, and under
+80 % load in bench/capacity.py that left stragglers (10x the median) unhedged, while a hedge that waits in a short
+queue still beats a straggler. With one budget for both, at 80 % load about a fifth of calls outlived the hedge delay
+(queueing pushes many past it), the bucket (0.15 per call) ran dry, and whether a handful of stragglers met it empty
+decided the p99.
 
 A race is judged against the load arriving calls *typically* find, not the load at this instant. Judged on the
 instant alone, auto raced whenever a gap opened at 50-80 % load (1.4-1.8 requests per call in bench/capacity.py);

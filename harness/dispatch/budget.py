@@ -34,6 +34,7 @@ class HedgeBudget:
         self.hedges = 0
         self.denied = 0
         self.failovers = 0
+        self.free_hedges = 0  # hedges onto an idle slot, which the bucket does not pay for (``auto``)
 
     def deposit(self) -> None:
         """One call's allowance."""

@@ -13,7 +13,8 @@ Strategies:
 * ``single``: send to the first host, in fleet-file order, whose breaker allows it; no second try.
 * ``least_loaded``: send to the host with the fewest requests in flight per slot; a failure goes to the next at once.
 * ``auto``: ``race`` while a race fits on top of the fleet's usual load and no host has requests waiting
-  (:func:`~harness.dispatch.auto.race_fits`), else ``hedge`` (whose ranking already weighs each host's load).
+  (:func:`~harness.dispatch.auto.race_fits`), else ``hedge``, load-aware: its hedge goes to the least loaded host
+  left, and onto a free slot it is not charged to the bucket (:mod:`harness.dispatch.auto`).
 
 The registry is :data:`harness.dispatch.strategies.STRATEGIES`.
 

@@ -18,7 +18,7 @@ from harness.config.fleet import Fleet, Host, Strategy
 from harness.dispatch.auto import ArrivalLoad
 from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, Permit
-from harness.dispatch.hedging import hedge_delay
+from harness.dispatch.hedging import hedge_delay, least_loaded_first
 from harness.dispatch.strategies import plan_call
 from harness.errors import ProviderError
 from harness.providers.base import Provider
@@ -241,7 +241,7 @@ class LocalCall:
                 if now >= self.deadline:
                     break
                 if hedge_time is not None and not hedged and self.queue and now >= hedge_time:
-                    if budget.try_hedge():
+                    if self._free_slot_next() or budget.try_hedge():
                         hedged = True
                         if self._launch() is not None:
                             wanted = 2
@@ -253,6 +253,28 @@ class LocalCall:
         finally:
             timed_out = self.outcome.winner is None and time.perf_counter() >= self.deadline
             await self._cancel_all("timeout" if timed_out else "cancelled")
+
+    def _free_slot_next(self) -> bool:
+        """For a plan with ``free_slot_hedges``: put the least loaded host next, and say whether it has a slot free.
+
+        A hedge onto an idle slot waits behind no one, and whichever request loses is cancelled, so it costs the
+        fleet little: a straggler's hedge even frees the slot the straggler would have held for seconds. Such a hedge
+        is counted in ``HedgeBudget.free_hedges`` and not charged; the bucket still pays for hedges into busy hosts.
+        """
+        if not self.plan.free_slot_hedges:
+            return False
+        health = self.state.health
+        self.queue = deque(least_loaded_first(list(self.queue), health))
+        head = self.queue[0]
+        state = health[head.name]
+        free = (
+            state.in_flight < head.max_concurrency
+            and state.skip_reason() is None
+            and self.state.down_reason(head.name) is None
+        )
+        if free:
+            self.state.hedge_budget.free_hedges += 1
+        return free
 
     async def _cancel_all(self, how: Abandon) -> None:
         """Cancel what is still in flight, wait for the connections to close, and record each as lost or timed out."""

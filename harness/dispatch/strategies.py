@@ -27,10 +27,13 @@ class Plan:
     Attributes:
         mode: see ``Mode``.
         hosts: candidates in the order to try them.
+        free_slot_hedges: a due hedge goes to the least loaded host left, and when that host has a slot free it goes
+            without spending the hedge budget (``auto``: see :mod:`harness.dispatch.auto`).
     """
 
     mode: Mode
     hosts: tuple[Host, ...]
+    free_slot_hedges: bool = False
 
 
 # (hosts, their health now, the fleet's in-flight count as arriving calls typically find it) -> plan
@@ -62,7 +65,7 @@ def _least_loaded(hosts: Sequence[Host], health: Mapping[str, HostHealth], _typi
 def _auto(hosts: Sequence[Host], health: Mapping[str, HostHealth], typical: float | None) -> Plan:
     if race_fits(hosts, health, typical):
         return Plan("race", tuple(hosts))
-    return _hedge(hosts, health, typical)
+    return Plan("hedge", tuple(rank_hosts(hosts, health)), free_slot_hedges=True)
 
 
 STRATEGIES: dict[Strategy, StrategySpec] = {
@@ -70,7 +73,9 @@ STRATEGIES: dict[Strategy, StrategySpec] = {
     "hedge": StrategySpec(_hedge, "the best-ranked host, a second one after its hedge delay (token-bucket budget)"),
     "single": StrategySpec(_single, "the first host whose breaker allows it; no second try"),
     "least_loaded": StrategySpec(_least_loaded, "the host with the fewest requests in flight per slot; failover"),
-    "auto": StrategySpec(_auto, "race while a race fits on the usual load and nothing waits, else hedge (by load)"),
+    "auto": StrategySpec(
+        _auto, "race while a race fits on the usual load and nothing waits, else hedge (free onto an idle slot)"
+    ),
 }
 
 if set(STRATEGIES) != set(get_args(Strategy)):  # pragma: no cover - guards against a strategy added in one place only
