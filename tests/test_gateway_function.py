@@ -7,6 +7,7 @@ import json
 import select
 import socket
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -133,6 +134,28 @@ def test_client_disconnect_cancels_the_upstream_request(keys: KeyFiles, tmp_path
         assert eventually(lambda: len(audit_records(audit)) == 1)
     [record] = audit_records(audit)
     assert (record["status"], record["reason"]) == (499, "client disconnected")
+
+
+def test_a_client_that_leaves_while_queued_never_reaches_the_upstream(keys: KeyFiles, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    with (
+        FakeOllama(script=Reply.ok(latency=1.0)) as fake,
+        gateway_for([fake], keys.verifying, max_upstream=1, queue_timeout_s=10.0, audit_path=audit) as gw,
+    ):
+        body = json.dumps(CHAT_BODY).encode()
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as holder:
+            holder.sendall(chat_request_head(keys, gw.port, body) + body)  # takes the only upstream slot for 1 s
+            assert eventually(lambda: fake.in_flight == 1)
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as queued:
+                queued.sendall(chat_request_head(keys, gw.port, body) + body)  # waits for the slot, then leaves
+                time.sleep(0.2)
+            assert parse_response(holder.recv(65536)).status == 200
+        assert eventually(lambda: len(audit_records(audit)) == 2)
+        assert fake.generations == 1  # the departed client's request was dropped, not sent on
+    assert sorted((r["status"], r["reason"]) for r in audit_records(audit)) == [
+        (200, None),
+        (499, "client disconnected"),
+    ]
 
 
 def test_the_request_deadline_covers_a_trickled_body(keys: KeyFiles, tmp_path: Path) -> None:

@@ -226,6 +226,31 @@ class GatewayApp:
         body: bytes,
         upstream_path: str,
     ) -> None:
+        # From here the connection cancels this task if the client leaves: a request still waiting for a slot is
+        # dropped, and one at an upstream has its connection closed, which stops the generation.
+        task = asyncio.current_task()
+        assert task is not None
+        scope[CANCEL_ON_DISCONNECT] = task
+        try:
+            await self._forward_in_a_slot(scope, receive, send, record, headers, body, upstream_path)
+        except asyncio.CancelledError:
+            if not scope.get(CLIENT_LEFT):
+                raise  # cancelled from outside (the server shutting down), not for a departed client
+            task.uncancel()
+            record.status, record.reason = 499, "client disconnected"
+        finally:
+            del scope[CANCEL_ON_DISCONNECT]
+
+    async def _forward_in_a_slot(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: AuditRecord,
+        headers: RequestHeaders,
+        body: bytes,
+        upstream_path: str,
+    ) -> None:
         slots = self._slots_here()
         if slots.locked():  # only a full gateway waits, and pays for wait_for's extra task
             try:
@@ -238,20 +263,7 @@ class GatewayApp:
         upstream.in_flight += 1
         record.upstream = upstream.url
         try:
-            # The connection cancels this task if the client leaves, which closes the upstream connection and so
-            # stops the generation.
-            task = asyncio.current_task()
-            assert task is not None
-            scope[CANCEL_ON_DISCONNECT] = task
-            try:
-                await self._relay(scope, receive, send, record, headers, body, upstream, upstream_path)
-            except asyncio.CancelledError:
-                if not scope.get(CLIENT_LEFT):
-                    raise  # cancelled from outside (the server shutting down), not for a departed client
-                task.uncancel()
-                record.status, record.reason = 499, "client disconnected"
-            finally:
-                del scope[CANCEL_ON_DISCONNECT]
+            await self._relay(scope, receive, send, record, headers, body, upstream, upstream_path)
         finally:
             upstream.in_flight -= 1
             slots.release()
