@@ -76,7 +76,9 @@ async def _auto_over_http() -> tuple[list[Generation], list[list[int]]]:
             counts = [await in_flight()]
             calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # every slot taken, none waiting: race
             counts.append(await in_flight())
-            calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # requests waiting: one hedged request
+            calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # one race waiting: race behind it
+            counts.append(await in_flight())
+            calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # two waiting: one hedged request
             counts.append(await in_flight())
             loaded = await asyncio.gather(*calls)
             while sum(snap.in_flight for snap in dispatcher.health().values()):
@@ -91,10 +93,10 @@ async def _auto_over_http() -> tuple[list[Generation], list[list[int]]]:
 
 def test_auto_races_hedges_and_races_again_over_http() -> None:
     calls, counts = asyncio.run(_auto_over_http())
-    assert counts[:2] == [[1, 1, 1], [2, 2, 2]]
-    assert sum(counts[2]) == 7  # the third call sent one request (hedge delay 30 s), no race onto queued hosts
+    assert counts[:3] == [[1, 1, 1], [2, 2, 2], [3, 3, 3]]
+    assert sum(counts[3]) == 10  # the fourth call sent one request (hedge delay 30 s), no race onto deeper queues
     sent = [[a.host for a in call.attempts if a.outcome != "skipped"] for call in calls]
-    assert [len(hosts) for hosts in sent] == [3, 3, 1, 3]
+    assert [len(hosts) for hosts in sent] == [3, 3, 3, 1, 3]
 
 
 def test_auto_does_not_race_into_a_gap_when_the_fleet_is_usually_busy() -> None:
@@ -109,8 +111,9 @@ def test_auto_does_not_race_into_a_gap_when_the_fleet_is_usually_busy() -> None:
 
 def test_auto_races_behind_races_but_not_into_a_burst() -> None:
     """Two overlapping races fill a light fleet for a moment; their requests leave together as each race is won, so
-    a third race waits briefly, and hedging instead would give the call the hedge's tail. The same fullness made of
-    other calls is a burst the usual load has not caught up with yet, and a queue is overload either way."""
+    a third race waits briefly, and hedging instead would give the call the hedge's tail; so may a fourth behind one
+    waiting race request. The same fullness made of other calls is a burst the usual load has not caught up with
+    yet, and any other queue is overload."""
     hosts = _hosts(slots=2)
     health = {h.name: HostHealth(h.name) for h in hosts}
     for host in hosts:
@@ -121,7 +124,13 @@ def test_auto_races_behind_races_but_not_into_a_burst() -> None:
     assert not race_fits(hosts, health, typical_in_flight=1.2)
     for host in hosts:
         health[host.name].racing = 2
-    health["h0"].in_flight = 3
+    health["h0"].in_flight = 3  # a request of another kind waits at h0
+    assert not race_fits(hosts, health, typical_in_flight=1.2)
+    for host in hosts:  # one race's request waits at every host: it leaves when that race is won
+        health[host.name].in_flight = health[host.name].racing = 3
+    assert race_fits(hosts, health, typical_in_flight=1.2)
+    for host in hosts:  # two wait: a burst of races piling up
+        health[host.name].in_flight = health[host.name].racing = 4
     assert not race_fits(hosts, health, typical_in_flight=1.2)
 
 
