@@ -13,6 +13,9 @@ workload above. Targets (from the issue):
   at 80 % of capacity, auto's p99 <= 1.1 x the better of hedge's and least_loaded's p99, judged on a second run of
   1,500 calls each (race's p99 from the sweep printed too);
   the knee of each strategy, and auto's knee over race's.
+The judged runs are paired by common random numbers: each strategy meets the same Poisson arrivals and, after its
+warm-up, the same stream of service times at each host, so a p99 ratio reflects the strategies more than the draw
+(a single unpaired pair of 80 % runs swung between 670 and 1,950 ms for the same strategy).
 
 Run: ``python bench/capacity.py [--duration 30] [--quick]``. Figures are noisy on a shared machine; the p99 of a
 point carries its 95 % interval, and a point too short for one says so.
@@ -36,7 +39,8 @@ from harness.capacity.output import estimate_cell, ms
 from harness.capacity.prompts import suite_prompts
 from harness.capacity.summary import PointSummary
 from harness.capacity.sweep import Sweep, SweepConfig
-from harness.config.fleet import Fleet, Host
+from harness.config.fleet import Fleet, Host, Strategy
+from harness.dispatch import Dispatcher
 
 HOSTS = 4
 MEDIAN_S, SIGMA = 0.200, 0.35
@@ -78,14 +82,18 @@ def _workload(rng: random.Random) -> Any:
 def _serve(conn: Connection, name: str, seed: int, slots: int) -> None:
     from harness.fakes import QueueingOllama
 
-    fake = QueueingOllama(_workload(random.Random(seed)), max_concurrency=slots, name=name)
+    rng = random.Random(seed)
+    fake = QueueingOllama(_workload(rng), max_concurrency=slots, name=name)
     fake.keep_requests = False  # a log that only grows makes the host's garbage collections stall it more and more
     fake.start()
     gc.freeze()
     conn.send(fake.url)
     while True:
         command = conn.recv()
-        if command == "counts":
+        if isinstance(command, tuple) and command[0] == "reseed":
+            rng.seed(command[1])
+            conn.send(True)
+        elif command == "counts":
             conn.send((fake.generations, fake.busy_s, fake.max_queued))
         elif command == "stop":
             fake.stop()
@@ -103,6 +111,13 @@ class Hosts:
             process.start()
             self.children.append((conn, process))
         self.urls = [conn.recv() for conn, _ in self.children]
+
+    def reseed(self, seed: int) -> None:
+        """Restart every host's service-time stream (host i from ``seed + i``)."""
+        for index, (conn, _) in enumerate(self.children):
+            conn.send(("reseed", seed + index))
+        for conn, _ in self.children:
+            conn.recv()
 
     def stop(self) -> None:
         for conn, _ in self.children:
@@ -158,11 +173,21 @@ async def main_async(args: argparse.Namespace) -> int:
             print(row(p))
         low, high = rates[0], rates[-1]
 
-        async def judged_point(chosen: tuple[str, ...], rate: float, calls: int, seed: int) -> list[PointSummary]:
+        async def judged_point(chosen: tuple[Strategy, ...], rate: float, calls: int, seed: int) -> list[PointSummary]:
+            """The point again, longer, as a paired comparison: common random numbers. Every strategy meets the same
+            Poisson arrivals and, after its warm-up, the same service-time stream at each host (restarted from the
+            same seed), so what differs between them is mostly what the strategy did, not the luck of the draw."""
             again = SweepConfig(strategies=chosen, rates=(rate,), duration_s=max(args.duration, calls / rate),
                                 grace_s=10.0, one_box=False, warmup_calls=60, baseline_calls=40, seed=seed)
-            print(f"\nthe {rate:g}/s point again, {again.duration_s:.0f} s each for {', '.join(chosen)}:", flush=True)
-            judged = (await Sweep(fleet, prompts.local, again, progress=Printer()).run()).points
+            print(f"\nthe {rate:g}/s point again, {again.duration_s:.0f} s each for {', '.join(chosen)} (same arrivals "
+                  f"and service times for each):", flush=True)
+            sweep = Sweep(fleet, prompts.local, again, progress=Printer())
+            judged = []
+            for strategy in chosen:
+                async with Dispatcher(sweep.fleet) as dispatcher:
+                    await sweep.warm_up(dispatcher, strategy)
+                    hosts.reseed(seed)
+                    judged.append(await sweep.point(strategy, dispatcher, strategy, rate, seed=seed))
             for p in judged:
                 print(row(p))
             return judged

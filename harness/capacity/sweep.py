@@ -226,12 +226,13 @@ class Sweep:
         """One strategy over every rate, on a fresh dispatcher after a warm-up."""
         points: list[PointSummary] = []
         async with Dispatcher(fleet) as dispatcher:
-            await self._warm_up(dispatcher, strategy)
+            await self.warm_up(dispatcher, strategy)
             for index, rate in enumerate(rates):
                 points.append(await self.point(label, dispatcher, strategy, rate, seed=self.config.seed + index))
         return points
 
-    async def _warm_up(self, dispatcher: Dispatcher, strategy: Strategy) -> None:
+    async def warm_up(self, dispatcher: Dispatcher, strategy: Strategy) -> None:
+        """``warmup_calls`` unmeasured calls, two at a time: connections open, latency windows filled."""
         gate = asyncio.Semaphore(2)
 
         async def one(index: int) -> None:

@@ -89,9 +89,8 @@ class _ResponseStream(httpx.AsyncByteStream):
     def __init__(self, response: RawResponse) -> None:
         self._response = response
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.chunks():
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._response.chunks()
 
     async def aclose(self) -> None:
         self._response.close()
