@@ -232,7 +232,22 @@ class GatewayApp:
         assert task is not None
         scope[CANCEL_ON_DISCONNECT] = task
         try:
-            await self._forward_in_a_slot(scope, receive, send, record, headers, body, upstream_path)
+            slots = self._slots_here()
+            if slots.locked():  # only a full gateway waits, and pays for wait_for's extra task
+                try:
+                    await asyncio.wait_for(slots.acquire(), timeout=self.settings.limits.queue_timeout_s)
+                except TimeoutError:
+                    raise _Refused(503, "the gateway is at its concurrency limit", {"retry-after": "1"}) from None
+            else:
+                await slots.acquire()
+            upstream = self._pick_upstream()
+            upstream.in_flight += 1
+            record.upstream = upstream.url
+            try:
+                await self._relay(scope, receive, send, record, headers, body, upstream, upstream_path)
+            finally:
+                upstream.in_flight -= 1
+                slots.release()
         except asyncio.CancelledError:
             if not scope.get(CLIENT_LEFT):
                 raise  # cancelled from outside (the server shutting down), not for a departed client
@@ -240,33 +255,6 @@ class GatewayApp:
             record.status, record.reason = 499, "client disconnected"
         finally:
             del scope[CANCEL_ON_DISCONNECT]
-
-    async def _forward_in_a_slot(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        record: AuditRecord,
-        headers: RequestHeaders,
-        body: bytes,
-        upstream_path: str,
-    ) -> None:
-        slots = self._slots_here()
-        if slots.locked():  # only a full gateway waits, and pays for wait_for's extra task
-            try:
-                await asyncio.wait_for(slots.acquire(), timeout=self.settings.limits.queue_timeout_s)
-            except TimeoutError:
-                raise _Refused(503, "the gateway is at its concurrency limit", {"retry-after": "1"}) from None
-        else:
-            await slots.acquire()
-        upstream = self._pick_upstream()
-        upstream.in_flight += 1
-        record.upstream = upstream.url
-        try:
-            await self._relay(scope, receive, send, record, headers, body, upstream, upstream_path)
-        finally:
-            upstream.in_flight -= 1
-            slots.release()
 
     async def _relay(
         self,
