@@ -83,7 +83,7 @@ def client_headers(
     named_by_connection = {
         token.strip().lower() for name, value in pairs if name == b"connection" for token in value.split(b",")
     }
-    dropped = _STRIPPED_RESPONSE | named_by_connection if named_by_connection else _STRIPPED_RESPONSE
+    dropped = _STRIPPED_RESPONSE | named_by_connection
     netloc = upstream_netloc.encode("latin-1")
     kept = [(name, value) for name, value in pairs if name not in dropped and netloc not in value.lower()]
     kept.append((b"x-request-id", request_id.encode()))

@@ -232,14 +232,7 @@ class GatewayApp:
         assert task is not None
         scope[CANCEL_ON_DISCONNECT] = task
         try:
-            slots = self._slots_here()
-            if slots.locked():  # only a full gateway waits, and pays for wait_for's extra task
-                try:
-                    await asyncio.wait_for(slots.acquire(), timeout=self.settings.limits.queue_timeout_s)
-                except TimeoutError:
-                    raise _Refused(503, "the gateway is at its concurrency limit", {"retry-after": "1"}) from None
-            else:
-                await slots.acquire()
+            slots = await self._take_slot()
             upstream = self._pick_upstream()
             upstream.in_flight += 1
             record.upstream = upstream.url
@@ -314,6 +307,18 @@ class GatewayApp:
         order = [self.upstreams[(self._next + i) % count] for i in range(count)]
         self._next = (self._next + 1) % count
         return min(order, key=lambda u: u.in_flight)
+
+    async def _take_slot(self) -> asyncio.Semaphore:
+        """An upstream slot, taken (release it on the semaphore returned); a 503 when none frees up in time."""
+        slots = self._slots_here()
+        if not slots.locked():  # only a full gateway waits, and pays for wait_for's extra task
+            await slots.acquire()
+            return slots
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=self.settings.limits.queue_timeout_s)
+        except TimeoutError:
+            raise _Refused(503, "the gateway is at its concurrency limit", {"retry-after": "1"}) from None
+        return slots
 
     def _slots_here(self) -> asyncio.Semaphore:
         if self._slots is None:

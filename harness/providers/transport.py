@@ -66,11 +66,20 @@ class RawResponse:
     """An answer as bytes, below httpx's Response: for a proxy, which relays the bytes and needs none of httpx's
     header parsing. Errors arrive as httpx's exception types, as through ``handle_async_request``."""
 
-    status: int
-    reason: str
-    raw_headers: tuple[tuple[bytes, bytes], ...]
     _response: aiohttp.ClientResponse
     _request: httpx.Request | None = None
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def reason(self) -> str:
+        return self._response.reason or ""
+
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return self._response.raw_headers
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives."""
@@ -199,7 +208,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 compress=None,
                 timeout=_client_timeout(connect_timeout, read_timeout),
             )
-        return RawResponse(response.status, response.reason or "", response.raw_headers, response, request)
+        return RawResponse(response, request)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
