@@ -277,6 +277,8 @@ async def _straggler_call(strategy: str, *, busy: str) -> tuple[Generation, floa
     d.hedge_budget.tokens = 0.0
     for name in busy:
         d._state.health[name].in_flight = 3 if name == "c" else 2
+        for _ in range(2):
+            await d._state.slots.take([name])  # their slots are held
     started = time.perf_counter()
     gen = await d.generate(REQUEST, strategy=strategy)  # type: ignore[arg-type]
     return gen, time.perf_counter() - started, d
@@ -300,6 +302,73 @@ async def test_auto_pays_for_a_hedge_into_a_busy_host() -> None:
     gen, elapsed, d = await _straggler_call("auto", busy="bc")
     assert gen.host == "a" and elapsed >= 1.9
     assert d.hedge_budget.free_hedges == 0 and d.hedge_budget.denied >= 1
+
+
+async def _occupied(d: Dispatcher, strategy: str = "least_loaded") -> asyncio.Task[Generation]:
+    """A call that holds a slot (least_loaded puts successive calls on successive idle hosts)."""
+    call = asyncio.create_task(d.generate(REQUEST, strategy=strategy))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    return call
+
+
+async def test_auto_takes_the_first_slot_freed_on_any_host() -> None:
+    """Late binding: with a busy for 1 s and b for 0.3 s, auto's call waits for whichever frees first and goes to b
+    at 0.3 s, without a hedge or a token. hedge's call, bound to a with an empty bucket, waits out a's 1 s."""
+    for strategy, host, within in (("auto", "b", (0.3, 0.7)), ("hedge", "a", (1.0, 2.0))):
+        providers = {
+            "a": StandInProvider("a", [Step(1.0)], Step(0.05)),
+            "b": StandInProvider("b", [Step(0.3)], Step(0.05)),
+        }
+        d = dispatcher(make_fleet("ab", max_concurrency=1, hedge=HedgePolicy(delay_s=0.1)), providers)
+        d.hedge_budget.tokens = 0.0
+        busy = [await _occupied(d), await _occupied(d)]
+        started = time.perf_counter()
+        gen = await d.generate(REQUEST, strategy=strategy)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+        await asyncio.gather(*busy)
+        assert gen.host == host and within[0] - 0.02 <= elapsed < within[1], (strategy, elapsed)
+        assert [(a.host, a.outcome) for a in gen.attempts] == [(host, "ok")]
+        assert (len(providers["a"].calls), len(providers["b"].calls)) == ((1, 2) if host == "b" else (2, 1))
+        assert d.hedge_budget.hedges == 0
+        assert all(h.in_flight == 0 for h in d._state.health.values())
+
+
+async def test_auto_times_its_hedge_from_the_slot_not_the_queue() -> None:
+    """auto's hedge delay (0.1 s) is a time at the host: a call that queued 0.3 s for its slot is not hedged then
+    (both hosts full; a hedge would have paid a token to queue too), but 0.1 s after it reached a, onto b, free by
+    then, without a token."""
+    providers = {
+        "a": StandInProvider("a", [Step(0.3), Step(1.0)], Step(0.05)),
+        "b": StandInProvider("b", [Step(0.35)], Step(0.05)),
+    }
+    d = dispatcher(make_fleet("ab", max_concurrency=1, hedge=HedgePolicy(delay_s=0.1)), providers)
+    busy = [await _occupied(d), await _occupied(d)]
+    gen = await d.generate(REQUEST, strategy="auto")
+    await asyncio.gather(*busy)
+    assert gen.host == "b"
+    assert [(a.host, a.outcome) for a in gen.attempts] == [("a", "cancelled"), ("b", "ok")]
+    reached_a, hedged_to_b = providers["a"].calls[1], providers["b"].calls[1]
+    assert 0.09 <= hedged_to_b - reached_a < 0.3
+    assert (d.hedge_budget.hedges, d.hedge_budget.free_hedges) == (0, 1)
+
+
+async def test_auto_does_not_bind_to_a_host_whose_breaker_opened_while_it_waited() -> None:
+    providers = {name: StandInProvider(name, default=Step(0.01)) for name in "ab"}
+    d = dispatcher(make_fleet("ab", max_concurrency=1, breaker=BreakerPolicy(failures=1)), providers)
+    pool, health = d._state.slots, d._state.health
+    for name in "ab":  # both hosts full: other calls' requests, as the pool and the in-flight counts see them
+        await pool.take([name])
+        health[name].in_flight = 1
+    call = asyncio.create_task(d.generate(REQUEST, strategy="auto"))
+    await asyncio.sleep(0.05)
+    health["b"].record_failure("normal")
+    pool.give_back("b")  # b frees first, but its breaker is open now
+    await asyncio.sleep(0.05)
+    assert not call.done() and providers["b"].calls == []
+    assert pool.free("b") == 1
+    pool.give_back("a")
+    gen = await call
+    assert gen.host == "a" and providers["b"].calls == []
 
 
 async def test_overall_timeout_holds_when_every_host_hangs() -> None:

@@ -14,6 +14,13 @@ queue still beats a straggler. With one budget for both, at 80 % load about a fi
 (queueing pushes many past it), the bucket (0.15 per call) ran dry, and whether a handful of stragglers met it empty
 decided the p99.
 
+Its requests are bound late. A call that finds every host full does not queue at the best-ranked one: it waits in
+the fleet's one queue (:class:`~harness.dispatch.slots.SlotPool`) and takes the first slot that frees on any host, so
+it never sits behind a straggler while a slot stands free elsewhere (one queue for all the slots rather than one per host).
+Its hedge delay then runs from when it got the slot, not from when it was sent: the delay is a time at the host (the
+windows measure from the slot), and a call still in the queue is not straggling, so a hedge would only queue too and
+spend a token.
+
 A race is judged against the load arriving calls *typically* find, not the load at this instant. Judged on the
 instant alone, auto raced whenever a gap opened at 50-80 % load (1.4-1.8 requests per call in bench/capacity.py);
 each race held a slot on every host, and the calls arriving behind it queued, so its p99 came out 2-3x hedge's.

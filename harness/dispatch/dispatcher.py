@@ -13,8 +13,10 @@ Strategies:
 * ``single``: send to the first host, in fleet-file order, whose breaker allows it; no second try.
 * ``least_loaded``: send to the host with the fewest requests in flight per slot; a failure goes to the next at once.
 * ``auto``: ``race`` while a race fits on top of the fleet's usual load and no host has requests waiting
-  (:func:`~harness.dispatch.auto.race_fits`), else ``hedge``, load-aware: its hedge goes to the least loaded host
-  left, and onto a free slot it is not charged to the bucket (:mod:`harness.dispatch.auto`).
+  (:func:`~harness.dispatch.auto.race_fits`), else ``hedge``, load-aware: its request takes the first slot that frees
+  on any host (late binding, :mod:`harness.dispatch.slots`), its hedge delay runs from when it got that slot, and
+  its hedge goes to the least loaded host left, not charged to the bucket onto a free slot
+  (:mod:`harness.dispatch.auto`).
 
 The registry is :data:`harness.dispatch.strategies.STRATEGIES`.
 
@@ -41,6 +43,7 @@ from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
 from harness.dispatch.engine import FleetState, HostProbe, LocalCall, LocalOutcome, describe
 from harness.dispatch.fallback import CloudCost, cloud_fallback
 from harness.dispatch.health import Clock, HostHealth, HostSnapshot, LatencyWindow
+from harness.dispatch.slots import SlotPool
 from harness.dispatch.strategies import STRATEGY_NAMES
 from harness.errors import BudgetExceeded, FleetUnavailable, InputError, ProviderError
 from harness.providers.base import Provider, provider_for
@@ -97,7 +100,7 @@ class Dispatcher:
             fleet=fleet,
             providers=self.providers,
             health={host.name: HostHealth(host.name, fleet.breaker, clock=clock) for host in fleet.hosts},
-            semaphores={host.name: asyncio.Semaphore(host.max_concurrency) for host in fleet.hosts},
+            slots=SlotPool({host.name: host.max_concurrency for host in fleet.hosts}),
             pooled=LatencyWindow(),  # every host's latencies, for hosts that have too few of their own yet
             hedge_budget=self.hedge_budget,
             probe=host_probe,

@@ -19,6 +19,7 @@ from harness.dispatch.auto import ArrivalLoad
 from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, Permit
 from harness.dispatch.hedging import hedge_delay, least_loaded_first
+from harness.dispatch.slots import SlotPool
 from harness.dispatch.strategies import plan_call
 from harness.errors import ProviderError
 from harness.providers.base import Provider
@@ -38,12 +39,12 @@ started. A host the probe calls down is skipped with that reason instead of bein
 
 @dataclass
 class FleetState:
-    """What outlives a call: providers, per-host health and semaphores, fleet-wide latencies, the hedge budget."""
+    """What outlives a call: providers, per-host health, the hosts' slots, fleet-wide latencies, the hedge budget."""
 
     fleet: Fleet
     providers: dict[str, Provider]
     health: dict[str, HostHealth]
-    semaphores: dict[str, asyncio.Semaphore]
+    slots: SlotPool
     pooled: LatencyWindow
     hedge_budget: HedgeBudget
     probe: HostProbe | None = None
@@ -66,14 +67,19 @@ class LocalOutcome:
 
 @dataclass(eq=False)
 class _Flight:
-    """One request to one host."""
+    """One request to one host.
+
+    A late-bound request (``alternatives`` not empty) is counted at ``host`` while it waits, and takes the first slot
+    that frees on ``host`` or any alternative; ``host`` is then wherever it went.
+    """
 
     host: Host
     permit: Permit
     index: int
     launched: float
-    sent: float | None = None  # when it got past the host's semaphore
-    released: float | None = None  # when it gave the semaphore back (a cancelled loser: before its call settles)
+    alternatives: tuple[Host, ...] = ()
+    sent: float | None = None  # when it got a slot at its host
+    released: float | None = None  # when it gave the slot back (a cancelled loser: before its call settles)
 
 
 def describe(exc: BaseException) -> tuple[str, int | None]:
@@ -140,8 +146,20 @@ class LocalCall:
                 self.outcome.reasons[host.name] = reason
                 continue
             self._slots.append(None)
-            return _Flight(host, permit, len(self._slots) - 1, time.perf_counter())
+            return _Flight(host, permit, len(self._slots) - 1, time.perf_counter(), self._alternatives(permit))
         return None
+
+    def _alternatives(self, permit: Permit) -> tuple[Host, ...]:
+        """Hosts a request may go to instead of its own: for a plan with ``late_binding``, when it is the call's only
+        request and an ordinary one (a half-open breaker's probe must go to its host), the hosts left in the queue
+        whose breakers are closed and that are not down."""
+        if not self.plan.late_binding or self._tasks or permit != "normal":
+            return ()
+        health = self.state.health
+        return tuple(
+            host for host in self.queue
+            if health[host.name].state == "closed" and self.state.down_reason(host.name) is None
+        )
 
     def _launch(self) -> _Flight | None:
         flight = self._next()
@@ -151,22 +169,45 @@ class LocalCall:
         return flight
 
     async def _send(self, flight: _Flight) -> Generation:
-        name = flight.host.name
-        health = self.state.health[name]
         racing = int(self._racing)
+        health = self.state.health[flight.host.name]
         health.in_flight += 1
         health.racing += racing
         try:
-            async with self.state.semaphores[name]:
+            name = await self._take_slot(flight)
+            try:
                 flight.sent = time.perf_counter()
-                health.sent += 1
-                try:
-                    return await self.state.providers[name].generate(self.request)
-                finally:
-                    flight.released = time.perf_counter()
+                self.state.health[name].sent += 1
+                return await self.state.providers[name].generate(self.request)
+            finally:
+                flight.released = time.perf_counter()
+                self.state.slots.give_back(name)
         finally:
+            health = self.state.health[flight.host.name]
             health.in_flight -= 1
             health.racing -= racing
+
+    async def _take_slot(self, flight: _Flight) -> str:
+        """Wait for a slot at the flight's host, or (late binding) at whichever of its alternatives frees one first,
+        and bind the flight there. An alternative whose breaker opened meanwhile is handed back and dropped."""
+        names = [flight.host.name, *(host.name for host in flight.alternatives)]
+        while True:
+            name = await self.state.slots.take(names)
+            if name == flight.host.name:
+                return name
+            if self.state.health[name].state == "closed" and self.state.down_reason(name) is None:
+                self._rebind(flight, self.state.fleet.host(name))
+                return name
+            self.state.slots.give_back(name)
+            names.remove(name)
+
+    def _rebind(self, flight: _Flight, host: Host) -> None:
+        """Move a late-bound flight to ``host``: its in-flight count goes along, and its old host rejoins the queue."""
+        self.state.health[flight.host.name].in_flight -= 1
+        self.state.health[host.name].in_flight += 1
+        self.queue.remove(host)
+        self.queue.appendleft(flight.host)
+        flight.host = host
 
     # -- one candidate: inline ------------------------------------------------------------------------------------
 
@@ -200,8 +241,12 @@ class LocalCall:
         budget = self.state.hedge_budget
 
         def hedge_at(flight: _Flight) -> float:
-            host_health = self.state.health[flight.host.name]
-            return flight.launched + hedge_delay(policy, host_health, pooled=self.state.pooled)
+            delay = hedge_delay(policy, self.state.health[flight.host.name], pooled=self.state.pooled)
+            if not self.plan.late_binding:
+                return flight.launched + delay
+            # The delay is a time at the host (the windows measure from the slot), so it runs from the slot; before
+            # the request has one it is queued, not straggling, and a hedge would only queue too: look again later.
+            return (time.perf_counter() if flight.sent is None else flight.sent) + delay
 
         if hedging:
             budget.deposit()
@@ -209,7 +254,7 @@ class LocalCall:
         while mode == "race" and self._launch() is not None:
             pass
         hedge_time = hedge_at(first) if hedging and first is not None else None
-        waited_from = first.launched if first is not None else time.perf_counter()  # the request a hedge backs up
+        backed = first  # the request a hedge would back up
         hedged = False
         wanted = 1  # requests the hedge strategy keeps in flight: 1, or 2 once a hedge went out
         try:
@@ -236,12 +281,14 @@ class LocalCall:
                         if hedging:
                             budget.charge_failover()
                         if hedging and not hedged:
-                            hedge_time, waited_from = hedge_at(successor), successor.launched
+                            hedge_time, backed = hedge_at(successor), successor
                 now = time.perf_counter()
                 if now >= self.deadline:
                     break
-                if hedge_time is not None and not hedged and self.queue and now >= hedge_time:
-                    if self._free_slot_next() or budget.try_hedge():
+                if hedge_time is not None and not hedged and self.queue and now >= hedge_time and backed is not None:
+                    if self.plan.late_binding and (due := hedge_at(backed)) > now:
+                        hedge_time = due  # the request waited for its slot; its time at the host has not run out
+                    elif self._free_slot_next() or budget.try_hedge():
                         hedged = True
                         if self._launch() is not None:
                             wanted = 2
@@ -249,7 +296,7 @@ class LocalCall:
                         # Refused: ask again once the call has waited twice as long. The longer it waits, the likelier
                         # it is a straggler, so a scarce token does more good then; refused once for good, stragglers
                         # met an empty bucket at 80 % load and set the p99.
-                        hedge_time = now + max(now - waited_from, policy.min_delay_s)
+                        hedge_time = now + max(now - backed.launched, policy.min_delay_s)
         finally:
             timed_out = self.outcome.winner is None and time.perf_counter() >= self.deadline
             await self._cancel_all("timeout" if timed_out else "cancelled")
@@ -266,10 +313,9 @@ class LocalCall:
         health = self.state.health
         self.queue = deque(least_loaded_first(list(self.queue), health))
         head = self.queue[0]
-        state = health[head.name]
         free = (
-            state.in_flight < head.max_concurrency
-            and state.skip_reason() is None
+            self.state.slots.free(head.name) > 0
+            and health[head.name].skip_reason() is None
             and self.state.down_reason(head.name) is None
         )
         if free:

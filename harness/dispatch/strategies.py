@@ -29,11 +29,14 @@ class Plan:
         hosts: candidates in the order to try them.
         free_slot_hedges: a due hedge goes to the least loaded host left, and when that host has a slot free it goes
             without spending the hedge budget (``auto``: see :mod:`harness.dispatch.auto`).
+        late_binding: the call's only request waits for the first slot free on any of its hosts, not for its own
+            host's (:mod:`harness.dispatch.slots`), and its hedge delay runs from when it got a slot (``auto``).
     """
 
     mode: Mode
     hosts: tuple[Host, ...]
     free_slot_hedges: bool = False
+    late_binding: bool = False
 
 
 # (hosts, their health now, the fleet's in-flight count as arriving calls typically find it) -> plan
@@ -65,7 +68,7 @@ def _least_loaded(hosts: Sequence[Host], health: Mapping[str, HostHealth], _typi
 def _auto(hosts: Sequence[Host], health: Mapping[str, HostHealth], typical: float | None) -> Plan:
     if race_fits(hosts, health, typical):
         return Plan("race", tuple(hosts))
-    return Plan("hedge", tuple(rank_hosts(hosts, health)), free_slot_hedges=True)
+    return Plan("hedge", tuple(rank_hosts(hosts, health)), free_slot_hedges=True, late_binding=True)
 
 
 STRATEGIES: dict[Strategy, StrategySpec] = {
@@ -74,7 +77,9 @@ STRATEGIES: dict[Strategy, StrategySpec] = {
     "single": StrategySpec(_single, "the first host whose breaker allows it; no second try"),
     "least_loaded": StrategySpec(_least_loaded, "the host with the fewest requests in flight per slot; failover"),
     "auto": StrategySpec(
-        _auto, "race while a race fits on the usual load and nothing waits, else hedge (free onto an idle slot)"
+        _auto,
+        "race while a race fits on the usual load and nothing waits, else hedge: the first slot free on any host, "
+        "and a hedge free onto an idle slot",
     ),
 }
 
