@@ -304,9 +304,9 @@ async def test_auto_pays_for_a_hedge_into_a_busy_host() -> None:
     assert d.hedge_budget.free_hedges == 0 and d.hedge_budget.denied >= 1
 
 
-async def _occupied(d: Dispatcher, strategy: str = "least_loaded") -> asyncio.Task[Generation]:
+async def _occupied(d: Dispatcher) -> asyncio.Task[Generation]:
     """A call that holds a slot (least_loaded puts successive calls on successive idle hosts)."""
-    call = asyncio.create_task(d.generate(REQUEST, strategy=strategy))  # type: ignore[arg-type]
+    call = asyncio.create_task(d.generate(REQUEST, strategy="least_loaded"))
     await asyncio.sleep(0.01)
     return call
 

@@ -1,7 +1,7 @@
 """Drive one open-loop schedule: start each call when it is due, whatever earlier calls are doing.
 
-Latency is measured from the call's *due* time, so time spent queued anywhere (behind the dispatcher's per-host
-semaphores, in a host's queue, or behind the load generator's own lag) counts, as a user would feel it. Every run is
+Latency is measured from the call's *due* time, so time spent queued anywhere (waiting for one of the dispatcher's
+host slots, in a host's queue, or behind the load generator's own lag) counts, as a user would feel it. Every run is
 bounded: the schedule is finite, and calls still open ``grace_s`` after the last due time are cancelled and recorded
 as failures.
 """

@@ -45,7 +45,9 @@ class Host(_Strict):
         description="chat: messages API (ollama /api/chat, openai /v1/chat/completions); "
         "completion: raw prompt (ollama /api/generate raw, openai /v1/completions), for base models with a template",
     )
-    max_concurrency: int = Field(default=1, ge=1, description="per-host semaphore; Ollama's default parallelism is 1")
+    max_concurrency: int = Field(
+        default=1, ge=1, description="requests sent to this host at once; Ollama's default parallelism is 1"
+    )
     stream: bool = Field(
         default=False,
         description="stream answers, so a cancelled race loser stops at once; some servers then report no token "

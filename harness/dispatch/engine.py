@@ -391,7 +391,7 @@ class LocalCall:
                 self._sample(flight, served)  # censored: its true latency was at least this
             self._settle(flight, Attempt(host=flight.host.name, outcome="cancelled", latency_s=latency, cancelled=True))
             return
-        # A request that never got past the host's semaphore says nothing about the host itself.
+        # A request that never got a slot at the host says nothing about the host itself.
         if served is not None:
             health.record_failure(flight.permit)
         else:

@@ -151,10 +151,12 @@ class HostHealth:
         self.name = name
         self.policy = policy or BreakerPolicy()
         self.latency = LatencyWindow(window)
-        self.in_flight = 0  # requests handed to this host and not yet ended, including those queued for its semaphore
+        # requests handed to this host and not yet ended, including those waiting for a slot (a late-bound one counts
+        # at the host it was planned for until it binds)
+        self.in_flight = 0
         self.racing = 0  # those of them sent by a race: they leave together once the race is won
-        self.sent = 0  # requests that got past the host's semaphore
-        self.busy_s = 0.0  # seconds requests spent at the host (past its semaphore), summed over requests
+        self.sent = 0  # requests that got a slot at the host
+        self.busy_s = 0.0  # seconds requests spent at the host (holding a slot), summed over requests
         self.successes = 0
         self.failures = 0
         self.cancelled = 0

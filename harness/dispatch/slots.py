@@ -75,4 +75,3 @@ class SlotPool:
                 waiter.granted.set_result(host)
                 return
         self._free[host] += 1
-
