@@ -122,9 +122,9 @@ def test_rank_hosts_prefers_healthy_fast_and_idle_hosts() -> None:
     clock = ManualClock()
     health = {h.name: HostHealth(h.name, BreakerPolicy(failures=1, cooldown_s=10), clock=clock) for h in hosts}
     assert [h.name for h in rank_hosts(hosts, health)] == ["a", "b", "c", "d"]
-    health["a"].latency.extend([0.5] * 10)
-    health["b"].latency.extend([0.2] * 10)
-    health["c"].latency.extend([0.2] * 10)
+    health["a"].latency.extend([0.5] * MIN_SAMPLES)
+    health["b"].latency.extend([0.2] * MIN_SAMPLES)
+    health["c"].latency.extend([0.2] * MIN_SAMPLES)
     health["c"].in_flight = 2  # busy: expected 0.3
     health["d"].record_failure("normal")  # open
     assert [h.name for h in rank_hosts(hosts, health)] == ["b", "c", "a", "d"]
@@ -132,6 +132,19 @@ def test_rank_hosts_prefers_healthy_fast_and_idle_hosts() -> None:
     health["b"].record_failure("normal")
     # d is half-open now (ranks after closed hosts), b just opened (last).
     assert [h.name for h in rank_hosts(hosts, health)] == ["c", "a", "d", "b"]
+
+
+def test_a_host_ranks_as_fast_until_its_window_holds_enough_samples() -> None:
+    """One straggling first answer must not bury a host: until it has MIN_SAMPLES latencies it ranks as fast (and,
+    idle, ahead of busy measured hosts), so it keeps being tried; once measured, a slow host ranks behind."""
+    hosts = [Host(name=n, url="http://127.0.0.1:1", model="m", max_concurrency=2) for n in "ab"]
+    health = {h.name: HostHealth(h.name) for h in hosts}
+    health["a"].latency.extend([0.2] * MIN_SAMPLES)
+    health["a"].in_flight = 1
+    health["b"].latency.add(2.0)  # its first answer straggled
+    assert [h.name for h in rank_hosts(hosts, health)] == ["b", "a"]
+    health["b"].latency.extend([2.0] * (MIN_SAMPLES - 1))  # measured now, and slow
+    assert [h.name for h in rank_hosts(hosts, health)] == ["a", "b"]
 
 
 def test_hedge_budget_token_bucket() -> None:

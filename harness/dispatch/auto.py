@@ -16,7 +16,7 @@ decided the p99.
 
 Its requests are bound late. A call that finds every host full does not queue at the best-ranked one: it waits in
 the fleet's one queue (:class:`~harness.dispatch.slots.SlotPool`) and takes the first slot that frees on any host, so
-it never sits behind a straggler while a slot stands free elsewhere (one queue for all the slots rather than one per host).
+it never sits behind a straggler while a slot stands free elsewhere (one queue for all the slots, not one per host).
 Its hedge delay then runs from when it got the slot, not from when it was sent: the delay is a time at the host (the
 windows measure from the slot), and a call still in the queue is not straggling, so a hedge would only queue too and
 spend a token.

@@ -45,8 +45,11 @@ def rank_hosts(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> list[
     """Hosts best first: closed breakers by expected latency, then half-open ones, then open ones.
 
     Expected latency is the recent median scaled by how busy the host is (``1 + in_flight / max_concurrency``), so
-    equal hosts share the load instead of the marginally fastest taking every call. A host without samples ranks as
-    fast, so it gets tried and measured. Ties go to the less busy host, then keep the fleet file's order.
+    equal hosts share the load instead of the marginally fastest taking every call. A host with fewer than
+    ``MIN_SAMPLES`` latencies ranks as fast, so it gets tried until its median means something. Ranked on its first
+    few samples, a host whose early answers straggled was passed over for good, since its window never refreshed: in
+    bench/capacity.py one host came out of hedge's warm-up with 2 latencies, median 931 ms, and hedge left it idle
+    from 10 to 65 % load. Ties go to the less busy host, then keep the fleet file's order.
     """
     state_rank = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -54,7 +57,7 @@ def rank_hosts(hosts: Sequence[Host], health: Mapping[str, HostHealth]) -> list[
         order, host = item
         h = health[host.name]
         load = h.in_flight / host.max_concurrency
-        p50 = h.latency.quantile(0.5) or 0.0
+        p50 = (h.latency.quantile(0.5) or 0.0) if len(h.latency) >= MIN_SAMPLES else 0.0
         return state_rank[h.state], p50 * (1.0 + load), load, order
 
     return [host for _, host in sorted(enumerate(hosts), key=key)]
