@@ -29,8 +29,9 @@ average (PASTA), so a race must fit on top of the fleet's usual load. It must fi
 flight except other races' (see :func:`race_fits`), and never onto hosts with requests waiting, bar a single race's
 (:func:`queue_blocks_race`).
 
-A race's latencies do not feed the windows that time hedges (``LocalCall._sample`` in :mod:`harness.dispatch.engine`):
-they are all about the fastest of n hosts, and with them auto's hedges fired so early that the budget ran dry.
+A race's latencies do not feed the windows that time hedges (``AttemptLog._sample`` in
+:mod:`harness.dispatch.attempts`): they are all about the fastest of n hosts, and with them auto's hedges fired so
+early that the budget ran dry.
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ from types import TracebackType
 
 from harness.config.fleet import Fleet, Strategy
 from harness.costs import local_call_cost
+from harness.dispatch.attempts import LocalOutcome, describe
 from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
-from harness.dispatch.engine import FleetState, HostProbe, LocalCall, LocalOutcome, describe
+from harness.dispatch.engine import FleetState, HostProbe, LocalCall
 from harness.dispatch.fallback import CloudCost, cloud_fallback
 from harness.dispatch.health import Clock, HostHealth, HostSnapshot, LatencyWindow
 from harness.dispatch.slots import SlotPool

@@ -1,4 +1,5 @@
-"""The local phase of one dispatched call: which hosts get a request, when, and how each attempt ended.
+"""The local phase of one dispatched call: which hosts get a request, when, and in which slot (each ending is
+recorded by :mod:`harness.dispatch.attempts`).
 
 A call with a single candidate (strategy ``single``, or a one-host fleet) awaits its request inline under
 ``asyncio.timeout``; every other call runs each request as a task, so the first good answer can win and the rest be
@@ -12,22 +13,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from harness.config.fleet import Fleet, Host, Strategy
+from harness.dispatch.attempts import Abandon, AttemptLog, Flight, LocalOutcome
 from harness.dispatch.auto import ArrivalLoad
 from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, Permit
 from harness.dispatch.hedging import hedge_delay, least_loaded_first
 from harness.dispatch.slots import SlotPool
 from harness.dispatch.strategies import plan_call
-from harness.errors import ProviderError
 from harness.providers.base import Provider
-from harness.providers.types import Attempt, Generation, GenerationRequest
+from harness.providers.types import Generation, GenerationRequest
 
 CANCEL_GRACE_S = 2.0  # how long to wait for cancelled requests to unwind (httpx closes the socket on the way)
-
-Abandon = Literal["cancelled", "timeout"]
 
 HostProbe = Callable[[str], str | None]
 """Host name -> ``None`` while the host may answer, else why it cannot (e.g. its server process exited).
@@ -54,45 +52,6 @@ class FleetState:
         return self.probe(host) if self.probe is not None else None
 
 
-@dataclass
-class LocalOutcome:
-    """How the local phase ended: the winning answer (if any), every attempt, and why each host failed."""
-
-    winner: Generation | None = None
-    winner_host: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    reasons: dict[str, str] = field(default_factory=dict)
-    busy_s: dict[str, float] = field(default_factory=dict)  # host -> seconds it spent on this call's requests
-
-
-@dataclass(eq=False)
-class _Flight:
-    """One request to one host.
-
-    A late-bound request (``alternatives`` not empty) is counted at ``host`` while it waits, and takes the first slot
-    that frees on ``host`` or any alternative; ``host`` is then wherever it went.
-    """
-
-    host: Host
-    permit: Permit
-    index: int
-    launched: float
-    alternatives: tuple[Host, ...] = ()
-    sent: float | None = None  # when it got a slot at its host
-    released: float | None = None  # when it gave the slot back (a cancelled loser: before its call settles)
-
-
-def describe(exc: BaseException) -> tuple[str, int | None]:
-    """A one-line reason and the HTTP status of a failed request."""
-    if isinstance(exc, ProviderError):
-        message = exc.message
-        prefix = f"{exc.host}: "
-        if exc.host and message.startswith(prefix):
-            message = message[len(prefix) :]
-        return message, exc.status
-    return f"{type(exc).__name__}: {exc}", None
-
-
 class LocalCall:
     """One call's local phase; see :mod:`harness.dispatch.dispatcher` for the strategies.
 
@@ -113,8 +72,8 @@ class LocalCall:
         self.queue = deque(self.plan.hosts)
         self.deadline = time.perf_counter() + state.fleet.timeout_s
         self.outcome = LocalOutcome()
-        self._slots: list[Attempt | None] = []
-        self._tasks: dict[asyncio.Task[Generation], _Flight] = {}
+        self.log = AttemptLog(state, self.outcome, racing=self._racing)
+        self._tasks: dict[asyncio.Task[Generation], Flight] = {}
 
     async def run(self) -> LocalOutcome:
         if self.plan.mode == "single" or len(self.queue) == 1:
@@ -124,29 +83,25 @@ class LocalCall:
         unreached = "not tried (strategy single)" if self.plan.mode == "single" else "not tried"
         for host in self.queue:
             self.outcome.reasons.setdefault(host.name, unreached)
-        self.outcome.attempts = [a for a in self._slots if a is not None]
+        self.outcome.attempts = self.log.attempts()
         return self.outcome
 
     # -- sending ----------------------------------------------------------------------------------------------------
 
-    def _next(self) -> _Flight | None:
+    def _next(self) -> Flight | None:
         """The next host in the queue whose breaker allows a request; hosts passed over are recorded as skipped."""
         while self.queue:
             host = self.queue.popleft()
             down = self.state.down_reason(host.name)
             if down is not None:
-                self._slots.append(Attempt(host=host.name, outcome="skipped", latency_s=0.0, error=down))
-                self.outcome.reasons[host.name] = down
+                self.log.skipped(host, down)
                 continue
             health = self.state.health[host.name]
             permit = health.acquire()
             if permit is None:
-                reason = health.skip_reason() or "breaker open"
-                self._slots.append(Attempt(host=host.name, outcome="skipped", latency_s=0.0, error=reason))
-                self.outcome.reasons[host.name] = reason
+                self.log.skipped(host, health.skip_reason() or "breaker open")
                 continue
-            self._slots.append(None)
-            return _Flight(host, permit, len(self._slots) - 1, time.perf_counter(), self._alternatives(permit))
+            return self.log.open(host, permit, self._alternatives(permit))
         return None
 
     def _alternatives(self, permit: Permit) -> tuple[Host, ...]:
@@ -161,14 +116,14 @@ class LocalCall:
             if health[host.name].state == "closed" and self.state.down_reason(host.name) is None
         )
 
-    def _launch(self) -> _Flight | None:
+    def _launch(self) -> Flight | None:
         flight = self._next()
         if flight is not None:
             task = asyncio.create_task(self._send(flight), name=f"dispatch:{flight.host.name}")
             self._tasks[task] = flight
         return flight
 
-    async def _send(self, flight: _Flight) -> Generation:
+    async def _send(self, flight: Flight) -> Generation:
         racing = int(self._racing)
         health = self.state.health[flight.host.name]
         health.in_flight += 1
@@ -187,7 +142,7 @@ class LocalCall:
             health.in_flight -= 1
             health.racing -= racing
 
-    async def _take_slot(self, flight: _Flight) -> str:
+    async def _take_slot(self, flight: Flight) -> str:
         """Wait for a slot at the flight's host, or (late binding) at whichever of its alternatives frees one first,
         and bind the flight there. An alternative whose breaker opened meanwhile is handed back and dropped."""
         names = [flight.host.name, *(host.name for host in flight.alternatives)]
@@ -201,7 +156,7 @@ class LocalCall:
             self.state.slots.give_back(name)
             names.remove(name)
 
-    def _rebind(self, flight: _Flight, host: Host) -> None:
+    def _rebind(self, flight: Flight, host: Host) -> None:
         """Move a late-bound flight to ``host``: its in-flight count goes along, and its old host rejoins the queue."""
         self.state.health[flight.host.name].in_flight -= 1
         self.state.health[host.name].in_flight += 1
@@ -219,17 +174,17 @@ class LocalCall:
             async with asyncio.timeout(max(0.0, self.deadline - time.perf_counter())) as timeout:
                 answer = await self._send(flight)
         except asyncio.CancelledError:
-            self._abandoned(flight, "cancelled")
+            self.log.abandoned(flight, "cancelled")
             raise
         except TimeoutError as exc:
             if timeout.expired():
-                self._abandoned(flight, "timeout")
+                self.log.abandoned(flight, "timeout")
             else:
-                self._failed(flight, exc)
+                self.log.failed(flight, exc)
         except Exception as exc:  # noqa: BLE001 -- a provider bug must not sink the call; it is recorded
-            self._failed(flight, exc)
+            self.log.failed(flight, exc)
         else:
-            self._succeeded(flight, answer)
+            self.log.succeeded(flight, answer)
 
     # -- several candidates: tasks --------------------------------------------------------------------------------
 
@@ -240,7 +195,7 @@ class LocalCall:
         policy = self.state.fleet.hedge
         budget = self.state.hedge_budget
 
-        def hedge_at(flight: _Flight) -> float:
+        def hedge_at(flight: Flight) -> float:
             delay = hedge_delay(policy, self.state.health[flight.host.name], pooled=self.state.pooled)
             if not self.plan.late_binding:
                 return flight.launched + delay
@@ -268,11 +223,11 @@ class LocalCall:
                 for task in sorted(done, key=lambda t: self._tasks[t].index):
                     flight = self._tasks.pop(task)
                     if task.cancelled():
-                        self._failed(flight, asyncio.CancelledError())
+                        self.log.failed(flight, asyncio.CancelledError())
                     elif (exc := task.exception()) is not None:
-                        self._failed(flight, exc)
+                        self.log.failed(flight, exc)
                     else:
-                        self._succeeded(flight, task.result())
+                        self.log.succeeded(flight, task.result())
                 if self.outcome.winner is not None:
                     break
                 if done and replacing and time.perf_counter() < self.deadline:
@@ -330,74 +285,5 @@ class LocalCall:
             task.cancel()
         await asyncio.wait(self._tasks.keys(), timeout=CANCEL_GRACE_S)
         for flight in self._tasks.values():
-            self._abandoned(flight, how)
+            self.log.abandoned(flight, how)
         self._tasks.clear()
-
-    # -- accounting -------------------------------------------------------------------------------------------------
-
-    def _settle(self, flight: _Flight, attempt: Attempt) -> None:
-        self._slots[flight.index] = attempt
-        if flight.sent is not None:
-            # up to when the host's slot was freed, not when the call got round to settling (after every loser)
-            seconds = (flight.released or time.perf_counter()) - flight.sent
-            busy = self.outcome.busy_s
-            busy[flight.host.name] = busy.get(flight.host.name, 0.0) + seconds
-            self.state.health[flight.host.name].busy_s += seconds
-
-    def _succeeded(self, flight: _Flight, answer: Generation) -> None:
-        now = time.perf_counter()
-        served = now - (flight.launched if flight.sent is None else flight.sent)
-        self.state.health[flight.host.name].record_success(flight.permit)
-        self._sample(flight, served)
-        self._settle(flight, Attempt(host=flight.host.name, outcome="ok", latency_s=now - flight.launched))
-        if self.outcome.winner is None:
-            self.outcome.winner = answer
-            self.outcome.winner_host = flight.host.name
-
-    def _sample(self, flight: _Flight, served_s: float) -> None:
-        """Add a request's time at its host to the host's latency window and the fleet's, which time hedges.
-
-        A lost request counts too, as a censored sample: leaving it out would hide the slow tail from the windows, and
-        the hedge delay would drift down with their quantiles. A race adds nothing: its winner is the fastest of n
-        hosts and its losers are cut at the winner's time, so every sample is about the fastest of n. Under auto,
-        which mixes races and hedges, those pulled the hedge delay down to ~p70 of the true latency; a third of the
-        hedged calls then asked for a hedge, the budget ran dry, and the stragglers went unhedged.
-        """
-        if self._racing:
-            return
-        self.state.health[flight.host.name].latency.add(served_s)
-        self.state.pooled.add(served_s)
-
-    def _failed(self, flight: _Flight, exc: BaseException) -> None:
-        self.state.health[flight.host.name].record_failure(flight.permit)
-        message, status = describe(exc)
-        down = self.state.down_reason(flight.host.name)
-        if down is not None:  # the host's process is gone: say so, not the connection error it caused
-            message, status = down, None
-        latency = time.perf_counter() - flight.launched
-        attempt = Attempt(host=flight.host.name, outcome="error", latency_s=latency, status=status, error=message)
-        self._settle(flight, attempt)
-        self.outcome.reasons[flight.host.name] = f"HTTP {status}: {message}" if status is not None else message
-
-    def _abandoned(self, flight: _Flight, how: Abandon) -> None:
-        """A request cut short: it lost to another host (``cancelled``) or ran out of time (``timeout``)."""
-        now = time.perf_counter()
-        health = self.state.health[flight.host.name]
-        served = now - flight.sent if flight.sent is not None else None
-        latency = now - flight.launched
-        if how == "cancelled":
-            health.record_cancelled(flight.permit, reached=served is not None)
-            if served is not None:
-                self._sample(flight, served)  # censored: its true latency was at least this
-            self._settle(flight, Attempt(host=flight.host.name, outcome="cancelled", latency_s=latency, cancelled=True))
-            return
-        # A request that never got a slot at the host says nothing about the host itself.
-        if served is not None:
-            health.record_failure(flight.permit)
-        else:
-            health.record_cancelled(flight.permit)
-        why = f"no answer within {self.state.fleet.timeout_s:g}s"
-        self._settle(
-            flight, Attempt(host=flight.host.name, outcome="timeout", latency_s=latency, error=why, cancelled=True)
-        )
-        self.outcome.reasons[flight.host.name] = why
