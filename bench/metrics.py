@@ -1,11 +1,14 @@
 """Speed of ``harness.metrics.retrieval.evaluate`` against ``pytrec_eval`` on the same input.
 
-Target: scoring 10,000 queries x 100 retrieved docs with 7 metrics is no slower than pytrec_eval (ratio <= 1.0).
+Target: scoring 10,000 queries x 100 retrieved docs with 7 metrics takes at most half of pytrec_eval's time
+(ratio <= 0.5), with every shared measure within 1e-6 of it.
 
 pytrec_eval has no cut form of reciprocal rank, so it is timed with the measure set that yields the same
 information ({recall_10, P_5, success_5, recip_rank, ndcg_cut_10, map}); ``mrr@10`` has no trec_eval twin and is
 computed only by us, so our side does strictly more work. Both timings include everything from the Python dicts
-to per-query values (for pytrec_eval: building the RelevanceEvaluator, then evaluate()). Best of 3.
+to per-query values (for pytrec_eval: building the RelevanceEvaluator, then evaluate()). The two sides alternate,
+repeat by repeat, so a burst of load from other processes on a shared machine hits both alike; the ratio is of the
+best times, and the median of the per-repeat ratios is printed beside it.
 
 Run: ``python bench/metrics.py [--queries N] [--docs N] [--repeats N]``.
 """
@@ -13,6 +16,8 @@ Run: ``python bench/metrics.py [--queries N] [--docs N] [--repeats N]``.
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -45,21 +50,21 @@ def make_input(n_queries: int, n_docs: int, seed: int = 0) -> tuple[dict, dict]:
     return qrels, run
 
 
-def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
-    best = float("inf")
-    result = None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+TARGET_RATIO = 0.5
+TARGET_AGREEMENT = 1e-6
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--docs", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     try:
         import pytrec_eval
@@ -70,17 +75,29 @@ def main(argv: list[str] | None = None) -> int:
     qrels, run = make_input(args.queries, args.docs)
     print(f"input: {args.queries:,} queries x {args.docs} docs, {len(OURS)} metrics: {', '.join(OURS)}")
 
-    ours_s, frame = best_of(args.repeats, lambda: evaluate(qrels, run, OURS))
-    trec_s, trec = best_of(args.repeats, lambda: pytrec_eval.RelevanceEvaluator(qrels, TREC).evaluate(run))
+    ours: list[float] = []
+    theirs: list[float] = []
+    frame, trec = None, None
+    for _ in range(args.repeats):  # interleaved: load from other processes hits both sides alike
+        seconds, frame = timed(lambda: evaluate(qrels, run, OURS))
+        ours.append(seconds)
+        seconds, trec = timed(lambda: pytrec_eval.RelevanceEvaluator(qrels, TREC).evaluate(run))
+        theirs.append(seconds)
+    assert frame is not None and trec is not None
 
     # A benchmark of wrong numbers is worthless: check agreement on the shared measures.
-    worst = max(abs(frame.at[q, ours] - trec[q][theirs]) for q in trec for ours, theirs in SAME.items())
-    print(f"ours        evaluate()                     {ours_s:8.3f} s  (best of {args.repeats})")
-    print(f"pytrec_eval RelevanceEvaluator + evaluate  {trec_s:8.3f} s  (best of {args.repeats})")
+    worst = max(abs(frame.at[q, name] - trec[q][measure]) for q in trec for name, measure in SAME.items())
+    ours_s, trec_s = min(ours), min(theirs)
+    print(f"{'':12s}{'best':>9s}{'median':>9s}   (of {args.repeats}, alternating)")
+    print(f"{'ours':12s}{ours_s:9.3f}{statistics.median(ours):9.3f} s   evaluate()")
+    print(f"{'pytrec_eval':12s}{trec_s:9.3f}{statistics.median(theirs):9.3f} s   RelevanceEvaluator + evaluate")
     ratio = ours_s / trec_s
-    print(f"ratio ours/pytrec_eval: {ratio:.2f}   max |difference| on shared measures: {worst:.2e}")
-    ok = ratio <= 1.0 and worst <= 1e-6
-    print(f"target ratio <= 1.0 and agreement <= 1e-6: {'PASS' if ok else 'FAIL'}")
+    paired = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+    print(f"ratio ours/pytrec_eval: {ratio:.2f} (best/best; median of per-repeat ratios {paired:.2f})   "
+          f"max |difference| on shared measures: {worst:.2e}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
+    ok = ratio <= TARGET_RATIO and worst <= TARGET_AGREEMENT
+    print(f"target ratio <= {TARGET_RATIO} and agreement <= {TARGET_AGREEMENT:g}: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 
