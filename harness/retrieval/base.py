@@ -38,6 +38,22 @@ class Retriever(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchRetriever(Retriever, Protocol):
+    """A retriever that can rank many queries in one call (fewer round trips, one thread hop)."""
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[ScoredChunk]]:
+        """``search(query, k)`` for each query, in order."""
+        ...
+
+
+def search_batch(retriever: Retriever, queries: Sequence[str], k: int) -> list[list[ScoredChunk]]:
+    """``retriever.search`` for each query: in one batch when the retriever can, else one at a time."""
+    if isinstance(retriever, BatchRetriever):
+        return retriever.search_many(queries, k)
+    return [list(retriever.search(query, k)) for query in queries]
+
+
 def ranked(items: Sequence[tuple[str, str, float, str]], k: int) -> list[ScoredChunk]:
     """Sort ``(chunk_id, doc_id, score, text)`` by score (desc), then chunk id, and number them from 1."""
     order = sorted(items, key=lambda item: (-item[2], item[0]))[:k]

@@ -146,7 +146,14 @@ class BM25Index:
 
     def search(self, query: str, k: int) -> list[ScoredChunk]:
         """Top ``k`` chunks with a positive score, ties broken by chunk id."""
-        scores = self.scores(query)
+        return self._top(self.scores(query), k)
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[ScoredChunk]]:
+        """``search`` for each query. bm25s scores one query at a time (its ``retrieve`` loops too, and breaks ties
+        its own way), so the batch saves the caller's per-query thread hops, not scoring passes."""
+        return [self._top(self.scores(query), k) for query in queries]
+
+    def _top(self, scores: np.ndarray, k: int) -> list[ScoredChunk]:
         positive = np.flatnonzero(scores > 0)
         if positive.size > 4 * k:  # only sort the head; ties at the cut are settled by ranked()
             cut = np.partition(scores[positive], -k)[-k]

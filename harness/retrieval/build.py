@@ -7,7 +7,7 @@ and every dense index is brought up to date incrementally before it is used.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from harness.retrieval.bm25 import BM25Index, prune_cache
 from harness.retrieval.chroma_store import ChromaStore, DenseIndex, IndexKey, IngestReport, Progress
 from harness.retrieval.embedders import Embedder, get_embedder
 from harness.retrieval.hybrid import HybridRetriever
+from harness.retrieval.query_vectors import QueryVectors
 
 DEFAULT_STORE_DIR = Path(".harness") / "index"
 
@@ -35,6 +36,10 @@ class DenseRetriever:
 
     def search(self, query: str, k: int) -> list[ScoredChunk]:
         return self.index.query(query, k)
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[ScoredChunk]]:
+        """The query vectors (embedded once, in batches) go to Chroma in batches too."""
+        return self.index.query_many(self.index.queries.many(queries), k)
 
 
 def open_store(store_dir: str | os.PathLike[str], chroma_url: str | None = None) -> ChromaStore:
@@ -69,6 +74,7 @@ class IndexSet:
     _chunks: dict[str, list[Chunk]] = field(default_factory=dict)
     _dense: dict[tuple[str, str], DenseIndex] = field(default_factory=dict)
     _bm25: dict[str, BM25Index] = field(default_factory=dict)
+    _queries: dict[str, QueryVectors] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.store_dir = Path(self.store_dir)
@@ -85,10 +91,21 @@ class IndexSet:
             if self.store is None:
                 self.store = open_store(self.store_dir)
             model = get_embedder(embedder)
-            index = self.store.open(IndexKey(self.corpus.name, model.name, chunking.label), model)
+            queries = self.query_vectors(embedder)
+            index = self.store.open(IndexKey(self.corpus.name, model.name, chunking.label), model, queries)
             self.reports.append(index.sync(self.chunks(chunking), self.progress))
             self._dense[key] = index
         return self._dense[key]
+
+    def query_vectors(self, embedder: EmbedderConfig) -> QueryVectors:
+        """The query vectors of one embedder, shared by every index it feeds (so a question is embedded once)."""
+        if embedder.label not in self._queries:
+            self._queries[embedder.label] = QueryVectors(get_embedder(embedder))
+        return self._queries[embedder.label]
+
+    def embed_queries(self, texts: Sequence[str]) -> dict[str, int]:
+        """Embed each distinct text once per embedder in use, in batches; returns texts embedded per embedder."""
+        return {label: vectors.prefetch(texts) for label, vectors in self._queries.items()}
 
     def bm25(self, chunking: ChunkingConfig) -> BM25Index:
         """The BM25 index for this chunking, from the on-disk cache when the chunks are unchanged."""

@@ -24,12 +24,14 @@ from harness.corpus.chunking import Chunk
 from harness.errors import RetrievalError
 from harness.retrieval.base import ScoredChunk, ranked
 from harness.retrieval.embedders import Embedder, normalise
+from harness.retrieval.query_vectors import QueryVectors
 
 CHROMA_URL_ENV = "HARNESS_CHROMA_URL"
 INDEX_SCHEMA = 1  # bump when the record layout changes; old collections are then ignored
 HNSW_CONFIG: CreateHNSWConfiguration = {
     "space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
 _PAGE = 5000
+_QUERY_BATCH = 256  # query vectors per Chroma call: few calls, and a signal is still acted on within one
 
 Progress = Callable[[int, int], None]
 
@@ -106,8 +108,10 @@ class ChromaStore:
             except Exception as exc:
                 raise _translate("open", exc, self.location) from exc
 
-    def open(self, key: IndexKey, embedder: Embedder) -> DenseIndex:
-        """Get or create the collection for ``key``; ``embedder`` must be the one ``key.embedder`` names."""
+    def open(self, key: IndexKey, embedder: Embedder, queries: QueryVectors | None = None) -> DenseIndex:
+        """Get or create the collection for ``key``; ``embedder`` must be the one ``key.embedder`` names.
+
+        ``queries`` holds query vectors already embedded by ``embedder`` (shared by every index it feeds)."""
         metadata = {"harness_schema": INDEX_SCHEMA, "corpus": key.corpus, "embedder": key.embedder,
                     "chunking": key.chunking}
         try:
@@ -116,7 +120,7 @@ class ChromaStore:
                 embedding_function=None)
         except Exception as exc:
             raise _translate(f"opening collection {key.collection_name}", exc, self.location) from exc
-        return DenseIndex(self, key, embedder, collection)
+        return DenseIndex(self, key, embedder, collection, queries)
 
     def collection_names(self) -> list[str]:
         try:
@@ -140,11 +144,13 @@ class ChromaStore:
 class DenseIndex:
     """One collection: incremental sync from chunks, cosine queries, and raw access to the stored vectors."""
 
-    def __init__(self, store: ChromaStore, key: IndexKey, embedder: Embedder, collection: Any) -> None:
+    def __init__(self, store: ChromaStore, key: IndexKey, embedder: Embedder, collection: Any,
+                 queries: QueryVectors | None = None) -> None:
         self.store = store
         self.key = key
         self.embedder = embedder
         self.collection = collection
+        self.queries = queries if queries is not None else QueryVectors(embedder)
 
     @property
     def name(self) -> str:
@@ -256,24 +262,31 @@ class DenseIndex:
 
     def query(self, text_or_vector: str | np.ndarray | Sequence[float], k: int) -> list[ScoredChunk]:
         """Top ``k`` chunks by cosine similarity (Chroma's HNSW search), ties broken by chunk id."""
-        total = self.count()
-        if total == 0 or k <= 0:
-            return []
         if isinstance(text_or_vector, str):
-            vector = self.embedder.embed([text_or_vector])[0]
+            vector = self.queries.get(text_or_vector)
         else:
             vector = normalise(np.asarray(text_or_vector, dtype=np.float32))[0]
-        try:
-            result = self.collection.query(query_embeddings=[vector], n_results=min(k, total),
-                                           include=["metadatas", "distances", "documents"])
-        except Exception as exc:
-            raise _translate(f"querying {self.name}", exc, self.store.location) from exc
-        items = [(record_id, str((meta or {}).get("doc_id", record_id.rsplit("#", 1)[0])), 1.0 - float(distance),
-                  text or "")
-                 for record_id, meta, distance, text in zip(result["ids"][0], result["metadatas"][0],
-                                                            result["distances"][0], result["documents"][0],
-                                                            strict=True)]
-        return ranked(items, k)
+        return self.query_many(vector[None, :], k)[0]
+
+    def query_many(self, vectors: np.ndarray, k: int) -> list[list[ScoredChunk]]:
+        """Top ``k`` chunks for each row of ``vectors`` (unit length), in a few Chroma calls rather than one each."""
+        total = self.count()
+        if total == 0 or k <= 0:
+            return [[] for _ in range(len(vectors))]
+        out: list[list[ScoredChunk]] = []
+        for start in range(0, len(vectors), _QUERY_BATCH):
+            try:
+                result = self.collection.query(query_embeddings=vectors[start:start + _QUERY_BATCH],
+                                               n_results=min(k, total), include=["metadatas", "distances", "documents"])
+            except Exception as exc:
+                raise _translate(f"querying {self.name}", exc, self.store.location) from exc
+            for ids, metas, distances, texts in zip(result["ids"], result["metadatas"], result["distances"],
+                                                    result["documents"], strict=True):
+                items = [(record_id, str((meta or {}).get("doc_id", record_id.rsplit("#", 1)[0])),
+                          1.0 - float(distance), text or "")
+                         for record_id, meta, distance, text in zip(ids, metas, distances, texts, strict=True)]
+                out.append(ranked(items, k))
+        return out
 
     def embeddings(self) -> tuple[list[str], list[str], np.ndarray]:
         """All stored vectors, sorted by chunk id: ``(chunk ids, doc ids, matrix)``."""

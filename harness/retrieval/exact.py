@@ -23,7 +23,7 @@ class ExactIndex:
         if not self.ids or k <= 0:
             return []
         if isinstance(text_or_vector, str):
-            vector = self.index.embedder.embed([text_or_vector])[0]
+            vector = self.index.queries.get(text_or_vector)
         else:
             vector = normalise(np.asarray(text_or_vector, dtype=np.float32))[0]
         scores = self.matrix @ vector
@@ -35,12 +35,16 @@ def ann_and_exact_top_k(index: DenseIndex, queries: Sequence[str | np.ndarray], 
                         ) -> list[tuple[list[str], list[str]]]:
     """For each query, the chunk ids of Chroma's HNSW top-``k`` and of the exact cosine top-``k``.
 
-    Queries are embedded once and the same vector goes to both searches.
+    Texts are embedded once (through the index's query vectors, so the retrieval phase reuses them) and the same
+    vector goes to both searches; the HNSW searches go to Chroma in batches.
     """
     if not queries:
         return []
     exact = ExactIndex(index)
     texts = [q for q in queries if isinstance(q, str)]
-    embedded = iter(index.embedder.embed(texts)) if texts else iter(())
-    vectors = [next(embedded) if isinstance(q, str) else np.asarray(q, dtype=np.float32) for q in queries]
-    return [([c.chunk_id for c in index.query(v, k)], [c.chunk_id for c in exact.query(v, k)]) for v in vectors]
+    index.queries.prefetch(texts)
+    vectors = np.stack([index.queries.get(q) if isinstance(q, str) else
+                        normalise(np.asarray(q, dtype=np.float32))[0] for q in queries])
+    approx = index.query_many(vectors, k)
+    return [([c.chunk_id for c in hits], [c.chunk_id for c in exact.query(v, k)])
+            for hits, v in zip(approx, vectors, strict=True)]

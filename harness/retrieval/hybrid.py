@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.retrieval.base import Retriever, ScoredChunk
+from harness.retrieval.base import Retriever, ScoredChunk, search_batch
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[ScoredChunk]], k: int, rrf_k: int = 60) -> list[ScoredChunk]:
@@ -47,3 +47,10 @@ class HybridRetriever:
         depth = max(k, self.depth)
         return reciprocal_rank_fusion([self.dense.search(query, depth), self.lexical.search(query, depth)], k,
                                       self.rrf_k)
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[ScoredChunk]]:
+        """``search`` for each query, with each side searched in one batch."""
+        depth = max(k, self.depth)
+        dense = search_batch(self.dense, queries, depth)
+        lexical = search_batch(self.lexical, queries, depth)
+        return [reciprocal_rank_fusion([d, lex], k, self.rrf_k) for d, lex in zip(dense, lexical, strict=True)]

@@ -8,10 +8,11 @@ orders them (score descending, ties by document id descending), so the cut at ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.metrics.retrieval import doc_run_from_chunks
-from harness.retrieval.base import Retriever, ScoredChunk
+from harness.retrieval.base import Retriever, ScoredChunk, search_batch
 
 FIRST_FETCH_PER_DOCUMENT = 3
 """The first fetch asks for this many chunks per wanted document; each further fetch doubles it."""
@@ -36,13 +37,29 @@ class DocumentRanking:
 
 def rank_documents(retriever: Retriever, query: str, k: int) -> DocumentRanking:
     """Fetch deeper (doubling) until the chunks cover ``k`` documents or the retriever has no more to give."""
+    return rank_documents_many(retriever, [query], k)[0]
+
+
+def rank_documents_many(retriever: Retriever, queries: Sequence[str], k: int) -> list[DocumentRanking]:
+    """:func:`rank_documents` for each query, each round of fetches sent as one batch.
+
+    Every query goes through the same fetches it would alone (first ``3k`` chunks, then doubling while it covers
+    fewer than ``k`` documents), so the rankings are the same; only the round trips are shared.
+    """
+    out: dict[int, DocumentRanking] = {}
+    pending = list(range(len(queries)))
     depth = max(1, k * FIRST_FETCH_PER_DOCUMENT)
-    while True:
-        hits = list(retriever.search(query, depth))
-        exhausted = len(hits) < depth
-        documents = doc_run_from_chunks((hit.doc_id, hit.score) for hit in hits)
-        if len(documents) >= k or exhausted:
-            break
+    while pending:
+        fetched = search_batch(retriever, [queries[i] for i in pending], depth)
+        deeper: list[int] = []
+        for i, hits in zip(pending, fetched, strict=True):
+            exhausted = len(hits) < depth
+            documents = doc_run_from_chunks((hit.doc_id, hit.score) for hit in hits)
+            if len(documents) >= k or exhausted:
+                ranked = sorted(documents.items(), key=lambda item: (item[1], item[0]), reverse=True)[:k]
+                out[i] = DocumentRanking(ranked=ranked, hits=list(hits), chunks_fetched=depth, exhausted=exhausted)
+            else:
+                deeper.append(i)
+        pending = deeper
         depth *= 2
-    ranked = sorted(documents.items(), key=lambda item: (item[1], item[0]), reverse=True)[:k]
-    return DocumentRanking(ranked=ranked, hits=hits, chunks_fetched=depth, exhausted=exhausted)
+    return [out[i] for i in range(len(queries))]

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
@@ -18,7 +18,7 @@ from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
 from harness.run import records
-from harness.run.doc_ranking import rank_documents
+from harness.run.doc_ranking import rank_documents_many
 from harness.run.grading_phase import GradingOutcome, GradingPlan, grade_pending, pending_items
 from harness.run.predict import Embed, record_predictors
 from harness.run.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
@@ -27,6 +27,11 @@ from harness.run.tiers import AnswerTier, SkippedTier
 
 PromptBuilder = Callable[[str, Sequence[ScoredChunk], str], GenerationRequest]
 """(question, context hits, tier name) -> request."""
+
+
+RETRIEVAL_BLOCK = 128
+"""(case, variant) pairs retrieved per worker-thread call: large enough to batch embeddings, Chroma queries and
+metrics, small enough that an interrupt is acted on within about a second."""
 
 
 class Progress(Protocol):
@@ -82,16 +87,18 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     progress.start("retrieval", len(pending))
     retrieved: list[tuple[Case, str, CaseRecord, Sequence[ScoredChunk]]] = []
     written = 0
-    for case, variant in pending:
-        # In a worker thread, so a signal's cancellation is acted on within one search, not after the whole loop.
-        retrieval, hits = await asyncio.to_thread(_retrieve, parts.retrievers[variant], case, suite.k, suite.metrics)
-        record = records.case_record(case, variant, retrieval)
-        if case.generate and variant in generating and (parts.tiers or parts.skipped_tiers):
-            retrieved.append((case, variant, record, hits))
-        else:
-            store.append(record)
-            written += 1
-        progress.advance("retrieval")
+    for start in range(0, len(pending), RETRIEVAL_BLOCK):
+        block = pending[start:start + RETRIEVAL_BLOCK]
+        # In a worker thread, so a signal's cancellation is acted on within one block, not after the whole loop.
+        results = await asyncio.to_thread(_retrieve_block, parts.retrievers, block, suite.k, suite.metrics)
+        for (case, variant), (retrieval, hits) in zip(block, results, strict=True):
+            record = records.case_record(case, variant, retrieval)
+            if case.generate and variant in generating and (parts.tiers or parts.skipped_tiers):
+                retrieved.append((case, variant, record, hits))
+            else:
+                store.append(record)
+                written += 1
+            progress.advance("retrieval")
 
     failures = 0
     budget_hit = False
@@ -120,25 +127,48 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     return RunOutcome(written, len(done), failures, budget_hit, grading)
 
 
-def _retrieve(
-    retriever: Retriever, case: Case, k: int, metric_names: list[str]
-) -> tuple[RetrievalRecord, Sequence[ScoredChunk]]:
-    started = time.perf_counter()
-    documents = rank_documents(retriever, case.question, k)
-    latency = time.perf_counter() - started
-    ranked, hits = documents.ranked, documents.hits
-    has_relevant = any(grade > 0 for grade in case.relevant.values())
-    if has_relevant:
-        frame = evaluate({case.id: case.relevant}, {case.id: dict(ranked)}, metric_names)
-        row = frame.loc[case.id].to_dict()
-        metrics: dict[str, float | None] = {name: float(row[name]) for name in metric_names}
-    else:
-        metrics = dict.fromkeys(metric_names)
-    record = records.retrieval_record(
-        ranked, [hit.chunk_id for hit in hits], metrics, latency, has_relevant,
-        chunks_fetched=documents.chunks_fetched, exhausted=documents.exhausted,
-    )
-    return record, hits
+def _retrieve_block(
+    retrievers: dict[str, Retriever], block: Sequence[tuple[Case, str]], k: int, metric_names: list[str]
+) -> list[tuple[RetrievalRecord, Sequence[ScoredChunk]]]:
+    """Retrieve and score a block of (case, variant) pairs, one batch per variant; results in ``block`` order.
+
+    Each record's ``latency_s`` is its variant's batch time divided by the batch's cases: searches that share round
+    trips have no time of their own.
+    """
+    out: list[tuple[RetrievalRecord, Sequence[ScoredChunk]] | None] = [None] * len(block)
+    by_variant: dict[str, list[int]] = {}
+    for position, (_, variant) in enumerate(block):
+        by_variant.setdefault(variant, []).append(position)
+    for variant, positions in by_variant.items():
+        cases = [block[p][0] for p in positions]
+        started = time.perf_counter()
+        rankings = rank_documents_many(retrievers[variant], [case.question for case in cases], k)
+        latency = (time.perf_counter() - started) / len(cases)
+        metrics = _score(cases, [documents.ranked for documents in rankings], metric_names)
+        for position, case, documents, values in zip(positions, cases, rankings, metrics, strict=True):
+            has_relevant = any(grade > 0 for grade in case.relevant.values())
+            record = records.retrieval_record(
+                documents.ranked, [hit.chunk_id for hit in documents.hits], values, latency, has_relevant,
+                chunks_fetched=documents.chunks_fetched, exhausted=documents.exhausted,
+            )
+            out[position] = (record, documents.hits)
+    return [item for item in out if item is not None]
+
+
+def _score(cases: Sequence[Case], ranked: Sequence[list[tuple[str, float]]], metric_names: list[str]
+           ) -> list[dict[str, float | None]]:
+    """Retrieval metrics of each case (one ``evaluate`` call for all); unmeasured (None) without a relevant doc."""
+    measured = {case.id: dict(docs) for case, docs in zip(cases, ranked, strict=True)
+                if any(grade > 0 for grade in case.relevant.values())}
+    rows: dict[Any, dict[Any, Any]] = {}
+    if measured:
+        frame = evaluate({case.id: case.relevant for case in cases if case.id in measured}, measured, metric_names)
+        rows = frame.to_dict(orient="index")
+    out: list[dict[str, float | None]] = []
+    for case in cases:
+        row = rows.get(case.id)
+        out.append(dict.fromkeys(metric_names) if row is None else {name: float(row[name]) for name in metric_names})
+    return out
 
 
 async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChunk]) -> dict[str, GenerationRecord]:

@@ -149,7 +149,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         build_prompt=build_prompt,
         grading=grading.plan,
         concurrency=options.concurrency or fleet_capacity(fleet),
-        embed=_answer_embedder(suite),
+        embed=_answer_embedder(suite, retrieval.indexes),
     )
     manifest_fields = {
         "run_id": store.path.name,
@@ -227,6 +227,9 @@ def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[Any,
     from harness.run.fidelity import suite_ann_fidelity
 
     setup = prepare_retrieval(suite, corpus, options.store_dir, options.chroma_url)
+    # Each distinct question once per embedder, in batches: ANN fidelity, the dense and hybrid variants and a
+    # resumed run's grading all look the vectors up instead of embedding again.
+    setup.indexes.embed_queries([case.question for case in suite.cases])
     return setup, suite_ann_fidelity(suite, setup)
 
 
@@ -263,13 +266,17 @@ def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
     return build
 
 
-def _answer_embedder(suite: Suite) -> Embed | None:
-    """The suite's embedder, for the embedding-cosine predictor; loaded only when the suite generates answers."""
+def _answer_embedder(suite: Suite, indexes: Any) -> Embed | None:
+    """The suite's embedder, for the embedding-cosine predictor; loaded only when the suite generates answers.
+
+    References are embedded up front in batches, each once; answers (which arrive one case at a time) are embedded
+    as they come, and every text is kept so none is embedded twice.
+    """
     if suite.generation is None:
         return None
-    from harness.retrieval.embedders import get_embedder
-
-    return get_embedder(suite.embedder).embed
+    vectors = indexes.query_vectors(suite.embedder)
+    vectors.prefetch([case.reference for case in suite.cases if case.generate and case.reference])
+    return vectors.many
 
 
 def _fleet_manifest(fleet: Fleet | None) -> dict[str, Any] | None:

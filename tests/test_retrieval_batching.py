@@ -1,0 +1,93 @@
+"""Questions are embedded once per embedder, in batches, and batched retrieval ranks exactly as one query at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.config.suite import Case, ChunkingConfig, Suite, Variant
+from harness.corpus.documents import load_corpus
+from harness.retrieval.base import search_batch
+from harness.retrieval.build import RetrievalSetup, build_retrievers
+from harness.retrieval.embedders import get_embedder
+from harness.run.doc_ranking import rank_documents, rank_documents_many
+from harness.run.fidelity import suite_ann_fidelity
+from harness.run.records import Manifest
+from harness.run.runner import RunParts, run_suite
+from harness.run.store import RunStore
+
+MINI = Path(__file__).parent / "fixtures" / "mini_corpus"
+QUESTIONS = [
+    "What does R905.2.8.5 require for drip edge?",
+    "How many fasteners per strip shingle?",
+    "Is a dehumidifier billed per day?",
+    "What does R905.2.8.5 require for drip edge?",  # asked twice: embedded once
+    "Which underlayment applies on a low slope roof?",
+]
+
+
+def _suite() -> Suite:
+    relevant = {"est-clm-24-0117-carrier": 2, "code-r905-1-2-model": 1}
+    cases = [Case(id=f"c{i}", question=q, category="code-section", relevant=relevant if i % 2 else {})
+             for i, q in enumerate(QUESTIONS)]
+    return Suite(cases=cases, chunking=ChunkingConfig(max_chars=600, overlap=150),
+                 variants=[Variant(name="dense"), Variant(name="lexical", retriever="bm25"),
+                           Variant(name="fused", retriever="hybrid")])
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> RetrievalSetup:
+    return build_retrievers(_suite(), load_corpus(MINI), tmp_path_factory.mktemp("store"))
+
+
+def test_batched_searches_equal_single_searches(setup: RetrievalSetup) -> None:
+    distinct = list(dict.fromkeys(QUESTIONS))
+    for name, retriever in setup.retrievers.items():
+        batched = search_batch(retriever, distinct, 7)
+        for question, hits in zip(distinct, batched, strict=True):
+            alone = retriever.search(question, 7)
+            assert [h.chunk_id for h in hits] == [h.chunk_id for h in alone], name
+            assert [h.score for h in hits] == pytest.approx([h.score for h in alone], abs=1e-6), name
+        many = rank_documents_many(retriever, distinct, 3)
+        for question, documents in zip(distinct, many, strict=True):
+            assert documents == rank_documents(retriever, question, 3), name
+
+
+def test_each_question_is_embedded_once_for_fidelity_and_every_dense_variant(tmp_path: Path) -> None:
+    suite = _suite()
+    setup = build_retrievers(suite, load_corpus(MINI), tmp_path / "store")
+    vectors = setup.indexes.query_vectors(suite.embedder)
+    embedded = setup.indexes.embed_queries([case.question for case in suite.cases])
+    distinct = len(set(QUESTIONS))
+    assert embedded == {suite.embedder.label: distinct}
+    suite_ann_fidelity(suite, setup)
+    store = RunStore.create(tmp_path / "run", Manifest(run_id="run", pid=0))
+    asyncio.run(run_suite(RunParts(suite=suite, retrievers=setup.retrievers), store))
+    assert vectors.embedded == distinct  # fidelity, dense and hybrid reused the batch
+    records = list(store.records())
+    assert len(records) == len(QUESTIONS) * 3
+    # The vectors are the embedder's own (unit length, same model).
+    direct = get_embedder(suite.embedder).embed([QUESTIONS[1]])[0]
+    assert float(np.dot(direct, vectors.get(QUESTIONS[1]))) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_batched_records_match_one_case_at_a_time(setup: RetrievalSetup, tmp_path: Path) -> None:
+    """The runner's blocks score each case exactly as a lone ``evaluate`` over that case would."""
+    from harness.metrics.retrieval import evaluate
+
+    suite = _suite()
+    store = RunStore.create(tmp_path / "run", Manifest(run_id="run", pid=0))
+    asyncio.run(run_suite(RunParts(suite=suite, retrievers=setup.retrievers), store))
+    by_case = {case.id: case for case in suite.cases}
+    for record in store.records():
+        case = by_case[record.case_id]
+        alone = rank_documents(setup.retrievers[record.variant], case.question, suite.k)
+        assert record.retrieval.ranked == [(d, pytest.approx(s, abs=1e-6)) for d, s in alone.ranked]
+        if any(g > 0 for g in case.relevant.values()):
+            frame = evaluate({case.id: case.relevant}, {case.id: dict(alone.ranked)}, suite.metrics)
+            assert record.retrieval.metrics == {m: float(frame.at[case.id, m]) for m in suite.metrics}
+        else:
+            assert set(record.retrieval.metrics.values()) == {None}
