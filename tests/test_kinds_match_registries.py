@@ -12,17 +12,17 @@ from typing import Any, get_args
 import pytest
 
 from harness.config.fleet import HostKind, load_fleet
-from harness.config.suite import EmbedderKind, RetrieverKind, load_suite
+from harness.config.suite import EmbedderBackend, EmbedderKind, RetrieverKind, load_suite
 from harness.errors import ConfigError
 from harness.providers.base import PROVIDERS
 from harness.retrieval.build import RETRIEVERS
-from harness.retrieval.embedders import EMBEDDERS
+from harness.retrieval.embedders import BACKENDS, EMBEDDERS
 
 
 @pytest.mark.parametrize(
     ("kind", "registry"),
-    [(RetrieverKind, RETRIEVERS), (EmbedderKind, EMBEDDERS), (HostKind, PROVIDERS)],
-    ids=["retriever", "embedder", "host"],
+    [(RetrieverKind, RETRIEVERS), (EmbedderKind, EMBEDDERS), (EmbedderBackend, BACKENDS), (HostKind, PROVIDERS)],
+    ids=["retriever", "embedder", "embedder-backend", "host"],
 )
 def test_each_config_kind_is_its_registry(kind: Any, registry: dict[str, Any]) -> None:
     assert sorted(get_args(kind)) == sorted(registry)

@@ -19,6 +19,8 @@ RetrieverKind = Literal["dense", "bm25", "hybrid"]
 TierName = Literal["local", "cloud"]
 DEFAULT_TIERS: tuple[TierName, ...] = ("local", "cloud")
 EmbedderKind = Literal["sentence-transformers", "ollama"]
+# The keys of BACKENDS (retrieval/embedders.py), held equal by tests/test_kinds_match_registries.py too.
+EmbedderBackend = Literal["torch", "onnx", "onnx-int8"]
 
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -48,16 +50,32 @@ class ChunkingConfig(_Strict):
 
 
 class EmbedderConfig(_Strict):
-    """Which embedding model; the default is the bundled MiniLM, loaded offline."""
+    """Which embedding model; the default is the bundled MiniLM, loaded offline.
+
+    ``backend`` says how a sentence-transformers model runs: ``torch`` (the model as trained), ``onnx`` (exported
+    once to ONNX and run by onnxruntime) or ``onnx-int8`` (the same, with weights quantized to 8 bits where that
+    keeps the embeddings within the quality guard; see ``harness.retrieval.onnx_export``). Indexes are keyed by the
+    backend, so an index built with one backend is never queried with another.
+    """
 
     kind: EmbedderKind = "sentence-transformers"
     model: str = BUNDLED_EMBEDDER
+    backend: EmbedderBackend = Field(default="torch", description="torch | onnx | onnx-int8 (sentence-transformers)")
     url: str | None = Field(default=None, description="Ollama base URL, for kind: ollama")
     batch_size: int = Field(default=64, ge=1)
 
+    @model_validator(mode="after")
+    def _backend_fits_kind(self) -> EmbedderConfig:
+        if self.backend != "torch" and self.kind != "sentence-transformers":
+            raise ValueError(f"backend {self.backend!r} is for kind sentence-transformers; an {self.kind} embedder "
+                             "runs on its server (leave backend out)")
+        return self
+
     @property
     def label(self) -> str:
-        return f"{self.kind}:{self.model}"
+        # torch keeps the label it always had, so indexes built before backends existed keep their collections.
+        base = f"{self.kind}:{self.model}"
+        return base if self.backend == "torch" else f"{base}@{self.backend}"
 
 
 class Variant(_Strict):

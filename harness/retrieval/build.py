@@ -19,7 +19,7 @@ from harness.errors import RetrievalError
 from harness.retrieval.base import Retriever, ScoredChunk
 from harness.retrieval.bm25 import BM25Index, prune_cache
 from harness.retrieval.chroma_store import ChromaStore, DenseIndex, IndexKey, IngestReport, Progress
-from harness.retrieval.embedders import Embedder, get_embedder
+from harness.retrieval.embedders import Embedder, describe_embedder, get_embedder
 from harness.retrieval.hybrid import HybridRetriever
 from harness.retrieval.query_vectors import QueryVectors
 
@@ -170,8 +170,12 @@ def build_retrievers(suite: Suite, corpus: Corpus, store_dir: str | os.PathLike[
                                  "chunks": len(indexes.chunks(chunking)), "corpus": corpus.name,
                                  "corpus_fingerprint": corpus.fingerprint}
         if variant.retriever != "bm25":
+            dense = indexes.dense(chunking, embedder)
             entry["embedder"] = embedder.label
-            entry["collection"] = indexes.dense(chunking, embedder).name
+            entry["collection"] = dense.name
+            # The index key names the backend and its export; the manifest keeps how that export was made.
+            entry["embedder_id"] = dense.embedder.name
+            entry["embedder_backend"] = describe_embedder(dense.embedder)
         if variant.retriever == "hybrid":
             entry["rrf_k"] = variant.rrf_k
         info[variant.name] = entry

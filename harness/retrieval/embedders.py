@@ -23,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _BUNDLED_ALIASES = {BUNDLED_EMBEDDER.lower(), f"sentence-transformers/{BUNDLED_EMBEDDER}".lower()}
 _MODELS: dict[tuple[str, str], Any] = {}
-_EMBEDDERS: dict[tuple[str, str, str | None, int], Embedder] = {}
+_EMBEDDERS: dict[tuple[str, str, str, str | None, int], Embedder] = {}
 _LOCK = threading.Lock()
 
 
@@ -207,17 +207,48 @@ class OllamaEmbedder:
         return embeddings
 
 
+def model_source(model: str) -> Path:
+    """The local weights directory of a sentence-transformers model: the bundled copy, or a directory path."""
+    if model.lower() in _BUNDLED_ALIASES:
+        return bundled_model_path()
+    path = Path(model)
+    if (path / "modules.json").is_file():
+        return path
+    raise RetrievalError(f"no local sentence-transformers model directory at {model!r} to export",
+                         hint=f"use {BUNDLED_EMBEDDER!r} (bundled) or a local model directory, or `backend: torch`")
+
+
+def _onnx(config: EmbedderConfig) -> Embedder:
+    from harness.retrieval.onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(config.model, model_source(config.model), config.backend, batch_size=config.batch_size)
+
+
 EmbedderFactory = Callable[[EmbedderConfig], Embedder]
+# How a sentence-transformers model runs; keys equal EmbedderBackend in config/suite.py.
+BACKENDS: dict[str, EmbedderFactory] = {
+    "torch": lambda c: SentenceTransformerEmbedder(c.model, batch_size=c.batch_size),
+    "onnx": _onnx,
+    "onnx-int8": _onnx,
+}
 EMBEDDERS: dict[str, EmbedderFactory] = {
-    "sentence-transformers": lambda c: SentenceTransformerEmbedder(c.model, batch_size=c.batch_size),
+    "sentence-transformers": lambda c: BACKENDS[c.backend](c),
     "ollama": lambda c: OllamaEmbedder(c.model, url=c.url, batch_size=c.batch_size),
 }
+
+
+def describe_embedder(embedder: Embedder) -> dict[str, Any]:
+    """What made an embedder's vectors, for the manifest (the export's settings for ONNX backends)."""
+    describe = getattr(embedder, "describe", None)
+    if callable(describe):
+        return dict(describe())
+    return {"name": embedder.name, "backend": "torch" if embedder.name.startswith("sentence-") else "server"}
 
 
 def get_embedder(config: EmbedderConfig | None = None) -> Embedder:
     """The embedder for a config, shared process-wide (one per kind, model, url and batch size)."""
     config = config or EmbedderConfig()
-    key = (config.kind, config.model, config.url, config.batch_size)
+    key = (config.kind, config.model, config.backend, config.url, config.batch_size)
     with _LOCK:
         if key not in _EMBEDDERS:
             factory = EMBEDDERS.get(config.kind)
