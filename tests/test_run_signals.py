@@ -29,7 +29,7 @@ QUESTIONS = [
     ("code-s500-drying-industry", "What drying standard applies to water damage?"),
     ("est-clm-24-0117-carrier", "What did the carrier's estimate include for the roof?"),
 ]
-CASES_PER_QUESTION = 40  # 160 cases x 3 variants: retrieval lasts well beyond the moment the signal is sent
+CASES_PER_QUESTION = 250  # 1,000 cases x 3 variants: batched retrieval still lasts well beyond the signal
 STOP_WITHIN_S = 1.0
 WAIT_S = 600.0  # generous, for a loaded machine; not a speed claim
 
