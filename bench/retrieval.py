@@ -166,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         baseline = export_tree(args.baseline, scratch / "baseline")
         ours = ROOT
         sides = {"baseline": baseline, "ours": ours}
-        stores = {name: scratch / f"store-{name}" for name in sides}
+        # One store for both: the torch embedder keeps its index key, so both sides read the same collection.
+        stores = {name: scratch / "store" for name in sides}
         print(f"suite: {args.cases} synthetic cases x 3 variants (dense, bm25, hybrid) over corpora/restoration; "
               f"baseline {args.baseline}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
-        # Build each side's index first (its own collection layout), outside the timed phase.
+        # Build the index first (and warm each side once), outside the timed phase.
         warm_suite = scratch / "suites" / "warm.yaml"
         warm = yaml.safe_load(suite_path.read_text())
         warm["cases"] = warm["cases"][:3]

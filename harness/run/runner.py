@@ -91,13 +91,16 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
         block = pending[start:start + RETRIEVAL_BLOCK]
         # In a worker thread, so a signal's cancellation is acted on within one block, not after the whole loop.
         results = await asyncio.to_thread(_retrieve_block, parts.retrievers, block, suite.k, suite.metrics)
+        finished: list[CaseRecord] = []
         for (case, variant), (retrieval, hits) in zip(block, results, strict=True):
             record = records.case_record(case, variant, retrieval)
             if case.generate and variant in generating and (parts.tiers or parts.skipped_tiers):
                 retrieved.append((case, variant, record, hits))
             else:
-                store.append(record)
-                written += 1
+                finished.append(record)
+        store.append_many(finished)  # one fsync per block, not per record
+        written += len(finished)
+        for _ in block:
             progress.advance("retrieval")
 
     failures = 0
