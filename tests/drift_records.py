@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.run.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord, UsageRecord
+from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord, UsageRecord
 
 #: category -> true mean graded score of (local, cloud)
 TRUTH = {"code-section": (0.80, 0.80), "jurisdiction": (0.45, 0.85)}

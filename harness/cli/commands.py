@@ -29,7 +29,7 @@ PricingOpt = Annotated[
     typer.Option(
         "--pricing",
         envvar="HARNESS_PRICING",
-        help="cloud pricing table (YAML) to use instead of the bundled harness/pricing.yaml",
+        help="cloud pricing table (YAML) to use instead of the bundled harness/money/pricing.yaml",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
@@ -186,7 +186,7 @@ def _run_suite(
 
     if run_id and resume:
         raise InputError("--run-id and --resume both name a run", hint="use --resume ID alone to continue a run")
-    from harness.run.paths import check_run_id
+    from harness.store.paths import check_run_id
 
     for given, option in ((run_id, "--run-id"), (resume, "--resume")):
         if given is not None:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from harness.errors import InputError
+from harness.money.tokens import estimate_tokens
 from harness.providers.types import GenerationRequest
-from harness.tokens import estimate_tokens
 
 if TYPE_CHECKING:
     from harness.config.fleet import Fleet

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.advice import CategoryAdvice, Projection, tiering_advice
+from harness.analysis.advice import CategoryAdvice, Projection, tiering_advice
+from harness.analysis.drift import DriftRow, drift_rows
+from harness.analysis.tier_costs import QUANTILES, CostSummary, host_costs_from_fleet, summarise_costs
 from harness.config.advice import AdviceConfig
-from harness.drift import DriftRow, drift_rows
-from harness.metrics.stats_drift import Interval
+from harness.metrics.stats.intervals import Interval
 from harness.report.escape import md_text
-from harness.report.model import RunView
-from harness.tier_costs import QUANTILES, CostSummary, host_costs_from_fleet, summarise_costs
+from harness.store.loaded import RunView
 
 NONE = "—"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.analysis.history import headline_metric
 from harness.report import charts, drift_charts, drift_section, tables
 from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
@@ -15,7 +16,7 @@ from harness.report.failures import failures_html
 from harness.report.grading import coverage_section
 from harness.report.intervals import MIN_CASES_FOR_INTERVAL, with_interval_column
 from harness.report.markdown_table import table
-from harness.report.model import RunView
+from harness.store.loaded import RunView
 
 INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES_FOR_INTERVAL} cases up."
 
@@ -75,7 +76,7 @@ def overview(view: RunView) -> Section:
 
 def retrieval(view: RunView) -> list[Section]:
     frame, metrics, variants = view.retrieval, view.metrics, view.variants
-    headline = tables.headline_metric(metrics)
+    headline = headline_metric(metrics)
     top = Section("Retrieval")
     top.add("Means over cases with relevant documents; unmeasured cases are counted, not scored.")
     top.add(table(tables.retrieval_by_variant(frame, metrics, variants)))

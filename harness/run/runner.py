@@ -14,16 +14,16 @@ from typing import Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
+from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, pending_items
 from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
-from harness.run import records
 from harness.run.doc_ranking import rank_documents
-from harness.run.grading_phase import GradingOutcome, GradingPlan, grade_pending, pending_items
 from harness.run.predict import Embed, record_predictors
-from harness.run.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
-from harness.run.store import RunStore
 from harness.run.tiers import AnswerTier, SkippedTier
+from harness.store import records
+from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
+from harness.store.store import RunStore
 
 PromptBuilder = Callable[[str, Sequence[ScoredChunk], str], GenerationRequest]
 """(question, context hits, tier name) -> request."""

@@ -1,7 +1,7 @@
 """Assemble a run from the command line's choices: suite, corpus, retrievers, tiers, prompt, run store, manifest.
 
 This is the one place that wires the layers together, so ``harness run`` and ``harness nightly`` share it. The tiers
-are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.run.grading_setup`, and the projected cloud
+are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.grading.setup`, and the projected cloud
 cost in :mod:`harness.run.cloud_projection`.
 """
 
@@ -22,25 +22,25 @@ from harness.config.fleet import Fleet
 from harness.config.suite import Suite, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
-from harness.costs import use_pricing
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
+from harness.grading.setup import GradingSetup, build_grading, grading_summary
 from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
+from harness.money.costs import use_pricing
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
-from harness.run.grading_setup import GradingSetup, build_grading, grading_summary
-from harness.run.paths import run_dir
 from harness.run.predict import Embed
-from harness.run.records import Manifest
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
-from harness.run.store import RunStore
 from harness.run.tier_setup import build_tiers, fleet_capacity, load_run_fleet, run_fleet_path, tier_manifest
 from harness.run.tiers import Budget, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
+from harness.store.paths import run_dir
+from harness.store.records import Manifest
+from harness.store.store import RunStore
 
 DEFAULT_STORE = Path(".harness/index")
 PACKAGES = (

@@ -19,11 +19,15 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import InputError, RunStoreError
-from harness.metrics.control_chart import Drift, ewma_drift
-from harness.report.model import RunView, load_run
-from harness.report.tables import headline_metric
+from harness.metrics.stats.control_chart import Drift, ewma_drift
+from harness.store.loaded import RunView, load_run
 
 FINISHED = ("complete",)
+
+
+def headline_metric(metrics: list[str]) -> str:
+    """The metric a report leads with: nDCG when the suite measures it, else the first listed."""
+    return next((m for m in metrics if m.startswith("ndcg")), metrics[0])
 
 
 @dataclass
@@ -131,15 +135,3 @@ def drift_frame(history: History) -> pd.DataFrame:
                      "high": d.high, "runs": d.runs_used,
                      "verdict": "ALARM" if d.alarm else ("ok" if d.alarm is False else f"not judged: {d.reason}")})
     return pd.DataFrame(rows)
-
-
-def render_markdown(history: History) -> str:
-    from harness.report.markdown import cell, table
-
-    out = [f"# History of suite {cell(history.suite)}\n", f"{len(history.table)} finished run(s), oldest first.\n"]
-    out.append(table(history.table.T.reset_index().rename(columns={"index": "series"}), index=False))
-    out.append("\n## Drift of the latest run (EWMA chart)\n")
-    out.append(table(drift_frame(history), index=False))
-    for line in history.left_out:
-        out.append(f"- left out: {cell(line)}")
-    return "\n".join(out) + "\n"

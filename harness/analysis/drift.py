@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.predictors import quality_prediction
-from harness.metrics.stats_drift import Interval, min_detectable_difference, paired_gap, wilson_interval
-from harness.metrics.stats_ppi import PPIEstimate, ppi_mean
+from harness.metrics.stats.intervals import Interval, min_detectable_difference, paired_gap, wilson_interval
+from harness.metrics.stats.ppi import PPIEstimate, ppi_mean
 
 ALL = "all"
 TIERS = ("local", "cloud")

@@ -6,7 +6,8 @@ Three kinds of rule:
   interval is shown beside it, the verdict is on the mean.
 * **non-inferiority**: paired on the cases both runs measured, the two-sided ``confidence`` bootstrap interval of
   ``run - baseline``; the rule fails only when its lower bound is below ``-margin``. The summary also states, from the
-  observed SD of the differences and ``n`` (normal approximation, :mod:`harness.metrics.power`), how often this rule
+  observed SD of the differences and ``n`` (normal approximation, :mod:`harness.metrics.stats.power`), how often
+  this rule
   would fail two runs of the same system (A/A) and a true drop of ``detect_drop``, and the size that reaches 80%.
 * **failure rate**: failed calls / (answered + failed calls) of a tier, with its Clopper–Pearson interval.
 
@@ -23,9 +24,9 @@ from scipy import stats as sps
 
 from harness.config.gate import FailureRateRule, GateConfig, NonInferiorityRule, ThresholdRule
 from harness.errors import InputError
-from harness.metrics import stats
 from harness.metrics.case_values import Slice, case_values, paired
-from harness.metrics.power import ni_fail_probability, ni_size_for_power
+from harness.metrics.stats import tests as stats
+from harness.metrics.stats.power import ni_fail_probability, ni_size_for_power
 
 Verdict = Literal["pass", "fail"]
 TARGET_POWER = 0.8

@@ -1,7 +1,7 @@
 """Cost and latency of each tier on the same cases: $ per 1,000 calls, $ per million tokens, latency quantiles,
 the paired fleet - cloud latency delta, the local marginal cost per call, and the fleet's fixed cost.
 
-Local dollars come from the one cost model (:func:`harness.costs.local_call_cost`) as the dispatcher recorded them
+Local dollars come from the one cost model (:func:`harness.money.costs.local_call_cost`) as the dispatcher recorded them
 (energy + amortised hardware for every busy host); the marginal part is the energy share of that figure. Pure:
 frames and host cost models in, dataclasses out.
 """
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from harness.config.fleet import HostCost
-from harness.costs import fleet_fixed_usd_per_month, local_call_cost
-from harness.metrics.stats_drift import Interval, bootstrap_mean_intervals, paired_gap, quantile_interval
+from harness.metrics.stats.intervals import Interval, bootstrap_mean_intervals, paired_gap, quantile_interval
+from harness.money.costs import fleet_fixed_usd_per_month, local_call_cost
 
 QUANTILES = (0.5, 0.95, 0.99)
 

@@ -1,6 +1,6 @@
 """Money: cloud prices from the dated pricing table, the one local cost model, projections and the break-even volume.
 
-The pricing table is data (``harness/pricing.yaml``, see :mod:`harness.config.pricing`). A run picks it once with
+The pricing table is data (``harness/money/pricing.yaml``, see :mod:`harness.config.pricing`). A run picks it once with
 :func:`use_pricing` (``--pricing FILE``, else ``HARNESS_PRICING``, else the bundled table); everything after that
 prices from :func:`pricing_table`.
 """
@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from harness.config.fleet import HostCost
 from harness.config.pricing import BUNDLED_PRICING, ModelPrice, PricingTable, load_pricing
-from harness.providers.types import Usage
-from harness.tokens import estimate_tokens
+from harness.money.tokens import estimate_tokens
+
+if TYPE_CHECKING:  # types only: money sits below providers, which price their calls through it
+    from harness.providers.types import Usage
 
 __all__ = [
     "BreakEven",

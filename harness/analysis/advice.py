@@ -18,11 +18,11 @@ from typing import Literal
 
 from scipy import stats as sps
 
+from harness.analysis.drift import ALL, DriftRow
+from harness.analysis.tier_costs import CostSummary
 from harness.config.advice import AdviceConfig
-from harness.costs import break_even
-from harness.drift import ALL, DriftRow
-from harness.metrics.stats_drift import MIN_CASES, Interval
-from harness.tier_costs import CostSummary
+from harness.metrics.stats.intervals import MIN_CASES, Interval
+from harness.money.costs import break_even
 
 Verdict = Literal["local", "cloud", "undecided"]
 

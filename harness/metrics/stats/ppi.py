@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import InputError
-from harness.metrics.stats_drift import MIN_CASES, Interval, Values, as_float_array, check_confidence
+from harness.metrics.stats.intervals import MIN_CASES, Interval, Values, as_float_array, check_confidence
 
 __all__ = ["PPIEstimate", "ppi_mean"]
 

@@ -4,11 +4,11 @@ The models are the contract between running and everything that reads a run (rep
 
 - :class:`Manifest` (``manifest.json``): what ran, with which metrics, and how it ended;
 - :class:`CaseRecord` (one line of ``cases.jsonl``): the case header, its :class:`RetrievalRecord` and, for
-  generation cases, one :class:`GenerationRecord` per tier, each with its :class:`GradeRecord` (defined with the
-  grader in :mod:`harness.grading.base`, so the grader returns the very record the store keeps).
+  generation cases, one :class:`GenerationRecord` per tier, each with its :class:`GradeRecord` (the grader returns
+  this very record, so there is no second grade type).
 
 Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know about, and teach
-:mod:`harness.run.upgrade` to lift the old form):
+:mod:`harness.store.upgrade` to lift the old form):
 
 - 1: plain dicts; one case-level ``grade`` with ``by_tier``; the manifest's ``version`` field.
 - 2: these models; a grade per tier at ``generations[tier].grade``; the scored document ranking with its depth.
@@ -24,7 +24,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config.suite import Case
-from harness.grading.base import GradeRecord
 from harness.metrics import answer as answer_metrics
 from harness.providers.types import Generation
 
@@ -40,6 +39,35 @@ class _Record(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------------ generations
+
+
+GradeStatus = Literal["graded", "unmeasured", "grade_error"]
+
+
+class GradeRecord(_Record):
+    """The grader's verdict on one tier's answer (filled in by the grader; unmeasured with a reason otherwise).
+
+    An unmeasured grade says why (not sampled, no key, budget); a grade_error says what went wrong. Neither carries a
+    score, so a report can count them and never average a missing grade in as zero or NaN.
+    """
+
+    status: GradeStatus
+    reason: str | None = None
+    scores: dict[str, int] | None = Field(default=None, description="criterion -> ordinal value")
+    score: float | None = Field(default=None, ge=0.0, le=1.0, description="overall, normalised to 0..1")
+    confident_but_wrong: bool | None = None
+    rationale: str | None = None
+    grader_model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cost_usd: float | None = None
+    batch_id: str | None = None
+
+    @classmethod
+    def unmeasured(cls, reason: str) -> GradeRecord:
+        return cls(status="unmeasured", reason=reason)
 
 
 class UsageRecord(_Record):
@@ -166,7 +194,7 @@ class TierInfo(_Record):
 
 
 class GraderInfo(_Record):
-    """How grading was set up and how it ended (``harness.run.grading_setup``)."""
+    """How grading was set up and how it ended (``harness.grading.setup``)."""
 
     status: str
     reason: str | None = None

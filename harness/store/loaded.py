@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import RunStoreError
-from harness.report import frames
-from harness.run.records import CaseRecord, Manifest, SuiteInfo
-from harness.run.store import RunStore
+from harness.store import frames
+from harness.store.records import CaseRecord, Manifest, SuiteInfo
+from harness.store.store import RunStore
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.run.records import CaseRecord, Manifest, ShardInfo
-from harness.run.store import RunStore
+from harness.store.records import CaseRecord, Manifest, ShardInfo
+from harness.store.store import RunStore
 
 MUST_MATCH: tuple[tuple[str, str], ...] = (
     ("suite name", "suite.name"),

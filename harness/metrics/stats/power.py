@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from scipy import stats as sps
 
 from harness.errors import InputError
-from harness.metrics.stats import McNemarResult, mcnemar_exact
+from harness.metrics.stats.tests import McNemarResult, mcnemar_exact
 
 EXACT_BELOW_DISCORDANT = 25
 

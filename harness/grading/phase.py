@@ -1,6 +1,6 @@
 """The grading phase of a run: after the answers are logged, grade the sampled ones, directly or in one Batch.
 
-Which answers: every (case, variant, tier) whose logged grade is still :data:`~harness.run.grade_log.PENDING` --
+Which answers: every (case, variant, tier) whose logged grade is still :data:`~harness.store.grade_log.PENDING` --
 the runner marks the sampled cases' answers so when it logs them, and records every other answer as unmeasured with
 its reason. So a resumed run grades exactly what is left, and the sample never changes.
 
@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from harness.dispatch.budget import Reservation
 from harness.errors import BudgetExceeded, ProviderError
-from harness.grading.base import GradeRecord, Spend
 from harness.grading.grader import ClaudeGrader
 from harness.grading.rubric import GradeInput, grade_inputs
 from harness.grading.sampling import shuffled
+from harness.grading.spend import Spend
+from harness.money.budget import Reservation
 from harness.providers.structured import BatchOutcome, BatchState, StructuredRequest
-from harness.run.grade_log import (
+from harness.store.grade_log import (
     PENDING,
     GradeEntry,
     GradeKey,
@@ -40,8 +40,8 @@ from harness.run.grade_log import (
     read_open_batch,
     write_open_batch,
 )
-from harness.run.records import CaseRecord
-from harness.run.store import RunStore
+from harness.store.records import CaseRecord, GradeRecord
+from harness.store.store import RunStore
 
 ContextOf = Callable[[CaseRecord], Sequence[str]]
 """The passages an answer was written from (what the grader checks faithfulness against)."""

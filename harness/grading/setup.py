@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config.suite import Suite
-from harness.costs import estimate_tokens
-from harness.dispatch.budget import Budget
 from harness.grading.grader import ClaudeGrader
-from harness.grading.pricing import projected_grade_usd
+from harness.grading.phase import GradingPlan
 from harness.grading.rubric import system_prompt
 from harness.grading.sampling import stratified_sample
-from harness.run.grade_log import PENDING
-from harness.run.grading_phase import GradingPlan
+from harness.money.budget import Budget
+from harness.money.costs import estimate_tokens
+from harness.money.grade_cost import projected_grade_usd
+from harness.store.grade_log import PENDING
 
 NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
 

@@ -1,9 +1,13 @@
-"""What a grade costs, from the run's pricing table (``harness.costs``; no second table here)."""
+"""What a grade costs, from the run's pricing table (``harness.money.costs``; no second table here)."""
 
 from __future__ import annotations
 
-from harness.costs import CacheTTL, cloud_cost_usd, estimate_tokens, price_for
-from harness.providers.types import Usage
+from typing import TYPE_CHECKING
+
+from harness.money.costs import CacheTTL, cloud_cost_usd, estimate_tokens, price_for
+
+if TYPE_CHECKING:  # types only: money sits below providers, which price their calls through it
+    from harness.providers.types import Usage
 
 
 def grade_cost_usd(model: str, usage: Usage, *, batch: bool = False, cache_ttl: CacheTTL = "5m") -> float | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import RunStoreError
-from harness.run.records import CaseRecord, GradeRecord
+from harness.store.records import CaseRecord, GradeRecord
 
 GRADES = "grades.jsonl"
 BATCH = "grading_batch.json"
@@ -132,7 +132,7 @@ def read_open_batch(run_dir: Path) -> OpenBatch | None:
 
 
 def write_open_batch(run_dir: Path, batch: OpenBatch) -> None:
-    from harness.run.store import atomic_write_text
+    from harness.store.store import atomic_write_text
 
     atomic_write_text(run_dir / BATCH, json.dumps(batch.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
 

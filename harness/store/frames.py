@@ -7,8 +7,16 @@ from typing import Any, cast
 
 import pandas as pd
 
-from harness.report.grading import GRADE_COLUMNS, grade_columns
-from harness.run.records import CaseRecord
+from harness.config.criteria import CRITERIA
+from harness.store.records import CaseRecord, GradeRecord
+
+GRADE_COLUMNS = [
+    "grade_status", "grade_score", "confident_but_wrong", "grade_reason",
+    *(f"grade_{name}" for name in CRITERIA),
+    "grade_rationale", "grader_model", "grade_input_tokens", "grade_output_tokens", "grade_cache_read_tokens",
+    "grade_cache_write_tokens", "grade_cost_usd", "grade_batch_id",
+]  # fmt: skip
+
 
 GENERATION_COLUMNS = [
     "case_id", "variant", "category", "tier", "answerable", "status", "reason", "host", "model", "text", "latency_s",
@@ -16,6 +24,27 @@ GENERATION_COLUMNS = [
     *GRADE_COLUMNS, "source_doc",
 ]  # fmt: skip
 """The columns of :func:`generation_frame` before the answer metrics, which come from the run itself."""
+
+
+def grade_columns(grade: GradeRecord) -> dict[str, Any]:
+    """One answer's grade as flat columns; a criterion the grade lacks stays missing (never 0)."""
+    scores = grade.scores or {}
+    row: dict[str, Any] = {
+        "grade_status": grade.status,
+        "grade_score": grade.score,
+        "confident_but_wrong": grade.confident_but_wrong,
+        "grade_reason": grade.reason,
+        "grade_rationale": grade.rationale,
+        "grader_model": grade.grader_model,
+        "grade_input_tokens": grade.input_tokens,
+        "grade_output_tokens": grade.output_tokens,
+        "grade_cache_read_tokens": grade.cache_read_tokens,
+        "grade_cache_write_tokens": grade.cache_write_tokens,
+        "grade_cost_usd": grade.cost_usd,
+        "grade_batch_id": grade.batch_id,
+    }
+    row.update({f"grade_{name}": scores.get(name) for name in CRITERIA})
+    return row
 
 
 def retrieval_frame(records: Iterable[CaseRecord], metrics: Sequence[str] = ()) -> pd.DataFrame:

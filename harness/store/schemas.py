@@ -1,6 +1,7 @@
 """Export the JSON Schema of every run-store record, for tools that read runs without this package.
 
-``python -m harness.run.schemas`` rewrites ``harness/schemas/*.schema.json``; a test fails when they are stale.
+``python -m harness.store.schemas`` rewrites ``harness/store/schemas_json/*.schema.json``; a test fails when they
+are stale.
 """
 
 from __future__ import annotations
@@ -8,13 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.run.records import SCHEMA_MODELS, SCHEMA_VERSION
+from harness.store.records import SCHEMA_MODELS, SCHEMA_VERSION
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas_json"
 
 
 def schema_texts() -> dict[str, str]:
-    """File name -> JSON Schema text, for each record in :data:`~harness.run.records.SCHEMA_MODELS`."""
+    """File name -> JSON Schema text, for each record in :data:`~harness.store.records.SCHEMA_MODELS`."""
     out = {}
     for name, model in SCHEMA_MODELS.items():
         schema = model.model_json_schema()

@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import RunStoreError
-from harness.run.grade_log import apply_grades, read_grades
-from harness.run.records import SCHEMA_VERSION, CaseRecord, Manifest
-from harness.run.upgrade import UPGRADES
+from harness.store.grade_log import apply_grades, read_grades
+from harness.store.records import SCHEMA_VERSION, CaseRecord, Manifest
+from harness.store.upgrade import UPGRADES
 
 STORE_VERSION = SCHEMA_VERSION
 MANIFEST = "manifest.json"
@@ -255,7 +255,7 @@ class RunStore:
             os.fsync(handle.fileno())
 
     def records(self) -> Iterator[CaseRecord]:
-        """Every complete record, with its logged grades applied (``harness.run.grade_log``)."""
+        """Every complete record, with its logged grades applied (``harness.store.grade_log``)."""
         return apply_grades(self._answer_records(), read_grades(self.path))
 
     def _answer_records(self) -> Iterator[CaseRecord]:
