@@ -14,6 +14,7 @@ from typing import Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
+from harness.grading.claims_phase import diagnose_pending
 from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, pending_items
 from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
@@ -216,4 +217,7 @@ async def _grade_phase(
         return contexts[key]
 
     progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
-    return await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
+    outcome = await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
+    if plan.diagnoser is not None:
+        await diagnose_pending(plan.diagnoser, store, context_of, seed=plan.seed, concurrency=plan.concurrency)
+    return outcome
