@@ -5,6 +5,8 @@ intervals and n; then the worst examples by case id. Reads the run store only; e
 
 from __future__ import annotations
 
+import numpy as np
+
 from harness.analysis.attribution import (
     ALL,
     ANSWERS_GRADE,
@@ -16,8 +18,10 @@ from harness.analysis.attribution import (
     fix_pointer,
     worst_examples,
 )
-from harness.metrics.stats.intervals import Interval
+from harness.metrics.claims import CLAIM_METRICS, score_claims
+from harness.metrics.stats.intervals import MIN_CASES, Interval, bootstrap_mean_intervals
 from harness.report.escape import md_code, md_text
+from harness.store.claims_log import ClaimsRecord, read_claims
 from harness.store.context_frame import context_frame
 from harness.store.loaded import RunView
 
@@ -113,4 +117,94 @@ def advice_pointers(result: Attribution, tier: str = "local") -> dict[str, str]:
 def section_markdowns(view: RunView, extra: str = "") -> list[str]:
     """The section and its worst examples, each opening with its own heading."""
     result = run_attribution(view)
-    return [blame_markdown(result, extra), worst_markdown(result)]
+    claims = claims_markdown(view)
+    return [blame_markdown(result, extra), worst_markdown(result), *([claims] if claims else [])]
+
+
+# ------------------------------------------------------------------------------------------------ claims
+
+
+TELLING = 3
+
+
+def claim_metric_intervals(values: list[float], confidence: float = 0.95) -> Interval:
+    """Mean over answers with a percentile bootstrap interval (answers resampled; a claim is never the unit)."""
+    if not values:
+        return Interval(None, None, None, 0, "bootstrap", confidence, reason="no answer had claims to score")
+    mean = sum(values) / len(values)
+    if len(values) < MIN_CASES:
+        return Interval(mean, None, None, len(values), "bootstrap", confidence, reason="too few answers")
+    ((low, high, sd),) = bootstrap_mean_intervals([np.asarray(values, dtype=np.float64)], confidence=confidence)
+    return Interval(mean, low, high, len(values), "bootstrap", confidence, se=sd)
+
+
+def claims_markdown(view: RunView) -> str:
+    """Claim metrics per tier × category with intervals, and the most telling claims per category."""
+    from harness.report.drift_section import fmt_interval  # drift_section imports this module
+
+    claims = read_claims(view.path)
+    diagnosed = {key: c for key, c in claims.items() if c.status == "diagnosed"}
+    if not claims:
+        return ""
+    category_of = {(r.case_id, r.variant): r.category for r in view.records}
+    groups: dict[tuple[str, str], list[ClaimsRecord]] = {}
+    keys: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for key, record in sorted(diagnosed.items()):
+        category = category_of.get((key[0], key[1]))
+        if category is None:
+            continue
+        groups.setdefault((key[2], category), []).append(record)
+        keys.setdefault((key[2], category), []).append(key)
+    parts = [
+        "### Claims: what the passages held and what the answer did with it\n",
+        "On the graded sample (`grading.diagnose: true`): the grader split each reference and answer into claims and "
+        "checked each against every passage its prompt carried and against the other text. Metrics after RAGChecker "
+        "(definitions in `harness/metrics/claims.py`): mean over answers, 95% bootstrap interval over answers, n "
+        f"answers; below {MIN_CASES} answers no interval. An answer without claims on a side is unmeasured for the "
+        "metrics that divide by that side.\n",
+    ]
+    failed = len(claims) - len(diagnosed)
+    if failed:
+        parts.append(f"- {failed} answers have no claims (unmeasured or diagnose_error; see `claims.jsonl`).\n")
+    if not groups:
+        parts.append("_No answer was diagnosed._\n")
+        return "\n".join(parts)
+    names = list(CLAIM_METRICS)
+    lines = ["| tier | category | " + " | ".join(md_text(n) for n in names) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for (tier, category), records in sorted(groups.items()):
+        scores = [score_claims(r.reference_claims, r.answer_claims) for r in records]
+        cells = []
+        for name in names:
+            values = [s[name] for s in scores if s[name] is not None]
+            cells.append(fmt_interval(claim_metric_intervals([float(v) for v in values if v is not None]), 2))
+        lines.append(f"| {md_text(tier)} | {md_text(category)} | " + " | ".join(cells) + " |")
+    parts.append("\n".join(lines) + "\n")
+    parts.append(_telling(groups, keys))
+    return "\n".join(parts)
+
+
+def telling_claims(records: list[ClaimsRecord], keys: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """(case id, why, claim): reference claims a passage held and the answer missed first, then answer claims a
+    passage contradicts, up to :data:`TELLING`."""
+    missed, contradicted = [], []
+    for record, key in zip(records, keys, strict=True):
+        for claim in record.reference_claims:
+            if "entailed" in claim.passages and claim.other != "entailed":
+                missed.append((key[0], "a passage held it; the answer missed it", claim.text))
+        for claim in record.answer_claims:
+            if "contradicted" in claim.passages:
+                contradicted.append((key[0], "the answer says it; a passage contradicts it", claim.text))
+    return (missed + contradicted)[:TELLING]
+
+
+def _telling(groups: dict[tuple[str, str], list[ClaimsRecord]], keys: dict[tuple[str, str], list[tuple[str, str,
+                                                                                                         str]]]) -> str:
+    lines = ["Most telling claims per tier and category:\n"]
+    for group, records in sorted(groups.items()):
+        found = telling_claims(records, keys[group])
+        if not found:
+            continue
+        lines.append(f"- {md_text(group[0])}, {md_text(group[1])}:")
+        lines += [f"  - {md_code(case)}: {md_text(why)}: “{md_text(text)}”" for case, why, text in found]
+    return "\n".join(lines) + "\n" if len(lines) > 1 else ""
