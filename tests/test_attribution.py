@@ -244,3 +244,13 @@ def test_old_runs_without_a_recorded_context_use_the_offered_chunks() -> None:
         "grade_status": "unmeasured", "must_include_recall": 0.0,
     }]), recorded)
     assert [a.kind for a in result.answers] == ["generation_miss"]
+
+
+def test_a_version_2_record_reads_with_its_context_unknown() -> None:
+    from harness.store.store import case_record_from_json
+
+    v2 = {"schema_version": 2, "case_id": "a", "variant": "dense", "category": "c", "question": "q?",
+          "retrieval": {"ranked": [["d", 1.0]], "chunks": ["d#0"], "metrics": {}},
+          "generations": {"local": {"status": "ok", "tier": "local", "text": "x"}}}
+    record = case_record_from_json(v2, "cases.jsonl:1")
+    assert record.schema_version == 3 and record.generations["local"].context is None
