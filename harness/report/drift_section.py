@@ -6,13 +6,14 @@ Untrusted strings (categories, reasons) are escaped for Markdown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.analysis.advice import CategoryAdvice, Projection, tiering_advice
 from harness.analysis.drift import DriftRow, drift_rows
 from harness.analysis.tier_costs import QUANTILES, CostSummary, host_costs_from_fleet, summarise_costs
 from harness.config.advice import AdviceConfig
 from harness.metrics.stats.intervals import Interval
+from harness.report.attribution_section import advice_pointers, run_attribution
 from harness.report.escape import md_text
 from harness.store.loaded import RunView
 
@@ -29,6 +30,7 @@ class DriftAnalysis:
     advice: list[CategoryAdvice]
     projection: Projection
     missing: tuple[str, ...]  # why whole sections are empty
+    pointers: dict[str, str] = field(default_factory=dict)  # category -> where the fix for local's shortfalls lies
 
 
 def analyse(view: RunView) -> DriftAnalysis:
@@ -38,7 +40,8 @@ def analyse(view: RunView) -> DriftAnalysis:
     costs = summarise_costs(gen, host_costs_from_fleet(view.manifest.fleet), confidence=config.confidence)
     cases = gen.drop_duplicates(["case_id"]).groupby("category").size().to_dict() if not gen.empty else {}
     advice, projection = tiering_advice(rows, costs, config, {str(k): int(v) for k, v in cases.items()})
-    return DriftAnalysis(config, rows, costs, advice, projection, _missing(view, rows))
+    pointers = advice_pointers(run_attribution(view, config.confidence)) if not gen.empty else {}
+    return DriftAnalysis(config, rows, costs, advice, projection, _missing(view, rows), pointers)
 
 
 def _advice_config(view: RunView) -> AdviceConfig:
@@ -91,8 +94,8 @@ def advice_markdown(analysis: DriftAnalysis) -> str:
         reasons = "; ".join(analysis.missing) or "nothing to compare"
         parts.append(f"_No advice: {md_text(reasons)}. No figure is shown rather than one invented._\n")
         return "\n".join(parts) + _projection_lines(analysis.projection)
-    header = ("| category | advice | shortfall cloud − local | interval from | calls/day | saved/month | why |\n"
-              "| --- | --- | --- | --- | --- | --- | --- |")
+    header = ("| category | advice | shortfall cloud − local | interval from | calls/day | saved/month | why "
+              "| where the fix lies (local) |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
     lines = [header]
     for item in analysis.advice:
         decision = item.decision
@@ -102,7 +105,8 @@ def advice_markdown(analysis: DriftAnalysis) -> str:
         saving = NONE if item.saving_usd_per_month is None else f"${item.saving_usd_per_month:,.2f}"
         lines.append(
             f"| {md_text(item.category)} | {verdict} | {fmt_interval(item.shortfall)} "
-            f"| {md_text(item.shortfall.method)} | {item.calls_per_day:,.0f} | {saving} | {md_text(decision.reason)} |"
+            f"| {md_text(item.shortfall.method)} | {item.calls_per_day:,.0f} | {saving} | {md_text(decision.reason)} "
+            f"| {md_text(analysis.pointers.get(item.category, NONE))} |"
         )
     parts.append("\n".join(lines) + "\n")
     return "\n".join(parts) + _projection_lines(analysis.projection)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.analysis.history import headline_metric
-from harness.report import charts, drift_charts, drift_section, tables
+from harness.report import attribution_section, charts, drift_charts, drift_section, tables
 from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
 from harness.report.escape import md_code, md_text
@@ -27,6 +27,7 @@ def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Sectio
     sections += [overview(view), *retrieval(view)]
     if not view.generation.empty:
         sections += generation(view)
+        sections += [from_markdown(text) for text in attribution_section.section_markdowns(view)]
     if analysis is not None:
         sections.append(from_markdown(
             drift_section.drift_markdown(analysis),

@@ -127,6 +127,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path))
     tiers = with_cache(tiers, fleet, options.cache_dir)
     build_prompt = prompt_builder(suite, fleet)
+    context_of = prompt_context(suite, fleet)
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
     store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
     try:
@@ -147,6 +148,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         tiers=tiers,
         skipped_tiers=skipped,
         build_prompt=build_prompt,
+        prompt_context=context_of,
         grading=grading.plan,
         concurrency=options.concurrency or fleet_capacity(fleet),
         embed=_answer_embedder(suite),
@@ -261,6 +263,29 @@ def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
         )
 
     return build
+
+
+def prompt_context(suite: Suite, fleet: Fleet | None) -> Any:
+    """(question, hits, tier) -> the chunk ids the tier's prompt carries, as :func:`prompt_builder` fits them."""
+    from harness.localfleet.prompt import fleet_prompt_style, passages_in_prompt
+
+    generation = suite.generation
+    if generation is None:
+        return None
+    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+
+    def context(question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
+        offered = list(hits[: generation.context_chunks])
+        shown = passages_in_prompt(
+            question,
+            offered,
+            style=local_style if tier == "local" else "chat",
+            max_tokens=generation.max_tokens,
+            context_tokens=generation.max_context_tokens,
+        )
+        return [hit.chunk_id for hit in offered[:shown]]
+
+    return context
 
 
 def _answer_embedder(suite: Suite) -> Embed | None:

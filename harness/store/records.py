@@ -12,6 +12,9 @@ Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know ab
 
 - 1: plain dicts; one case-level ``grade`` with ``by_tier``; the manifest's ``version`` field.
 - 2: these models; a grade per tier at ``generations[tier].grade``; the scored document ranking with its depth.
+- 3: ``generations[tier].context``: the chunk ids the tier's prompt carried (after fitting the context budget), so
+  an answer's failure can be put on retrieval or on generation (:mod:`harness.analysis.attribution`). Optional:
+  a version-2 record reads as ``None`` (unknown), never as an empty context.
 
 An unmeasured value is ``None`` with its reason next to it, never a zero.
 """
@@ -27,7 +30,7 @@ from harness.config.suite import Case
 from harness.metrics import answer as answer_metrics
 from harness.providers.types import Generation
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 NO_RELEVANT = "no relevant documents (answer is not in the corpus)"
 
 GenerationStatus = Literal["ok", "failed", "skipped"]
@@ -121,6 +124,9 @@ class GenerationRecord(_Record):
     host_reasons: dict[str, str] = Field(default_factory=dict, description="host -> why it failed")
     budget_exhausted: bool = False
     reason: str | None = Field(default=None, description="why a tier was skipped")
+    context: list[str] | None = Field(
+        default=None, description="ids of the chunks the prompt carried, in prompt order; null when not recorded"
+    )
     grade: GradeRecord = Field(default_factory=lambda: GradeRecord.unmeasured("not graded"))
 
 
@@ -325,8 +331,10 @@ def retrieval_record(
     )
 
 
-def generation_record(generation: Generation, case: Case, *, answerable: bool) -> GenerationRecord:
-    """A successful generation with its cheap answer metrics."""
+def generation_record(
+    generation: Generation, case: Case, *, answerable: bool, context: list[str] | None = None
+) -> GenerationRecord:
+    """A successful generation with its cheap answer metrics and the chunk ids its prompt carried."""
     data = asdict(generation)
     # A not-in-corpus case is scored on whether the answer declined, not on overlap with "this is not covered".
     scores = answer_metrics.score_answer(
@@ -336,7 +344,7 @@ def generation_record(generation: Generation, case: Case, *, answerable: bool) -
     )
     fallback = generation.tier == "cloud" and any(a.host != "cloud" for a in generation.attempts)
     return GenerationRecord.model_validate(
-        {**data, "status": "ok", "answer_metrics": scores, "fallback": fallback}
+        {**data, "status": "ok", "answer_metrics": scores, "fallback": fallback, "context": context}
     )
 
 

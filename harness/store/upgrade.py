@@ -2,13 +2,20 @@
 
 Version 1 wrote plain dicts: the manifest's version was ``version``, records had no version of their own, and the grade
 was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
+
+Version 2 had no ``generations[tier].context``; it reads as ``None`` (not recorded), which the model's default gives,
+so lifting 2 to 3 only stamps the version. Each step lifts one version; :data:`UPGRADES` chains them to the current.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 _V1_GRADER_KEYS = {"grader": "grader_model"}
+
+
+Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def manifest_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -39,5 +46,22 @@ def _grade_v1(grade: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-UPGRADES = {1: (manifest_v1, case_record_v1)}
+def stamp_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 to 3: nothing was removed or renamed; the new optional fields keep their defaults."""
+    return {**data, "schema_version": 3}
+
+
+def _chain(*steps: Upgrade) -> Upgrade:
+    def run(data: dict[str, Any]) -> dict[str, Any]:
+        for step in steps:
+            data = step(data)
+        return data
+
+    return run
+
+
+UPGRADES: dict[int, tuple[Upgrade, Upgrade]] = {
+    1: (_chain(manifest_v1, stamp_v3), _chain(case_record_v1, stamp_v3)),
+    2: (stamp_v3, stamp_v3),
+}
 """Version -> (manifest upgrade, case-record upgrade) to the current version."""
