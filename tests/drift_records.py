@@ -55,7 +55,7 @@ def write_run(path, records: list[CaseRecord]):  # type: ignore[no-untyped-def]
 
     variants = sorted({r.variant for r in records})
     suite = SuiteInfo(name="sim", path="does-not-exist.yaml", sha256="0" * 64, cases=len(records),
-                      variants=variants, metrics=[], k=5,
+                      variants=variants, metrics=["mrr"], k=5,
                       answer_metrics=["token_f1", "embedding_cosine", "must_include_recall", "context_support",
                                       "abstained"])
     store = RunStore.create(path, Manifest(run_id=path.name, status="complete", suite=suite))
