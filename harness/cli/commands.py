@@ -54,6 +54,13 @@ def register(app: typer.Typer) -> None:
     _register_fleet(app)
     _register_gateway(app)
     _register_analysis(app)
+    _register_label(app)
+
+
+def _register_label(app: typer.Typer) -> None:
+    from harness.cli.label import label
+
+    app.command()(label)
 
 
 def _register_analysis(app: typer.Typer) -> None:

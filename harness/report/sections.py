@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.analysis.history import headline_metric
-from harness.report import attribution_section, charts, drift_charts, drift_section, tables
+from harness.report import attribution_section, charts, drift_charts, drift_section, judge_section, tables
 from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
 from harness.report.escape import md_code, md_text
@@ -29,6 +29,7 @@ def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Sectio
         sections += generation(view)
         sections += [from_markdown(text) for text in attribution_section.section_markdowns(view)]
     if analysis is not None:
+        sections.append(from_markdown(judge_section.judge_markdown(judge_section.analyse_judge(view))))
         sections.append(from_markdown(
             drift_section.drift_markdown(analysis),
             Chart("local − cloud gap per category with its interval", lambda: drift_charts.forest_plot(analysis)),
