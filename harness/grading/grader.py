@@ -1,4 +1,8 @@
-"""The grader: Claude scores one answer with the rubric, blind to who wrote it (call, then parse, then score).
+"""The graders: a judge scores one answer with the rubric, blind to who wrote it (call, then parse, then score).
+
+:class:`Judge` holds what every judge shares (the request, the retry, parsing, scoring, the budget); a judge differs
+only in its client and how it prices a call. :class:`ClaudeGrader` is the primary judge; the second judges
+(:mod:`harness.grading.second_judge`) ask an Ollama or OpenAI-compatible server for the same structured output.
 
 Every grader call reserves its projected cost on the grading budget (a budget inside the run's) before it is made and
 settles it after, so concurrent graders cannot pass the cap together. A reply that does not parse is retried once;
@@ -12,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from harness.config.grading import GradingConfig
+from harness.config.grading import PRIMARY_JUDGE, GradingConfig
 from harness.errors import BudgetExceeded, ProviderError
 from harness.grading.parse import ParsedGrade, parse_grade
 from harness.grading.rubric import GradeInput, RubricOutput, system_prompt, user_prompt
@@ -26,23 +30,29 @@ from harness.store.records import GradeRecord
 ATTEMPTS = 2  # the first call and one retry on bad output
 
 
-class GradingClient(Protocol):
-    """The call half: ``harness.providers.anthropic_grader.AnthropicGraderClient`` in production."""
+class StructuredClient(Protocol):
+    """The call half of a judge: one structured-output call."""
 
-    model: str
-
-    def caches_system(self, request: StructuredRequest) -> bool: ...
+    @property
+    def model(self) -> str: ...
 
     async def structured(self, request: StructuredRequest) -> StructuredReply: ...
 
 
-@dataclass
-class ClaudeGrader:
-    """Grades answers one call at a time (the direct path; the batch path shares ``request`` and ``finish``)."""
+class GradingClient(StructuredClient, Protocol):
+    """Claude's: ``harness.providers.anthropic_grader.AnthropicGraderClient`` in production."""
 
-    client: GradingClient
+    def caches_system(self, request: StructuredRequest) -> bool: ...
+
+
+@dataclass
+class Judge:
+    """Grades answers one call at a time. Subclasses price a call (``projected_usd`` before, ``price`` after)."""
+
+    client: StructuredClient
     config: GradingConfig
     budget: Budget
+    name: str = PRIMARY_JUDGE
     stopped: str | None = None  # why later calls are not made (spend limit, billing)
     calls: int = 0
 
@@ -64,18 +74,12 @@ class ClaudeGrader:
         )
 
     def projected_usd(self, request: StructuredRequest, *, batch: bool) -> float:
-        return projected_grade_usd(
-            self.model,
-            request.system,
-            request.user,
-            request.max_tokens,
-            cached_system=self.client.caches_system(request),
-            batch=batch,
-            cache_ttl=request.cache_ttl,
-        )
+        """What the budget holds for one call before it is made."""
+        raise NotImplementedError
 
     def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
-        return grade_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
+        """What one call cost; None when it cannot be priced (never a silent zero)."""
+        raise NotImplementedError
 
     async def grade(self, item: GradeInput) -> GradeRecord:
         """One answer's grade; never raises for a grader-side failure (it is recorded instead)."""
@@ -146,3 +150,25 @@ class ClaudeGrader:
         if spend.calls:
             return self.error(f"bad output ({bad[-1]}); no retry: {self.stopped}", spend)
         return GradeRecord.unmeasured(str(self.stopped))
+
+
+@dataclass
+class ClaudeGrader(Judge):
+    """The primary judge: Claude, priced from the run's pricing table (the direct path; the batch path in
+    :mod:`harness.grading.phase` shares ``request``, ``price`` and ``finish``)."""
+
+    client: GradingClient
+
+    def projected_usd(self, request: StructuredRequest, *, batch: bool) -> float:
+        return projected_grade_usd(
+            self.model,
+            request.system,
+            request.user,
+            request.max_tokens,
+            cached_system=self.client.caches_system(request),
+            batch=batch,
+            cache_ttl=request.cache_ttl,
+        )
+
+    def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
+        return grade_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)

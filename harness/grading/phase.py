@@ -11,19 +11,26 @@ Batches: the batch id and its custom ids are written to the run store before any
 finds an open batch polls it instead of creating another. Results are matched by custom id; expired and errored
 requests become ``grade_error``\\ s with their reasons; a reply that does not parse gets its one retry as a direct
 call. A batch still pending at ``batch_timeout_s`` leaves its answers pending, for ``--resume``.
+
+Second judges (``grading.judges`` after Claude) grade the same sample after Claude has: every answered (case,
+variant, tier) of a sampled case that the judge has no logged grade for, in the same seeded order, with direct calls.
+Their grades go to the same grade log under their own name, so a resumed run asks each judge only what it has not
+graded, and Claude's grade on the case record is never replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
+from harness.config.grading import PRIMARY_JUDGE
 from harness.errors import BudgetExceeded, ProviderError
-from harness.grading.grader import ClaudeGrader
+from harness.grading.grader import ClaudeGrader, Judge
 from harness.grading.rubric import GradeInput, grade_inputs
 from harness.grading.sampling import shuffled
 from harness.grading.spend import Spend
@@ -38,6 +45,7 @@ from harness.store.grade_log import (
     append_grades,
     close_batch,
     read_open_batch,
+    read_second_judges,
     write_open_batch,
 )
 from harness.store.records import CaseRecord, GradeRecord
@@ -79,6 +87,7 @@ class GradingPlan:
     timeout_s: float = 24 * 3600.0
     sleep: Callable[[float], Any] = field(default=asyncio.sleep, repr=False)
     diagnoser: Any = None  # harness.grading.claims.ClaimsDiagnoser with grading.diagnose; None otherwise
+    judges: list[Any] = field(default_factory=list)  # the second judges (harness.grading.second_judge.HttpJudge)
 
     def placeholder(self, case_id: str, answered: bool, tier: str, status: str) -> GradeRecord:
         """The grade an answer is logged with: pending when it will be graded, else unmeasured with why."""
@@ -99,6 +108,7 @@ class GradingOutcome:
     pending: int = 0
     batch_id: str | None = None
     note: str | None = None
+    second: dict[str, GradingOutcome] = field(default_factory=dict)  # each second judge's, by name
 
 
 @dataclass(frozen=True)
@@ -122,14 +132,34 @@ def pending_items(store: RunStore, seed: int) -> list[_Item]:
             if grade.status == "unmeasured" and grade.reason == PENDING and generation.text is not None:
                 item = _Item((record.case_id, record.variant, tier), record, generation.text)
                 by_case.setdefault(record.case_id, []).append(item)
+    return _ordered(by_case, seed)
+
+
+def second_judge_items(store: RunStore, sample: frozenset[str], seed: int, graded: Collection[GradeKey]) -> (
+    list[_Item]
+):
+    """What a second judge has still to grade: every answer of a sampled case it has no logged grade for, in the
+    same order as Claude's."""
+    by_case: dict[str, list[_Item]] = {}
+    for record in store.records():
+        if record.case_id not in sample:
+            continue
+        for tier, generation in record.generations.items():
+            key = (record.case_id, record.variant, tier)
+            if generation.status == "ok" and generation.text is not None and key not in graded:
+                by_case.setdefault(record.case_id, []).append(_Item(key, record, generation.text))
+    return _ordered(by_case, seed)
+
+
+def _ordered(by_case: dict[str, list[_Item]], seed: int) -> list[_Item]:
     ordered: list[_Item] = []
     for case_id in shuffled(sorted(by_case), seed):
         ordered.extend(shuffled(sorted(by_case[case_id], key=lambda i: i.key), seed))
     return ordered
 
 
-def _entry(key: GradeKey, grade: GradeRecord) -> GradeEntry:
-    return GradeEntry(case_id=key[0], variant=key[1], tier=key[2], grade=grade)
+def _entry(key: GradeKey, grade: GradeRecord, judge: str = PRIMARY_JUDGE) -> GradeEntry:
+    return GradeEntry(case_id=key[0], variant=key[1], tier=key[2], grade=grade, judge=judge)
 
 
 def _input(item: _Item, context_of: ContextOf) -> GradeInput:
@@ -149,7 +179,7 @@ async def grade_pending(plan: GradingPlan, store: RunStore, context_of: ContextO
     if plan.batch or open_batch is not None:
         await _grade_batch(plan, grader, store, items, open_batch, context_of, advance, outcome)
     else:
-        await _grade_direct(plan, grader, store, items, context_of, advance, outcome)
+        await _grade_direct(grader, plan.concurrency, store, items, context_of, advance, outcome)
     return outcome
 
 
@@ -162,22 +192,42 @@ def _count(outcome: GradingOutcome, grade: GradeRecord) -> None:
         outcome.unmeasured += 1
 
 
-async def _grade_direct(
+async def grade_second_judges(
     plan: GradingPlan,
-    grader: ClaudeGrader,
+    store: RunStore,
+    context_of: ContextOf,
+    start: Callable[[str, int], None],
+    advance: Callable[[str], None],
+) -> dict[str, GradingOutcome]:
+    """Each second judge grades what it has not yet graded of the sample, one judge after another (one writer of the
+    grade log at a time). ``start(name, total)`` and ``advance(name)`` report progress per judge."""
+    graded = read_second_judges(store.path)
+    outcomes: dict[str, GradingOutcome] = {}
+    for judge in plan.judges:
+        outcome = outcomes[judge.name] = GradingOutcome()
+        items = second_judge_items(store, plan.sample, plan.seed, graded.get(judge.name, {}).keys())
+        start(judge.name, len(items))
+        await _grade_direct(judge, judge.concurrency, store, items, context_of, partial(advance, judge.name), outcome)
+        outcome.note = judge.stopped
+    return outcomes
+
+
+async def _grade_direct(
+    grader: Judge,
+    concurrency: int,
     store: RunStore,
     items: list[_Item],
     context_of: ContextOf,
     advance: Callable[[], None],
     outcome: GradingOutcome,
 ) -> None:
-    semaphore = asyncio.Semaphore(plan.concurrency)
+    semaphore = asyncio.Semaphore(concurrency)
     writer = GradeWriter(store.path)
 
     async def one(item: _Item) -> None:
         async with semaphore:
             grade = await grader.grade(_input(item, context_of))
-        await writer.write(_entry(item.key, grade))
+        await writer.write(_entry(item.key, grade, grader.name))
         _count(outcome, grade)
         advance()
 

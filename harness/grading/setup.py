@@ -1,19 +1,26 @@
-"""Build a run's grading from the suite's ``grading:`` section: the sample, the grader, its budget and projection."""
+"""Build a run's grading from the suite's ``grading:`` section: the sample, the judges, the budget and projection.
+
+Claude (the primary judge) is built only with an API key; the second judges are built whatever the key, since they
+need none of Anthropic's. A paid second judge's projection is added to the grading projection and its calls to the
+grading budget; a self-hosted one is shown as costing its host's cost model, outside the cloud budget.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from harness.config.fleet import Fleet
 from harness.config.suite import Suite
 from harness.grading.grader import ClaudeGrader
 from harness.grading.phase import GradingPlan
 from harness.grading.rubric import system_prompt
 from harness.grading.sampling import stratified_sample
+from harness.grading.second_judge import HttpJudge, build_second_judge
 from harness.money.budget import Budget
 from harness.money.costs import estimate_tokens
 from harness.money.grade_cost import projected_grade_usd
-from harness.store.grade_log import PENDING
+from harness.store.grade_log import PENDING, read_second_judges
 
 NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
 
@@ -22,22 +29,25 @@ NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
 class GradingSetup:
     plan: GradingPlan | None
     calls: int  # grader calls the run would make (sampled cases x generating variants x answering tiers)
-    projected_usd: float | None
+    projected_usd: float | None  # Claude's and the paid second judges' calls
     budget: Budget | None
+    judges_projected_usd: dict[str, float] = field(default_factory=dict)  # per second judge; 0 when self-hosted
 
     def plan_line(self) -> str | None:
         """One line for the console before the run: the projected grading cost, or why there is no grading."""
         plan = self.plan
         if plan is None:
             return None
+        judges = "".join(f"; second judge {_judge_line(j, self.judges_projected_usd.get(j.name, 0.0))}"
+                         for j in plan.judges)
         if plan.grader is None:
-            return plan.reason
+            return plan.reason + judges
         cap = f"grading.max_usd ${self.budget.cap_usd:.2f}" if self.budget and self.budget.cap_usd else "no grading cap"
         how = "Message Batches" if plan.batch else "direct calls"
         cost = f"up to ${self.projected_usd:.4f}" if self.projected_usd is not None else "nothing"
         return (
             f"projected grading cost: {cost} for {self.calls} grades of {len(plan.sample)} sampled cases "
-            f"({plan.describe}; {plan.grader.model}, {how}; {cap}, inside the run budget)"
+            f"({plan.describe}; {plan.grader.model}, {how}; {cap}, inside the run budget){judges}"
         )
 
     def manifest(self) -> dict[str, Any]:
@@ -53,6 +63,10 @@ class GradingSetup:
             "batch": self.plan.batch,
             "max_usd": self.budget.cap_usd if self.budget is not None else None,
             "projected_usd": self.projected_usd,
+            "second_judges": [
+                {"name": j.name, "kind": j.kind, "model": j.model, "where": j.where, "paid": j.paid}
+                for j in self.plan.judges
+            ],
         }
 
 
@@ -64,8 +78,13 @@ def build_grading(
     key_present: bool,
     batch: bool | None = None,
     base_url: str | None = None,
+    fleet: Fleet | None = None,
 ) -> GradingSetup:
-    """The grading plan of a run; the grader client is built only with a key (its SDK import stays lazy)."""
+    """The grading plan of a run; the Claude client is built only with a key (its SDK import stays lazy).
+
+    Raises:
+        InputError: a second judge names a host the fleet file does not have (the caller names the suite's line).
+    """
     generation = suite.generation
     if generation is None:
         return GradingSetup(None, 0, None, None)
@@ -76,23 +95,59 @@ def build_grading(
     )
     describe = f"{config.rate:.0%} of each category, at least {config.min_per_category}, seed {config.seed}"
     calls = len(sample) * len(suite.generating_variants()) * answering_tiers
-    plan = GradingPlan(sample, describe, seed=config.seed, batch=batch)
+    plan = GradingPlan(sample, describe, seed=config.seed, batch=batch, concurrency=config.concurrency)
+    budget = Budget(config.max_usd, name="grading", parent=run_budget)
+    plan.judges = [build_second_judge(judge, config, fleet, budget) for judge in config.second_judges]
+    paid = {judge.name: _paid_projection(suite, judge, calls) for judge in plan.judges}
+    plan_paid = sum(paid.values())
     if not key_present:
         plan.reason = NO_KEY_REASON
-        return GradingSetup(plan, calls, None, None)
+        return GradingSetup(plan, calls, plan_paid or None, budget if plan.judges else None, paid)
     from harness.providers.anthropic_grader import AnthropicGraderClient
 
-    budget = Budget(config.max_usd, name="grading", parent=run_budget)
     client = AnthropicGraderClient(config.model, base_url=base_url)
     plan.grader = ClaudeGrader(client, config, budget)
     if config.diagnose:
         from harness.grading.claims import ClaimsDiagnoser
 
         plan.diagnoser = ClaimsDiagnoser(client, config, budget)  # the same grading budget holds both
-    plan.concurrency = config.concurrency
     plan.poll_s = config.batch_poll_s
     plan.timeout_s = config.batch_timeout_s
-    return GradingSetup(plan, calls, _projected(suite, calls, batch, client.caches_system_text), budget)
+    claude = _projected(suite, calls, batch, client.caches_system_text)
+    projected = None if claude is None and not plan_paid else (claude or 0.0) + plan_paid
+    return GradingSetup(plan, calls, projected, budget, paid)
+
+
+def _judge_line(judge: HttpJudge, paid_usd: float) -> str:
+    """How the console names a second judge before the run, with what it will cost."""
+    if judge.paid:
+        money = f"paid: up to ${paid_usd:.4f}, held to the grading budget call by call"
+    elif judge.host_cost is not None:
+        money = "self-hosted: its host's cost model, outside the cloud budget"
+    else:
+        money = "self-hosted, no cost model given: counted as $0"
+    return f"{judge.name} ({judge.model} on {judge.where}; {money})"
+
+
+def _paid_projection(suite: Suite, judge: HttpJudge, calls: int) -> float:
+    """Upper estimate of a paid second judge's calls (0 for a self-hosted one), sized as Claude's are."""
+    if not judge.paid or not calls:
+        return 0.0
+    return judge.projected_tokens_usd(estimate_tokens(system_prompt()) + _longest_user_tokens(suite),
+                                      suite.grading.max_tokens) * calls
+
+
+def _longest_user_tokens(suite: Suite) -> int:
+    """The longest per-answer message: the longest question and reference, a full context and a full answer."""
+    generation = suite.generation
+    assert generation is not None
+    cases = [c for c in suite.cases if c.generate]
+    return (
+        max(estimate_tokens(c.question) + estimate_tokens(c.reference) for c in cases)
+        + generation.max_context_tokens
+        + generation.max_tokens
+        + 60  # the tags and the closing line
+    )
 
 
 def _projected(suite: Suite, calls: int, batch: bool, caches: Any) -> float | None:
@@ -101,13 +156,7 @@ def _projected(suite: Suite, calls: int, batch: bool, caches: Any) -> float | No
     generation = suite.generation
     if generation is None or not calls:
         return None
-    cases = [c for c in suite.cases if c.generate]
-    user_tokens = (
-        max(estimate_tokens(c.question) + estimate_tokens(c.reference) for c in cases)
-        + generation.max_context_tokens
-        + generation.max_tokens
-        + 60  # the tags and the closing line
-    )
+    user_tokens = _longest_user_tokens(suite)
     system = system_prompt()
     per_call = projected_grade_usd(
         suite.grading.model,
@@ -141,4 +190,11 @@ def grading_summary(store: Any, setup: GradingSetup | None, outcome: Any) -> dic
         batch_id=getattr(outcome, "batch_id", None),
         note=getattr(outcome, "note", None) or (grader.stopped if grader is not None else None),
     )
+    logged = read_second_judges(store.path) if setup.plan is not None and setup.plan.judges else {}
+    for entry, judge in zip(info["second_judges"], setup.plan.judges if setup.plan is not None else [], strict=True):
+        judge_counts: dict[str, int] = {}
+        for grade in logged.get(judge.name, {}).values():
+            judge_counts[grade.status] = judge_counts.get(grade.status, 0) + 1
+        entry.update(counts=judge_counts, spent_usd=judge.budget.spent_usd, calls=judge.budget.calls,
+                     note=judge.stopped)
     return {"grader": info}

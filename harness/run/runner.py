@@ -15,7 +15,7 @@ from typing import Protocol
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
 from harness.grading.claims_phase import diagnose_pending
-from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, pending_items
+from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, grade_second_judges, pending_items
 from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
@@ -206,7 +206,7 @@ async def _grade_phase(
 ) -> GradingOutcome | None:
     """Grade the sampled answers still pending (this run's and, on resume, an earlier process's)."""
     plan = parts.grading
-    if plan is None or plan.grader is None:
+    if plan is None or (plan.grader is None and not plan.judges):
         return None
 
     def context_of(record: CaseRecord) -> list[str]:
@@ -216,8 +216,20 @@ async def _grade_phase(
             contexts[key] = _context(parts, hits)
         return contexts[key]
 
-    progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
-    outcome = await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
-    if plan.diagnoser is not None:
-        await diagnose_pending(plan.diagnoser, store, context_of, seed=plan.seed, concurrency=plan.concurrency)
+    outcome = GradingOutcome()
+    if plan.grader is not None:
+        progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
+        outcome = await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
+        if plan.diagnoser is not None:
+            await diagnose_pending(plan.diagnoser, store, context_of, seed=plan.seed, concurrency=plan.concurrency)
+    if plan.judges:
+        try:
+            outcome.second = await grade_second_judges(
+                plan, store, context_of,
+                lambda name, total: progress.start(f"judge {name}", total),
+                lambda name: progress.advance(f"judge {name}"),
+            )
+        finally:
+            for judge in plan.judges:
+                await judge.aclose()
     return outcome

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.fleet import Fleet
-from harness.config.suite import Suite, load_suite
+from harness.config.suite import Suite, check_judge_hosts, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
@@ -128,7 +128,10 @@ def prepare(options: RunOptions) -> PreparedRun:
     tiers = with_cache(tiers, fleet, options.cache_dir)
     build_prompt = prompt_builder(suite, fleet)
     context_of = prompt_context(suite, fleet)
-    grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
+    if suite.grading.second_judges:
+        check_judge_hosts(suite, load_yaml(options.suite_path), [h.name for h in fleet.hosts] if fleet else None)
+    grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch,
+                            fleet=fleet)
     store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
     try:
         retrieval, ann_fidelity = _retrievers(suite, corpus, options)

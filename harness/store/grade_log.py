@@ -4,6 +4,10 @@ Answers are logged before they are graded (a grade can wait hours for a Message 
 their own. Reading a run applies the newest grade of each (case, variant, tier) over the record's placeholder, in
 one place (:func:`apply_grades`, used by ``RunStore.records``).
 
+Every entry names its judge (``judge``). The primary judge, Claude (:data:`PRIMARY_JUDGE`), gives the grade a case
+record carries; a second judge's grades are read apart (:func:`read_judge_grades`) and never replace it. Version 1
+entries had no ``judge`` field: they were all Claude's, which is what the field's default reads them as.
+
 ``grading_batch.json`` holds the open batch: its id, written as soon as the batch exists, and which custom id is
 which answer, so a run killed while the batch is pending resumes by polling that batch rather than creating another.
 """
@@ -18,12 +22,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.config.grading import PRIMARY_JUDGE
 from harness.errors import RunStoreError
 from harness.store.records import CaseRecord, GradeRecord
 
 GRADES = "grades.jsonl"
 BATCH = "grading_batch.json"
-GRADE_LOG_VERSION = 1
+GRADE_LOG_VERSION = 2  # 2: entries name their judge (version 1 entries read as the primary judge's)
 PENDING = "grading pending"
 """The reason a sampled answer carries until its grade is logged (what an interrupted run shows)."""
 
@@ -38,6 +43,7 @@ class GradeEntry(BaseModel):
     variant: str
     tier: str
     grade: GradeRecord
+    judge: str = Field(default=PRIMARY_JUDGE, description="the judge that graded (grading.judges' name)")
 
     @property
     def key(self) -> GradeKey:
@@ -87,11 +93,21 @@ class GradeWriter:
 
 
 def read_grades(run_dir: Path) -> dict[GradeKey, GradeRecord]:
-    """The newest grade per key. A torn last line is ignored (the process died writing it)."""
+    """The primary judge's newest grade per key. A torn last line is ignored (the process died writing it)."""
+    return read_judge_grades(run_dir).get(PRIMARY_JUDGE, {})
+
+
+def read_second_judges(run_dir: Path) -> dict[str, dict[GradeKey, GradeRecord]]:
+    """The second judges' newest grade per key, by judge name (empty when only Claude graded)."""
+    return {name: grades for name, grades in read_judge_grades(run_dir).items() if name != PRIMARY_JUDGE}
+
+
+def read_judge_grades(run_dir: Path) -> dict[str, dict[GradeKey, GradeRecord]]:
+    """Every judge's newest grade per key, by judge name."""
     path = run_dir / GRADES
     if not path.exists():
         return {}
-    out: dict[GradeKey, GradeRecord] = {}
+    out: dict[str, dict[GradeKey, GradeRecord]] = {}
     lines = path.read_text(encoding="utf-8").split("\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -105,7 +121,7 @@ def read_grades(run_dir: Path) -> dict[GradeKey, GradeRecord]:
                 f"{path}:{number}: damaged grade: {str(exc).splitlines()[0]}",
                 hint="remove or repair that line, then resume",
             ) from exc
-        out[entry.key] = entry.grade
+        out.setdefault(entry.judge, {})[entry.key] = entry.grade
     return out
 
 

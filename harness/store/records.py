@@ -15,6 +15,8 @@ Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know ab
 - 3: ``generations[tier].context``: the chunk ids the tier's prompt carried (after fitting the context budget), so
   an answer's failure can be put on retrieval or on generation (:mod:`harness.analysis.attribution`). Optional:
   a version-2 record reads as ``None`` (unknown), never as an empty context.
+- 4: the manifest's ``grader.second_judges``: the judges that graded the sample beside Claude, what they cost and how
+  their grades ended (their grades are in ``grades.jsonl`` under their names). Optional: older runs had none.
 
 An unmeasured value is ``None`` with its reason next to it, never a zero.
 """
@@ -30,7 +32,7 @@ from harness.config.suite import Case
 from harness.metrics import answer as answer_metrics
 from harness.providers.types import Generation
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 NO_RELEVANT = "no relevant documents (answer is not in the corpus)"
 
 GenerationStatus = Literal["ok", "failed", "skipped"]
@@ -199,8 +201,22 @@ class TierInfo(_Record):
     reason: str | None = None
 
 
+class JudgeInfo(_Record):
+    """A second judge (``grading.judges`` after Claude): where it ran, what it spent, how its grades ended."""
+
+    name: str
+    kind: str = Field(description="ollama | openai")
+    model: str
+    where: str = Field(description="a fleet host, or the kind of server it was reached on")
+    paid: bool = Field(default=False, description="a paid API: its calls were held to the grading budget")
+    spent_usd: float | None = Field(default=None, description="its list price, or its host's cost model (self-hosted)")
+    calls: int | None = None
+    counts: dict[str, int] = Field(default_factory=dict, description="grade status -> answers")
+    note: str | None = None
+
+
 class GraderInfo(_Record):
-    """How grading was set up and how it ended (``harness.grading.setup``)."""
+    """How grading was set up and how it ended (``harness.grading.setup``); ``model`` is the primary judge's."""
 
     status: str
     reason: str | None = None
@@ -215,6 +231,7 @@ class GraderInfo(_Record):
     counts: dict[str, int] = Field(default_factory=dict, description="grade status -> answers")
     batch_id: str | None = None
     note: str | None = None
+    second_judges: list[JudgeInfo] = Field(default_factory=list, description="judges beside Claude (version 4)")
 
 
 class PricingInfo(_Record):

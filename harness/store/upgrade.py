@@ -4,7 +4,9 @@ Version 1 wrote plain dicts: the manifest's version was ``version``, records had
 was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
 
 Version 2 had no ``generations[tier].context``; it reads as ``None`` (not recorded), which the model's default gives,
-so lifting 2 to 3 only stamps the version. Each step lifts one version; :data:`UPGRADES` chains them to the current.
+so lifting 2 to 3 only stamps the version. Version 3 had no ``grader.second_judges`` in the manifest; it reads as an
+empty list (only Claude graded), so lifting 3 to 4 only stamps the version too. Each step lifts one version;
+:data:`UPGRADES` chains them to the current.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ def stamp_v3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 3}
 
 
+def stamp_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 to 4: the manifest's new optional ``grader.second_judges`` keeps its default (none)."""
+    return {**data, "schema_version": 4}
+
+
 def _chain(*steps: Upgrade) -> Upgrade:
     def run(data: dict[str, Any]) -> dict[str, Any]:
         for step in steps:
@@ -61,7 +68,8 @@ def _chain(*steps: Upgrade) -> Upgrade:
 
 
 UPGRADES: dict[int, tuple[Upgrade, Upgrade]] = {
-    1: (_chain(manifest_v1, stamp_v3), _chain(case_record_v1, stamp_v3)),
-    2: (stamp_v3, stamp_v3),
+    1: (_chain(manifest_v1, stamp_v3, stamp_v4), _chain(case_record_v1, stamp_v3, stamp_v4)),
+    2: (_chain(stamp_v3, stamp_v4), _chain(stamp_v3, stamp_v4)),
+    3: (stamp_v4, stamp_v4),
 }
 """Version -> (manifest upgrade, case-record upgrade) to the current version."""
