@@ -29,7 +29,8 @@ def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Sectio
         sections += generation(view)
         sections += [from_markdown(text) for text in attribution_section.section_markdowns(view)]
     if analysis is not None:
-        sections.append(from_markdown(judge_section.judge_markdown(judge_section.analyse_judge(view))))
+        sections.append(from_markdown(judge_section.judge_markdown(judge_section.analyse_judge(view))
+                                      + judge_section.judges_markdown(judge_section.analyse_judges(view))))
         sections.append(from_markdown(
             drift_section.drift_markdown(analysis),
             Chart("local − cloud gap per category with its interval", lambda: drift_charts.forest_plot(analysis)),

@@ -96,7 +96,7 @@ def generation_frame(records: Iterable[CaseRecord], answer_metrics: Sequence[str
                 "cached": gen.cached,
                 "server_eval_s": gen.timing.eval_s,
                 **grade_columns(gen.grade),
-                "source_doc": _source_doc(record),
+                "source_doc": source_doc(record),
             }
             row.update(dict.fromkeys(answer_metrics))
             row.update(gen.answer_metrics)
@@ -104,7 +104,7 @@ def generation_frame(records: Iterable[CaseRecord], answer_metrics: Sequence[str
     return pd.DataFrame(rows, columns=None if rows else GENERATION_COLUMNS)
 
 
-def _source_doc(record: CaseRecord) -> str | None:
+def source_doc(record: CaseRecord) -> str | None:
     """The case's most relevant document: cases that share one are not independent evidence of drift."""
     relevant = [(grade, doc) for doc, grade in record.relevant.items() if grade > 0]
     return max(relevant)[1] if relevant else None
