@@ -1,6 +1,6 @@
 """A second judge's structured-output call on the wire: Ollama's ``format`` and OpenAI's ``response_format``
-``json_schema``, sent by the providers, checked by the fakes as the real servers check them, and parsed by the official ``ollama``
-client."""
+``json_schema``, sent by the providers, checked by the fakes as the real servers check them, and parsed by the
+official ``ollama`` client."""
 
 from __future__ import annotations
 
