@@ -219,3 +219,24 @@ def test_a_paid_judge_is_held_to_the_grading_budget(env: Path, monkeypatch: pyte
     assert manifest["grader"]["spent_usd"] <= 0.5 + 1e-9
     [info] = manifest["grader"]["second_judges"]
     assert info["paid"] is True and info["spent_usd"] == pytest.approx(sum(g["cost_usd"] for g in graded))
+
+
+def test_merged_shards_keep_every_judges_grades(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeOpenAI(script=local_answer) as local, FakeAnthropic(script=claude) as cloud:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", cloud.url)
+        (env / "judges.yaml").write_text(suite_text("    - {name: claude}\n    - {name: fleet-judge, host: h0}\n",
+                                                    "rate: 0.25\n  min_per_category: 2"), encoding="utf-8")
+        (env / "fleet.yaml").write_text(fleet_text(local.url), encoding="utf-8")
+        for shard in ("1/2", "2/2"):
+            invoke("run", "judges.yaml", "--run-id", f"s{shard[0]}", "--fleet", "fleet.yaml", "--quiet",
+                   "--shard", shard)
+    runs = env / "reports" / "judges"
+    invoke("merge", str(runs / "s1"), str(runs / "s2"), "--run-id", "joined", "--json")
+    shards = {name: grades for s in ("s1", "s2") for name, grades in load_run(runs / s).second_judges.items()}
+    joined = load_run(runs / "joined").second_judges
+    expected = {key for s in ("s1", "s2") for key in load_run(runs / s).second_judges.get("fleet-judge", {})}
+    assert set(joined) == set(shards) == {"fleet-judge"} and set(joined["fleet-judge"]) == expected
+    view = load_run(runs / "joined")
+    claude_graded = {(r.case_id, r.variant, t) for r in view.records for t, g in r.generations.items()
+                     if g.grade.status == "graded"}
+    assert expected == claude_graded and len(expected) >= 2 * 2 * 2  # the same sample as Claude, in every shard
