@@ -1,5 +1,5 @@
 """Judge against judge on hand-made records: kappa and alpha against scikit-learn and ``krippendorff``, the gaps and
-their difference against hand arithmetic, counts only below the minimum; and the grade log's judge field, old and new."""
+their difference against hand arithmetic, counts only below the minimum; and the grade log's judge field."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def test_few_answers_graded_by_both_show_counts_and_say_how_many_more() -> None:
     records, second, _ = build(4)
     [result] = compare_judges(records, {"qwen": second})
     assert result.both_graded == 8 < MIN_LABELLED and not result.enough
-    assert "graded by both judges" in (result.shortfall or "") and f"{MIN_LABELLED - 8} more" in (result.shortfall or "")
+    shortfall = result.shortfall or ""
+    assert "graded by both judges" in shortfall and f"{MIN_LABELLED - 8} more" in shortfall
     assert all(row.kappa.estimate is None and row.alpha.estimate is None for row in result.criteria)
     assert all(row.exact.n == 8 for row in result.criteria)
 
