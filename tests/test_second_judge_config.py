@@ -99,3 +99,36 @@ def test_a_judge_host_missing_from_the_fleet_exits_2_naming_the_host_line(
     assert "judges.yaml:9" in err and "'gpu-9', which the fleet file does not have" in err
     assert "hosts in the fleet file: h0" in err
     assert not (tmp_path / "reports" / "j" / "r").exists()  # refused before the run directory is claimed
+
+
+def test_second_judges_are_built_without_an_anthropic_key_and_the_plan_line_names_their_cost(tmp_path: Path) -> None:
+    from harness.config.suite import Case, GenerationConfig, Suite
+    from harness.grading.setup import NO_KEY_REASON, build_grading
+    from harness.money.budget import Budget
+
+    grading = GradingConfig(rate=1.0, judges=[
+        JudgeConfig(name="claude"),
+        JudgeConfig(name="qwen", kind="ollama", url="http://127.0.0.1:9", model="qwen2.5:7b"),
+        JudgeConfig(name="hosted", kind="openai", url="http://127.0.0.1:9/v1", model="m",
+                    price={"input": 1.0, "output": 4.0}),  # type: ignore[arg-type]
+    ])
+    suite = Suite(name="s", generation=GenerationConfig(), grading=grading, cases=[
+        Case(id=f"c{i}", question="q?", reference="r.", category="c", generate=True) for i in range(3)])
+    setup = build_grading(suite, Budget(5.0), answering_tiers=2, key_present=False)
+    assert setup.plan is not None and setup.plan.grader is None
+    assert [j.name for j in setup.plan.judges] == ["qwen", "hosted"]
+    assert setup.judges_projected_usd["qwen"] == 0.0 and setup.judges_projected_usd["hosted"] > 0
+    assert setup.projected_usd == pytest.approx(setup.judges_projected_usd["hosted"])
+    line = setup.plan_line() or ""
+    assert line.startswith(NO_KEY_REASON)
+    assert "second judge qwen (qwen2.5:7b on ollama server; self-hosted, no cost model given: counted as $0)" in line
+    assert "second judge hosted (m on openai server; paid: up to $" in line
+    manifest = setup.manifest()
+    assert [(j["name"], j["kind"], j["paid"]) for j in manifest["second_judges"]] == [
+        ("qwen", "ollama", False), ("hosted", "openai", True)]
+    hosted = setup.plan.judges[1]
+    assert hosted.budget.parent is setup.budget and setup.plan.judges[0].budget.parent is None
+    import asyncio
+
+    for judge in setup.plan.judges:
+        asyncio.run(judge.aclose())
