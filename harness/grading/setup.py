@@ -190,8 +190,9 @@ def grading_summary(store: Any, setup: GradingSetup | None, outcome: Any) -> dic
         batch_id=getattr(outcome, "batch_id", None),
         note=getattr(outcome, "note", None) or (grader.stopped if grader is not None else None),
     )
-    logged = read_second_judges(store.path) if setup.plan is not None and setup.plan.judges else {}
-    for entry, judge in zip(info["second_judges"], setup.plan.judges if setup.plan is not None else [], strict=True):
+    judges = setup.plan.judges if setup.plan is not None else []
+    logged = read_second_judges(store.path) if judges else {}
+    for entry, judge in zip(info.get("second_judges", []), judges, strict=True):
         judge_counts: dict[str, int] = {}
         for grade in logged.get(judge.name, {}).values():
             judge_counts[grade.status] = judge_counts.get(grade.status, 0) + 1
