@@ -116,11 +116,23 @@ async def test_the_spend_limit_is_never_retried_and_stops_later_grades(fake: Fak
 
 
 async def test_malformed_output_gets_one_retry(fake: FakeAnthropic) -> None:
-    fake.script = [Reply.ok('{"correctness": 3, "faith'), Reply.ok(grade_json(3, 2, 3))]
+    # The usage each call reports is scripted, so the cost can be worked out by hand from Sonnet 4.5's list prices:
+    #   1st: 1,200 in x $3 + 7 out x $15 + 2,000 cache written (5 min) x $3.75 = $3,600 + $105 + $7,500 per million
+    #   2nd: 1,200 in x $3 + 20 out x $15 + 2,000 cache read x $0.30          = $3,600 + $300 + $600 per million
+    #   together $15,705 per million tokens = $0.015705
+    written = {"cache_creation_input_tokens": 2000, "cache_read_input_tokens": 0,
+               "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 0}}
+    read = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 2000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}
+    fake.script = [Reply.ok('{"correctness": 3, "faith', usage={"input_tokens": 1200, "output_tokens": 7, **written}),
+                   Reply.ok(grade_json(3, 2, 3), usage={"input_tokens": 1200, "output_tokens": 20, **read})]
     grade = await grader(fake).grade(ITEM)
     assert grade.status == "graded" and grade.scores == {"correctness": 3, "faithfulness": 2, "completeness": 3}
     assert len(fake.requests_to("/v1/messages")) == 2
-    assert grade.cost_usd == pytest.approx(expected_cost(grade), rel=1e-9)  # both calls are paid for
+    # both calls are paid for
+    assert (grade.input_tokens, grade.output_tokens, grade.cache_write_tokens, grade.cache_read_tokens) == (
+        2400, 27, 2000, 2000)
+    assert grade.cost_usd == pytest.approx(0.015705, rel=1e-9)
 
 
 async def test_malformed_twice_is_a_grade_error_that_still_counts_its_cost(fake: FakeAnthropic) -> None:
