@@ -28,8 +28,8 @@ def expected_cost(grade: object) -> float:
     return (
         g.input_tokens * PRICE["input"]  # type: ignore[attr-defined]
         + g.output_tokens * PRICE["output"]  # type: ignore[attr-defined]
-        + g.cache_write_tokens * PRICE["cache_write"]  # type: ignore[attr-defined]
-        + g.cache_read_tokens * PRICE["cache_read"]  # type: ignore[attr-defined]
+        + g.cache_creation_input_tokens * PRICE["cache_write"]  # type: ignore[attr-defined]
+        + g.cache_read_input_tokens * PRICE["cache_read"]  # type: ignore[attr-defined]
     ) / 1e6
 
 
@@ -62,8 +62,9 @@ async def test_a_scripted_grade_is_parsed_scored_and_priced_with_its_cache_token
     assert first.score == pytest.approx(4 / 9) and first.confident_but_wrong is True
     assert first.rationale == "Says 24, not 36." and first.grader_model == MODEL and first.batch_id is None
     # The rubric is long enough to cache on Sonnet: written by the first call, read by the second.
-    assert first.cache_write_tokens > 0 and first.cache_read_tokens == 0
-    assert second.cache_read_tokens == first.cache_write_tokens and second.cache_write_tokens == 0
+    assert first.cache_creation_input_tokens > 0 and first.cache_read_input_tokens == 0
+    assert second.cache_read_input_tokens == first.cache_creation_input_tokens
+    assert second.cache_creation_input_tokens == 0
     for grade in (first, second):
         assert grade.cost_usd == pytest.approx(expected_cost(grade), rel=1e-9)
     assert g.budget.spent_usd == pytest.approx(first.cost_usd + second.cost_usd)  # type: ignore[operator]
@@ -130,8 +131,8 @@ async def test_malformed_output_gets_one_retry(fake: FakeAnthropic) -> None:
     assert grade.status == "graded" and grade.scores == {"correctness": 3, "faithfulness": 2, "completeness": 3}
     assert len(fake.requests_to("/v1/messages")) == 2
     # both calls are paid for
-    assert (grade.input_tokens, grade.output_tokens, grade.cache_write_tokens, grade.cache_read_tokens) == (
-        2400, 27, 2000, 2000)
+    assert (grade.input_tokens, grade.output_tokens) == (2400, 27)
+    assert (grade.cache_creation_input_tokens, grade.cache_read_input_tokens) == (2000, 2000)
     assert grade.cost_usd == pytest.approx(0.015705, rel=1e-9)
 
 

@@ -5,13 +5,16 @@ The models are the contract between running and everything that reads a run (rep
 - :class:`Manifest` (``manifest.json``): what ran, with which metrics, and how it ended;
 - :class:`CaseRecord` (one line of ``cases.jsonl``): the case header, its :class:`RetrievalRecord` and, for
   generation cases, one :class:`GenerationRecord` per tier, each with its :class:`GradeRecord` (the grader returns
-  this very record, so there is no second grade type).
+  this very record, so there is no second grade type). A generation's usage, server timing and attempts are the
+  provider types themselves (:mod:`harness.providers.types`), validated as record fields: one definition each.
 
 Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know about, and teach
 :mod:`harness.store.upgrade` to lift the old form):
 
 - 1: plain dicts; one case-level ``grade`` with ``by_tier``; the manifest's ``version`` field.
 - 2: these models; a grade per tier at ``generations[tier].grade``; the scored document ranking with its depth.
+- 3: a grade's cache tokens take the provider's names, ``cache_read_input_tokens`` and
+  ``cache_creation_input_tokens`` (were ``cache_read_tokens`` and ``cache_write_tokens``).
 
 An unmeasured value is ``None`` with its reason next to it, never a zero.
 """
@@ -25,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config.suite import Case
 from harness.metrics import answer as answer_metrics
-from harness.providers.types import Generation
+from harness.providers.types import Attempt, Generation, ServerTiming, Usage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 NO_RELEVANT = "no relevant documents (answer is not in the corpus)"
 
 GenerationStatus = Literal["ok", "failed", "skipped"]
@@ -60,44 +63,14 @@ class GradeRecord(_Record):
     grader_model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_write_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
     cost_usd: float | None = None
     batch_id: str | None = None
 
     @classmethod
     def unmeasured(cls, reason: str) -> GradeRecord:
         return cls(status="unmeasured", reason=reason)
-
-
-class UsageRecord(_Record):
-    """Token counts as the server reported them; ``None`` means not reported (never a silent zero)."""
-
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-
-
-class TimingRecord(_Record):
-    """Server-side durations in seconds, when the server reports them."""
-
-    total_s: float | None = None
-    load_s: float | None = None
-    prompt_eval_s: float | None = None
-    eval_s: float | None = None
-    time_to_first_token_s: float | None = None
-
-
-class AttemptRecord(_Record):
-    """One request to one host inside a dispatched call."""
-
-    host: str
-    outcome: Literal["ok", "error", "timeout", "cancelled", "skipped"]
-    latency_s: float
-    status: int | None = None
-    error: str | None = None
-    cancelled: bool = False
 
 
 class GenerationRecord(_Record):
@@ -109,9 +82,10 @@ class GenerationRecord(_Record):
     host: str | None = None
     model: str | None = None
     latency_s: float | None = None
-    usage: UsageRecord = Field(default_factory=UsageRecord)
-    timing: TimingRecord = Field(default_factory=TimingRecord)
-    attempts: list[AttemptRecord] = Field(default_factory=list)
+    # the provider's own types; the record's ``extra="forbid"`` reaches into them too
+    usage: Usage = Field(default_factory=Usage)
+    timing: ServerTiming = Field(default_factory=ServerTiming)
+    attempts: list[Attempt] = Field(default_factory=list)
     cost_usd: float | None = None
     finish_reason: str | None = None
     answer_metrics: dict[str, float | None] = Field(default_factory=dict)
