@@ -120,12 +120,18 @@ def test_a_newer_or_damaged_record_names_its_line_and_field(tmp_path: Path) -> N
         list(store.records())
 
 
-def test_manifest_updates_are_validated(tmp_path: Path) -> None:
-    store = RunStore.create(tmp_path / "run")
-    assert store.update_manifest(status="running").status == "running"
-    with pytest.raises(RunStoreError, match="status"):
-        store.update_manifest(status="finished-ish")
-    assert store.manifest().status == "running"  # the bad update wrote nothing
+def test_manifest_updates_are_typed_and_apply_only_what_they_set(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", a_manifest(error="an old error"))
+    assert store.update_manifest(records.ManifestFields(status="running")).status == "running"
+    with pytest.raises(ValueError, match="status"):  # refused as it is built, before anything is written
+        records.ManifestFields(status="finished-ish")  # type: ignore[arg-type]
+    assert store.manifest().status == "running" and store.manifest().error == "an old error"
+    ended = store.update_manifest(records.ManifestFields(status="complete", error=None))
+    assert (ended.status, ended.error) == ("complete", None)  # a field set to None is cleared
+    assert ended.suite == a_manifest().suite and ended.run_id == "r1"  # fields left out are kept
+    with pytest.raises(RunStoreError, match="status"):  # the whole manifest is validated again on the way in
+        store.update_manifest(records.ManifestFields.model_construct(status="finished-ish"))  # type: ignore[arg-type]
+    assert store.manifest().status == "complete"  # the bad update wrote nothing
 
 
 # A version-1 run as the harness wrote it before typed records: dict records, one case-level grade, "version".

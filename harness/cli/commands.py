@@ -12,6 +12,7 @@ import typer
 from harness.cli.console import RichProgress, console, errors, print_json
 from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
 from harness.run.interrupt import record_interrupt
+from harness.store.records import ManifestFields
 
 SuiteArg = Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/retrieval.yaml", show_default=False)]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="where run directories go")]
@@ -236,7 +237,7 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
         exc.hint = record_interrupt(prepared.store, exc.signum, write_reports)
         raise
     except HarnessError as exc:
-        prepared.store.update_manifest(status="failed", error=exc.message)
+        prepared.store.update_manifest(ManifestFields(status="failed", error=exc.message))
         exc.hint = exc.hint or f"fix the cause, then continue with --resume {prepared.store.path.name}"
         raise
     verdict = finish(prepared, outcome, max_failure_rate)

@@ -222,10 +222,12 @@ class VerdictInfo(_Record):
     tiers: dict[str, TierTallyInfo] = Field(default_factory=dict)
 
 
-class Manifest(_Record):
-    """``manifest.json``. Fields filled once the run is prepared are optional, so a just-created store is valid."""
+class ManifestFields(_Record):
+    """Every field of ``manifest.json`` a run writes, typed; also the update :meth:`RunStore.update_manifest` applies.
 
-    schema_version: int = SCHEMA_VERSION
+    As an update, only the fields given are applied: one given as ``None`` clears its value, one left out keeps it.
+    """
+
     run_id: str | None = None
     status: RunStatus = "created"
     started_at: str | None = None
@@ -254,6 +256,12 @@ class Manifest(_Record):
     interrupted_at: str | None = None
     interrupted_by: str | None = Field(default=None, description="the signal that stopped the run, e.g. SIGTERM")
     shard: ShardInfo | None = None
+
+
+class Manifest(ManifestFields):
+    """``manifest.json``. Fields filled once the run is prepared are optional, so a just-created store is valid."""
+
+    schema_version: int = SCHEMA_VERSION
 
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"manifest": Manifest, "case_record": CaseRecord}
