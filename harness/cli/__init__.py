@@ -1,2 +1,2 @@
-"""The ``harness`` command (typer): the only room that prints or exits; a HarnessError becomes a message and an exit
-code (2 bad input, 1 a failed gate), never a traceback."""
+"""The ``harness`` command (typer): the only room that prints or exits. A HarnessError becomes a message and its exit
+code (2 bad input, 3 a runtime failure; 1 is a failed gate), never a traceback."""
