@@ -21,19 +21,29 @@ from harness.run.verdict import DEFAULT_MAX_FAILURE_RATE, TierTally, judge, reso
 
 def test_tally_counts_each_tier_asked_to_run_and_ignores_skipped_ones() -> None:
     outcomes = [
-        ("local", "ok", None),
-        ("cloud", "skipped", None),
-        ("local", "failed", "fleet unavailable (a: down)"),
-        ("local", "failed", "fleet unavailable (a: down)"),
-        ("local", "failed", "timeout"),
-        ("cloud", "skipped", None),
+        ("local", "ok", None, False),
+        ("cloud", "skipped", None, False),
+        ("local", "failed", "fleet unavailable (a: down)", False),
+        ("local", "failed", "fleet unavailable (a: down)", False),
+        ("local", "failed", "timeout", False),
+        ("local", "ok", None, True),  # replayed from the cache: no call, so neither answered nor failed
+        ("cloud", "skipped", None, False),
     ]
     tallies = tally_tiers(outcomes, ["local"])
     assert set(tallies) == {"local"}
     local = tallies["local"]
-    assert (local.calls, local.answered, local.failed) == (4, 1, 3)
+    assert (local.calls, local.answered, local.failed, local.replayed) == (4, 1, 3, 1)
     assert local.failure_rate == pytest.approx(0.75)
     assert local.commonest_error() == ("fleet unavailable (a: down)", 2)
+
+
+def test_a_tier_that_replayed_every_answer_made_no_call_and_is_not_judged() -> None:
+    replayed = tally_tiers([("local", "ok", None, True)] * 6, ["local"])["local"]
+    assert (replayed.calls, replayed.replayed, replayed.failure_rate) == (0, 6, None)
+    assert not judge({"local": replayed}, 0.2).failed
+    # replays do not hide a dead fleet: the calls it did make all failed
+    dead = tally_tiers([("local", "ok", None, True)] * 5 + [("local", "failed", "timeout", False)] * 2, ["local"])
+    assert judge(dead, 0.2).reasons[0].startswith("local tier answered none of its 2 calls")
 
 
 def test_a_tier_that_answered_nothing_fails_the_run_whatever_the_limit() -> None:

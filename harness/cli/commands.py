@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from harness.cli.console import RichProgress, console, errors, print_json
 from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
 from harness.run.interrupt import record_interrupt
+
+if TYPE_CHECKING:
+    from harness.config.suite import CacheMode
 
 SuiteArg = Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/retrieval.yaml", show_default=False)]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="where run directories go")]
@@ -44,6 +47,19 @@ MaxFailureRateOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+CacheOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--cache/--no-cache",
+        help="--cache: replay answers stored in .harness/cache/ and store new ones (their latency and cost are then "
+        "not measured); --no-cache: neither read nor fill it. Default: the suite's `cache:`, else the command's",
+        show_default=False,
+    ),
+]
+FreshOpt = Annotated[
+    bool,
+    typer.Option("--fresh", help="call every model (fresh latency and cost) and still fill .harness/cache/"),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -122,9 +138,8 @@ def run(
         bool | None,
         typer.Option("--grade-batch/--no-grade-batch", help="grade through Message Batches (half price, slower)"),
     ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="ask every model again; neither read nor fill .harness/cache/")
-    ] = False,
+    cache: CacheOpt = None,
+    fresh: FreshOpt = False,
     shard: Annotated[
         str | None, typer.Option("--shard", help="i/n: run only shard i of n (stable by case id); join with merge")
     ] = None,
@@ -146,12 +161,25 @@ def run(
         quiet=quiet or json_out,
         pricing=pricing,
         grade_batch=grade_batch,
-        cache=not no_cache,
+        cache_mode=cache_mode_flag(cache, fresh),
         shard=shard,
     )
     if json_out:
         print_json(summary)
     _fail_if_failed(summary)
+
+
+def cache_mode_flag(cache: bool | None, fresh: bool = False) -> CacheMode | None:
+    """The cache mode the command line asks for (``None``: it asks for none; the suite or the command decides)."""
+    if fresh and cache is not None:
+        flag = "--cache" if cache else "--no-cache"
+        raise InputError(f"--fresh and {flag} ask for two cache modes",
+                         hint="--fresh calls every model and fills the cache; pass one of the three")
+    if fresh:
+        return "write-only"
+    if cache is None:
+        return None
+    return "read-write" if cache else "off"
 
 
 def _fail_if_failed(summary: dict[str, Any]) -> None:
@@ -178,7 +206,9 @@ def _run_suite(
     pricing: Path | None = None,
     max_failure_rate: float | None = None,
     grade_batch: bool | None = None,
-    cache: bool = True,
+    cache_mode: CacheMode | None = None,
+    default_cache_mode: CacheMode = "read-write",
+    command: str = "run",
     shard: str | None = None,
 ) -> dict:
     from harness.run.session import RunOptions, prepare
@@ -203,7 +233,9 @@ def _run_suite(
         concurrency=concurrency,
         pricing_path=pricing,
         grade_batch=grade_batch,
-        cache_dir=Path(".harness/cache") if cache else None,
+        cache_mode=cache_mode,
+        default_cache_mode=default_cache_mode,
+        command=command,
         shard=shard,
     )
     with interrupts_raise():
@@ -294,7 +326,9 @@ def _json_summary(view) -> dict:
     }
     if not view.generation.empty:
         names = [n for n in view.answer_metric_names if n in view.generation.columns]
-        out["generation"] = tables.generation_summary(view.generation, names).to_dict(orient="records")
+        summary = tables.generation_summary(view.generation, names)
+        # unmeasured cells are null in JSON (pandas holds them as NaN, which JSON has no word for)
+        out["generation"] = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
     return out
 
 
@@ -313,9 +347,20 @@ def nightly(
     chroma_url: ChromaOpt = None,
     pricing: PricingOpt = None,
     max_failure_rate: MaxFailureRateOpt = None,
+    cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--cache/--no-cache",
+            help="--cache: replay answers stored in .harness/cache/ (their latency and cost are then not measured); "
+            "--no-cache: neither read nor fill it. Default: the suite's `cache:`, else call every model and fill it",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report.
 
+    A monitoring run: it calls every model (fresh latency, cost and failures) and fills the response cache for later
+    A/B runs, unless --cache or the suite's `cache:` says otherwise.
     Exit 3 if a tier it ran answered nothing or failed more than --max-failure-rate of its calls."""
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 
@@ -344,6 +389,9 @@ def nightly(
             max_failure_rate=max_failure_rate,
             quiet=False,
             pricing=pricing,
+            cache_mode=cache_mode_flag(cache),
+            default_cache_mode="write-only",
+            command="nightly",
         )
     finally:
         if started and not keep_fleet:

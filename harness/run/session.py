@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.fleet import Fleet
-from harness.config.suite import Suite, load_suite
+from harness.config.suite import CacheMode, Suite, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.costs import use_pricing
@@ -70,7 +70,10 @@ class RunOptions:
     concurrency: int | None = None  # cases answered at once; default: what the fleet can serve without queueing
     pricing_path: Path | None = None  # cloud price table; default: $HARNESS_PRICING, else the bundled table
     grade_batch: bool | None = None  # grade through Message Batches; None: the suite's grading.batch
-    cache_dir: Path | None = Path(".harness/cache")  # response cache; None with --no-cache
+    cache_dir: Path = Path(".harness/cache")  # the response cache's directory
+    cache_mode: CacheMode | None = None  # from a command-line flag; None: the suite's `cache:`, else default_cache_mode
+    default_cache_mode: CacheMode = "read-write"  # `harness run`'s; `harness nightly` calls every model (write-only)
+    command: str = "run"  # the harness command that started the run, as the manifest names what chose the cache mode
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
 
 
@@ -87,8 +90,16 @@ class PreparedRun:
     grading: GradingSetup | None = None
 
 
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+def new_run_id(reports_dir: Path | None = None, suite_name: str | None = None) -> str:
+    """The UTC time to the second; with a suffix when a run of the suite already has that id (two runs in a second)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if reports_dir is None or suite_name is None:
+        return stamp
+    candidate, n = stamp, 1
+    while (reports_dir / suite_name / candidate).exists():
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
 
 
 def load_suite_and_corpus(suite_path: Path) -> tuple[Suite, Corpus]:
@@ -116,6 +127,19 @@ def _corpus_dir(corpus: str, suite_path: Path) -> Path:
     raise errors[0]
 
 
+# The flag that sets each cache mode on the command line (harness.cli.commands), for the manifest and --resume.
+CACHE_FLAGS: dict[CacheMode, str] = {"read-write": "--cache", "write-only": "--fresh", "off": "--no-cache"}
+
+
+def cache_mode(options: RunOptions, suite: Suite) -> tuple[CacheMode, str]:
+    """The run's response-cache mode and what chose it: a command-line flag, else the suite, else the command."""
+    if options.cache_mode is not None:
+        return options.cache_mode, f"the {CACHE_FLAGS[options.cache_mode]} flag"
+    if suite.cache is not None:
+        return suite.cache, "the suite's cache setting"
+    return options.default_cache_mode, f"the default of harness {options.command}"
+
+
 def prepare(options: RunOptions) -> PreparedRun:
     """Validate everything that needs no model, claim the run directory, then ingest and fill in the manifest."""
     suite, corpus = load_suite_and_corpus(options.suite_path)
@@ -125,10 +149,13 @@ def prepare(options: RunOptions) -> PreparedRun:
     budget = Budget(options.budget_usd)
     fleet = load_run_fleet(options.fleet_path) if suite.generation else None
     tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path))
-    tiers = with_cache(tiers, fleet, options.cache_dir)
+    # Named before anything is asked, because every answer stored in the response cache names the run that made it.
+    run_id = options.resume or options.run_id or new_run_id(options.reports_dir, suite.name)
+    mode, mode_chosen_by = cache_mode(options, suite)
+    tiers = with_cache(tiers, fleet, options.cache_dir, mode, run_id)
     build_prompt = prompt_builder(suite, fleet)
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
-    store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
+    store = _store(options, suite, corpus, suite_sha, run_id)  # locked from here on; released by the caller
     try:
         retrieval, ann_fidelity = _retrievers(suite, corpus, options)
     except BaseException as exc:
@@ -178,8 +205,13 @@ def prepare(options: RunOptions) -> PreparedRun:
         "pricing_as_of": pricing.as_of.isoformat(),
         "pricing": pricing.manifest(),
         "ann_fidelity": ann_fidelity,
-        "resume_with": resume_command(options, store.path.name),
+        "resume_with": resume_command(options, store.path.name, mode),
         "shard": shard.model_dump() if shard else None,
+        "cache": {
+            "mode": mode,
+            "chosen_by": mode_chosen_by,
+            "path": None if mode == "off" else str(options.cache_dir),
+        },
     }
     if options.resume:
         try:
@@ -195,9 +227,10 @@ def prepare(options: RunOptions) -> PreparedRun:
     return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading)
 
 
-def resume_command(options: RunOptions, run_id: str) -> str:
-    """The command that continues this run, as the manifest and the interrupt message show it."""
-    words = ["harness", "run", str(options.suite_path), "--resume", run_id]
+def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-write") -> str:
+    """The command that continues this run, as the manifest and the interrupt message show it: with the flag of the
+    run's cache mode, so a nightly run resumed with ``harness run`` still calls every model."""
+    words = ["harness", "run", str(options.suite_path), "--resume", run_id, CACHE_FLAGS[mode]]
     if options.reports_dir != Path("reports"):
         words += ["--reports", str(options.reports_dir)]
     if options.fleet_path is not None:
@@ -207,7 +240,7 @@ def resume_command(options: RunOptions, run_id: str) -> str:
     return shlex.join(words)
 
 
-def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str) -> RunStore:
+def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str, run_id: str) -> RunStore:
     if options.resume:
         store = RunStore.open(run_dir(options.reports_dir, suite.name, options.resume, "--resume"))
         store.acquire()
@@ -218,7 +251,7 @@ def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str) ->
             store.release()
             raise
         return store
-    path = run_dir(options.reports_dir, suite.name, options.run_id or new_run_id())
+    path = run_dir(options.reports_dir, suite.name, run_id)
     return RunStore.create(path, Manifest(run_id=path.name, pid=os.getpid()))
 
 
@@ -308,7 +341,7 @@ def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float |
     generation = prepared.suite.generation
     limit = resolve_max_failure_rate(max_failure_rate, generation.max_failure_rate if generation else None)
     outcomes = [
-        (tier, generation.status, generation.error)
+        (tier, generation.status, generation.error, generation.cached)
         for record in prepared.store.records()
         for tier, generation in record.generations.items()
     ]

@@ -1,12 +1,19 @@
 """Lift records of older run-store versions to the current models, so old runs stay readable.
 
-Version 1 wrote plain dicts: the manifest's version was ``version``, records had no version of their own, and the grade
-was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
+Each step lifts one version to the next; :data:`UPGRADES` chains them up to the current version.
+
+- Version 1 wrote plain dicts: the manifest's version was ``version``, records had no version of their own, and the
+  grade was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
+- Version 2 kept no provenance of cached answers and no cache mode: its records read as version 3 with
+  ``cache_entry`` and ``cache`` unset (a replay whose origin is unknown).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+Step = Callable[[dict[str, Any]], dict[str, Any]]
 
 _V1_GRADER_KEYS = {"grader": "grader_model"}
 
@@ -39,5 +46,23 @@ def _grade_v1(grade: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-UPGRADES = {1: (manifest_v1, case_record_v1)}
+def to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 only added optional fields, so a version-2 manifest or record lifts unchanged but for its version."""
+    return {**data, "schema_version": 3}
+
+
+STEPS: dict[int, tuple[Step, Step]] = {1: (manifest_v1, case_record_v1), 2: (to_v3, to_v3)}
+"""Version -> (manifest step, case-record step) to the next version."""
+
+
+def _chain(version: int, which: int) -> Step:
+    def lift(data: dict[str, Any]) -> dict[str, Any]:
+        for step in sorted(v for v in STEPS if v >= version):
+            data = STEPS[step][which](data)
+        return data
+
+    return lift
+
+
+UPGRADES: dict[int, tuple[Step, Step]] = {version: (_chain(version, 0), _chain(version, 1)) for version in STEPS}
 """Version -> (manifest upgrade, case-record upgrade) to the current version."""
