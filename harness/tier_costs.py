@@ -60,7 +60,7 @@ def summarise_costs(gen: pd.DataFrame, host_costs: dict[str, HostCost], *, confi
         if rows.empty:
             replayed = replays.get(tier)
             if replayed is not None and replayed.replayed:
-                missing.append(f"{tier} tier cost and latency: {replayed.not_measured()}")
+                missing.append(f"{tier} tier cost and latency: {replayed.why()}")
             else:
                 missing.append(f"{tier} tier: no successful call in this run, so no {tier} cost or latency")
             continue

@@ -34,7 +34,8 @@ def summary(run_dir: Path, tier: str = "local") -> list[dict]:
 
 
 def verdict_lines(report: str) -> list[str]:
-    return report.split("## Verdict\n\n")[1].split("\n\n")[0].splitlines()
+    """The bullet lines of the report's verdict, without their ``- ``."""
+    return [line.removeprefix("- ") for line in report.split("## Verdict\n\n")[1].split("\n\n")[0].splitlines()]
 
 
 def nightly(suite: Path, fleet: Path, *flags: str) -> Path:
@@ -79,7 +80,7 @@ def test_two_nightly_runs_in_a_row_measure_the_fleet_each_time(workdir: Path) ->
     assert json.loads((replayed / "manifest.json").read_text())["cache"]["chosen_by"] == "the --cache flag"
     assert [row["latency_p50_s"] for row in summary(replayed)] == [None, None]
     report = (replayed / "report.md").read_text()
-    assert "local tier cost and latency: not measured: all 6 answers replayed from the cache (first made on " in report
+    assert "local tier latency and cost: not measured: all 6 answers replayed from the cache (first made on " in report
     assert "| local | 6 |" not in report  # no latency row for the local tier in the cost table
 
 
@@ -110,9 +111,9 @@ def test_a_cached_rerun_does_not_show_the_old_latency_as_measured(workdir: Path)
     assert first.startswith("replayed from the response cache (cache read-write, set by the default of harness run): "
                             f"local 6 of 6 answers (100%; first made on {day})")
     not_measured = f"not measured: all 6 answers replayed from the cache (first made on {day})"
-    assert f"failed: not measured — no tier made a call; failure rate local tier {not_measured}" in report
+    assert f"failed: not measured, no tier made a call — local tier {not_measured}" in report
     assert f"local tier latency and cost: {not_measured}" in report
-    assert f"local tier cost and latency: {not_measured}" in report
+    assert f"not measured: local tier cost and latency: {not_measured.removeprefix('not measured: ')}" in report
     manifest = json.loads((runs / "tuesday" / "manifest.json").read_text())
     assert manifest["verdict"]["tiers"]["local"] == {"calls": 0, "answered": 0, "failed": 0, "failure_rate": None,
                                                      "replayed": 6}
@@ -184,7 +185,7 @@ def test_the_suite_sets_the_mode_and_the_command_line_overrides_it(workdir: Path
         "mode": "off", "chosen_by": "the suite's cache setting", "path": None}
     manifest = json.loads((runs / "flag" / "manifest.json").read_text())
     assert manifest["cache"]["mode"] == "read-write" and manifest["cache"]["chosen_by"] == "the --cache flag"
-    assert manifest["resume_with"].endswith("--resume flag --cache")
+    assert "--resume flag --cache" in manifest["resume_with"]
     assert all(a["cache_entry"] is None for a in answers(runs / "off"))
     write_suite(suite, cache="sometimes")
     assert main_exit(monkeypatch, "run", str(suite), "--fleet", fleet) == 2
@@ -221,8 +222,9 @@ def test_the_fleet_cloud_latency_delta_counts_fresh_calls_only(workdir: Path, mo
     assert ("- latency, fleet − cloud, paired by case (seconds): — (needs both tiers to answer the same cases with "
             "fresh calls (replays are not timed))") in second
     for tier in ("local", "cloud"):
-        assert f"{tier} tier cost and latency: not measured: all 3 answers replayed from the cache" in second
+        assert f"- not measured: {tier} tier cost and latency: all 3 answers replayed from the cache" in second
     assert "cloud 3 of 3 answers (100%" in verdict_lines(second)[0]
-    # grades may use replayed answers: the grader graded the second run's answers as well
-    graded = [a["grade"]["status"] for a in answers(runs / "second", "cloud")]
-    assert graded and set(graded) == {"graded"}
+    # grades may use replayed answers: the grader graded the second run's (all replayed) answers as well
+    manifest = json.loads((runs / "second" / "manifest.json").read_text())
+    assert manifest["grader"]["counts"] == {"graded": 6}
+    assert all(a["cached"] for a in answers(runs / "second", "cloud"))

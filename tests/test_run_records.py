@@ -218,7 +218,7 @@ def test_a_version_2_run_reads_with_its_replays_marked_and_their_origin_unknown(
     assert local.cached and local.cache_entry is None
     report = markdown.render(view)
     assert "local 1 of 1 answers (100%; first made on a date this run did not record)" in report
-    assert "local tier cost and latency: not measured: all 1 answers replayed from the cache" in report
+    assert "local tier latency and cost: not measured: all 1 answers replayed from the cache" in report
 
 
 def test_a_replayed_answer_keeps_its_cache_entry_in_the_record(tmp_path: Path) -> None:

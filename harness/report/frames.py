@@ -152,9 +152,12 @@ class TierReplays:
             return f"first made on {self.first_made}"
         return f"first made between {self.first_made} and {self.last_made}"
 
+    def why(self) -> str:
+        return f"all {self.replayed} answers replayed from the cache ({self.made_on()})"
+
     def not_measured(self) -> str:
         """Why this tier has no latency, throughput or cost figure: every answer it gave was replayed."""
-        return f"not measured: all {self.replayed} answers replayed from the cache ({self.made_on()})"
+        return f"not measured: {self.why()}"
 
 
 def replay_summaries(gen: pd.DataFrame) -> dict[str, TierReplays]:

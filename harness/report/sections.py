@@ -80,7 +80,7 @@ def replay_note(gen: pd.DataFrame) -> str | None:
     if not replays:
         return None
     lines = ["_`cached`: answers replayed from the response cache. Answer metrics and grades count them; latency "
-             "and cost count only the calls this run made._"]
+             "and cost count only the calls this run made._", ""]
     for r in replays:
         if r.fresh == 0:
             lines.append(f"- {md_text(r.tier)} tier latency and cost: {md_text(r.not_measured())}")

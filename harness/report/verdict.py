@@ -77,14 +77,13 @@ def what_failed(view: RunView, analysis: DriftAnalysis | None = None) -> str:
     if view.manifest.budget_exhausted:
         problems.append("the cloud budget ran out")
     if problems:
-        line = "failed: " + "; ".join(problems)
+        line = "failed: " + "; ".join([*problems, *unmeasured])
     elif unmeasured and len(unmeasured) == gen.loc[gen["status"] != "skipped", "tier"].nunique():
-        line = "failed: not measured — no tier made a call"
+        line = "failed: not measured, no tier made a call — " + "; ".join(unmeasured)
     elif unmeasured:
-        line = "failed: nothing — every tier that made calls answered"
+        line = "failed: nothing — every tier that made calls answered; " + "; ".join(unmeasured)
     else:
         line = "failed: nothing — every tier that ran answered"
-    line += "; failure rate " + "; ".join(unmeasured) if unmeasured else ""
     return line + ("; skipped: " + "; ".join(skipped) if skipped else "")
 
 
