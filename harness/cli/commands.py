@@ -359,8 +359,8 @@ def nightly(
 ) -> None:
     """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report.
 
-    A monitoring run: it calls every model (fresh latency, cost and failures) and fills the response cache for later
-    A/B runs, unless --cache or the suite's `cache:` says otherwise.
+    It calls every model (tonight's latency, cost and failures) and fills the response cache for later A/B runs.
+    --cache, or the suite's `cache:`, replays stored answers instead.
     Exit 3 if a tier it ran answered nothing or failed more than --max-failure-rate of its calls."""
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 

@@ -22,7 +22,6 @@ EmbedderKind = Literal["sentence-transformers", "ollama"]
 # The response cache (harness/run/cache.py): replay stored answers and store new ones; call every model and store what
 # is missing (a monitoring run); or neither.
 CacheMode = Literal["read-write", "write-only", "off"]
-CACHE_MODES: tuple[CacheMode, ...] = ("read-write", "write-only", "off")
 
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
