@@ -197,8 +197,9 @@ def test_the_generation_frame_carries_the_grade_columns(tmp_path: Path) -> None:
     assert {"grade_reason", "cached", "must_include_recall", "token_f1"} <= set(view.generation.columns)
 
 
-def test_a_version_2_run_reads_with_its_replays_marked_and_their_origin_unknown(tmp_path: Path) -> None:
-    """Version 2 kept ``cached`` but no cache entry and no cache mode: it lifts to version 3 with those unset."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_run_reads_with_its_replays_marked_and_their_origin_unknown(tmp_path: Path, version: int) -> None:
+    """Versions 2 and 3 kept ``cached`` but no cache entry and no cache mode: they lift with those unset."""
     store = RunStore.create(tmp_path / "run", a_manifest())
     record = a_record()
     record.generations["local"].cached = True
@@ -206,14 +207,17 @@ def test_a_version_2_run_reads_with_its_replays_marked_and_their_origin_unknown(
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     line = json.loads((tmp_path / "run" / "cases.jsonl").read_text())
     for data in (manifest, line):
-        data["schema_version"] = 2
+        data["schema_version"] = version
     manifest.pop("cache")
+    manifest["verdict"] = {"status": "passed", "max_failure_rate": 0.2,
+                           "tiers": {"local": {"calls": 0, "answered": 0, "failed": 0, "failure_rate": None}}}
     line["generations"]["local"].pop("cache_entry")
     line["generations"]["cloud"].pop("cache_entry")
     (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "run" / "cases.jsonl").write_text(json.dumps(line) + "\n")
     view = load_run(tmp_path / "run")
-    assert view.manifest.schema_version == records.SCHEMA_VERSION == 3 and view.manifest.cache is None
+    assert view.manifest.schema_version == records.SCHEMA_VERSION == 4 and view.manifest.cache is None
+    assert view.manifest.verdict is not None and view.manifest.verdict.tiers["local"].replayed == 0
     local = view.records[0].generations["local"]
     assert local.cached and local.cache_entry is None
     report = markdown.render(view)

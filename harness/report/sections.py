@@ -144,7 +144,7 @@ def generation(view: RunView) -> list[Section]:
     answered = gen[gen["status"] != "skipped"]
     summary = tables.generation_summary(answered, answer_metrics)
     top = Section("Generation")
-    top.add(table(summary, index=False), Chart("generation latency by tier and variant (fresh calls only)",
+    top.add(table(summary, index=False), Chart("generation latency by tier and variant",
                                                lambda: charts.latency_boxes(fresh_answers(gen))))
     if note := replay_note(gen):
         top.add(note)

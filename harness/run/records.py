@@ -12,9 +12,10 @@ Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know ab
 
 - 1: plain dicts; one case-level ``grade`` with ``by_tier``; the manifest's ``version`` field.
 - 2: these models; a grade per tier at ``generations[tier].grade``; the scored document ranking with its depth.
-- 3: a generation's ``cache_entry`` (where a replayed answer came from: the run, time and model digest of the call
-  that made it); the manifest's ``cache`` (the response-cache mode the run used). A version-2 record reads as one
-  whose provenance was not kept.
+- 3: (on another line of work) ``generations[tier].context``, the chunk ids the tier's prompt carried.
+- 4: a generation's ``cache_entry`` (where a replayed answer came from: the run, time and model digest of the call
+  that made it); the manifest's ``cache`` (the response-cache mode the run used) and each tier's ``replayed`` count in
+  its verdict. An older record reads as one whose provenance was not kept.
 
 An unmeasured value is ``None`` with its reason next to it, never a zero.
 """
@@ -31,7 +32,7 @@ from harness.grading.base import GradeRecord
 from harness.metrics import answer as answer_metrics
 from harness.providers.types import Generation
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 NO_RELEVANT = "no relevant documents (answer is not in the corpus)"
 
 GenerationStatus = Literal["ok", "failed", "skipped"]
@@ -105,7 +106,7 @@ class GenerationRecord(_Record):
     cache_entry: CacheEntryRecord | None = Field(
         default=None,
         description="a replay: the entry it was read from; a fresh answer: the entry it was stored as (null when the "
-        "cache was off, the entry existed already, or the run predates schema 3)",
+        "cache was off, the entry existed already, or the run predates schema 4)",
     )
     error: str | None = Field(default=None, description="why a failed call failed")
     host_reasons: dict[str, str] = Field(default_factory=dict, description="host -> why it failed")
@@ -279,7 +280,7 @@ class Manifest(_Record):
     interrupted_at: str | None = None
     interrupted_by: str | None = Field(default=None, description="the signal that stopped the run, e.g. SIGTERM")
     shard: ShardInfo | None = None
-    cache: CacheInfo | None = Field(default=None, description="the response-cache mode; null before schema 3")
+    cache: CacheInfo | None = Field(default=None, description="the response-cache mode; null before schema 4")
 
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"manifest": Manifest, "case_record": CaseRecord}

@@ -4,8 +4,9 @@ Each step lifts one version to the next; :data:`UPGRADES` chains them up to the 
 
 - Version 1 wrote plain dicts: the manifest's version was ``version``, records had no version of their own, and the
   grade was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
-- Version 2 kept no provenance of cached answers and no cache mode: its records read as version 3 with
-  ``cache_entry`` and ``cache`` unset (a replay whose origin is unknown).
+- Versions 2 and 3 only lack optional fields of the next version (3: a generation's ``context``; 4: its
+  ``cache_entry``, the manifest's ``cache`` and the verdict's ``replayed`` counts): each lifts by its version stamp
+  alone, and reads as a run whose context and cache provenance were not recorded.
 """
 
 from __future__ import annotations
@@ -46,12 +47,20 @@ def _grade_v1(grade: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def to_v3(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 3 only added optional fields, so a version-2 manifest or record lifts unchanged but for its version."""
-    return {**data, "schema_version": 3}
+def stamp(version: int) -> Step:
+    """A step that only stamps ``version``: the newer version added optional fields and removed or renamed none."""
+
+    def lift(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "schema_version": version}
+
+    return lift
 
 
-STEPS: dict[int, tuple[Step, Step]] = {1: (manifest_v1, case_record_v1), 2: (to_v3, to_v3)}
+STEPS: dict[int, tuple[Step, Step]] = {
+    1: (manifest_v1, case_record_v1),
+    2: (stamp(3), stamp(3)),
+    3: (stamp(4), stamp(4)),
+}
 """Version -> (manifest step, case-record step) to the next version."""
 
 
