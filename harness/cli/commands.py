@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from harness.cli.console import RichProgress, console, errors, print_json
 from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
@@ -44,6 +45,14 @@ MaxFailureRateOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+CloudModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cloud-model",
+        help="Claude model for the cloud tier and the fleet's cloud fallback, instead of the fleet file's cloud_model "
+        "(`harness models` lists them); a retired one is refused before the run starts",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +60,7 @@ def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command()(report)
     app.command()(nightly)
+    _register_models(app)
     _register_fleet(app)
     _register_gateway(app)
     _register_analysis(app)
@@ -60,6 +70,12 @@ def _register_analysis(app: typer.Typer) -> None:
     from harness.cli import analysis
 
     analysis.register(app)
+
+
+def _register_models(app: typer.Typer) -> None:
+    from harness.cli.models import models
+
+    app.command()(models)
 
 
 def _register_fleet(app: typer.Typer) -> None:
@@ -128,6 +144,7 @@ def run(
     shard: Annotated[
         str | None, typer.Option("--shard", help="i/n: run only shard i of n (stable by case id); join with merge")
     ] = None,
+    cloud_model: CloudModelOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -148,6 +165,7 @@ def run(
         grade_batch=grade_batch,
         cache=not no_cache,
         shard=shard,
+        cloud_model=cloud_model,
     )
     if json_out:
         print_json(summary)
@@ -180,6 +198,7 @@ def _run_suite(
     grade_batch: bool | None = None,
     cache: bool = True,
     shard: str | None = None,
+    cloud_model: str | None = None,
 ) -> dict:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
@@ -205,6 +224,7 @@ def _run_suite(
         grade_batch=grade_batch,
         cache_dir=Path(".harness/cache") if cache else None,
         shard=shard,
+        cloud_model=cloud_model,
     )
     with interrupts_raise():
         prepared = prepare(options)
@@ -220,6 +240,8 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
     from harness.run.session import finish
 
     say = (lambda *a: None) if quiet else _say
+    for warning in prepared.model_warnings:  # shown even when quiet: a model about to retire needs action
+        errors.print(Text("warning: ", style="yellow").append(warning), highlight=False, soft_wrap=True)
     for report in prepared.ingest_reports:
         say(_ingest_line(report))
     for tier in prepared.parts.skipped_tiers:
@@ -250,6 +272,7 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
         "cloud_spent_usd": prepared.budget.spent_usd if prepared.cloud_calls else None,
         "status": "failed" if verdict.failed else "ok",
         "failure_reasons": list(verdict.reasons),
+        "model_warnings": list(prepared.model_warnings),
     }
     say(f"wrote {prepared.store.path}/report.md")
     return summary
@@ -313,6 +336,7 @@ def nightly(
     chroma_url: ChromaOpt = None,
     pricing: PricingOpt = None,
     max_failure_rate: MaxFailureRateOpt = None,
+    cloud_model: CloudModelOpt = None,
 ) -> None:
     """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report.
 
@@ -324,6 +348,7 @@ def nightly(
             "[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
             "the report shows retrieval, cheap answer metrics, latency, tokens and local cost."
         )
+    _check_models_early(suite, fleet, pricing, cloud_model)
     started = False
     if fleet is None:
         errors.print(f"starting {local} local llama.cpp server(s)…")
@@ -344,8 +369,21 @@ def nightly(
             max_failure_rate=max_failure_rate,
             quiet=False,
             pricing=pricing,
+            cloud_model=cloud_model,
         )
     finally:
         if started and not keep_fleet:
             stop_local_fleet()
     _fail_if_failed(summary)
+
+
+def _check_models_early(suite: Path, fleet: Path | None, pricing: Path | None, cloud_model: str | None) -> None:
+    """Refuse a retired model before any local server starts (the run checks again, with the fleet it started)."""
+    from harness.config.fleet import load_fleet
+    from harness.config.suite import load_suite
+    from harness.costs import use_pricing
+    from harness.run.model_uses import check_run_models, run_model_uses
+
+    use_pricing(pricing)
+    loaded = load_fleet(fleet) if fleet is not None else None
+    check_run_models(run_model_uses(load_suite(suite), suite, loaded, fleet, cloud_model))

@@ -36,6 +36,14 @@ def run_status(view: RunView, analysis: DriftAnalysis | None = None) -> str:
     return line
 
 
+def retiring_models(view: RunView, analysis: DriftAnalysis | None = None) -> str | None:
+    """Models the run called that were due to retire within 30 days, as the run recorded them."""
+    warnings = view.manifest.model_warnings
+    if not warnings:
+        return None
+    return "**warning — model retiring soon:** " + "; ".join(md_text(w) for w in warnings)
+
+
 def what_failed(view: RunView, analysis: DriftAnalysis | None = None) -> str:
     # A tier skipped on purpose (no key) is not a failure: it is listed apart, so "failed" only names what broke.
     skipped = [
@@ -102,6 +110,7 @@ def largest_tier_gap(view: RunView) -> str | None:
 
 VERDICT_LINES: dict[str, VerdictLine] = {
     "status": run_status,
+    "retiring_models": retiring_models,
     "failures": what_failed,
     "tiering": tiering_advice,
     "drift": largest_drift,

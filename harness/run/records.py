@@ -252,6 +252,9 @@ class Manifest(_Record):
     interrupted_at: str | None = None
     interrupted_by: str | None = Field(default=None, description="the signal that stopped the run, e.g. SIGTERM")
     shard: ShardInfo | None = None
+    model_warnings: list[str] = Field(
+        default_factory=list, description="models the run called that were due to retire within 30 days"
+    )
 
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"manifest": Manifest, "case_record": CaseRecord}

@@ -31,6 +31,7 @@ from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
 from harness.run.grading_setup import GradingSetup, build_grading, grading_summary
+from harness.run.model_uses import check_run_models, run_model_uses
 from harness.run.paths import run_dir
 from harness.run.predict import Embed
 from harness.run.records import Manifest
@@ -72,6 +73,7 @@ class RunOptions:
     grade_batch: bool | None = None  # grade through Message Batches; None: the suite's grading.batch
     cache_dir: Path | None = Path(".harness/cache")  # response cache; None with --no-cache
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
+    cloud_model: str | None = None  # --cloud-model: the cloud tier's and fallback's model instead of the fleet's
 
 
 @dataclass
@@ -85,6 +87,7 @@ class PreparedRun:
     cloud_calls: int
     ingest_reports: list[Any]  # what bringing each index up to date did (IngestReport)
     grading: GradingSetup | None = None
+    model_warnings: tuple[str, ...] = ()  # models the run calls that retire within 30 days
 
 
 def new_run_id() -> str:
@@ -124,7 +127,12 @@ def prepare(options: RunOptions) -> PreparedRun:
     pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
     fleet = load_run_fleet(options.fleet_path) if suite.generation else None
-    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path))
+    # A retired model is refused here, before the run directory exists and before any call (exit 2).
+    uses = run_model_uses(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path), options.cloud_model)
+    model_warnings = tuple(check_run_models(uses))
+    if fleet is not None and options.cloud_model is not None:
+        fleet = fleet.model_copy(update={"cloud_model": options.cloud_model})
+    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path), options.cloud_model)
     tiers = with_cache(tiers, fleet, options.cache_dir)
     build_prompt = prompt_builder(suite, fleet)
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
@@ -140,7 +148,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.release()
         raise
     cloud_calls = planned_cloud_calls(suite, tiers)
-    projected = projected_cloud_usd(suite, fleet, cloud_calls)
+    projected = projected_cloud_usd(suite, fleet, cloud_calls, options.cloud_model)
     parts = RunParts(
         suite=suite,
         retrievers=retrieval.retrievers,
@@ -180,6 +188,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         "ann_fidelity": ann_fidelity,
         "resume_with": resume_command(options, store.path.name),
         "shard": shard.model_dump() if shard else None,
+        "model_warnings": list(model_warnings),
     }
     if options.resume:
         try:
@@ -192,7 +201,9 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.update_manifest(
             status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(), **manifest_fields
         )
-    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading)
+    return PreparedRun(
+        suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading, model_warnings
+    )
 
 
 def resume_command(options: RunOptions, run_id: str) -> str:
@@ -204,6 +215,8 @@ def resume_command(options: RunOptions, run_id: str) -> str:
         words += ["--fleet", str(options.fleet_path)]
     if options.shard is not None:
         words += ["--shard", options.shard]
+    if options.cloud_model is not None:
+        words += ["--cloud-model", options.cloud_model]
     return shlex.join(words)
 
 
