@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 
@@ -76,33 +77,43 @@ def _unpriced(entry: NotPriced, status: ModelStatus) -> dict[str, Any]:
     }
 
 
+WIDE = 130
+"""Below this console width the table drops the cache and batch columns (``--json`` always has every rate)."""
+
+
 def _table(rows: list[dict[str, Any]], table: PricingTable, on: str) -> Group:
     """The models as a table; sources are numbered below it, so the table fits a terminal."""
+    wide = console.width >= WIDE
     sources: dict[str, int] = {}
-    out = Table(title=f"Claude models on {on}, prices per million tokens (USD) as of {table.as_of.isoformat()}")
-    for column in ("model", "status", "in", "out", "cache read", "batch in/out", "deprecated", "retires", "successor",
-                   "src"):
-        out.add_column(column, no_wrap=column in ("model", "status", "deprecated", "retires", "successor"))
+    out = Table(
+        title=f"Claude models on {on}; USD per million tokens, as of {table.as_of.isoformat()}",
+        box=box.SIMPLE_HEAD if wide else None,
+        pad_edge=False,
+    )
+    columns = ["model", "status", "in/out", "cache read", "batch in/out", "deprecated", "retires", "successor", "src"]
+    if not wide:
+        columns = [c for c in columns if c not in ("cache read", "batch in/out", "deprecated")]
+    for column in columns:
+        out.add_column(column, no_wrap=True)
     for row in rows:
         prices = row["prices"]
-        money = (
-            (f"{prices['input']:g}", f"{prices['output']:g}", f"{prices['cache_read']:g}",
-             f"{prices['batch_input']:g}/{prices['batch_output']:g}")
-            if prices else ("-", "-", "-", "not priced")
-        )
         source = row["lifecycle_source"] or row["price_source"] or ""
         number = sources.setdefault(source, len(sources) + 1) if source else None
         retires = row["retires"] or ""
-        if row["status"] == "deprecated" and row["days_to_retirement"] is not None:
+        if wide and row["status"] == "deprecated" and row["days_to_retirement"] is not None:
             retires += f" (in {row['days_to_retirement']} d)"
-        out.add_row(  # ids, dates and URLs come from a YAML file a user may have edited: shown as text
-            plain(row["id"]),
-            plain(row["status"], _STYLE.get(row["status"], "")),
-            *money,
-            plain(row["deprecated"] or ""),
-            plain(retires),
-            plain(row["successor"] or ""),
-            plain(f"[{number}]" if number else ""),
-        )
+        cells = {  # ids, dates and URLs come from a YAML file a user may have edited: shown as text
+            "model": plain(row["id"]),
+            "status": plain(row["status"], _STYLE.get(row["status"], "")),
+            "in/out": plain(f"{prices['input']:g}/{prices['output']:g}" if prices else "-"),
+            "cache read": plain(f"{prices['cache_read']:g}" if prices else "-"),
+            "batch in/out": plain(f"{prices['batch_input']:g}/{prices['batch_output']:g}" if prices else "-"),
+            "deprecated": plain(row["deprecated"] or ""),
+            "retires": plain(retires),
+            "successor": plain(row["successor"] or ""),
+            "src": plain(f"[{number}]" if number else ""),
+        }
+        out.add_row(*(cells[c] for c in columns))
     notes = [plain(f"[{number}] {url}") for url, number in sources.items()]
-    return Group(out, plain(f"table: {table.path}; src: the lifecycle source, else the price source"), *notes)
+    more = "" if wide else "; cache, batch and deprecation figures: a wider terminal or --json"
+    return Group(out, plain(f"table: {table.path}; src: the lifecycle source, else the price source{more}"), *notes)

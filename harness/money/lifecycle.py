@@ -1,9 +1,9 @@
 """A cloud model's lifecycle on a given day, read from the pricing table's ``lifecycle`` blocks.
 
-A model is *retired* on and after its ``retires`` date (requests to it fail), *deprecated* once its ``deprecated``
-date has passed or a retirement date has been announced, and *current* otherwise. A run refuses every retired model
-it names before anything runs (:func:`check_models`, exit 2) and warns about one that retires within
-:data:`WARN_DAYS` days. At run time, an API's ``not_found_error`` about a model is explained from the same table
+A model is *retired* on and after its ``retires`` date (requests to it fail), *deprecated* from its ``deprecated``
+date (or, when that day is not known, as soon as a retirement date is announced), and *current* otherwise. A run
+refuses every retired model it names before anything runs (:func:`check_models`, exit 2) and warns about one that
+retires within :data:`WARN_DAYS` days. At run time, an API's ``not_found_error`` about a model is explained from the same table
 (:func:`unavailable_message`).
 
 "Today" is :func:`today`: the ``HARNESS_TODAY`` environment variable (an ISO date) when set, else the system date,
@@ -80,9 +80,9 @@ def _status(lifecycle: Lifecycle | None, on: date) -> Status:
         return "current"
     if lifecycle.retires is not None and on >= lifecycle.retires:
         return "retired"
-    if lifecycle.retires is not None or (lifecycle.deprecated is not None and on >= lifecycle.deprecated):
-        return "deprecated"
-    return "current"
+    if lifecycle.deprecated is not None:  # a known deprecation day decides; else an announced retirement does
+        return "deprecated" if on >= lifecycle.deprecated else "current"
+    return "deprecated"
 
 
 @dataclass(frozen=True)

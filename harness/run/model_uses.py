@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config.fleet import DEFAULT_CLOUD_MODEL, Fleet
-from harness.config.grading import DEFAULT_GRADER_MODEL
 from harness.config.suite import Suite
 from harness.config.yaml_loader import load_yaml
 from harness.costs import pricing_table
@@ -22,12 +21,13 @@ from harness.money.lifecycle import ModelUse, check_models, today
 def cloud_model_use(fleet: Fleet | None, fleet_path: Path | None, flag: str | None, role: str) -> ModelUse:
     """The cloud model the fleet (or the default) and the ``--cloud-model`` flag choose, and where it was named."""
     if flag is not None:
-        return ModelUse(flag, f"--cloud-model ({role})")
+        return ModelUse(flag, f"--cloud-model for the {role}")
     if fleet is not None and fleet_path is not None:
         document = load_yaml(fleet_path)
         if isinstance(document.data, dict) and "cloud_model" in document.data:
-            return ModelUse(fleet.cloud_model, f"the fleet file's cloud_model ({role})", document, ("cloud_model",))
-    return ModelUse(DEFAULT_CLOUD_MODEL, f"the default cloud model DEFAULT_CLOUD_MODEL ({role})")
+            where = f"the fleet file's cloud_model for the {role}"
+            return ModelUse(fleet.cloud_model, where, document, ("cloud_model",))
+    return ModelUse(DEFAULT_CLOUD_MODEL, f"the default cloud model DEFAULT_CLOUD_MODEL for the {role}")
 
 
 def run_model_uses(
@@ -51,7 +51,7 @@ def run_model_uses(
     if isinstance(grading, dict) and "model" in grading:
         uses.append(ModelUse(suite.grading.model, "the suite's grading.model", document, ("grading", "model")))
     else:
-        uses.append(ModelUse(suite.grading.model, f"the default grader DEFAULT_GRADER_MODEL ({DEFAULT_GRADER_MODEL})"))
+        uses.append(ModelUse(suite.grading.model, "the default grader DEFAULT_GRADER_MODEL"))
     return uses
 
 
