@@ -3,8 +3,8 @@
 A model is *retired* on and after its ``retires`` date (requests to it fail), *deprecated* from its ``deprecated``
 date (or, when that day is not known, as soon as a retirement date is announced), and *current* otherwise. A run
 refuses every retired model it names before anything runs (:func:`check_models`, exit 2) and warns about one that
-retires within :data:`WARN_DAYS` days. At run time, an API's ``not_found_error`` about a model is explained from the same table
-(:func:`unavailable_message`).
+retires within :data:`WARN_DAYS` days. At run time, an API's ``not_found_error`` about a model is explained from
+the same table (:func:`unavailable_message`).
 
 "Today" is :func:`today`: the ``HARNESS_TODAY`` environment variable (an ISO date) when set, else the system date,
 so tests and reproductions never depend on the wall clock.
