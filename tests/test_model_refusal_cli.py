@@ -88,6 +88,28 @@ def test_the_fake_refuses_the_retired_model_as_the_real_api_does() -> None:
         asyncio.run(call(fake.url))
 
 
+def test_a_batch_entry_naming_a_retired_model_errors_with_not_found() -> None:
+    async def call(url: str) -> list:
+        client = anthropic.AsyncAnthropic(api_key="k", base_url=url, max_retries=0)
+        try:
+            params = {"max_tokens": 5, "messages": [{"role": "user", "content": "q"}]}
+            batch = await client.messages.batches.create(requests=[
+                {"custom_id": "old", "params": {"model": RETIRED, **params}},
+                {"custom_id": "new", "params": {"model": "claude-sonnet-4-6", **params}},
+            ])  # type: ignore[list-item]  # fmt: skip
+            await client.messages.batches.retrieve(batch.id)
+            return [entry async for entry in await client.messages.batches.results(batch.id)]
+        finally:
+            await client.close()
+
+    with FakeAnthropic() as fake:
+        entries = {e.custom_id: e.result for e in asyncio.run(call(fake.url))}
+    assert entries["new"].type == "succeeded"
+    assert entries["old"].type == "errored"
+    assert entries["old"].error.error.type == "not_found_error"  # type: ignore[union-attr]
+    assert entries["old"].error.error.message == f"model: {RETIRED}"  # type: ignore[union-attr]
+
+
 def test_at_run_time_a_not_found_model_is_explained_from_the_pricing_table(workdir: Path) -> None:
     async def call(url: str) -> ProviderError:
         provider = AnthropicProvider(RETIRED, api_key="k", base_url=url, max_retries=2)
