@@ -84,6 +84,7 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/ruff check harness tests bench
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy harness
 	$(BIN)/pytest -q
 
@@ -92,6 +93,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy harness

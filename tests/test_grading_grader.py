@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from harness.config.grading import GradingConfig
-from harness.dispatch.budget import Budget
 from harness.fakes import FakeAnthropic, Reply
 from harness.fakes.anthropic import grade_json
 from harness.grading.grader import ClaudeGrader
 from harness.grading.rubric import grade_inputs
+from harness.money.budget import Budget
 from harness.providers.anthropic_grader import AnthropicGraderClient
 
 MODEL = "claude-sonnet-4-6"

@@ -12,15 +12,15 @@ import pytest
 from _suites import case, generation, variants, write_suite
 from typer.testing import CliRunner
 
-from harness import costs
 from harness.cli.main import app
 from harness.errors import ProviderError
 from harness.fakes import FakeAnthropic, FakeOpenAI, Reply
 from harness.fakes.anthropic import grade_json
+from harness.money import costs
 from harness.money.lifecycle import TODAY_ENV
 from harness.providers.anthropic_cloud import AnthropicProvider
 from harness.providers.types import GenerationRequest
-from harness.run.store import RunStore
+from harness.store.store import RunStore
 
 RETIRED = "claude-sonnet-4-5"
 SOURCE = "https://platform.claude.com/docs/en/about-claude/model-deprecations"

@@ -30,7 +30,7 @@ PricingOpt = Annotated[
     typer.Option(
         "--pricing",
         envvar="HARNESS_PRICING",
-        help="cloud pricing table (YAML) to use instead of the bundled harness/pricing.yaml",
+        help="cloud pricing table (YAML) to use instead of the bundled harness/money/pricing.yaml",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
@@ -64,6 +64,13 @@ def register(app: typer.Typer) -> None:
     _register_fleet(app)
     _register_gateway(app)
     _register_analysis(app)
+    _register_label(app)
+
+
+def _register_label(app: typer.Typer) -> None:
+    from harness.cli.label import label
+
+    app.command()(label)
 
 
 def _register_analysis(app: typer.Typer) -> None:
@@ -205,7 +212,7 @@ def _run_suite(
 
     if run_id and resume:
         raise InputError("--run-id and --resume both name a run", hint="use --resume ID alone to continue a run")
-    from harness.run.paths import check_run_id
+    from harness.store.paths import check_run_id
 
     for given, option in ((run_id, "--run-id"), (resume, "--resume")):
         if given is not None:
@@ -381,7 +388,7 @@ def _check_models_early(suite: Path, fleet: Path | None, pricing: Path | None, c
     """Refuse a retired model before any local server starts (the run checks again, with the fleet it started)."""
     from harness.config.fleet import load_fleet
     from harness.config.suite import load_suite
-    from harness.costs import use_pricing
+    from harness.money.costs import use_pricing
     from harness.run.model_uses import check_run_models, run_model_uses
 
     use_pricing(pricing)

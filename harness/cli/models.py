@@ -11,7 +11,7 @@ from rich.table import Table
 from harness.cli.commands import JsonOpt, PricingOpt
 from harness.cli.console import console, plain, print_json
 from harness.config.pricing import Lifecycle, ModelPrice, NotPriced, PricingTable
-from harness.costs import use_pricing
+from harness.money.costs import use_pricing
 from harness.money.lifecycle import ModelStatus, model_status, today
 
 _STYLE = {"current": "green", "deprecated": "yellow", "retired": "red"}

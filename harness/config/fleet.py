@@ -26,7 +26,7 @@ class _Strict(BaseModel):
 
 
 class HostCost(_Strict):
-    """What a local host costs to run, so local calls get a dollar figure too (``harness.costs.local_call_cost``)."""
+    """What a local host costs to run, so local calls get a dollar figure too (``money.costs.local_call_cost``)."""
 
     watts: float = Field(default=0.0, ge=0, description="average draw while serving")
     usd_per_kwh: float = Field(default=0.0, ge=0)

@@ -1,7 +1,7 @@
 """The cloud pricing table: a dated YAML file of list prices per model, validated with file:line errors.
 
-The bundled table is ``harness/pricing.yaml``; ``--pricing FILE`` or ``HARNESS_PRICING`` replaces it. Loading only
-parses and checks the file; choosing the active table for a run is :mod:`harness.costs`' job, and what a row's
+The bundled table is ``harness/money/pricing.yaml``; ``--pricing FILE`` or ``HARNESS_PRICING`` replaces it. Loading only
+parses and checks the file; choosing the active table for a run is :mod:`harness.money.costs`' job, and what a row's
 ``lifecycle`` means on a given day is :mod:`harness.money.lifecycle`'s.
 
 Besides the priced rows, ``not_priced`` lists model ids the table knows of but does not price (a model with no
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from harness.config.yaml_loader import YamlDocument, load_yaml, validate
 from harness.errors import InputError
 
-BUNDLED_PRICING = Path(__file__).resolve().parent.parent / "pricing.yaml"
+BUNDLED_PRICING = Path(__file__).resolve().parent.parent / "money" / "pricing.yaml"
 #: A dated snapshot id is an id or alias followed by -YYYYMMDD (``claude-sonnet-4-5-20250929``).
 _SNAPSHOT_SUFFIX = re.compile(r"-\d{8}$")
 

@@ -36,6 +36,7 @@ from typing import Any
 from harness.config.fleet import DEFAULT_CLOUD_MODEL
 from harness.config.grading import DEFAULT_GRADER_MODEL
 from harness.config.pricing import load_pricing
+from harness.fakes.claims import default_claims, is_claims_request
 from harness.fakes.script import RecordedRequest, Reply, Script
 from harness.fakes.server import Call, FakeServer, count_tokens
 
@@ -328,7 +329,10 @@ class FakeAnthropic(FakeServer):
         if reply.kind == "empty":
             return "", "end_turn", None
         if reply.text is None and isinstance(call.body.get("output_config"), dict):
-            return grade_json(), "end_turn", None  # a structured request gets valid output by default
+            # a structured request gets valid output by default: claims for a claims request, else a grade
+            if is_claims_request(call.body):
+                return default_claims(call.record), "end_turn", None
+            return grade_json(), "end_turn", None
         text = self.answer_text(reply)
         for sequence in call.body.get("stop_sequences") or []:
             if isinstance(sequence, str) and sequence and sequence in text:

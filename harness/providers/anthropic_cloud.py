@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 import anthropic
 
 from harness.errors import InputError, ProviderError
+from harness.money.costs import pricing_table
+from harness.money.lifecycle import today, unavailable_message
 from harness.providers.base import HostStatus
 from harness.providers.types import Generation, GenerationRequest, ServerTiming, Usage
 
@@ -237,9 +239,6 @@ def _is_model_not_found(exc: anthropic.APIStatusError, message: str, model: str)
 
 def _unavailable(model: str) -> tuple[str, str]:
     """Explain a model the API does not know from the pricing table's lifecycle (a retirement date, a successor)."""
-    from harness.costs import pricing_table  # money imports provider types: imported here to keep the graph acyclic
-    from harness.money.lifecycle import today, unavailable_message
-
     return unavailable_message(model, pricing_table(), today())
 
 

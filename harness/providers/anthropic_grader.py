@@ -21,10 +21,10 @@ from typing import Any
 
 import anthropic
 
+from harness.money.tokens import estimate_tokens
 from harness.providers.anthropic_cloud import AnthropicProvider
 from harness.providers.structured import BatchOutcome, BatchState, StructuredReply, StructuredRequest
 from harness.providers.types import Usage
-from harness.tokens import estimate_tokens
 
 # Shortest prompt prefix each model family caches (tokens), from Anthropic's prompt-caching documentation;
 # longest prefix first so dated snapshots match their family.

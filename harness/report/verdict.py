@@ -13,7 +13,7 @@ from harness.report import tables
 from harness.report.drift_section import DriftAnalysis, fmt_interval
 from harness.report.escape import md_text
 from harness.report.intervals import interval_text
-from harness.report.model import RunView
+from harness.store.loaded import RunView
 
 VerdictLine = Callable[[RunView, DriftAnalysis | None], str | None]
 

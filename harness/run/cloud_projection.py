@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.config.fleet import Fleet
 from harness.config.suite import Suite
-from harness.costs import estimate_tokens, projected_cloud_cost_usd
+from harness.money.costs import estimate_tokens, projected_cloud_cost_usd
 from harness.run.tier_setup import cloud_model
 from harness.run.tiers import AnswerTier
 

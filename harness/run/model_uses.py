@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.config.fleet import DEFAULT_CLOUD_MODEL, Fleet
 from harness.config.suite import Suite
 from harness.config.yaml_loader import load_yaml
-from harness.costs import pricing_table
+from harness.money.costs import pricing_table
 from harness.money.lifecycle import ModelUse, check_models, today
 
 

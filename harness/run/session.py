@@ -1,7 +1,7 @@
 """Assemble a run from the command line's choices: suite, corpus, retrievers, tiers, prompt, run store, manifest.
 
 This is the one place that wires the layers together, so ``harness run`` and ``harness nightly`` share it. The tiers
-are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.run.grading_setup`, and the projected cloud
+are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.grading.setup`, and the projected cloud
 cost in :mod:`harness.run.cloud_projection`.
 """
 
@@ -22,26 +22,26 @@ from harness.config.fleet import Fleet
 from harness.config.suite import Suite, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
-from harness.costs import use_pricing
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
+from harness.grading.setup import GradingSetup, build_grading, grading_summary
 from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
+from harness.money.costs import use_pricing
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
-from harness.run.grading_setup import GradingSetup, build_grading, grading_summary
 from harness.run.model_uses import check_run_models, run_model_uses
-from harness.run.paths import run_dir
 from harness.run.predict import Embed
-from harness.run.records import Manifest
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
-from harness.run.store import RunStore
 from harness.run.tier_setup import build_tiers, fleet_capacity, load_run_fleet, run_fleet_path, tier_manifest
 from harness.run.tiers import Budget, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
+from harness.store.paths import run_dir
+from harness.store.records import Manifest
+from harness.store.store import RunStore
 
 DEFAULT_STORE = Path(".harness/index")
 PACKAGES = (
@@ -135,6 +135,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path), options.cloud_model)
     tiers = with_cache(tiers, fleet, options.cache_dir)
     build_prompt = prompt_builder(suite, fleet)
+    context_of = prompt_context(suite, fleet)
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
     store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
     try:
@@ -155,6 +156,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         tiers=tiers,
         skipped_tiers=skipped,
         build_prompt=build_prompt,
+        prompt_context=context_of,
         grading=grading.plan,
         concurrency=options.concurrency or fleet_capacity(fleet),
         embed=_answer_embedder(suite),
@@ -274,6 +276,29 @@ def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
         )
 
     return build
+
+
+def prompt_context(suite: Suite, fleet: Fleet | None) -> Any:
+    """(question, hits, tier) -> the chunk ids the tier's prompt carries, as :func:`prompt_builder` fits them."""
+    from harness.localfleet.prompt import fleet_prompt_style, passages_in_prompt
+
+    generation = suite.generation
+    if generation is None:
+        return None
+    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+
+    def context(question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
+        offered = list(hits[: generation.context_chunks])
+        shown = passages_in_prompt(
+            question,
+            offered,
+            style=local_style if tier == "local" else "chat",
+            max_tokens=generation.max_tokens,
+            context_tokens=generation.max_context_tokens,
+        )
+        return [hit.chunk_id for hit in offered[:shown]]
+
+    return context
 
 
 def _answer_embedder(suite: Suite) -> Embed | None:
