@@ -77,6 +77,9 @@ def _register_analysis(app: typer.Typer) -> None:
     from harness.cli import analysis
 
     analysis.register(app)
+    from harness.cli import view
+
+    view.register(app)
 
 
 def _register_models(app: typer.Typer) -> None:
