@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.advice import decide, shortfall_of, tiering_advice
+from harness.analysis.advice import decide, shortfall_of, tiering_advice
+from harness.analysis.drift import ALL, drift_rows
+from harness.analysis.tier_costs import host_costs_from_fleet, summarise_costs
 from harness.config.advice import AdviceConfig
-from harness.costs import HOURS_PER_MONTH
-from harness.drift import ALL, drift_rows
-from harness.metrics.stats_drift import Interval
-from harness.report.frames import generation_frame
-from harness.tier_costs import host_costs_from_fleet, summarise_costs
+from harness.metrics.stats.intervals import Interval
+from harness.money.costs import HOURS_PER_MONTH
+from harness.store.frames import generation_frame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from drift_records import HOSTS, make_records  # noqa: E402

@@ -13,9 +13,9 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from harness.metrics.power import mcnemar
-from harness.report.compare import compare
-from harness.report.model import load_run
+from harness.analysis.compare import compare
+from harness.metrics.stats.power import mcnemar
+from harness.store.loaded import load_run
 
 
 @pytest.fixture

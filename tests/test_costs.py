@@ -1,4 +1,4 @@
-"""harness.costs and the pricing table: known answers worked out by hand from the table's rows."""
+"""harness.money.costs and the pricing table: known answers worked out by hand from the table's rows."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import costs
 from harness.config.fleet import HostCost
 from harness.config.pricing import BUNDLED_PRICING, load_pricing
-from harness.costs import (
+from harness.errors import ConfigError, InputError
+from harness.money import costs
+from harness.money.costs import (
     break_even,
     cloud_cost_usd,
     fleet_fixed_usd_per_month,
@@ -21,7 +22,6 @@ from harness.costs import (
     projected_cloud_cost_usd,
     use_pricing,
 )
-from harness.errors import ConfigError, InputError
 from harness.providers.types import Usage
 
 ROW = """\
@@ -180,7 +180,7 @@ def test_break_even_solves_fixed_plus_marginal_equals_cloud() -> None:
 
 def test_there_is_one_token_estimate() -> None:
     from harness.localfleet import prompt
-    from harness.tokens import estimate_tokens
+    from harness.money.tokens import estimate_tokens
 
     assert costs.estimate_tokens is estimate_tokens and prompt.estimate_tokens is estimate_tokens
     # Known answer: "Ice barrier 24 in." = 2 digits + 1 punctuation + 3 words = 6 pieces, x 1.2 -> 7.2 -> 8.

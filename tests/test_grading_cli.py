@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from harness.cli.main import app
 from harness.fakes import FakeAnthropic, FakeOpenAI, Reply
 from harness.fakes.anthropic import grade_json
-from harness.run.store import RunStore
+from harness.store.store import RunStore
 
 
 @pytest.fixture

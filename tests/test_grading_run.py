@@ -12,20 +12,20 @@ import pytest
 
 from harness.config.grading import GradingConfig
 from harness.config.suite import Case, GenerationConfig, Suite, Variant
-from harness.dispatch.budget import Budget
 from harness.fakes import FakeAnthropic, RecordedRequest, Reply
 from harness.fakes.anthropic import BATCH_ENTRY_PATH, grade_json
 from harness.grading.grader import ClaudeGrader
+from harness.grading.phase import GradingPlan
 from harness.grading.sampling import stratified_sample
+from harness.money.budget import Budget
 from harness.providers.anthropic_grader import AnthropicGraderClient
 from harness.providers.types import Generation, GenerationRequest, Tier
 from harness.retrieval.base import ScoredChunk
-from harness.run.grade_log import BATCH, GRADES, PENDING, read_open_batch
-from harness.run.grading_phase import GradingPlan
 from harness.run.runner import RunParts, run_suite
-from harness.run.store import RunStore
+from harness.store.grade_log import BATCH, GRADES, PENDING, read_open_batch
+from harness.store.store import RunStore
 
-GRADER = "claude-sonnet-4-5"
+GRADER = "claude-sonnet-4-6"
 HOSTS = {"local": ("gpu-a.internal", "gemma3-answerer-270m"), "cloud": ("api-host", "claude-answerer-x")}
 CATEGORIES = {"estimate": 8, "code-section": 4, "mold": 2}
 CASES = [

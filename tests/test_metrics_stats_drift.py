@@ -10,7 +10,7 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.stats.proportion import proportion_confint
 
 from harness.errors import InputError
-from harness.metrics.stats_drift import (
+from harness.metrics.stats.intervals import (
     MIN_CASES,
     bootstrap_mean_intervals,
     cluster_robust_se,

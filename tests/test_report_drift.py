@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from harness.report import drift_charts, drift_section, markdown
-from harness.report.model import RunView
-from harness.run.records import GenerationRecord, Manifest, SuiteInfo, TierInfo
+from harness.store.loaded import RunView
+from harness.store.records import GenerationRecord, Manifest, SuiteInfo, TierInfo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from drift_records import HOSTS, make_records  # noqa: E402

@@ -13,10 +13,10 @@ from harness.config.suite import Case
 from harness.errors import RunStoreError
 from harness.providers.types import Attempt, Generation, Usage
 from harness.report import markdown
-from harness.report.model import load_run
-from harness.run import records
-from harness.run.schemas import SCHEMA_DIR, schema_texts
-from harness.run.store import RunStore
+from harness.store import records
+from harness.store.loaded import load_run
+from harness.store.schemas import SCHEMA_DIR, schema_texts
+from harness.store.store import RunStore
 
 CASE = Case(id="ice", question="How far inside the wall?", reference="36 inches", relevant={"doc-a": 3},
             category="code", must_include=["36"], generate=True)
@@ -79,7 +79,7 @@ def test_exported_schemas_are_current() -> None:
     for name, text in schema_texts().items():
         path = SCHEMA_DIR / name
         assert path.exists() and path.read_text(encoding="utf-8") == text, (
-            f"{path} is stale: run `python -m harness.run.schemas`"
+            f"{path} is stale: run `python -m harness.store.schemas`"
         )
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import InputError, RunStoreError
-from harness.run.paths import check_run_id, run_dir
-from harness.run.records import Manifest
-from harness.run.store import RunStore, lock_holder
+from harness.store.paths import check_run_id, run_dir
+from harness.store.records import Manifest
+from harness.store.store import RunStore, lock_holder
 
 CTX = mp.get_context("fork")  # separate processes (flock is per open file), cheap enough to race 20 times
 TRIALS = 20
@@ -117,8 +117,8 @@ def test_run_files_are_world_readable(tmp_path: Path) -> None:
 
 
 def _record(case_id: str) -> str:
-    from harness.run.records import CaseRecord, RetrievalRecord
-    from harness.run.store import case_record_line
+    from harness.store.records import CaseRecord, RetrievalRecord
+    from harness.store.store import case_record_line
 
     record = CaseRecord(case_id=case_id, variant="dense", category="c", question="q",
                         retrieval=RetrievalRecord(ranked=[("d", 1.0)], metrics={"mrr": 1.0}))

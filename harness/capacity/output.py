@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.capacity.summary import Estimate, PointSummary
 from harness.capacity.sweep import BenchResult
 from harness.report.capacity_chart import CurvePoint, capacity_png
-from harness.run.store import atomic_write_bytes, atomic_write_text
+from harness.store.store import atomic_write_bytes, atomic_write_text
 
 JSON_NAME = "capacity.json"
 CHART_NAME = "capacity.png"

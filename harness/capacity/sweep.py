@@ -270,7 +270,7 @@ class Sweep:
 
     async def cloud_delta(self, make_cloud: Callable[[], Provider]) -> CloudDelta:
         """The same prompts, one at a time, to the fleet (its own strategy) and to the cloud; paired differences."""
-        from harness.metrics.stats import paired_bootstrap_ci
+        from harness.metrics.stats.tests import paired_bootstrap_ci
 
         n = min(self.config.cloud_calls, len(self.requests), len(self._cloud_requests))
         fleet_latency: list[float | None] = []

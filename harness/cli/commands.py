@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 from harness.cli.console import RichProgress, console, errors, print_json
 from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
@@ -32,7 +33,7 @@ PricingOpt = Annotated[
     typer.Option(
         "--pricing",
         envvar="HARNESS_PRICING",
-        help="cloud pricing table (YAML) to use instead of the bundled harness/pricing.yaml",
+        help="cloud pricing table (YAML) to use instead of the bundled harness/money/pricing.yaml",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
@@ -60,6 +61,14 @@ FreshOpt = Annotated[
     bool,
     typer.Option("--fresh", help="call every model (fresh latency and cost) and still fill .harness/cache/"),
 ]
+CloudModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cloud-model",
+        help="Claude model for the cloud tier and the fleet's cloud fallback, instead of the fleet file's cloud_model "
+        "(`harness models` lists them); a retired one is refused before the run starts",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -67,15 +76,32 @@ def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command()(report)
     app.command()(nightly)
+    _register_models(app)
     _register_fleet(app)
     _register_gateway(app)
     _register_analysis(app)
+    _register_label(app)
+
+
+def _register_label(app: typer.Typer) -> None:
+    from harness.cli.label import label
+
+    app.command()(label)
 
 
 def _register_analysis(app: typer.Typer) -> None:
     from harness.cli import analysis
 
     analysis.register(app)
+    from harness.cli import view
+
+    view.register(app)
+
+
+def _register_models(app: typer.Typer) -> None:
+    from harness.cli.models import models
+
+    app.command()(models)
 
 
 def _register_fleet(app: typer.Typer) -> None:
@@ -143,6 +169,7 @@ def run(
     shard: Annotated[
         str | None, typer.Option("--shard", help="i/n: run only shard i of n (stable by case id); join with merge")
     ] = None,
+    cloud_model: CloudModelOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -163,6 +190,7 @@ def run(
         grade_batch=grade_batch,
         cache_mode=cache_mode_flag(cache, fresh),
         shard=shard,
+        cloud_model=cloud_model,
     )
     if json_out:
         print_json(summary)
@@ -210,13 +238,14 @@ def _run_suite(
     default_cache_mode: CacheMode = "read-write",
     command: str = "run",
     shard: str | None = None,
+    cloud_model: str | None = None,
 ) -> dict:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
 
     if run_id and resume:
         raise InputError("--run-id and --resume both name a run", hint="use --resume ID alone to continue a run")
-    from harness.run.paths import check_run_id
+    from harness.store.paths import check_run_id
 
     for given, option in ((run_id, "--run-id"), (resume, "--resume")):
         if given is not None:
@@ -237,6 +266,7 @@ def _run_suite(
         default_cache_mode=default_cache_mode,
         command=command,
         shard=shard,
+        cloud_model=cloud_model,
     )
     with interrupts_raise():
         prepared = prepare(options)
@@ -252,6 +282,8 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
     from harness.run.session import finish
 
     say = (lambda *a: None) if quiet else _say
+    for warning in prepared.model_warnings:  # shown even when quiet: a model about to retire needs action
+        errors.print(Text("warning: ", style="yellow").append(warning), highlight=False, soft_wrap=True)
     for report in prepared.ingest_reports:
         say(_ingest_line(report))
     for tier in prepared.parts.skipped_tiers:
@@ -282,6 +314,7 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
         "cloud_spent_usd": prepared.budget.spent_usd if prepared.cloud_calls else None,
         "status": "failed" if verdict.failed else "ok",
         "failure_reasons": list(verdict.reasons),
+        "model_warnings": list(prepared.model_warnings),
     }
     say(f"wrote {prepared.store.path}/report.md")
     return summary
@@ -356,6 +389,7 @@ def nightly(
             show_default=False,
         ),
     ] = None,
+    cloud_model: CloudModelOpt = None,
 ) -> None:
     """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report.
 
@@ -369,6 +403,7 @@ def nightly(
             "[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
             "the report shows retrieval, cheap answer metrics, latency, tokens and local cost."
         )
+    _check_models_early(suite, fleet, pricing, cloud_model)
     started = False
     if fleet is None:
         errors.print(f"starting {local} local llama.cpp server(s)…")
@@ -392,8 +427,21 @@ def nightly(
             cache_mode=cache_mode_flag(cache),
             default_cache_mode="write-only",
             command="nightly",
+            cloud_model=cloud_model,
         )
     finally:
         if started and not keep_fleet:
             stop_local_fleet()
     _fail_if_failed(summary)
+
+
+def _check_models_early(suite: Path, fleet: Path | None, pricing: Path | None, cloud_model: str | None) -> None:
+    """Refuse a retired model before any local server starts (the run checks again, with the fleet it started)."""
+    from harness.config.fleet import load_fleet
+    from harness.config.suite import load_suite
+    from harness.money.costs import use_pricing
+    from harness.run.model_uses import check_run_models, run_model_uses
+
+    use_pricing(pricing)
+    loaded = load_fleet(fleet) if fleet is not None else None
+    check_run_models(run_model_uses(load_suite(suite), suite, loaded, fleet, cloud_model))

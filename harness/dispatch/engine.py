@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from harness.config.fleet import Fleet, Host, Strategy
 from harness.dispatch.attempts import Abandon, AttemptLog, Flight, LocalOutcome
 from harness.dispatch.auto import ArrivalLoad
-from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, Permit
+from harness.dispatch.hedge_budget import HedgeBudget
 from harness.dispatch.hedging import hedge_delay, least_loaded_first
 from harness.dispatch.slots import SlotPool
 from harness.dispatch.strategies import plan_call

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from harness.config.grading import GradingConfig
-from harness.dispatch.budget import Budget
 from harness.errors import BudgetExceeded, ProviderError
-from harness.grading.base import GradeRecord, Spend
 from harness.grading.parse import ParsedGrade, parse_grade
-from harness.grading.pricing import grade_cost_usd, projected_grade_usd
 from harness.grading.rubric import GradeInput, RubricOutput, system_prompt, user_prompt
 from harness.grading.score import overall_score
+from harness.grading.spend import Spend
+from harness.money.budget import Budget
+from harness.money.grade_cost import grade_cost_usd, projected_grade_usd
 from harness.providers.structured import StructuredReply, StructuredRequest
+from harness.store.records import GradeRecord
 
 ATTEMPTS = 2  # the first call and one retry on bad output
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 
-from harness.report.history import History
+from harness.analysis.history import History
 
 FAMILIES = ("retrieval", "gap", "latency_p50_s", "cost_per_1k_usd")
 

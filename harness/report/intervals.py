@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from harness.metrics.stats import MeanCI
+from harness.metrics.stats.tests import MeanCI
 
 MIN_CASES_FOR_INTERVAL = 5
 """The fewest cases (or pairs) a bootstrap interval is shown for."""

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.report import charts, drift_charts, drift_section, tables
+from harness.analysis.history import headline_metric
+from harness.report import attribution_section, charts, drift_charts, drift_section, judge_section, tables
 from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
 from harness.report.escape import md_code, md_text
 from harness.report.failures import failures_html
-from harness.report.frames import fresh_answers, replay_summaries
 from harness.report.grading import coverage_section
 from harness.report.intervals import MIN_CASES_FOR_INTERVAL, with_interval_column
 from harness.report.markdown_table import table
-from harness.report.model import RunView
+from harness.store.frames import fresh_answers, replay_summaries
+from harness.store.loaded import RunView
 
 INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES_FOR_INTERVAL} cases up."
 
@@ -27,7 +28,9 @@ def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Sectio
     sections += [overview(view), *retrieval(view)]
     if not view.generation.empty:
         sections += generation(view)
+        sections += [from_markdown(text) for text in attribution_section.section_markdowns(view)]
     if analysis is not None:
+        sections.append(from_markdown(judge_section.judge_markdown(judge_section.analyse_judge(view))))
         sections.append(from_markdown(
             drift_section.drift_markdown(analysis),
             Chart("local − cloud gap per category with its interval", lambda: drift_charts.forest_plot(analysis)),
@@ -92,7 +95,7 @@ def replay_note(gen: pd.DataFrame) -> str | None:
 
 def retrieval(view: RunView) -> list[Section]:
     frame, metrics, variants = view.retrieval, view.metrics, view.variants
-    headline = tables.headline_metric(metrics)
+    headline = headline_metric(metrics)
     top = Section("Retrieval")
     top.add("Means over cases with relevant documents; unmeasured cases are counted, not scored.")
     top.add(table(tables.retrieval_by_variant(frame, metrics, variants)))

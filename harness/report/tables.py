@@ -8,14 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.metrics import stats
-from harness.report.frames import fresh_answers
+from harness.metrics.stats import tests as stats
 from harness.report.intervals import bounds
-
-
-def headline_metric(metrics: list[str]) -> str:
-    """The metric a report leads with: nDCG when the suite measures it, else the first listed."""
-    return next((m for m in metrics if m.startswith("ndcg")), metrics[0])
+from harness.store.frames import fresh_answers
 
 
 def retrieval_by_variant(frame: pd.DataFrame, metrics: list[str], variants: list[str]) -> pd.DataFrame:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from harness.report import tables
 from harness.report.drift_section import DriftAnalysis, fmt_interval
 from harness.report.escape import md_text
-from harness.report.frames import fresh_calls, replay_summaries
 from harness.report.intervals import interval_text
-from harness.report.model import RunView
+from harness.store.frames import fresh_calls, replay_summaries
+from harness.store.loaded import RunView
 
 VerdictLine = Callable[[RunView, DriftAnalysis | None], str | None]
 
@@ -54,6 +54,14 @@ def replayed_answers(view: RunView, analysis: DriftAnalysis | None = None) -> st
         parts.append(f"{md_text(r.tier)} {share}")
     return (f"replayed from the response cache{mode}: " + ", ".join(parts)
             + " — answer metrics and grades count them; latency, cost and failure rate count fresh calls only")
+
+
+def retiring_models(view: RunView, analysis: DriftAnalysis | None = None) -> str | None:
+    """Models the run called that were due to retire within 30 days, as the run recorded them."""
+    warnings = view.manifest.model_warnings
+    if not warnings:
+        return None
+    return "**warning — model retiring soon:** " + "; ".join(md_text(w) for w in warnings)
 
 
 def what_failed(view: RunView, analysis: DriftAnalysis | None = None) -> str:
@@ -135,6 +143,7 @@ def largest_tier_gap(view: RunView) -> str | None:
 VERDICT_LINES: dict[str, VerdictLine] = {
     "replays": replayed_answers,
     "status": run_status,
+    "retiring_models": retiring_models,
     "failures": what_failed,
     "tiering": tiering_advice,
     "drift": largest_drift,

@@ -10,7 +10,7 @@ An A/B that changes only retrieval therefore re-uses every answer whose context 
 stored: an error, a timeout or a budget refusal raises, and nothing is written. A replayed answer keeps the latency and
 cost of the call that made it, and its record says ``cached: true`` with where it came from (the run that made it,
 when, and the model digest that served it); it is not charged to the run's budget again, and reports never count its
-latency or cost as measured (``harness.report.frames.fresh_calls``).
+latency or cost as measured (``harness.store.frames.fresh_calls``).
 
 Three modes (:data:`~harness.config.suite.CacheMode`): ``read-write`` replays what it finds and stores what it asks;
 ``write-only`` asks every model and stores answers the cache lacks (a monitoring run: ``harness nightly``'s default);

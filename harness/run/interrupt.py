@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.run.store import RunStore
+from harness.store.store import RunStore
 
 
 def record_interrupt(store: RunStore, signum: int, write_reports: Callable[[Path], Any]) -> str:

@@ -1,7 +1,7 @@
 """Assemble a run from the command line's choices: suite, corpus, retrievers, tiers, prompt, run store, manifest.
 
 This is the one place that wires the layers together, so ``harness run`` and ``harness nightly`` share it. The tiers
-are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.run.grading_setup`, and the projected cloud
+are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.grading.setup`, and the projected cloud
 cost in :mod:`harness.run.cloud_projection`.
 """
 
@@ -22,25 +22,26 @@ from harness.config.fleet import Fleet
 from harness.config.suite import CacheMode, Suite, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
-from harness.costs import use_pricing
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
+from harness.grading.setup import GradingSetup, build_grading, grading_summary
 from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
+from harness.money.costs import use_pricing
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
-from harness.run.grading_setup import GradingSetup, build_grading, grading_summary
-from harness.run.paths import run_dir
+from harness.run.model_uses import check_run_models, run_model_uses
 from harness.run.predict import Embed
-from harness.run.records import Manifest
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
-from harness.run.store import RunStore
 from harness.run.tier_setup import build_tiers, fleet_capacity, load_run_fleet, run_fleet_path, tier_manifest
 from harness.run.tiers import Budget, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
+from harness.store.paths import run_dir
+from harness.store.records import Manifest
+from harness.store.store import RunStore
 
 DEFAULT_STORE = Path(".harness/index")
 PACKAGES = (
@@ -75,6 +76,7 @@ class RunOptions:
     default_cache_mode: CacheMode = "read-write"  # `harness run`'s; `harness nightly` calls every model (write-only)
     command: str = "run"  # the harness command that started the run, as the manifest names what chose the cache mode
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
+    cloud_model: str | None = None  # --cloud-model: the cloud tier's and fallback's model instead of the fleet's
 
 
 @dataclass
@@ -88,6 +90,7 @@ class PreparedRun:
     cloud_calls: int
     ingest_reports: list[Any]  # what bringing each index up to date did (IngestReport)
     grading: GradingSetup | None = None
+    model_warnings: tuple[str, ...] = ()  # models the run calls that retire within 30 days
 
 
 def new_run_id(reports_dir: Path | None = None, suite_name: str | None = None) -> str:
@@ -148,12 +151,18 @@ def prepare(options: RunOptions) -> PreparedRun:
     pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
     fleet = load_run_fleet(options.fleet_path) if suite.generation else None
-    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path))
+    # A retired model is refused here, before the run directory exists and before any call (exit 2).
+    uses = run_model_uses(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path), options.cloud_model)
+    model_warnings = tuple(check_run_models(uses))
+    if fleet is not None and options.cloud_model is not None:
+        fleet = fleet.model_copy(update={"cloud_model": options.cloud_model})
+    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path), options.cloud_model)
     # Named before anything is asked, because every answer stored in the response cache names the run that made it.
     run_id = options.resume or options.run_id or new_run_id(options.reports_dir, suite.name)
     mode, mode_chosen_by = cache_mode(options, suite)
     tiers = with_cache(tiers, fleet, options.cache_dir, mode, run_id)
     build_prompt = prompt_builder(suite, fleet)
+    context_of = prompt_context(suite, fleet)
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
     store = _store(options, suite, corpus, suite_sha, run_id)  # locked from here on; released by the caller
     try:
@@ -167,13 +176,14 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.release()
         raise
     cloud_calls = planned_cloud_calls(suite, tiers)
-    projected = projected_cloud_usd(suite, fleet, cloud_calls)
+    projected = projected_cloud_usd(suite, fleet, cloud_calls, options.cloud_model)
     parts = RunParts(
         suite=suite,
         retrievers=retrieval.retrievers,
         tiers=tiers,
         skipped_tiers=skipped,
         build_prompt=build_prompt,
+        prompt_context=context_of,
         grading=grading.plan,
         concurrency=options.concurrency or fleet_capacity(fleet),
         embed=_answer_embedder(suite),
@@ -212,6 +222,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "chosen_by": mode_chosen_by,
             "path": None if mode == "off" else str(options.cache_dir),
         },
+        "model_warnings": list(model_warnings),
     }
     if options.resume:
         try:
@@ -224,7 +235,9 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.update_manifest(
             status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(), **manifest_fields
         )
-    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading)
+    return PreparedRun(
+        suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading, model_warnings
+    )
 
 
 def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-write") -> str:
@@ -237,6 +250,8 @@ def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-wri
         words += ["--fleet", str(options.fleet_path)]
     if options.shard is not None:
         words += ["--shard", options.shard]
+    if options.cloud_model is not None:
+        words += ["--cloud-model", options.cloud_model]
     return shlex.join(words)
 
 
@@ -294,6 +309,29 @@ def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
         )
 
     return build
+
+
+def prompt_context(suite: Suite, fleet: Fleet | None) -> Any:
+    """(question, hits, tier) -> the chunk ids the tier's prompt carries, as :func:`prompt_builder` fits them."""
+    from harness.localfleet.prompt import fleet_prompt_style, passages_in_prompt
+
+    generation = suite.generation
+    if generation is None:
+        return None
+    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+
+    def context(question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
+        offered = list(hits[: generation.context_chunks])
+        shown = passages_in_prompt(
+            question,
+            offered,
+            style=local_style if tier == "local" else "chat",
+            max_tokens=generation.max_tokens,
+            context_tokens=generation.max_context_tokens,
+        )
+        return [hit.chunk_id for hit in offered[:shown]]
+
+    return context
 
 
 def _answer_embedder(suite: Suite) -> Embed | None:

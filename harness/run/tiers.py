@@ -1,6 +1,6 @@
 """The two answering tiers as the runner sees them: each turns (question, context) into a Generation.
 
-``Budget`` is re-exported from ``harness.dispatch.budget``: one budget class for every cloud call.
+``Budget`` is re-exported from ``harness.money.budget``: one budget class for every cloud call.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from harness.costs import cloud_cost_usd
-from harness.dispatch.budget import Budget, projected_request_usd
+from harness.money.budget import Budget, projected_request_usd
+from harness.money.costs import cloud_cost_usd
 from harness.providers.types import Generation, GenerationRequest, Tier
 
 __all__ = ["AnswerTier", "Budget", "CloudTier", "LocalTier", "SkippedTier", "cloud_key_present"]

@@ -1,0 +1,338 @@
+"""The grading phase of a run: after the answers are logged, grade the sampled ones, directly or in one Batch.
+
+Which answers: every (case, variant, tier) whose logged grade is still :data:`~harness.store.grade_log.PENDING` --
+the runner marks the sampled cases' answers so when it logs them, and records every other answer as unmeasured with
+its reason. So a resumed run grades exactly what is left, and the sample never changes.
+
+Order: cases are shuffled per ``grading.seed`` (and the answers within a case too), so nothing about the order of
+calls says which tier or variant an answer came from. The prompts themselves carry no tier, host or model.
+
+Batches: the batch id and its custom ids are written to the run store before anything else happens; a run that
+finds an open batch polls it instead of creating another. Results are matched by custom id; expired and errored
+requests become ``grade_error``\\ s with their reasons; a reply that does not parse gets its one retry as a direct
+call. A batch still pending at ``batch_timeout_s`` leaves its answers pending, for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from harness.errors import BudgetExceeded, ProviderError
+from harness.grading.grader import ClaudeGrader
+from harness.grading.rubric import GradeInput, grade_inputs
+from harness.grading.sampling import shuffled
+from harness.grading.spend import Spend
+from harness.money.budget import Reservation
+from harness.providers.structured import BatchOutcome, BatchState, StructuredRequest
+from harness.store.grade_log import (
+    PENDING,
+    GradeEntry,
+    GradeKey,
+    GradeWriter,
+    OpenBatch,
+    append_grades,
+    close_batch,
+    read_open_batch,
+    write_open_batch,
+)
+from harness.store.records import CaseRecord, GradeRecord
+from harness.store.store import RunStore
+
+ContextOf = Callable[[CaseRecord], Sequence[str]]
+"""The passages an answer was written from (what the grader checks faithfulness against)."""
+
+
+class BatchClient(Protocol):
+    def params(self, request: StructuredRequest) -> dict[str, Any]: ...
+
+    async def create_batch(self, requests: Sequence[tuple[str, dict[str, Any]]]) -> str: ...
+
+    async def batch_state(self, batch_id: str) -> BatchState: ...
+
+    async def batch_results(self, batch_id: str) -> dict[str, BatchOutcome]: ...
+
+
+@dataclass
+class GradingPlan:
+    """What the runner needs to mark and grade answers.
+
+    Args:
+        sample: the case ids to grade (the same for every tier and variant).
+        describe: how the sample was drawn, for the unmeasured reason of the rest.
+        grader: None when grading cannot run; ``reason`` says why.
+        batch: grade through the Message Batches API.
+    """
+
+    sample: frozenset[str]
+    describe: str
+    seed: int = 0
+    grader: ClaudeGrader | None = None
+    reason: str = "no grader configured"
+    batch: bool = False
+    concurrency: int = 4
+    poll_s: float = 30.0
+    timeout_s: float = 24 * 3600.0
+    sleep: Callable[[float], Any] = field(default=asyncio.sleep, repr=False)
+    diagnoser: Any = None  # harness.grading.claims.ClaimsDiagnoser with grading.diagnose; None otherwise
+
+    def placeholder(self, case_id: str, answered: bool, tier: str, status: str) -> GradeRecord:
+        """The grade an answer is logged with: pending when it will be graded, else unmeasured with why."""
+        if not answered:
+            return GradeRecord.unmeasured(f"no {tier} answer to grade ({status})")
+        if self.grader is None:
+            return GradeRecord.unmeasured(self.reason)
+        if case_id not in self.sample:
+            return GradeRecord.unmeasured(f"not in the grading sample ({self.describe})")
+        return GradeRecord.unmeasured(PENDING)
+
+
+@dataclass
+class GradingOutcome:
+    graded: int = 0
+    errored: int = 0
+    unmeasured: int = 0
+    pending: int = 0
+    batch_id: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class _Item:
+    key: GradeKey
+    record: CaseRecord
+    answer: str
+
+
+def custom_id(key: GradeKey) -> str:
+    """A Batch custom id (``^[a-zA-Z0-9_-]{1,64}$``) for a (case, variant, tier), stable across resumes."""
+    return "g" + hashlib.sha256("|".join(key).encode()).hexdigest()[:40]
+
+
+def pending_items(store: RunStore, seed: int) -> list[_Item]:
+    """The answers still to grade, in the grading order (cases shuffled by seed, then answers within a case)."""
+    by_case: dict[str, list[_Item]] = {}
+    for record in store.records():
+        for tier, generation in record.generations.items():
+            grade = generation.grade
+            if grade.status == "unmeasured" and grade.reason == PENDING and generation.text is not None:
+                item = _Item((record.case_id, record.variant, tier), record, generation.text)
+                by_case.setdefault(record.case_id, []).append(item)
+    ordered: list[_Item] = []
+    for case_id in shuffled(sorted(by_case), seed):
+        ordered.extend(shuffled(sorted(by_case[case_id], key=lambda i: i.key), seed))
+    return ordered
+
+
+def _entry(key: GradeKey, grade: GradeRecord) -> GradeEntry:
+    return GradeEntry(case_id=key[0], variant=key[1], tier=key[2], grade=grade)
+
+
+def _input(item: _Item, context_of: ContextOf) -> GradeInput:
+    return grade_inputs(item.record.question, item.record.reference or "", context_of(item.record), item.answer)
+
+
+async def grade_pending(plan: GradingPlan, store: RunStore, context_of: ContextOf, advance: Callable[[], None]) -> (
+    GradingOutcome
+):
+    """Grade what is pending in ``store``; every grade is appended to the grade log as soon as it is known."""
+    outcome = GradingOutcome()
+    grader = plan.grader
+    open_batch = read_open_batch(store.path)
+    items = pending_items(store, plan.seed)
+    if grader is None or (not items and open_batch is None):
+        return outcome
+    if plan.batch or open_batch is not None:
+        await _grade_batch(plan, grader, store, items, open_batch, context_of, advance, outcome)
+    else:
+        await _grade_direct(plan, grader, store, items, context_of, advance, outcome)
+    return outcome
+
+
+def _count(outcome: GradingOutcome, grade: GradeRecord) -> None:
+    if grade.status == "graded":
+        outcome.graded += 1
+    elif grade.status == "grade_error":
+        outcome.errored += 1
+    else:
+        outcome.unmeasured += 1
+
+
+async def _grade_direct(
+    plan: GradingPlan,
+    grader: ClaudeGrader,
+    store: RunStore,
+    items: list[_Item],
+    context_of: ContextOf,
+    advance: Callable[[], None],
+    outcome: GradingOutcome,
+) -> None:
+    semaphore = asyncio.Semaphore(plan.concurrency)
+    writer = GradeWriter(store.path)
+
+    async def one(item: _Item) -> None:
+        async with semaphore:
+            grade = await grader.grade(_input(item, context_of))
+        await writer.write(_entry(item.key, grade))
+        _count(outcome, grade)
+        advance()
+
+    await asyncio.gather(*(one(item) for item in items))
+
+
+async def _grade_batch(
+    plan: GradingPlan,
+    grader: ClaudeGrader,
+    store: RunStore,
+    items: list[_Item],
+    open_batch: OpenBatch | None,
+    context_of: ContextOf,
+    advance: Callable[[], None],
+    outcome: GradingOutcome,
+) -> None:
+    client: BatchClient = grader.client  # type: ignore[assignment]
+    by_key = {item.key: item for item in items}
+    held: Reservation | None = None
+    if open_batch is None:
+        created = await _create_batch(plan, grader, client, store, items, context_of, advance, outcome)
+        if created is None:
+            return
+        open_batch, held = created
+    outcome.batch_id = open_batch.batch_id
+    state = await _poll(plan, client, store, open_batch)
+    if state != "ended":
+        if held is not None:
+            grader.budget.release(held)  # held again from the stored batch's real cost when it ends
+        outcome.pending = len(open_batch.items)
+        outcome.note = (
+            f"grading batch {open_batch.batch_id} still {state} after {plan.timeout_s:g}s; "
+            f"its {len(open_batch.items)} answers stay pending (continue with --resume)"
+        )
+        return
+    try:
+        results = await client.batch_results(open_batch.batch_id)
+    except ProviderError:
+        if held is not None:
+            grader.budget.release(held)
+        raise
+    total = 0.0
+    batch_id = open_batch.batch_id
+    entries: list[GradeEntry] = []
+    for cid, key in open_batch.items.items():
+        result = results.get(cid)
+        spend = Spend()
+        if result is None:
+            grade = grader.error(f"no result for custom id {cid} in batch {batch_id}", spend, batch_id)
+        elif result.reply is None:
+            grade = grader.error(result.error or "batch request failed", spend, batch_id)
+        else:
+            cost = grader.price(result.reply, batch=True)
+            total += cost or 0.0
+            parsed = grader.finish(result.reply, spend, cost, open_batch.batch_id)
+            if isinstance(parsed, GradeRecord):
+                grade = parsed
+            elif key in by_key:
+                grade = await _retry_direct(grader, _input(by_key[key], context_of), spend, parsed, open_batch.batch_id)
+            else:
+                grade = grader.error(f"bad grader output ({parsed}); no retry", spend, open_batch.batch_id)
+        entries.append(_entry(key, grade))
+        _count(outcome, grade)
+        advance()
+    # one write for the whole batch: until the batch is closed below, a restart reads its results again
+    append_grades(store.path, entries)
+    if held is not None:
+        grader.budget.settle(held, total)
+    else:
+        grader.budget.spend(total)  # a batch from before a restart: billed whatever happens now
+    close_batch(store.path)
+
+
+async def _create_batch(
+    plan: GradingPlan,
+    grader: ClaudeGrader,
+    client: BatchClient,
+    store: RunStore,
+    items: list[_Item],
+    context_of: ContextOf,
+    advance: Callable[[], None],
+    outcome: GradingOutcome,
+) -> tuple[OpenBatch, Reservation] | None:
+    """Pick the pending answers the budget can hold, submit them as one batch, store its id at once."""
+    if grader.stopped:
+        return None
+    chosen: list[tuple[_Item, StructuredRequest]] = []
+    remaining = grader.budget.remaining_usd
+    planned = 0.0
+    for item in items:
+        request = grader.request(_input(item, context_of))
+        cost = grader.projected_usd(request, batch=True)
+        if remaining is not None and planned + cost > remaining:
+            grade = GradeRecord.unmeasured(f"budget: {grader.budget.describe()} cannot hold this grade in the batch")
+            append_grades(store.path, [_entry(item.key, grade)])
+            _count(outcome, grade)
+            advance()
+            continue
+        planned += cost
+        chosen.append((item, request))
+    if not chosen:
+        return None
+    held = grader.budget.reserve(planned, "grading batch")  # fits: chosen within what remains
+    requests = [(custom_id(item.key), client.params(request)) for item, request in chosen]
+    try:
+        batch_id = await client.create_batch(requests)
+    except ProviderError as exc:
+        grader.budget.release(held)
+        if exc.status in (402, 429) and not exc.retryable:
+            grader.stopped = f"grader stopped after: {exc.message}"
+        error = grader.error(f"grading batch not created: {exc.message}", Spend())
+        grades = [_entry(item.key, error) for item, _ in chosen]
+        append_grades(store.path, grades)
+        outcome.errored += len(grades)
+        return None
+    batch = OpenBatch(
+        batch_id=batch_id,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        items={cid: item.key for cid, (item, _) in zip((r[0] for r in requests), chosen, strict=True)},
+    )
+    write_open_batch(store.path, batch)  # before anything else: a killed run must find it
+    return batch, held
+
+
+async def _poll(plan: GradingPlan, client: BatchClient, store: RunStore, batch: OpenBatch) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + plan.timeout_s
+    while True:
+        state = await client.batch_state(batch.batch_id)
+        batch = batch.model_copy(update={"status": state.status, "polls": batch.polls + 1})
+        write_open_batch(store.path, batch)
+        if state.status == "ended" or loop.time() >= deadline:
+            return state.status
+        await plan.sleep(min(plan.poll_s, max(0.0, deadline - loop.time())))
+
+
+async def _retry_direct(
+    grader: ClaudeGrader, item: GradeInput, spend: Spend, first: str, batch_id: str
+) -> GradeRecord:
+    """A batch reply that did not parse gets its one retry as a direct call."""
+    if grader.stopped:
+        return grader.error(f"bad grader output ({first}); no retry: {grader.stopped}", spend, batch_id)
+    request = grader.request(item)
+    try:
+        held = grader.budget.reserve(grader.projected_usd(request, batch=False), "grade retry")
+    except BudgetExceeded as exc:
+        return grader.error(f"bad grader output ({first}); the retry was refused: {exc.message}", spend, batch_id)
+    try:
+        reply = await grader.client.structured(request)
+    except ProviderError as exc:
+        grader.budget.release(held)
+        return grader.error(f"bad grader output ({first}); the retry failed: {exc.message}", spend, batch_id)
+    cost = grader.price(reply, batch=False)
+    grader.budget.settle(held, cost)
+    outcome = grader.finish(reply, spend, cost, batch_id)
+    if isinstance(outcome, GradeRecord):
+        return outcome
+    return grader.error(f"bad grader output twice: {first}; {outcome}", spend, batch_id)

@@ -1,0 +1,144 @@
+"""Build a run's grading from the suite's ``grading:`` section: the sample, the grader, its budget and projection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config.suite import Suite
+from harness.grading.grader import ClaudeGrader
+from harness.grading.phase import GradingPlan
+from harness.grading.rubric import system_prompt
+from harness.grading.sampling import stratified_sample
+from harness.money.budget import Budget
+from harness.money.costs import estimate_tokens
+from harness.money.grade_cost import projected_grade_usd
+from harness.store.grade_log import PENDING
+
+NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
+
+
+@dataclass
+class GradingSetup:
+    plan: GradingPlan | None
+    calls: int  # grader calls the run would make (sampled cases x generating variants x answering tiers)
+    projected_usd: float | None
+    budget: Budget | None
+
+    def plan_line(self) -> str | None:
+        """One line for the console before the run: the projected grading cost, or why there is no grading."""
+        plan = self.plan
+        if plan is None:
+            return None
+        if plan.grader is None:
+            return plan.reason
+        cap = f"grading.max_usd ${self.budget.cap_usd:.2f}" if self.budget and self.budget.cap_usd else "no grading cap"
+        how = "Message Batches" if plan.batch else "direct calls"
+        cost = f"up to ${self.projected_usd:.4f}" if self.projected_usd is not None else "nothing"
+        return (
+            f"projected grading cost: {cost} for {self.calls} grades of {len(plan.sample)} sampled cases "
+            f"({plan.describe}; {plan.grader.model}, {how}; {cap}, inside the run budget)"
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        if self.plan is None:
+            return {"status": "unmeasured", "reason": "the suite generates no answers"}
+        grader = self.plan.grader
+        return {
+            "status": "run" if grader is not None else "skipped",
+            "reason": None if grader is not None else self.plan.reason,
+            "model": grader.model if grader is not None else None,
+            "sample_cases": len(self.plan.sample),
+            "sample": self.plan.describe,
+            "batch": self.plan.batch,
+            "max_usd": self.budget.cap_usd if self.budget is not None else None,
+            "projected_usd": self.projected_usd,
+        }
+
+
+def build_grading(
+    suite: Suite,
+    run_budget: Budget,
+    answering_tiers: int,
+    *,
+    key_present: bool,
+    batch: bool | None = None,
+    base_url: str | None = None,
+) -> GradingSetup:
+    """The grading plan of a run; the grader client is built only with a key (its SDK import stays lazy)."""
+    generation = suite.generation
+    if generation is None:
+        return GradingSetup(None, 0, None, None)
+    config = suite.grading
+    batch = config.batch if batch is None else batch
+    sample = stratified_sample(
+        ((c.id, c.category) for c in suite.cases if c.generate), config.rate, config.min_per_category, config.seed
+    )
+    describe = f"{config.rate:.0%} of each category, at least {config.min_per_category}, seed {config.seed}"
+    calls = len(sample) * len(suite.generating_variants()) * answering_tiers
+    plan = GradingPlan(sample, describe, seed=config.seed, batch=batch)
+    if not key_present:
+        plan.reason = NO_KEY_REASON
+        return GradingSetup(plan, calls, None, None)
+    from harness.providers.anthropic_grader import AnthropicGraderClient
+
+    budget = Budget(config.max_usd, name="grading", parent=run_budget)
+    client = AnthropicGraderClient(config.model, base_url=base_url)
+    plan.grader = ClaudeGrader(client, config, budget)
+    if config.diagnose:
+        from harness.grading.claims import ClaimsDiagnoser
+
+        plan.diagnoser = ClaimsDiagnoser(client, config, budget)  # the same grading budget holds both
+    plan.concurrency = config.concurrency
+    plan.poll_s = config.batch_poll_s
+    plan.timeout_s = config.batch_timeout_s
+    return GradingSetup(plan, calls, _projected(suite, calls, batch, client.caches_system_text), budget)
+
+
+def _projected(suite: Suite, calls: int, batch: bool, caches: Any) -> float | None:
+    """Upper estimate shown before the run: the rubric, the longest question and reference, a full context and
+    a full answer in; ``max_tokens`` out; at batch prices when batched."""
+    generation = suite.generation
+    if generation is None or not calls:
+        return None
+    cases = [c for c in suite.cases if c.generate]
+    user_tokens = (
+        max(estimate_tokens(c.question) + estimate_tokens(c.reference) for c in cases)
+        + generation.max_context_tokens
+        + generation.max_tokens
+        + 60  # the tags and the closing line
+    )
+    system = system_prompt()
+    per_call = projected_grade_usd(
+        suite.grading.model,
+        system,
+        "x" * (user_tokens * 4),
+        suite.grading.max_tokens,
+        cached_system=caches(system),
+        batch=batch,
+        cache_ttl=suite.grading.cache_ttl,
+    )
+    return per_call * calls
+
+
+def grading_summary(store: Any, setup: GradingSetup | None, outcome: Any) -> dict[str, Any]:
+    """The manifest's ``grader`` after the run: what it spent and how many answers ended in each status."""
+    if setup is None:
+        return {}
+    counts: dict[str, int] = {}
+    for record in store.records():
+        for generation in record.generations.values():
+            status = generation.grade.status
+            if status == "unmeasured" and generation.grade.reason == PENDING:
+                status = "pending"
+            counts[status] = counts.get(status, 0) + 1
+    info = setup.manifest()
+    grader = setup.plan.grader if setup.plan is not None else None
+    info.update(
+        counts=counts,
+        spent_usd=setup.budget.spent_usd if setup.budget is not None else None,
+        calls=setup.budget.calls if setup.budget is not None else None,
+        batch_id=getattr(outcome, "batch_id", None),
+        note=getattr(outcome, "note", None) or (grader.stopped if grader is not None else None),
+    )
+    return {"grader": info}

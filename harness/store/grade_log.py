@@ -1,0 +1,141 @@
+"""Grades in the run store: ``grades.jsonl`` (appended and flushed one grade at a time) and ``grading_batch.json``.
+
+Answers are logged before they are graded (a grade can wait hours for a Message Batch), so grades have a log of
+their own. Reading a run applies the newest grade of each (case, variant, tier) over the record's placeholder, in
+one place (:func:`apply_grades`, used by ``RunStore.records``).
+
+``grading_batch.json`` holds the open batch: its id, written as soon as the batch exists, and which custom id is
+which answer, so a run killed while the batch is pending resumes by polling that batch rather than creating another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.errors import RunStoreError
+from harness.store.records import CaseRecord, GradeRecord
+
+GRADES = "grades.jsonl"
+BATCH = "grading_batch.json"
+GRADE_LOG_VERSION = 1
+PENDING = "grading pending"
+"""The reason a sampled answer carries until its grade is logged (what an interrupted run shows)."""
+
+GradeKey = tuple[str, str, str]  # case id, variant, tier
+
+
+class GradeEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = GRADE_LOG_VERSION
+    case_id: str
+    variant: str
+    tier: str
+    grade: GradeRecord
+
+    @property
+    def key(self) -> GradeKey:
+        return (self.case_id, self.variant, self.tier)
+
+
+class OpenBatch(BaseModel):
+    """A Message Batch this run created and has not finished reading."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = GRADE_LOG_VERSION
+    batch_id: str
+    created_at: str
+    items: dict[str, GradeKey] = Field(description="custom id -> (case id, variant, tier)")
+    status: str = "in_progress"
+    polls: int = 0
+
+
+def append_grades(run_dir: Path, entries: Iterable[GradeEntry]) -> None:
+    lines = "".join(json.dumps(e.model_dump(mode="json"), sort_keys=True, allow_nan=False) + "\n" for e in entries)
+    if not lines:
+        return
+    with (run_dir / GRADES).open("a", encoding="utf-8") as handle:
+        handle.write(lines)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class GradeWriter:
+    """Appends grades from concurrent tasks with group commit: while one fsync runs (in a thread, so the event loop
+    keeps serving other calls), later grades queue, then go to disk together. ``write`` returns once its grade is
+    on disk, as ``append_grades`` does; an fsync per grade on the loop would serialise every grader call."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._queued: list[GradeEntry] = []
+        self._lock = asyncio.Lock()
+
+    async def write(self, entry: GradeEntry) -> None:
+        self._queued.append(entry)
+        async with self._lock:
+            if not self._queued:  # an earlier holder already wrote ours, and finished before we got the lock
+                return
+            entries, self._queued = self._queued, []
+            await asyncio.to_thread(append_grades, self.run_dir, entries)
+
+
+def read_grades(run_dir: Path) -> dict[GradeKey, GradeRecord]:
+    """The newest grade per key. A torn last line is ignored (the process died writing it)."""
+    path = run_dir / GRADES
+    if not path.exists():
+        return {}
+    out: dict[GradeKey, GradeRecord] = {}
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = GradeEntry.model_validate_json(line)
+        except ValueError as exc:
+            if number >= len(lines) - 1:
+                break
+            raise RunStoreError(
+                f"{path}:{number}: damaged grade: {str(exc).splitlines()[0]}",
+                hint="remove or repair that line, then resume",
+            ) from exc
+        out[entry.key] = entry.grade
+    return out
+
+
+def apply_grades(records: Iterable[CaseRecord], grades: dict[GradeKey, GradeRecord]) -> Iterator[CaseRecord]:
+    for record in records:
+        for tier, generation in record.generations.items():
+            grade = grades.get((record.case_id, record.variant, tier))
+            if grade is not None:
+                generation.grade = grade
+        yield record
+
+
+def read_open_batch(run_dir: Path) -> OpenBatch | None:
+    path = run_dir / BATCH
+    if not path.exists():
+        return None
+    try:
+        return OpenBatch.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RunStoreError(
+            f"{path}: damaged batch state: {str(exc).splitlines()[0]}",
+            hint="if the batch is known to be finished, delete the file and resume (its answers are graded anew)",
+        ) from exc
+
+
+def write_open_batch(run_dir: Path, batch: OpenBatch) -> None:
+    from harness.store.store import atomic_write_text
+
+    atomic_write_text(run_dir / BATCH, json.dumps(batch.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+
+
+def close_batch(run_dir: Path) -> None:
+    (run_dir / BATCH).unlink(missing_ok=True)
