@@ -14,8 +14,8 @@ import pytest
 from _runs import fleet_file, invoke, main_exit, records
 from _suites import write_suite
 
+from harness.analysis.history import collect
 from harness.fakes import FakeAnthropic, FakeOllama, FakeOpenAI, Reply
-from harness.report.history import collect
 from harness.report.history_chart import series_points
 from harness.run.cache import DB_NAME, ResponseCache
 
