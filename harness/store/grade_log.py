@@ -25,7 +25,7 @@ from harness.store.upgrade import grade_v2
 
 GRADES = "grades.jsonl"
 BATCH = "grading_batch.json"
-GRADE_LOG_VERSION = 2  # 2: grades carry the cache-token names of run-store version 3 (harness.store.upgrade)
+GRADE_LOG_VERSION = 2  # 2: grades carry the cache-token names of run-store version 5 (harness.store.upgrade)
 PENDING = "grading pending"
 """The reason a sampled answer carries until its grade is logged (what an interrupted run shows)."""
 

@@ -4,7 +4,10 @@ Each version has one step to the next; :data:`UPGRADES` chains them to the curre
 
 - 1 -> 2: version 1 wrote plain dicts: the manifest's version was ``version``, records had no version of their own,
   and the grade was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
-- 2 -> 3: a grade's ``cache_read_tokens`` and ``cache_write_tokens`` take the provider's names,
+- 2 -> 3 and 3 -> 4 only added optional fields (3: a generation's ``context``; 4: its ``cache_entry``, the manifest's
+  ``cache`` and the verdict's ``replayed`` counts): each lifts by its version stamp alone, and reads as a run whose
+  context and cache provenance were not recorded (``None``, never empty).
+- 4 -> 5: a grade's ``cache_read_tokens`` and ``cache_write_tokens`` take the provider's names,
   ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` (in ``cases.jsonl`` and in ``grades.jsonl``).
 """
 
@@ -47,25 +50,35 @@ def _grade_v1(grade: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _manifest_v2(data: dict[str, Any]) -> dict[str, Any]:
-    return {**data, "schema_version": 3}
+def _stamp(version: int) -> Upgrade:
+    """A step that only stamps ``version``: the newer version added optional fields and removed or renamed none."""
+
+    def lift(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "schema_version": version}
+
+    return lift
 
 
-def _case_record_v2(data: dict[str, Any]) -> dict[str, Any]:
+def _case_record_v4(data: dict[str, Any]) -> dict[str, Any]:
     generations = {
         tier: {**generation, "grade": grade_v2(generation["grade"])} if isinstance(generation.get("grade"), dict)
         else generation
         for tier, generation in (data.get("generations") or {}).items()
     }
-    return {**data, "schema_version": 3, "generations": generations}
+    return {**data, "schema_version": 5, "generations": generations}
 
 
 def grade_v2(grade: dict[str, Any]) -> dict[str, Any]:
-    """A version-2 grade with the version-3 names (the grade log's entries carry grades of the run's version)."""
+    """A grade with the version-5 cache-token names (the grade log's version-1 entries carry the old ones)."""
     return {_V2_GRADE_KEYS.get(key, key): value for key, value in grade.items()}
 
 
-_STEPS: dict[int, tuple[Upgrade, Upgrade]] = {1: (_manifest_v1, _case_record_v1), 2: (_manifest_v2, _case_record_v2)}
+_STEPS: dict[int, tuple[Upgrade, Upgrade]] = {
+    1: (_manifest_v1, _case_record_v1),
+    2: (_stamp(3), _stamp(3)),
+    3: (_stamp(4), _stamp(4)),
+    4: (_stamp(5), _case_record_v4),
+}
 
 
 def _chain(version: int, which: int) -> Upgrade:
