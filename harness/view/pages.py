@@ -35,8 +35,8 @@ STATUS_KINDS = ("complete", "partial", "failed", "interrupted", "running", "crea
 Outliner = Callable[[Any], ReportOutline | None]
 PassageLoader = Callable[[Path, Manifest], Passages]
 """Rebuilds a run's passages from its suite and corpus (given by the command, which may load a corpus)."""
-FIRST_PAGE_WAIT_S = 1.0  # how long the first page waits for a run's table before showing a preview of it
-SMALL_RUN_BYTES = 2 << 20  # a run this small is tabled on the spot for the runs page's figures
+FIRST_PAGE_WAIT_S = 0.5  # how long the first page of a big run waits for its table before showing a preview
+SMALL_RUN_BYTES = 2 << 20  # a run this small (cases.jsonl) is tabled on the spot: no preview, figures at once
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
@@ -70,15 +70,23 @@ class Pages:
     """Builds each page from a catalog of runs."""
 
     def __init__(self, catalog: Catalog, outline: Outliner | None = None, passages: PassageLoader | None = None, *,
-                 first_page_wait: float = FIRST_PAGE_WAIT_S) -> None:
+                 first_page_wait: float = FIRST_PAGE_WAIT_S, small_run_bytes: int = SMALL_RUN_BYTES) -> None:
         self.catalog = catalog
         self.outline = outline
         self.passages = passages
         self.first_page_wait = first_page_wait
+        self.small_run_bytes = small_run_bytes
         self.env = environment()
 
     def render(self, template: str, urls: Urls, **context: Any) -> str:
         return self.env.get_template(template).render(u=urls, **context)
+
+    def small(self, ref: RunRef) -> bool:
+        """Whether the run is small enough to table (or load) on the spot rather than in the background."""
+        try:
+            return (self.catalog.path(ref) / CASES).stat().st_size <= self.small_run_bytes
+        except FileNotFoundError:
+            return True
 
     def rows(self, ref: RunRef) -> CaseRows:
         return self.catalog.rows(ref)
@@ -96,9 +104,9 @@ class Pages:
     def runs(self, urls: Urls, suite: str = "", status: str = "") -> str:
         for ref in self.catalog.refs():  # small runs are tabled now, for their figures; big ones when opened
             try:
-                if (self.catalog.path(ref) / CASES).stat().st_size <= SMALL_RUN_BYTES:
+                if self.small(ref):
                     self.catalog.rows_future(ref).exception()
-            except (OSError, InputError):
+            except InputError:
                 continue
         summaries = run_summaries(self.catalog)
         suites = sorted({s.ref.suite for s in summaries})
@@ -119,9 +127,8 @@ class Pages:
         outline, pending = None, False
         if self.outline is not None:
             future = self.catalog.derived_future(ref, "outline", self.outline, background=True)
-            small = (path / CASES).stat().st_size <= SMALL_RUN_BYTES if (path / CASES).exists() else True
             try:
-                outline = future.result(timeout=None if small else self.first_page_wait)
+                outline = future.result(timeout=None if self.small(ref) else self.first_page_wait)
             except TimeoutError:
                 pending = True
         built = self.catalog.rows_ready(ref)
@@ -137,7 +144,7 @@ class Pages:
         ``first_page_wait``; any other query waits for the table."""
         future = self.catalog.rows_future(ref)
         records = None
-        if not everything and not query.params():
+        if not everything and not query.params() and not self.small(ref):
             try:
                 rows = future.result(timeout=self.first_page_wait)
             except TimeoutError:
