@@ -26,7 +26,7 @@ from harness.store.labels import append_labels, check_labeller, labelled_by
 from harness.view.case_detail import case_detail, find_record
 from harness.view.catalog import Catalog, NotFound, RunRef, parse_ref
 from harness.view.labelling import NOTE_MAX, QUEUE_SIZE, Sessions, label_from_form
-from harness.view.pages import FIRST_PAGE_WAIT_S, STATIC, Outliner, Pages, PassageLoader
+from harness.view.pages import FIRST_PAGE_WAIT_S, SMALL_RUN_BYTES, STATIC, Outliner, Pages, PassageLoader
 from harness.view.rows import SORTABLE, CaseQuery
 from harness.view.urls import ServerUrls
 
@@ -78,10 +78,12 @@ class Viewer:
     """The app's state: the catalog, the page builder, the labelling sessions, and whether labelling is on."""
 
     def __init__(self, reports_dir: Path, *, read_only: bool = False, outline: Outliner | None = None,
-                 passages: PassageLoader | None = None, first_page_wait: float = FIRST_PAGE_WAIT_S) -> None:
+                 passages: PassageLoader | None = None, first_page_wait: float = FIRST_PAGE_WAIT_S,
+                 small_run_bytes: int = SMALL_RUN_BYTES) -> None:
         # The cases table of each run is kept on disk beside it, unless nothing may be written.
         self.catalog = Catalog(reports_dir, write_index=not read_only)
-        self.pages = Pages(self.catalog, outline, passages, first_page_wait=first_page_wait)
+        self.pages = Pages(self.catalog, outline, passages, first_page_wait=first_page_wait,
+                           small_run_bytes=small_run_bytes)
         self.urls = ServerUrls(read_only=read_only)
         self.read_only = read_only
         self.sessions = Sessions()
@@ -237,9 +239,10 @@ async def _form_fields(request: Request) -> dict[str, str]:
 
 
 def create_app(reports_dir: Path, *, read_only: bool = False, outline: Outliner | None = None,
-               passages: PassageLoader | None = None, first_page_wait: float = FIRST_PAGE_WAIT_S) -> Starlette:
+               passages: PassageLoader | None = None, first_page_wait: float = FIRST_PAGE_WAIT_S,
+               small_run_bytes: int = SMALL_RUN_BYTES) -> Starlette:
     viewer = Viewer(reports_dir, read_only=read_only, outline=outline, passages=passages,
-                    first_page_wait=first_page_wait)
+                    first_page_wait=first_page_wait, small_run_bytes=small_run_bytes)
 
     async def harness_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HarnessError)
