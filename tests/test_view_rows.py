@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from harness.analysis.attribution import attribution
 from harness.analysis.history import run_series
 from harness.errors import RunStoreError
 from harness.grading.passages import Passages, no_passages
-from harness.metrics.stats.intervals import wilson_interval  # noqa: F401 (the attribution's own dependency)
 from harness.store.claims_log import ClaimRecord, ClaimsEntry, ClaimsRecord, append_claims
 from harness.store.context_frame import context_frame
 from harness.store.grade_log import GradeEntry, append_grades
@@ -34,7 +34,7 @@ from harness.store.records import (
     TierInfo,
 )
 from harness.store.scan import Line
-from harness.store.store import RunStore, case_record_line
+from harness.store.store import RunStore
 from harness.view import catalog as catalog_module
 from harness.view.app import create_app
 from harness.view.row_index import INDEX, load_index
@@ -193,8 +193,8 @@ def test_an_older_record_is_lifted_as_the_store_lifts_it(run: Path) -> None:
     view = load_run(run)
     kinds = {(a.case_id, a.variant, a.tier): a.kind or "right"
              for a in attribution(view.generation, context_frame(view.records, 2)).answers}
-    assert {(r.case_id, r.variant, r.tier): r.failure for r in after.itertuples() if r.failure not in ("", "unjudged")} \
-        == kinds
+    ours = {(r.case_id, r.variant, r.tier): r.failure for r in after.itertuples()}
+    assert {key: kind for key, kind in ours.items() if kind not in ("", "unjudged")} == kinds
 
 
 def test_the_table_is_kept_beside_the_run_and_rebuilt_when_the_run_changes(run: Path) -> None:
@@ -283,7 +283,7 @@ def test_the_runs_page_reads_manifests_only(run: Path, monkeypatch: pytest.Monke
 def test_the_failure_filter(run: Path) -> None:
     client = TestClient(create_app(run.parent.parent))
     page = client.get("/runs/s/r1/cases?failure=retrieval_miss").text
-    kinds = set(__import__("re").findall(r'data-failure="([^"]*)"', page))
+    kinds = set(re.findall(r'data-failure="([^"]*)"', page))
     assert kinds == {"retrieval_miss"}
     assert "retrieval miss" in page
     assert client.get("/runs/s/r1/cases?failure=bogus").status_code == 400
