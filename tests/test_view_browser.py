@@ -29,6 +29,7 @@ from _suites import generation, write_suite
 from harness.fakes import FakeAnthropic, FakeOpenAI, Reply
 from harness.fakes.anthropic import grade_json
 from harness.fakes.script import RecordedRequest
+from harness.store.claims_log import ClaimRecord, ClaimsEntry, ClaimsRecord, append_claims
 from harness.store.grade_log import GradeEntry, append_grades
 from harness.store.labels import read_labels
 from harness.store.records import GradeRecord
@@ -84,6 +85,13 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     append_grades(runs / "cand", [GradeEntry(case_id="marlow-ice", variant="bm25", tier="cloud", grade=GradeRecord(
         status="graded", scores={"correctness": 0, "faithfulness": 1, "completeness": 0}, score=1 / 9,
         confident_but_wrong=True, rationale="Contradicts the reference.", grader_model="claude-sonnet-4-5"))])
+    # Claim verdicts for one answer of base, as `grading.diagnose: true` would log them.
+    append_claims(runs / "base", [ClaimsEntry(case_id="nowhere", variant="bm25", tier="local", claims=ClaimsRecord(
+        status="diagnosed", passages=["p1", "p2"],
+        answer_claims=[ClaimRecord(text="The barrier reaches 36 inches.", passages=["contradicted", "neutral"],
+                                   other="neutral")],
+        reference_claims=[ClaimRecord(text="The corpus does not cover this.", passages=["neutral", "neutral"],
+                                      other="contradicted")]))])
     make_hostile(runs)
     return work / "reports"
 
@@ -247,6 +255,11 @@ def test_runs_then_a_run_then_cases_then_a_case(site: str, page: Browser) -> Non
     texts = page.evaluate("[...document.querySelectorAll('#passages .passage-text')].map(e => e.textContent)")
     assert len(texts) == 2 and all(len(text) > 20 for text in texts)
     assert page.evaluate("!document.getElementById('passages-note')")  # the corpus has not changed
+    assert page.evaluate("document.querySelector('h1 #case-id').textContent") == "nowhere"
+    claims = page.text("article.tier[data-tier='local'] .claims")
+    assert "Claims: diagnosed" in claims and "The barrier reaches 36 inches." in claims
+    assert page.evaluate("document.querySelectorAll(\"article.tier[data-tier='local'] .cv-contradicted\").length") == 2
+    assert page.evaluate("document.querySelectorAll(\"article.tier[data-tier='cloud'] .claims\").length") == 0
     assert page.seen_errors == []
 
 

@@ -25,6 +25,7 @@ from harness.view.case_detail import VERDICT_MARKS, case_detail, find_record
 from harness.view.catalog import Catalog, NotFound, RunRef
 from harness.view.diff import answer_diff, diff_runs
 from harness.view.ladder import in_tier_order, tier_order
+from harness.view.row_index import index_metadata
 from harness.view.rows import FAILURES, GRADE_STATUSES, CaseQuery, CaseRows, Page, preview_rows, select
 from harness.view.summary import ReportOutline, run_summaries
 from harness.view.urls import Urls
@@ -144,7 +145,9 @@ class Pages:
         ``first_page_wait``; any other query waits for the table."""
         future = self.catalog.rows_future(ref)
         records = None
-        if not everything and not query.params() and not self.small(ref):
+        # A small run, or one whose table is filed on disk (read in a fraction of a second), is waited for.
+        if not everything and not query.params() and not self.small(ref) \
+                and index_metadata(self.catalog.path(ref)) is None:
             try:
                 rows = future.result(timeout=self.first_page_wait)
             except TimeoutError:
