@@ -84,7 +84,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # One grade of cand changes (the grade log's newest entry wins), through the store's own writer.
     append_grades(runs / "cand", [GradeEntry(case_id="marlow-ice", variant="bm25", tier="cloud", grade=GradeRecord(
         status="graded", scores={"correctness": 0, "faithfulness": 1, "completeness": 0}, score=1 / 9,
-        confident_but_wrong=True, rationale="Contradicts the reference.", grader_model="claude-sonnet-4-5"))])
+        confident_but_wrong=True, rationale="Contradicts the reference.", grader_model="claude-sonnet-4-6"))])
     # Claim verdicts for one answer of base, as `grading.diagnose: true` would log them.
     append_claims(runs / "base", [ClaimsEntry(case_id="nowhere", variant="bm25", tier="local", claims=ClaimsRecord(
         status="diagnosed", passages=["p1", "p2"],

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_GRADER_MODEL = "claude-sonnet-4-5"
+DEFAULT_GRADER_MODEL = "claude-sonnet-4-6"  # why this model: README, "Which Claude model"
 
 
 class GradingConfig(BaseModel):

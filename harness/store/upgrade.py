@@ -1,10 +1,12 @@
 """Lift records of older run-store versions to the current models, so old runs stay readable.
 
-Version 1 wrote plain dicts: the manifest's version was ``version``, records had no version of their own, and the grade
-was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
+Each step lifts one version to the next; :data:`UPGRADES` chains them up to the current version.
 
-Version 2 had no ``generations[tier].context``; it reads as ``None`` (not recorded), which the model's default gives,
-so lifting 2 to 3 only stamps the version. Each step lifts one version; :data:`UPGRADES` chains them to the current.
+- Version 1 wrote plain dicts: the manifest's version was ``version``, records had no version of their own, and the
+  grade was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
+- Versions 2 and 3 only lack optional fields of the next version (3: a generation's ``context``; 4: its
+  ``cache_entry``, the manifest's ``cache`` and the verdict's ``replayed`` counts): each lifts by its version stamp
+  alone, and reads as a run whose context and cache provenance were not recorded (``None``, never empty).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+Step = Callable[[dict[str, Any]], dict[str, Any]]
+
 _V1_GRADER_KEYS = {"grader": "grader_model"}
 
-
-Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def manifest_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -46,22 +48,31 @@ def _grade_v1(grade: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def stamp_v3(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 to 3: nothing was removed or renamed; the new optional fields keep their defaults."""
-    return {**data, "schema_version": 3}
+def stamp(version: int) -> Step:
+    """A step that only stamps ``version``: the newer version added optional fields and removed or renamed none."""
+
+    def lift(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "schema_version": version}
+
+    return lift
 
 
-def _chain(*steps: Upgrade) -> Upgrade:
-    def run(data: dict[str, Any]) -> dict[str, Any]:
-        for step in steps:
-            data = step(data)
+STEPS: dict[int, tuple[Step, Step]] = {
+    1: (manifest_v1, case_record_v1),
+    2: (stamp(3), stamp(3)),
+    3: (stamp(4), stamp(4)),
+}
+"""Version -> (manifest step, case-record step) to the next version."""
+
+
+def _chain(version: int, which: int) -> Step:
+    def lift(data: dict[str, Any]) -> dict[str, Any]:
+        for step in sorted(v for v in STEPS if v >= version):
+            data = STEPS[step][which](data)
         return data
 
-    return run
+    return lift
 
 
-UPGRADES: dict[int, tuple[Upgrade, Upgrade]] = {
-    1: (_chain(manifest_v1, stamp_v3), _chain(case_record_v1, stamp_v3)),
-    2: (stamp_v3, stamp_v3),
-}
+UPGRADES: dict[int, tuple[Step, Step]] = {version: (_chain(version, 0), _chain(version, 1)) for version in STEPS}
 """Version -> (manifest upgrade, case-record upgrade) to the current version."""
