@@ -36,7 +36,7 @@ from harness.run.session import prompt_builder, prompt_context
 from harness.run.tiers import LocalTier
 from harness.store.context_frame import context_frame, doc_of_chunk
 from harness.store.loaded import RunView
-from harness.store.records import CaseRecord, Manifest, SuiteInfo, TierInfo
+from harness.store.records import SCHEMA_VERSION, CaseRecord, Manifest, SuiteInfo, TierInfo
 from harness.store.store import RunStore
 
 RELEVANT = "Ice barrier shall extend from the eave to at least 36 inches inside the exterior wall line."
@@ -253,4 +253,4 @@ def test_a_version_2_record_reads_with_its_context_unknown() -> None:
           "retrieval": {"ranked": [["d", 1.0]], "chunks": ["d#0"], "metrics": {}},
           "generations": {"local": {"status": "ok", "tier": "local", "text": "x"}}}
     record = case_record_from_json(v2, "cases.jsonl:1")
-    assert record.schema_version >= 3 and record.generations["local"].context is None
+    assert record.schema_version == SCHEMA_VERSION and record.generations["local"].context is None

@@ -163,7 +163,7 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
 
 
 async def test_a_run_stores_claims_and_the_report_shows_them(fake: FakeAnthropic, tmp_path: Path) -> None:
-    client = AnthropicGraderClient("claude-sonnet-4-5", api_key="test-key", base_url=fake.url)
+    client = AnthropicGraderClient("claude-sonnet-4-6", api_key="test-key", base_url=fake.url)
     config = GradingConfig(rate=1.0, diagnose=True)
     budget = Budget(None, name="grading")
     plan = GradingPlan(frozenset(c.id for c in CASES), "all", grader=ClaudeGrader(client, config, budget),

@@ -81,7 +81,8 @@ def report_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             f"  - {{name: h0, url: '{local.url}', kind: openai, endpoint: completion, model: gemma3-270m}}\n",
             encoding="utf-8",
         )
-        args = ["run", "browser.yaml", "--run-id", "b1", "--fleet", "fleet.yaml", "--budget", "1", "--quiet"]
+        # --fresh: every answer is a call, so the verdict's count of failed calls is over all 14
+        args = ["run", "browser.yaml", "--run-id", "b1", "--fleet", "fleet.yaml", "--budget", "1", "--quiet", "--fresh"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output  # 2 of 14 local calls fail: under the run's failure limit
     return tmp_path / "reports" / "browser" / "b1"

@@ -97,7 +97,8 @@ def test_an_answer_only_one_judge_graded_is_left_out_of_the_pairs() -> None:
 def test_a_version_1_grade_log_reads_as_the_primary_judges_and_second_judges_read_apart(tmp_path: Path) -> None:
     old = {"schema_version": 1, "case_id": "a", "variant": "dense", "tier": "local",
            "grade": {"status": "graded", "scores": {"correctness": 3, "faithfulness": 3, "completeness": 3},
-                     "score": 1.0, "grader_model": "claude-sonnet-4-5"}}
+                     "score": 1.0, "grader_model": "claude-sonnet-4-5", "cache_read_tokens": 7,
+                     "cache_write_tokens": 0}}
     (tmp_path / GRADES).write_text(json.dumps(old) + "\n", encoding="utf-8")
     append_grades(tmp_path, [GradeEntry(case_id="a", variant="dense", tier="local", judge="qwen",
                                         grade=grade(1, 1, 1, "qwen2.5:7b"))])
@@ -108,5 +109,8 @@ def test_a_version_1_grade_log_reads_as_the_primary_judges_and_second_judges_rea
     primary = read_grades(tmp_path)
     assert set(primary) == {("a", "dense", "local"), ("b", "dense", "local")}
     assert primary[("a", "dense", "local")].score == 1.0  # Claude's, never the second judge's
+    # and with the cache-token names of run-store version 5
+    assert (primary[("a", "dense", "local")].cache_read_input_tokens,
+            primary[("a", "dense", "local")].cache_creation_input_tokens) == (7, 0)
     assert {name: list(grades) for name, grades in read_second_judges(tmp_path).items()} == {
         "qwen": [("a", "dense", "local")]}

@@ -135,6 +135,7 @@ def history(
         print_json({
             "suite": name,
             "runs": found.table.reset_index().to_dict(orient="records"),
+            "replays": found.replay_rows(),
             "drift": drift_frame(found).to_dict(orient="records"),
             "left_out": found.left_out,
             "alarm": bool(alarms),

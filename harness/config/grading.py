@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, mod
 
 from harness.config.fleet import HostCost
 
-DEFAULT_GRADER_MODEL = "claude-sonnet-4-5"
+DEFAULT_GRADER_MODEL = "claude-sonnet-4-6"  # why this model: README, "Which Claude model"
 PRIMARY_JUDGE = "claude"
 """The primary judge's name: the Claude grader of ``grading.model``, first in ``grading.judges``."""
 JUDGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

@@ -16,6 +16,7 @@ from harness.report.failures import failures_html
 from harness.report.grading import coverage_section
 from harness.report.intervals import MIN_CASES_FOR_INTERVAL, with_interval_column
 from harness.report.markdown_table import table
+from harness.store.frames import fresh_answers, replay_summaries
 from harness.store.loaded import RunView
 
 INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES_FOR_INTERVAL} cases up."
@@ -77,6 +78,22 @@ def overview(view: RunView) -> Section:
     return section
 
 
+def replay_note(gen: pd.DataFrame) -> str | None:
+    """What the ``cached`` column means for the figures beside it, per tier that replayed any answer."""
+    replays = [r for r in replay_summaries(gen).values() if r.replayed]
+    if not replays:
+        return None
+    lines = ["_`cached`: answers replayed from the response cache. Answer metrics and grades count them; latency "
+             "and cost count only the calls this run made._", ""]
+    for r in replays:
+        if r.fresh == 0:
+            lines.append(f"- {md_text(r.tier)} tier latency and cost: {md_text(r.not_measured())}")
+        else:
+            lines.append(f"- {md_text(r.tier)} tier: latency and cost from {r.fresh} fresh calls; {r.replayed} "
+                         f"replayed answers left out ({md_text(r.made_on())})")
+    return "\n".join(lines)
+
+
 def retrieval(view: RunView) -> list[Section]:
     frame, metrics, variants = view.retrieval, view.metrics, view.variants
     headline = headline_metric(metrics)
@@ -132,7 +149,9 @@ def generation(view: RunView) -> list[Section]:
     summary = tables.generation_summary(answered, answer_metrics)
     top = Section("Generation")
     top.add(table(summary, index=False), Chart("generation latency by tier and variant",
-                                               lambda: charts.latency_boxes(gen)))
+                                               lambda: charts.latency_boxes(fresh_answers(gen))))
+    if note := replay_note(gen):
+        top.add(note)
     for tier, info in view.manifest.tiers.items():
         if info.status != "run":
             top.add(f"_{md_text(tier)} tier not run: {md_text(info.reason)}. "

@@ -17,7 +17,7 @@ def planned_cloud_calls(suite: Suite, tiers: list[AnswerTier]) -> int:
     return sum(1 for case in suite.cases if case.generate) * generating
 
 
-def projected_cloud_usd(suite: Suite, fleet: Fleet | None, calls: int) -> float | None:
+def projected_cloud_usd(suite: Suite, fleet: Fleet | None, calls: int, model: str | None = None) -> float | None:
     """Upper estimate from list prices: a full context, the longest question, the prompt's own text, max_tokens."""
     generation = suite.generation
     if generation is None or not calls:
@@ -26,4 +26,4 @@ def projected_cloud_usd(suite: Suite, fleet: Fleet | None, calls: int) -> float 
     prompt_tokens = (
         generation.max_context_tokens + max(estimate_tokens(q) for q in questions) + 150
     )
-    return projected_cloud_cost_usd(cloud_model(fleet), calls, prompt_tokens, generation.max_tokens)
+    return projected_cloud_cost_usd(cloud_model(fleet, model), calls, prompt_tokens, generation.max_tokens)
