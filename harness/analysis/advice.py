@@ -88,7 +88,15 @@ class Projection:
 def tiering_advice(
     rows: list[DriftRow], costs: CostSummary, config: AdviceConfig, cases_by_category: dict[str, int]
 ) -> tuple[list[CategoryAdvice], Projection]:
-    """Advice per category (``all`` excluded) and the monthly projection."""
+    """Advice per category (the all-categories row excluded) and the monthly projection.
+
+    ``costs`` must be summarised over the advice's month (``summarise_costs(days_per_month=config.days_per_month)``):
+    the fleet's fixed cost a month and the calls a month are then one month.
+    """
+    if costs.days_per_month != config.days_per_month:
+        raise ValueError(
+            f"costs are summarised over a {costs.days_per_month:g}-day month, the advice over {config.days_per_month:g}"
+        )
     volume = config.daily_volume(cases_by_category)
     cloud = costs.tiers.get("cloud")
     local = costs.tiers.get("local")

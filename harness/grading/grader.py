@@ -18,8 +18,10 @@ from harness.grading.parse import ParsedGrade, parse_grade
 from harness.grading.rubric import GradeInput, RubricOutput, system_prompt, user_prompt
 from harness.grading.score import overall_score
 from harness.grading.spend import Spend
+from harness.money import projection
 from harness.money.budget import Budget
-from harness.money.grade_cost import grade_cost_usd, projected_grade_usd
+from harness.money.costs import cloud_cost_usd
+from harness.money.tokens import estimate_tokens
 from harness.providers.structured import StructuredReply, StructuredRequest
 from harness.store.records import GradeRecord
 
@@ -63,19 +65,29 @@ class ClaudeGrader:
             sampling=sampling,
         )
 
-    def projected_usd(self, request: StructuredRequest, *, batch: bool) -> float:
-        return projected_grade_usd(
+    def projected_usd(
+        self, request: StructuredRequest, *, batch: bool, calls: int = 1, unseen_user_tokens: int = 0
+    ) -> float:
+        """Upper estimate of ``calls`` calls of ``request``: the rubric at the cache-write rate when it is marked for
+        caching (the dearest case: a write), the user message at the input rate, ``max_tokens`` out.
+
+        ``unseen_user_tokens`` are tokens the user message will carry beyond its present text: the projection made
+        before a run counts the passages and the answer it cannot see yet that way.
+        """
+        system, user = estimate_tokens(request.system), estimate_tokens(request.user) + unseen_user_tokens
+        cached = system if self.client.caches_system(request) else 0
+        return projection.projected_usd(
             self.model,
-            request.system,
-            request.user,
+            system - cached + user,
             request.max_tokens,
-            cached_system=self.client.caches_system(request),
+            cache_write_tokens=cached,
+            calls=calls,
             batch=batch,
             cache_ttl=request.cache_ttl,
         )
 
     def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
-        return grade_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
+        return cloud_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
 
     async def grade(self, item: GradeInput) -> GradeRecord:
         """One answer's grade; never raises for a grader-side failure (it is recorded instead)."""

@@ -8,11 +8,10 @@ from typing import Any
 from harness.config.suite import Suite
 from harness.grading.grader import ClaudeGrader
 from harness.grading.phase import GradingPlan
-from harness.grading.rubric import system_prompt
+from harness.grading.rubric import grade_inputs
 from harness.grading.sampling import stratified_sample
 from harness.money.budget import Budget
-from harness.money.costs import estimate_tokens
-from harness.money.grade_cost import projected_grade_usd
+from harness.money.tokens import estimate_tokens
 from harness.store.grade_log import PENDING
 
 NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
@@ -84,37 +83,31 @@ def build_grading(
 
     budget = Budget(config.max_usd, name="grading", parent=run_budget)
     client = AnthropicGraderClient(config.model, base_url=base_url)
-    plan.grader = ClaudeGrader(client, config, budget)
+    grader = plan.grader = ClaudeGrader(client, config, budget)
     plan.concurrency = config.concurrency
     plan.poll_s = config.batch_poll_s
     plan.timeout_s = config.batch_timeout_s
-    return GradingSetup(plan, calls, _projected(suite, calls, batch, client.caches_system_text), budget)
+    return GradingSetup(plan, calls, projected_grading_usd(suite, grader, calls, batch=batch), budget)
 
 
-def _projected(suite: Suite, calls: int, batch: bool, caches: Any) -> float | None:
-    """Upper estimate shown before the run: the rubric, the longest question and reference, a full context and
-    a full answer in; ``max_tokens`` out; at batch prices when batched."""
+def projected_grading_usd(suite: Suite, grader: ClaudeGrader, calls: int, *, batch: bool) -> float | None:
+    """Upper estimate shown before the run: ``calls`` times the grader's request for the case with the longest
+    question and reference, its passages filling ``max_context_tokens`` and its answer ``max_tokens``.
+
+    The request is the one the grader will send, built from the rubric and the case's real text with empty passages
+    and an empty answer; the passages and the answer it cannot see yet are added as token counts. The runner cuts the
+    grader's passages to ``max_context_tokens`` as the answer prompt does (``fit_passages``), so that bound holds.
+    """
     generation = suite.generation
     if generation is None or not calls:
         return None
-    cases = [c for c in suite.cases if c.generate]
-    user_tokens = (
-        max(estimate_tokens(c.question) + estimate_tokens(c.reference) for c in cases)
-        + generation.max_context_tokens
-        + generation.max_tokens
-        + 60  # the tags and the closing line
-    )
-    system = system_prompt()
-    per_call = projected_grade_usd(
-        suite.grading.model,
-        system,
-        "x" * (user_tokens * 4),
-        suite.grading.max_tokens,
-        cached_system=caches(system),
-        batch=batch,
-        cache_ttl=suite.grading.cache_ttl,
-    )
-    return per_call * calls
+    empty_passages = [""] * generation.context_chunks
+    requests = [
+        grader.request(grade_inputs(c.question, c.reference, empty_passages, "")) for c in suite.cases if c.generate
+    ]
+    largest = max(requests, key=lambda request: estimate_tokens(request.user))
+    unseen = generation.max_context_tokens + generation.max_tokens
+    return grader.projected_usd(largest, batch=batch, calls=calls, unseen_user_tokens=unseen)
 
 
 def grading_summary(store: Any, setup: GradingSetup | None, outcome: Any) -> dict[str, Any]:

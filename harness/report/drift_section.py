@@ -35,7 +35,8 @@ def analyse(view: RunView) -> DriftAnalysis:
     config = _advice_config(view)
     gen = view.generation
     rows = drift_rows(gen, confidence=config.confidence) if not gen.empty else []
-    costs = summarise_costs(gen, host_costs_from_fleet(view.manifest.fleet), confidence=config.confidence)
+    costs = summarise_costs(gen, host_costs_from_fleet(view.manifest.fleet), confidence=config.confidence,
+                            days_per_month=config.days_per_month)
     cases = gen.drop_duplicates(["case_id"]).groupby("category").size().to_dict() if not gen.empty else {}
     advice, projection = tiering_advice(rows, costs, config, {str(k): int(v) for k, v in cases.items()})
     return DriftAnalysis(config, rows, costs, advice, projection, _missing(view, rows))
