@@ -11,9 +11,10 @@ import pytest
 from scipy import stats as sps
 
 from harness.analysis.advice import decide, shortfall_of, tiering_advice
-from harness.analysis.drift import ALL, drift_rows
+from harness.analysis.drift import drift_rows
 from harness.analysis.tier_costs import host_costs_from_fleet, summarise_costs
 from harness.config.advice import AdviceConfig
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.stats.intervals import Interval
 from harness.store.frames import generation_frame
 
@@ -69,7 +70,7 @@ def test_advice_on_records_with_known_truth() -> None:
     gen = generation_frame(make_records(), ["token_f1", "embedding_cosine", "context_support", "abstained"])
     rows = drift_rows(gen)
     by_category = {row.category: row for row in rows}
-    assert [row.category for row in rows] == ["code-section", "jurisdiction", ALL]
+    assert [row.category for row in rows] == ["code-section", "jurisdiction", ALL_CATEGORIES]
     # local as good on code-section (true gap 0), 0.40 worse on jurisdiction
     assert by_category["code-section"].gap.low < 0 < by_category["code-section"].gap.high  # type: ignore[operator]
     assert by_category["jurisdiction"].gap.high < -0.3  # type: ignore[operator]

@@ -18,9 +18,10 @@ from typing import Literal
 
 from scipy import stats as sps
 
-from harness.analysis.drift import ALL, DriftRow
+from harness.analysis.drift import DriftRow
 from harness.analysis.tier_costs import CostSummary
 from harness.config.advice import AdviceConfig
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.stats.intervals import MIN_CASES, Interval
 from harness.money.costs import break_even
 
@@ -111,7 +112,7 @@ def tiering_advice(
         missing.append("no local call in this run, so no local cost")
     advice = []
     for row in rows:
-        if row.category == ALL:
+        if row.category == ALL_CATEGORIES:
             continue
         shortfall = shortfall_of(row.decision_gap)
         decision = decide(shortfall, config.tolerance)
