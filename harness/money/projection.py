@@ -21,14 +21,8 @@ __all__ = ["projected_usd", "request_prompt_tokens"]
 
 
 def projected_usd(
-    model: str,
-    prompt_tokens: int,
-    max_output_tokens: int,
-    *,
-    cache_write_tokens: int = 0,
-    calls: int = 1,
-    batch: bool = False,
-    cache_ttl: CacheTTL = "5m",
+    model: str, prompt_tokens: int, max_output_tokens: int, *,
+    cache_write_tokens: int = 0, calls: int = 1, batch: bool = False, cache_ttl: CacheTTL = "5m",
 ) -> float:
     """Upper estimate of ``calls`` calls, at the rates :func:`harness.money.costs.call_rates` picks.
 
