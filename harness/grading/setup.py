@@ -87,10 +87,10 @@ def build_grading(
     plan.concurrency = config.concurrency
     plan.poll_s = config.batch_poll_s
     plan.timeout_s = config.batch_timeout_s
-    return GradingSetup(plan, calls, projected_grading_usd(suite, grader, calls, batch=batch), budget)
+    return GradingSetup(plan, calls, _upper_estimate_usd(suite, grader, calls, batch=batch), budget)
 
 
-def projected_grading_usd(suite: Suite, grader: ClaudeGrader, calls: int, *, batch: bool) -> float | None:
+def _upper_estimate_usd(suite: Suite, grader: ClaudeGrader, calls: int, *, batch: bool) -> float | None:
     """Upper estimate shown before the run: ``calls`` times the grader's request for the case with the longest
     question and reference, its passages filling ``max_context_tokens`` and its answer ``max_tokens``.
 
