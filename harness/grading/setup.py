@@ -96,7 +96,8 @@ def _upper_estimate_usd(suite: Suite, grader: ClaudeGrader, calls: int, *, batch
 
     The request is the one the grader will send, built from the rubric and the case's real text with empty passages
     and an empty answer; the passages and the answer it cannot see yet are added as token counts. The runner cuts the
-    grader's passages to ``max_context_tokens`` as the answer prompt does (``fit_passages``), so that bound holds.
+    grader's passages to ``max_context_tokens`` as the answer prompt does (``shown_texts``), so that bound holds, up
+    to the HTML escaping of ``&``, ``<`` and ``>`` in them (a few tokens, inside the estimate's own over-count).
     """
     generation = suite.generation
     if generation is None or not calls:
