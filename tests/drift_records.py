@@ -46,3 +46,20 @@ def make_records(cases_per_category: int = 60, graded_share: float = 0.5, seed: 
                 retrieval=RetrievalRecord(ranked=[], metrics={}), generations=generations,
             ))
     return out
+
+
+def write_run(path, records: list[CaseRecord]):  # type: ignore[no-untyped-def]
+    """A finished run directory holding ``records``, for the commands that read runs (label, judge, report)."""
+    from harness.store.records import Manifest, SuiteInfo
+    from harness.store.store import RunStore
+
+    variants = sorted({r.variant for r in records})
+    suite = SuiteInfo(name="sim", path="does-not-exist.yaml", sha256="0" * 64, cases=len(records),
+                      variants=variants, metrics=["mrr"], k=5,
+                      answer_metrics=["token_f1", "embedding_cosine", "must_include_recall", "context_support",
+                                      "abstained"])
+    store = RunStore.create(path, Manifest(run_id=path.name, status="complete", suite=suite))
+    for record in records:
+        store.append(record)
+    store.release()
+    return path

@@ -116,7 +116,7 @@ async def test_all_hosts_down_with_cloud_fallback_reaches_the_cloud(fakes: dict[
     for fake in fakes.values():
         fake.script = Reply.error(500)
     with FakeAnthropic(script=Reply.ok("From the cloud: yes, R905.2.8.5.")) as cloud_fake:
-        cloud = AnthropicProvider("claude-sonnet-4-5", api_key="sk-ant-test", base_url=cloud_fake.url, max_retries=0)
+        cloud = AnthropicProvider("claude-sonnet-4-6", api_key="sk-ant-test", base_url=cloud_fake.url, max_retries=0)
         fleet = fleet_of(fakes, strategy="hedge", fallback="cloud", cloud_budget_usd=0.015)
         async with Dispatcher.from_fleet(fleet, cloud=cloud, cloud_cost=lambda gen: 0.01) as d:
             gen = await d.generate(REQUEST)

@@ -16,7 +16,7 @@ from harness.grading.rubric import grade_inputs
 from harness.money.budget import Budget
 from harness.providers.anthropic_grader import AnthropicGraderClient
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 # Anthropic list prices for Sonnet 4.5, USD per million tokens (input, output, 5-minute cache write, cache read):
 # the oracle the recorded costs are checked against, written out here rather than read from our table.
 PRICE = {"input": 3.00, "output": 15.00, "cache_write": 3.75, "cache_read": 0.30}

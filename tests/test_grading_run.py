@@ -25,7 +25,7 @@ from harness.run.runner import RunParts, run_suite
 from harness.store.grade_log import BATCH, GRADES, PENDING, read_open_batch
 from harness.store.store import RunStore
 
-GRADER = "claude-sonnet-4-5"
+GRADER = "claude-sonnet-4-6"
 HOSTS = {"local": ("gpu-a.internal", "gemma3-answerer-270m"), "cloud": ("api-host", "claude-answerer-x")}
 CATEGORIES = {"estimate": 8, "code-section": 4, "mold": 2}
 CASES = [

@@ -195,3 +195,44 @@ def test_the_generation_frame_carries_the_grade_columns(tmp_path: Path) -> None:
     local = view.generation[view.generation["tier"] == "local"].iloc[0]
     assert (local["grade_status"], local["grade_score"], local["confident_but_wrong"]) == ("graded", 1.0, False)
     assert {"grade_reason", "cached", "must_include_recall", "token_f1"} <= set(view.generation.columns)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_run_reads_with_its_replays_marked_and_their_origin_unknown(tmp_path: Path, version: int) -> None:
+    """Versions 2 and 3 kept ``cached`` but no cache entry and no cache mode: they lift with those unset."""
+    store = RunStore.create(tmp_path / "run", a_manifest())
+    record = a_record()
+    record.generations["local"].cached = True
+    store.append(record)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    line = json.loads((tmp_path / "run" / "cases.jsonl").read_text())
+    for data in (manifest, line):
+        data["schema_version"] = version
+    manifest.pop("cache")
+    manifest["verdict"] = {"status": "passed", "max_failure_rate": 0.2,
+                           "tiers": {"local": {"calls": 0, "answered": 0, "failed": 0, "failure_rate": None}}}
+    line["generations"]["local"].pop("cache_entry")
+    line["generations"]["cloud"].pop("cache_entry")
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "run" / "cases.jsonl").write_text(json.dumps(line) + "\n")
+    view = load_run(tmp_path / "run")
+    assert view.manifest.schema_version == records.SCHEMA_VERSION == 4 and view.manifest.cache is None
+    assert view.manifest.verdict is not None and view.manifest.verdict.tiers["local"].replayed == 0
+    local = view.records[0].generations["local"]
+    assert local.cached and local.cache_entry is None
+    report = markdown.render(view)
+    assert "local 1 of 1 answers (100%; first made on a date this run did not record)" in report
+    assert "local tier latency and cost: not measured: all 1 answers replayed from the cache" in report
+
+
+def test_a_replayed_answer_keeps_its_cache_entry_in_the_record(tmp_path: Path) -> None:
+    from harness.providers.types import CacheEntry
+
+    entry = CacheEntry(key="k" * 64, made_at="2026-11-10T02:00:00+00:00", run_id="monday", model_digest="d",
+                       digest_source="ollama /api/tags")
+    generation = Generation(text="36 inches", host="h0", model="m", tier="local", latency_s=0.2, cached=True,
+                            cache_entry=entry)
+    kept = records.generation_record(generation, CASE, answerable=True)
+    assert kept.cache_entry is not None and kept.cache_entry.model_dump() == {
+        "key": "k" * 64, "made_at": "2026-11-10T02:00:00+00:00", "run_id": "monday", "model_digest": "d",
+        "digest_source": "ollama /api/tags"}

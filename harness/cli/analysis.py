@@ -23,6 +23,20 @@ def register(app: typer.Typer) -> None:
     app.command()(compare)
     app.command()(history)
     app.command()(merge)
+    app.command()(judge)
+
+
+def judge(run: RunArg, json_out: JsonOpt = False) -> None:
+    """How far the grader agrees with people's labels: kappa, alpha, pass/fail rates, bias per tier, self-preference."""
+    from harness.report.judge_section import analyse_judge, judge_markdown
+    from harness.store.loaded import load_run
+
+    result = analyse_judge(load_run(run))
+    if json_out:
+        print_json({"run_dir": str(run), "labelled": result is not None,
+                    "agreement": asdict(result) if result is not None else None})
+        return
+    console.print(judge_markdown(result), markup=False, highlight=False, soft_wrap=True)
 
 
 def gate(
@@ -116,6 +130,7 @@ def history(
         print_json({
             "suite": name,
             "runs": found.table.reset_index().to_dict(orient="records"),
+            "replays": found.replay_rows(),
             "drift": drift_frame(found).to_dict(orient="records"),
             "left_out": found.left_out,
             "alarm": bool(alarms),

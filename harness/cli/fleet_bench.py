@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from harness.cli.console import RichProgress, console, print_json
-from harness.cli.fleet import FleetOpt, JsonOpt, _harness_errors, fleet_file
+from harness.cli.fleet import FleetOpt, JsonOpt, _harness_errors, fleet_file, warn_models
 from harness.config.fleet import Fleet, Strategy, load_fleet
 from harness.errors import InputError
 from harness.providers.base import Provider
@@ -116,10 +116,12 @@ def bench(
     from harness.capacity.output import busy_cell, estimate_cell, ms, write_outputs
     from harness.capacity.prompts import suite_prompts
     from harness.capacity.sweep import DEFAULT_FRACTIONS, ONE_BOX, Sweep, SweepConfig, max_duration_s
+    from harness.run.model_uses import check_run_models, cloud_model_use
 
     with _harness_errors():
         source = fleet_file(fleet)
         fleet_config = load_fleet(source)
+        warn_models(check_run_models([cloud_model_use(fleet_config, source, None, "cloud delta and fallback")]))
         plan = fleet_config.capacity
         chosen = parse_strategies(strategies)
         config = SweepConfig(

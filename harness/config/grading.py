@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_GRADER_MODEL = "claude-sonnet-4-5"
+DEFAULT_GRADER_MODEL = "claude-sonnet-4-6"  # why this model: README, "Which Claude model"
 
 
 class GradingConfig(BaseModel):
@@ -30,5 +30,9 @@ class GradingConfig(BaseModel):
     batch_timeout_s: float = Field(
         default=24 * 3600.0, gt=0, description="longest wait for a batch before its pending grades are recorded"
     )
+    diagnose: bool = Field(
+        default=False, description="also split each graded answer and its reference into claims and check them"
+    )
+    diagnose_max_tokens: int = Field(default=2000, ge=256, le=8192, description="longest claims reply")
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, gt=0, le=1)

@@ -19,6 +19,9 @@ RetrieverKind = Literal["dense", "bm25", "hybrid"]
 TierName = Literal["local", "cloud"]
 DEFAULT_TIERS: tuple[TierName, ...] = ("local", "cloud")
 EmbedderKind = Literal["sentence-transformers", "ollama"]
+# The response cache (harness/run/cache.py): replay stored answers and store new ones; call every model and store what
+# is missing (a monitoring run); or neither.
+CacheMode = Literal["read-write", "write-only", "off"]
 
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -123,6 +126,11 @@ class Suite(_Strict):
     gate: GateConfig | None = None
     advice: AdviceConfig = Field(default_factory=AdviceConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
+    cache: CacheMode | None = Field(
+        default=None,
+        description="response cache mode; default: read-write for `harness run`, write-only for `harness nightly`. "
+        "The command line's --cache / --no-cache / --fresh override it",
+    )
     cases: list[Case] = Field(min_length=1)
 
     @field_validator("variants")

@@ -74,17 +74,8 @@ class ClaudeGrader:
         ``unseen_user_tokens`` are tokens the user message will carry beyond its present text: the projection made
         before a run counts the passages and the answer it cannot see yet that way.
         """
-        system, user = estimate_tokens(request.system), estimate_tokens(request.user) + unseen_user_tokens
-        cached = system if self.client.caches_system(request) else 0
-        return projection.projected_usd(
-            self.model,
-            system - cached + user,
-            request.max_tokens,
-            cache_write_tokens=cached,
-            calls=calls,
-            batch=batch,
-            cache_ttl=request.cache_ttl,
-        )
+        return projected_request_usd(self.model, self.client, request, batch=batch, calls=calls,
+                                     unseen_user_tokens=unseen_user_tokens)  # fmt: skip
 
     def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
         return cloud_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
@@ -158,3 +149,18 @@ class ClaudeGrader:
         if spend.calls:
             return self.error(f"bad output ({bad[-1]}); no retry: {self.stopped}", spend)
         return GradeRecord.unmeasured(str(self.stopped))
+
+
+def projected_request_usd(
+    model: str, client: GradingClient, request: StructuredRequest, *, batch: bool = False, calls: int = 1,
+    unseen_user_tokens: int = 0,
+) -> float:
+    """Upper estimate of ``calls`` calls of one structured grader request (a grade or a claims check): its system
+    text at the cache-write rate when the client marks it for caching, its user text at the input rate, ``max_tokens``
+    out."""
+    system, user = estimate_tokens(request.system), estimate_tokens(request.user) + unseen_user_tokens
+    cached = system if client.caches_system(request) else 0
+    return projection.projected_usd(
+        model, system - cached + user, request.max_tokens, cache_write_tokens=cached, calls=calls, batch=batch,
+        cache_ttl=request.cache_ttl,
+    )

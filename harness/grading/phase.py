@@ -78,6 +78,7 @@ class GradingPlan:
     poll_s: float = 30.0
     timeout_s: float = 24 * 3600.0
     sleep: Callable[[float], Any] = field(default=asyncio.sleep, repr=False)
+    diagnoser: Any = None  # harness.grading.claims.ClaimsDiagnoser with grading.diagnose; None otherwise
 
     def placeholder(self, case_id: str, answered: bool, tier: str, status: str) -> GradeRecord:
         """The grade an answer is logged with: pending when it will be graded, else unmeasured with why."""

@@ -84,6 +84,10 @@ def build_grading(
     budget = Budget(config.max_usd, name="grading", parent=run_budget)
     client = AnthropicGraderClient(config.model, base_url=base_url)
     grader = plan.grader = ClaudeGrader(client, config, budget)
+    if config.diagnose:
+        from harness.grading.claims import ClaimsDiagnoser
+
+        plan.diagnoser = ClaimsDiagnoser(client, config, budget)  # the same grading budget holds both
     plan.concurrency = config.concurrency
     plan.poll_s = config.batch_poll_s
     plan.timeout_s = config.batch_timeout_s

@@ -17,7 +17,7 @@ def planned_cloud_calls(suite: Suite, tiers: list[AnswerTier]) -> int:
     return sum(1 for case in suite.cases if case.generate) * generating
 
 
-def projected_cloud_usd(suite: Suite, fleet: Fleet | None, calls: int) -> float | None:
+def projected_cloud_usd(suite: Suite, fleet: Fleet | None, calls: int, model: str | None = None) -> float | None:
     """Upper estimate from list prices: ``calls`` times the cloud request of the longest question, its passages
     filling ``max_context_tokens``, ``max_tokens`` out.
 
@@ -36,4 +36,4 @@ def projected_cloud_usd(suite: Suite, fleet: Fleet | None, calls: int) -> float 
         if case.generate
     ]
     prompt_tokens = max(request_prompt_tokens(frame) for frame in frames) + generation.max_context_tokens
-    return projected_usd(cloud_model(fleet), prompt_tokens, generation.max_tokens, calls=calls)
+    return projected_usd(cloud_model(fleet, model), prompt_tokens, generation.max_tokens, calls=calls)

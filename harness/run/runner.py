@@ -14,6 +14,7 @@ from typing import Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
+from harness.grading.claims_phase import diagnose_pending
 from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, pending_items
 from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
@@ -27,6 +28,8 @@ from harness.store.store import RunStore
 
 PromptBuilder = Callable[[str, Sequence[ScoredChunk], str], GenerationRequest]
 """(question, context hits, tier name) -> request."""
+PromptContext = Callable[[str, Sequence[ScoredChunk], str], list[str]]
+"""(question, context hits, tier name) -> ids of the chunks the prompt carries (recorded with the answer)."""
 
 
 class Progress(Protocol):
@@ -52,6 +55,7 @@ class RunParts:
     tiers: list[AnswerTier] = field(default_factory=list)
     skipped_tiers: list[SkippedTier] = field(default_factory=list)
     build_prompt: PromptBuilder | None = None
+    prompt_context: PromptContext | None = None  # None: the first generation.context_chunks hits
     grading: GradingPlan | None = None  # None: answers are logged as unmeasured, "no grader configured"
     concurrency: int = 4
     embed: Embed | None = None  # the suite's embedder, for the embedding-cosine predictor
@@ -163,7 +167,8 @@ async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChu
             return tier.name, skipped
         except HarnessError as exc:
             return tier.name, records.failed_generation_record(tier.name, exc.message)
-        return tier.name, records.generation_record(generation, case, answerable=answerable)
+        context = _prompt_context(parts, case.question, hits, tier.name)
+        return tier.name, records.generation_record(generation, case, answerable=answerable, context=context)
 
     results = await asyncio.gather(*(one(tier) for tier in parts.tiers))
     out.update(dict(results))
@@ -179,6 +184,14 @@ def _mark_grades(plan: GradingPlan | None, case: Case, generations: dict[str, Ge
             answer.grade = GradeRecord.unmeasured(reason)
         else:
             answer.grade = plan.placeholder(case.id, answered, tier, answer.status)
+
+
+def _prompt_context(parts: RunParts, question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
+    if parts.prompt_context is not None:
+        return parts.prompt_context(question, hits, tier)
+    generation = parts.suite.generation
+    count = generation.context_chunks if generation is not None else len(hits)
+    return [hit.chunk_id for hit in hits[:count]]
 
 
 def _context(parts: RunParts, hits: Sequence[ScoredChunk]) -> list[str]:
@@ -209,4 +222,7 @@ async def _grade_phase(
         return contexts[key]
 
     progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
-    return await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
+    outcome = await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
+    if plan.diagnoser is not None:
+        await diagnose_pending(plan.diagnoser, store, context_of, seed=plan.seed, concurrency=plan.concurrency)
+    return outcome

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.fleet import Fleet
-from harness.config.suite import Suite, load_suite
+from harness.config.suite import CacheMode, Suite, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
@@ -31,6 +31,7 @@ from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
+from harness.run.model_uses import check_run_models, run_model_uses
 from harness.run.predict import Embed
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
@@ -70,8 +71,12 @@ class RunOptions:
     concurrency: int | None = None  # cases answered at once; default: what the fleet can serve without queueing
     pricing_path: Path | None = None  # cloud price table; default: $HARNESS_PRICING, else the bundled table
     grade_batch: bool | None = None  # grade through Message Batches; None: the suite's grading.batch
-    cache_dir: Path | None = Path(".harness/cache")  # response cache; None with --no-cache
+    cache_dir: Path = Path(".harness/cache")  # the response cache's directory
+    cache_mode: CacheMode | None = None  # from a command-line flag; None: the suite's `cache:`, else default_cache_mode
+    default_cache_mode: CacheMode = "read-write"  # `harness run`'s; `harness nightly` calls every model (write-only)
+    command: str = "run"  # the harness command that started the run, as the manifest names what chose the cache mode
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
+    cloud_model: str | None = None  # --cloud-model: the cloud tier's and fallback's model instead of the fleet's
 
 
 @dataclass
@@ -85,10 +90,19 @@ class PreparedRun:
     cloud_calls: int
     ingest_reports: list[Any]  # what bringing each index up to date did (IngestReport)
     grading: GradingSetup | None = None
+    model_warnings: tuple[str, ...] = ()  # models the run calls that retire within 30 days
 
 
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+def new_run_id(reports_dir: Path | None = None, suite_name: str | None = None) -> str:
+    """The UTC time to the second; with a suffix when a run of the suite already has that id (two runs in a second)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if reports_dir is None or suite_name is None:
+        return stamp
+    candidate, n = stamp, 1
+    while (reports_dir / suite_name / candidate).exists():
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
 
 
 def load_suite_and_corpus(suite_path: Path) -> tuple[Suite, Corpus]:
@@ -116,6 +130,19 @@ def _corpus_dir(corpus: str, suite_path: Path) -> Path:
     raise errors[0]
 
 
+# The flag that sets each cache mode on the command line (harness.cli.commands), for the manifest and --resume.
+CACHE_FLAGS: dict[CacheMode, str] = {"read-write": "--cache", "write-only": "--fresh", "off": "--no-cache"}
+
+
+def cache_mode(options: RunOptions, suite: Suite) -> tuple[CacheMode, str]:
+    """The run's response-cache mode and what chose it: a command-line flag, else the suite, else the command."""
+    if options.cache_mode is not None:
+        return options.cache_mode, f"the {CACHE_FLAGS[options.cache_mode]} flag"
+    if suite.cache is not None:
+        return suite.cache, "the suite's cache setting"
+    return options.default_cache_mode, f"the default of harness {options.command}"
+
+
 def prepare(options: RunOptions) -> PreparedRun:
     """Validate everything that needs no model, claim the run directory, then ingest and fill in the manifest."""
     suite, corpus = load_suite_and_corpus(options.suite_path)
@@ -124,11 +151,20 @@ def prepare(options: RunOptions) -> PreparedRun:
     pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
     fleet = load_run_fleet(options.fleet_path) if suite.generation else None
-    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path))
-    tiers = with_cache(tiers, fleet, options.cache_dir)
+    # A retired model is refused here, before the run directory exists and before any call (exit 2).
+    uses = run_model_uses(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path), options.cloud_model)
+    model_warnings = tuple(check_run_models(uses))
+    if fleet is not None and options.cloud_model is not None:
+        fleet = fleet.model_copy(update={"cloud_model": options.cloud_model})
+    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path), options.cloud_model)
+    # Named before anything is asked, because every answer stored in the response cache names the run that made it.
+    run_id = options.resume or options.run_id or new_run_id(options.reports_dir, suite.name)
+    mode, mode_chosen_by = cache_mode(options, suite)
+    tiers = with_cache(tiers, fleet, options.cache_dir, mode, run_id)
     build_prompt = prompt_builder(suite, fleet)
+    context_of = prompt_context(suite, fleet)
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
-    store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
+    store = _store(options, suite, corpus, suite_sha, run_id)  # locked from here on; released by the caller
     try:
         retrieval, ann_fidelity = _retrievers(suite, corpus, options)
     except BaseException as exc:
@@ -140,13 +176,14 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.release()
         raise
     cloud_calls = planned_cloud_calls(suite, tiers)
-    projected = projected_cloud_usd(suite, fleet, cloud_calls)
+    projected = projected_cloud_usd(suite, fleet, cloud_calls, options.cloud_model)
     parts = RunParts(
         suite=suite,
         retrievers=retrieval.retrievers,
         tiers=tiers,
         skipped_tiers=skipped,
         build_prompt=build_prompt,
+        prompt_context=context_of,
         grading=grading.plan,
         concurrency=options.concurrency or fleet_capacity(fleet),
         embed=_answer_embedder(suite),
@@ -178,8 +215,14 @@ def prepare(options: RunOptions) -> PreparedRun:
         "pricing_as_of": pricing.as_of.isoformat(),
         "pricing": pricing.manifest(),
         "ann_fidelity": ann_fidelity,
-        "resume_with": resume_command(options, store.path.name),
+        "resume_with": resume_command(options, store.path.name, mode),
         "shard": shard.model_dump() if shard else None,
+        "cache": {
+            "mode": mode,
+            "chosen_by": mode_chosen_by,
+            "path": None if mode == "off" else str(options.cache_dir),
+        },
+        "model_warnings": list(model_warnings),
     }
     if options.resume:
         try:
@@ -192,22 +235,27 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.update_manifest(
             status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(), **manifest_fields
         )
-    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading)
+    return PreparedRun(
+        suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading, model_warnings
+    )
 
 
-def resume_command(options: RunOptions, run_id: str) -> str:
-    """The command that continues this run, as the manifest and the interrupt message show it."""
-    words = ["harness", "run", str(options.suite_path), "--resume", run_id]
+def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-write") -> str:
+    """The command that continues this run, as the manifest and the interrupt message show it: with the flag of the
+    run's cache mode, so a nightly run resumed with ``harness run`` still calls every model."""
+    words = ["harness", "run", str(options.suite_path), "--resume", run_id, CACHE_FLAGS[mode]]
     if options.reports_dir != Path("reports"):
         words += ["--reports", str(options.reports_dir)]
     if options.fleet_path is not None:
         words += ["--fleet", str(options.fleet_path)]
     if options.shard is not None:
         words += ["--shard", options.shard]
+    if options.cloud_model is not None:
+        words += ["--cloud-model", options.cloud_model]
     return shlex.join(words)
 
 
-def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str) -> RunStore:
+def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str, run_id: str) -> RunStore:
     if options.resume:
         store = RunStore.open(run_dir(options.reports_dir, suite.name, options.resume, "--resume"))
         store.acquire()
@@ -218,7 +266,7 @@ def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str) ->
             store.release()
             raise
         return store
-    path = run_dir(options.reports_dir, suite.name, options.run_id or new_run_id())
+    path = run_dir(options.reports_dir, suite.name, run_id)
     return RunStore.create(path, Manifest(run_id=path.name, pid=os.getpid()))
 
 
@@ -261,6 +309,29 @@ def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
         )
 
     return build
+
+
+def prompt_context(suite: Suite, fleet: Fleet | None) -> Any:
+    """(question, hits, tier) -> the chunk ids the tier's prompt carries, as :func:`prompt_builder` fits them."""
+    from harness.localfleet.prompt import fleet_prompt_style, passages_in_prompt
+
+    generation = suite.generation
+    if generation is None:
+        return None
+    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+
+    def context(question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
+        offered = list(hits[: generation.context_chunks])
+        shown = passages_in_prompt(
+            question,
+            offered,
+            style=local_style if tier == "local" else "chat",
+            max_tokens=generation.max_tokens,
+            context_tokens=generation.max_context_tokens,
+        )
+        return [hit.chunk_id for hit in offered[:shown]]
+
+    return context
 
 
 def _answer_embedder(suite: Suite) -> Embed | None:
@@ -308,7 +379,7 @@ def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float |
     generation = prepared.suite.generation
     limit = resolve_max_failure_rate(max_failure_rate, generation.max_failure_rate if generation else None)
     outcomes = [
-        (tier, generation.status, generation.error)
+        (tier, generation.status, generation.error, generation.cached)
         for record in prepared.store.records()
         for tier, generation in record.generations.items()
     ]

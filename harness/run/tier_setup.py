@@ -36,12 +36,15 @@ def fleet_capacity(fleet: Fleet | None) -> int:
     return min(limits) if fleet.strategy == "race" else sum(limits)
 
 
-def cloud_model(fleet: Fleet | None) -> str:
+def cloud_model(fleet: Fleet | None, override: str | None = None) -> str:
+    """The cloud tier's model: ``--cloud-model``, else the fleet file's ``cloud_model``, else the default."""
+    if override is not None:
+        return override
     return fleet.cloud_model if fleet else DEFAULT_CLOUD_MODEL
 
 
 def build_tiers(
-    suite: Suite, fleet: Fleet | None, budget: Budget, fleet_path: Path | None
+    suite: Suite, fleet: Fleet | None, budget: Budget, fleet_path: Path | None, cloud_override: str | None = None
 ) -> tuple[list[AnswerTier], list[SkippedTier]]:
     tiers: list[AnswerTier] = []
     skipped: list[SkippedTier] = []
@@ -57,7 +60,7 @@ def build_tiers(
         if cloud_key_present():
             from harness.providers.anthropic_cloud import AnthropicProvider
 
-            model = cloud_model(fleet)
+            model = cloud_model(fleet, cloud_override)
             tiers.append(CloudTier(AnthropicProvider(model), model, budget))
         else:
             skipped.append(SkippedTier("cloud", NO_KEY))

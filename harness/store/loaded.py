@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.errors import RunStoreError
 from harness.store import frames
+from harness.store.labels import LabelRecord, read_labels
 from harness.store.records import CaseRecord, Manifest, SuiteInfo
 from harness.store.store import RunStore
 
@@ -24,6 +25,7 @@ class RunView:
     records: list[CaseRecord]
     retrieval: pd.DataFrame = field(init=False)
     generation: pd.DataFrame = field(init=False)
+    _labels: list[LabelRecord] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.retrieval = frames.retrieval_frame(self.records, self.metrics)
@@ -37,6 +39,13 @@ class RunView:
                 hint="re-run the suite; a run that failed before it started has nothing to report",
             )
         return self.manifest.suite
+
+    @property
+    def labels(self) -> list[LabelRecord]:
+        """People's labels of this run's answers (``labels.jsonl``), read when first asked for."""
+        if self._labels is None:
+            self._labels = read_labels(self.path)
+        return self._labels
 
     @property
     def status(self) -> str:

@@ -12,6 +12,12 @@ Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know ab
 
 - 1: plain dicts; one case-level ``grade`` with ``by_tier``; the manifest's ``version`` field.
 - 2: these models; a grade per tier at ``generations[tier].grade``; the scored document ranking with its depth.
+- 3: ``generations[tier].context``: the chunk ids the tier's prompt carried (after fitting the context budget), so
+  an answer's failure can be put on retrieval or on generation (:mod:`harness.analysis.attribution`). Optional:
+  a version-2 record reads as ``None`` (unknown), never as an empty context.
+- 4: a generation's ``cache_entry`` (where a replayed answer came from: the run, time and model digest of the call
+  that made it); the manifest's ``cache`` (the response-cache mode the run used) and each tier's ``replayed`` count in
+  its verdict. An older record reads as one whose provenance was not kept.
 
 An unmeasured value is ``None`` with its reason next to it, never a zero.
 """
@@ -23,11 +29,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.config.suite import Case
+from harness.config.suite import CacheMode, Case
 from harness.metrics import answer as answer_metrics
 from harness.providers.types import Generation
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 NO_RELEVANT = "no relevant documents (answer is not in the corpus)"
 
 GenerationStatus = Literal["ok", "failed", "skipped"]
@@ -100,6 +106,16 @@ class AttemptRecord(_Record):
     cancelled: bool = False
 
 
+class CacheEntryRecord(_Record):
+    """The response-cache entry an answer is (:class:`harness.providers.types.CacheEntry`, field for field)."""
+
+    key: str = Field(description="the cache key (sha256 of the tier, what serves it and the request)")
+    made_at: str = Field(description="when the call that made the answer ended (ISO 8601, UTC)")
+    run_id: str | None = Field(default=None, description="the run whose call made it; null if not recorded")
+    model_digest: str | None = Field(default=None, description="the digest of the model that served it, when known")
+    digest_source: str | None = Field(default=None, description="where model_digest came from, or why it is unknown")
+
+
 class GenerationRecord(_Record):
     """One tier's answer to one case: ok (with its answer metrics), failed (with why) or skipped (with why)."""
 
@@ -117,10 +133,18 @@ class GenerationRecord(_Record):
     answer_metrics: dict[str, float | None] = Field(default_factory=dict)
     fallback: bool = Field(default=False, description="a local call the cloud answered after every host failed")
     cached: bool = Field(default=False, description="the answer came from the response cache")
+    cache_entry: CacheEntryRecord | None = Field(
+        default=None,
+        description="a replay: the entry it was read from; a fresh answer: the entry it was stored as (null when the "
+        "cache was off, the entry existed already, or the run predates schema 4)",
+    )
     error: str | None = Field(default=None, description="why a failed call failed")
     host_reasons: dict[str, str] = Field(default_factory=dict, description="host -> why it failed")
     budget_exhausted: bool = False
     reason: str | None = Field(default=None, description="why a tier was skipped")
+    context: list[str] | None = Field(
+        default=None, description="ids of the chunks the prompt carried, in prompt order; null when not recorded"
+    )
     grade: GradeRecord = Field(default_factory=lambda: GradeRecord.unmeasured("not graded"))
 
 
@@ -229,6 +253,14 @@ class ShardInfo(_Record):
     merged_from: list[str] = Field(default_factory=list, description="run ids of the shards merged into this run")
 
 
+class CacheInfo(_Record):
+    """How a run used the response cache (``harness.run.cache``)."""
+
+    mode: CacheMode
+    chosen_by: str = Field(description="what set the mode: a command-line flag, the suite, or the command's default")
+    path: str | None = Field(default=None, description="the cache directory; null when the mode is off")
+
+
 RunStatus = Literal["created", "running", "complete", "partial", "failed", "interrupted"]
 
 
@@ -237,6 +269,7 @@ class TierTallyInfo(_Record):
     answered: int
     failed: int
     failure_rate: float | None = Field(description="failed / calls; null when the tier made no call")
+    replayed: int = Field(default=0, description="answers replayed from the response cache (not calls)")
 
 
 class VerdictInfo(_Record):
@@ -280,6 +313,10 @@ class Manifest(_Record):
     interrupted_at: str | None = None
     interrupted_by: str | None = Field(default=None, description="the signal that stopped the run, e.g. SIGTERM")
     shard: ShardInfo | None = None
+    cache: CacheInfo | None = Field(default=None, description="the response-cache mode; null before schema 4")
+    model_warnings: list[str] = Field(
+        default_factory=list, description="models the run called that were due to retire within 30 days"
+    )
 
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"manifest": Manifest, "case_record": CaseRecord}
@@ -325,8 +362,10 @@ def retrieval_record(
     )
 
 
-def generation_record(generation: Generation, case: Case, *, answerable: bool) -> GenerationRecord:
-    """A successful generation with its cheap answer metrics."""
+def generation_record(
+    generation: Generation, case: Case, *, answerable: bool, context: list[str] | None = None
+) -> GenerationRecord:
+    """A successful generation with its cheap answer metrics and the chunk ids its prompt carried."""
     data = asdict(generation)
     # A not-in-corpus case is scored on whether the answer declined, not on overlap with "this is not covered".
     scores = answer_metrics.score_answer(
@@ -336,7 +375,7 @@ def generation_record(generation: Generation, case: Case, *, answerable: bool) -
     )
     fallback = generation.tier == "cloud" and any(a.host != "cloud" for a in generation.attempts)
     return GenerationRecord.model_validate(
-        {**data, "status": "ok", "answer_metrics": scores, "fallback": fallback}
+        {**data, "status": "ok", "answer_metrics": scores, "fallback": fallback, "context": context}
     )
 
 
