@@ -18,6 +18,7 @@ import pytest
 from _suites import FIXTURE, generation, variants, write_suite
 from test_grading_cli import fleet_file, run
 
+from harness.config.grading import DEFAULT_GRADER_MODEL
 from harness.config.suite import Suite
 from harness.corpus.chunking import chunk_corpus
 from harness.corpus.documents import load_corpus
@@ -33,7 +34,7 @@ from harness.money.tokens import TOKEN_ESTIMATE_MAX_OVER, estimate_tokens
 from harness.providers.types import Usage
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "restoration"
-GRADER = "claude-sonnet-4-5"
+GRADER = DEFAULT_GRADER_MODEL
 # Plain words that cost one token each, so the fakes' word-count cut at max_tokens is a real-token cut too.
 PROSE = " ".join(["the roof was wet and the old felt under it had torn along the edge"] * 40)
 
