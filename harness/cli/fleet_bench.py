@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, cast, get_args
+from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from harness.cli.fleet import FleetOpt, JsonOpt, _harness_errors, fleet_file, wa
 from harness.config.fleet import Fleet, Strategy, load_fleet
 from harness.errors import InputError
 from harness.providers.base import Provider
+
+if TYPE_CHECKING:
+    from harness.capacity.sweep import BenchResult
 
 DEFAULT_PROMPTS = Path("suites/nightly.yaml")
 DEFAULT_STRATEGIES = "single,race,hedge,least_loaded,auto"
@@ -113,9 +116,9 @@ def bench(
     Latency runs from each call's scheduled time, so queueing counts. Every point is bounded by --duration,
     --max-calls and --grace; the whole sweep's upper bound is printed before it starts.
     """
-    from harness.capacity.output import busy_cell, estimate_cell, ms, write_outputs
+    from harness.capacity.output import write_outputs
     from harness.capacity.prompts import suite_prompts
-    from harness.capacity.sweep import DEFAULT_FRACTIONS, ONE_BOX, Sweep, SweepConfig, max_duration_s
+    from harness.capacity.sweep import DEFAULT_FRACTIONS, Sweep, SweepConfig, max_duration_s
     from harness.run.model_uses import check_run_models, cloud_model_use
 
     with _harness_errors():
@@ -175,20 +178,15 @@ def bench(
 
         print_json(result_json(result))
         return
-    table = Table(title=f"offered load, SLO p99 <= {result.slo_s * 1000:.0f} ms ({result.slo_source}); "
-                  "ms with 95% CI", title_justify="left")
-    for column in ("strategy", "offered/s", "achieved/s", "p50", "p95", "p99", "fail % [CI]", "req/call",
-                   "busy share", "n"):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
-    for point in result.points:
-        fail = point.failure_rate
-        fail_cell = "-" if fail.value is None else (
-            f"{fail.value * 100:.1f} [{(fail.low or 0) * 100:.1f}, {(fail.high or 0) * 100:.1f}]")
-        rpc = "-" if point.requests_per_call is None else f"{point.requests_per_call:.2f}"
-        table.add_row(point.strategy, f"{point.offered_rate:g}", f"{point.throughput:.2f}",
-                      estimate_cell(point.latency["p50"]), estimate_cell(point.latency["p95"]),
-                      estimate_cell(point.latency["p99"]), fail_cell, rpc, busy_cell(point), str(point.calls))
-    console.print(table, markup=False)
+    _print_result(result, json_path, chart_path)
+
+
+def _print_result(result: BenchResult, json_path: Path, chart_path: Path) -> None:
+    """The sweep as a table of load points, then the knees, one box against the fleet, the cloud, the recommendation."""
+    from harness.capacity.output import estimate_cell, ms
+    from harness.capacity.sweep import ONE_BOX
+
+    console.print(_points_table(result), markup=False)
     console.print(f"unloaded p50 (one host, one call at a time): {estimate_cell(result.unloaded_p50)} ms, "
                   f"n={result.unloaded_p50.n}", markup=False, highlight=False)
     for knee in result.knees:
@@ -217,3 +215,23 @@ def bench(
     if result.recommendation is not None:
         console.print(f"recommendation: {result.recommendation.reason}", markup=False, highlight=False)
     console.print(f"wrote {json_path} and {chart_path}", markup=False, highlight=False)
+
+
+def _points_table(result: BenchResult) -> Table:
+    """One row per load point: offered and achieved rate, latency percentiles with intervals, failures, load."""
+    from harness.capacity.output import busy_cell, estimate_cell
+
+    table = Table(title=f"offered load, SLO p99 <= {result.slo_s * 1000:.0f} ms ({result.slo_source}); "
+                  "ms with 95% CI", title_justify="left")
+    for column in ("strategy", "offered/s", "achieved/s", "p50", "p95", "p99", "fail % [CI]", "req/call",
+                   "busy share", "n"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for point in result.points:
+        fail = point.failure_rate
+        fail_cell = "-" if fail.value is None else (
+            f"{fail.value * 100:.1f} [{(fail.low or 0) * 100:.1f}, {(fail.high or 0) * 100:.1f}]")
+        rpc = "-" if point.requests_per_call is None else f"{point.requests_per_call:.2f}"
+        table.add_row(point.strategy, f"{point.offered_rate:g}", f"{point.throughput:.2f}",
+                      estimate_cell(point.latency["p50"]), estimate_cell(point.latency["p95"]),
+                      estimate_cell(point.latency["p99"]), fail_cell, rpc, busy_cell(point), str(point.calls))
+    return table

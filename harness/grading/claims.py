@@ -179,9 +179,7 @@ class ClaimsDiagnoser:
         return self._record("diagnose_error", "bad claims output twice: " + "; ".join(bad), spend, item)
 
     def finish(self, reply: StructuredReply, spend: Spend, cost: float | None, item: ClaimsInput) -> ClaimsRecord | str:
-        usage = reply.usage
-        spend.add(usage.input_tokens or 0, usage.output_tokens or 0, usage.cache_read_input_tokens or 0,
-                  usage.cache_creation_input_tokens or 0, cost)  # fmt: skip
+        spend.add(reply.usage, cost)
         parsed = parse_claims(reply.text, reply.stop_reason, len(item.passages))
         if isinstance(parsed, str):
             return parsed

@@ -118,14 +118,7 @@ class ClaudeGrader:
         self, reply: StructuredReply, spend: Spend, cost: float | None, batch_id: str | None = None
     ) -> GradeRecord | str:
         """Count the call, parse its reply and score it: the grade, or why the reply was unusable."""
-        usage = reply.usage
-        spend.add(
-            usage.input_tokens or 0,
-            usage.output_tokens or 0,
-            usage.cache_read_input_tokens or 0,
-            usage.cache_creation_input_tokens or 0,
-            cost,
-        )
+        spend.add(reply.usage, cost)
         parsed = parse_grade(reply.text, reply.stop_reason)
         if not isinstance(parsed, ParsedGrade):
             return parsed.reason

@@ -20,8 +20,8 @@ from harness.store.records import CaseRecord, GradeRecord
 GRADE_COLUMNS = [
     "grade_status", "grade_score", "confident_but_wrong", "grade_reason",
     *(f"grade_{name}" for name in CRITERIA),
-    "grade_rationale", "grader_model", "grade_input_tokens", "grade_output_tokens", "grade_cache_read_tokens",
-    "grade_cache_write_tokens", "grade_cost_usd", "grade_batch_id",
+    "grade_rationale", "grader_model", "grade_input_tokens", "grade_output_tokens", "grade_cache_read_input_tokens",
+    "grade_cache_creation_input_tokens", "grade_cost_usd", "grade_batch_id",
 ]  # fmt: skip
 
 
@@ -45,8 +45,8 @@ def grade_columns(grade: GradeRecord) -> dict[str, Any]:
         "grader_model": grade.grader_model,
         "grade_input_tokens": grade.input_tokens,
         "grade_output_tokens": grade.output_tokens,
-        "grade_cache_read_tokens": grade.cache_read_tokens,
-        "grade_cache_write_tokens": grade.cache_write_tokens,
+        "grade_cache_read_input_tokens": grade.cache_read_input_tokens,
+        "grade_cache_creation_input_tokens": grade.cache_creation_input_tokens,
         "grade_cost_usd": grade.cost_usd,
         "grade_batch_id": grade.batch_id,
     }

@@ -15,15 +15,17 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import RunStoreError
 from harness.store.records import CaseRecord, GradeRecord
+from harness.store.upgrade import grade_v2
 
 GRADES = "grades.jsonl"
 BATCH = "grading_batch.json"
-GRADE_LOG_VERSION = 1
+GRADE_LOG_VERSION = 2  # 2: grades carry the cache-token names of run-store version 5 (harness.store.upgrade)
 PENDING = "grading pending"
 """The reason a sampled answer carries until its grade is logged (what an interrupted run shows)."""
 
@@ -97,7 +99,7 @@ def read_grades(run_dir: Path) -> dict[GradeKey, GradeRecord]:
         if not line.strip():
             continue
         try:
-            entry = GradeEntry.model_validate_json(line)
+            entry = GradeEntry.model_validate(_current(json.loads(line)))
         except ValueError as exc:
             if number >= len(lines) - 1:
                 break
@@ -107,6 +109,13 @@ def read_grades(run_dir: Path) -> dict[GradeKey, GradeRecord]:
             ) from exc
         out[entry.key] = entry.grade
     return out
+
+
+def _current(data: Any) -> Any:
+    """A grade-log entry in this version's form (version 1 wrote the grade's cache tokens under older names)."""
+    if isinstance(data, dict) and data.get("schema_version") == 1 and isinstance(data.get("grade"), dict):
+        return {**data, "schema_version": GRADE_LOG_VERSION, "grade": grade_v2(data["grade"])}
+    return data
 
 
 def apply_grades(records: Iterable[CaseRecord], grades: dict[GradeKey, GradeRecord]) -> Iterator[CaseRecord]:
