@@ -69,12 +69,6 @@ class Interval:
     def has_interval(self) -> bool:
         return self.low is not None and self.high is not None
 
-    @property
-    def value(self) -> float | None:
-        """``estimate``, under the name ``cli/fleet_bench.py`` still reads a failure rate by (drop it once that reads
-        ``estimate``)."""
-        return self.estimate
-
 
 def as_float_array(values: Values, what: str) -> np.ndarray:
     try:
