@@ -76,7 +76,7 @@ def test_graded_run_writes_grades_columns_and_the_coverage_table(workdir: Path, 
     report = (run_dir / "report.md").read_text()
     coverage = report.split("### Grader coverage")[1]
     assert "| jurisdiction | 4 | 2 | 2 | 0 |" in coverage and "| code-section | 2 | 2 | 0 | 0 |" in coverage
-    assert "| all | 6 | 4 | 2 | 0 |" in coverage and "not in the grading sample" in coverage
+    assert "| (all) | 6 | 4 | 2 | 0 |" in coverage and "not in the grading sample" in coverage
     assert "<b>" not in (run_dir / "report.html").read_text()
 
 

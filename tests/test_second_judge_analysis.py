@@ -61,7 +61,7 @@ def test_kappa_and_alpha_match_the_oracles_and_the_gaps_match_hand_arithmetic() 
                                     value_domain=list(range(row.scale_max + 1)))
         assert row.alpha.estimate == pytest.approx(oracle)
         assert row.kappa.low is not None and row.kappa.low <= row.kappa.estimate <= row.kappa.high  # type: ignore[operator]
-    everything = next(g for g in result.gaps if g.category == "all")
+    everything = next(g for g in result.gaps if g.category == "(all)")
     c_gap = [mine[(r.case_id, "dense", "local")].score - mine[(r.case_id, "dense", "cloud")].score  # type: ignore[operator]
              for r in records]
     s_gap = [second[(r.case_id, "dense", "local")].score - second[(r.case_id, "dense", "cloud")].score  # type: ignore[operator]
@@ -71,7 +71,7 @@ def test_kappa_and_alpha_match_the_oracles_and_the_gaps_match_hand_arithmetic() 
     assert everything.second_gap.estimate == pytest.approx(np.mean(s_gap))
     assert everything.difference.estimate == pytest.approx(np.mean(s_gap) - np.mean(c_gap))
     assert everything.difference.has_interval
-    assert [g.category for g in result.gaps] == ["a", "b", "all"] and sum(g.pairs for g in result.gaps[:2]) == 30
+    assert [g.category for g in result.gaps] == ["a", "b", "(all)"] and sum(g.pairs for g in result.gaps[:2]) == 30
 
 
 def test_few_answers_graded_by_both_show_counts_and_say_how_many_more() -> None:
@@ -90,7 +90,7 @@ def test_an_answer_only_one_judge_graded_is_left_out_of_the_pairs() -> None:
     del second[("c1", "dense", "local")]
     [result] = compare_judges(records, {"qwen": second})
     assert result.graded == {"claude": 60, "qwen": 58} and result.both_graded == 58
-    assert next(g for g in result.gaps if g.category == "all").pairs == 28
+    assert next(g for g in result.gaps if g.category == "(all)").pairs == 28
     assert compare_judges(records, {}) == []
 
 

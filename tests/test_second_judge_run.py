@@ -154,13 +154,13 @@ def test_claude_and_a_second_judge_grade_the_same_sample_blind_and_the_self_pref
     assert overall["n"] == answers and overall["kappa"]["low"] is not None and overall["alpha"]["low"] is not None
     assert 0.5 < overall["kappa"]["estimate"] < 1.0  # close, but Claude's bonus keeps them apart
     rows = {row["category"]: row for row in comparison["gaps"]}
-    assert set(rows) == {"code-section", "jurisdiction", "all"}
-    everything = rows["all"]["difference"]
+    assert set(rows) == {"code-section", "jurisdiction", "(all)"}
+    everything = rows["(all)"]["difference"]
     assert everything["n"] == 2 * PER_CATEGORY
     assert abs(everything["estimate"] - BONUS) < 0.04
     assert everything["low"] < BONUS < everything["high"] and everything["low"] > 0
     # each judge's own gap: Claude's is the other's minus the bonus
-    assert rows["all"]["primary_gap"]["estimate"] == pytest.approx(rows["all"]["second_gap"]["estimate"]
+    assert rows["(all)"]["primary_gap"]["estimate"] == pytest.approx(rows["(all)"]["second_gap"]["estimate"]
                                                                    - everything["estimate"])
 
     report = (run / "report.md").read_text()

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.analysis.agreement import MIN_LABELLED, OVERALL, CriterionAgreement, rater_agreement
-from harness.analysis.drift import ALL, TIERS
+from harness.analysis.drift import TIERS
 from harness.config.criteria import CRITERIA, SCALE_MAX
 from harness.config.grading import PRIMARY_JUDGE
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.stats.intervals import Interval, paired_gap
 from harness.store.frames import source_doc
 from harness.store.grade_log import GradeKey
@@ -105,7 +106,7 @@ def _gap_rows(primary: dict[GradeKey, _Answer], second: dict[GradeKey, _Answer],
                          second[keys[0]].score, second[keys[1]].score))
     if not rows:
         return []
-    groups = [(c, [r for r in rows if r[0] == c]) for c in sorted({r[0] for r in rows})] + [(ALL, rows)]
+    groups = [(c, [r for r in rows if r[0] == c]) for c in sorted({r[0] for r in rows})] + [(ALL_CATEGORIES, rows)]
     out = []
     for category, group in groups:
         values = np.array([r[2:] for r in group], float)

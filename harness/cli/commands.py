@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +11,7 @@ from rich.text import Text
 
 from harness.cli.console import RichProgress, console, errors, print_json
 from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
+from harness.providers.anthropic_key import anthropic_api_key
 from harness.run.interrupt import record_interrupt
 from harness.store.records import ManifestFields
 
@@ -399,7 +399,7 @@ def nightly(
     Exit 3 if a tier it ran answered nothing or failed more than --max-failure-rate of its calls."""
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 
-    if not os.environ.get("ANTHROPIC_API_KEY"):
+    if anthropic_api_key() is None:
         errors.print(
             "[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
             "the report shows retrieval, cheap answer metrics, latency, tokens and local cost."

@@ -4,7 +4,6 @@ one box against the fleet, the cloud delta with a key, and a recommendation for 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from harness.cli.console import RichProgress, console, print_json
 from harness.cli.fleet import FleetOpt, JsonOpt, _harness_errors, fleet_file, warn_models
 from harness.config.fleet import Fleet, Strategy, load_fleet
 from harness.errors import InputError
+from harness.providers.anthropic_key import anthropic_api_key
 from harness.providers.base import Provider
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def parse_rates(rates: str | None, max_rate: float | None) -> tuple[float, ...]:
 
 def _cloud_factory(fleet: Fleet, cloud_calls: int) -> Callable[[], Provider] | None:
     """The cloud provider's constructor when a key is set and cloud calls are wanted (the key is never printed)."""
-    if cloud_calls <= 0 or not os.environ.get("ANTHROPIC_API_KEY", "").strip():
+    if cloud_calls <= 0 or anthropic_api_key() is None:
         return None
 
     def make() -> Provider:
@@ -228,8 +228,8 @@ def _points_table(result: BenchResult) -> Table:
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for point in result.points:
         fail = point.failure_rate
-        fail_cell = "-" if fail.value is None else (
-            f"{fail.value * 100:.1f} [{(fail.low or 0) * 100:.1f}, {(fail.high or 0) * 100:.1f}]")
+        fail_cell = "-" if fail.estimate is None else (
+            f"{fail.estimate * 100:.1f} [{(fail.low or 0) * 100:.1f}, {(fail.high or 0) * 100:.1f}]")
         rpc = "-" if point.requests_per_call is None else f"{point.requests_per_call:.2f}"
         table.add_row(point.strategy, f"{point.offered_rate:g}", f"{point.throughput:.2f}",
                       estimate_cell(point.latency["p50"]), estimate_cell(point.latency["p95"]),

@@ -22,8 +22,10 @@ from harness.grading.parse import ParsedGrade, parse_grade
 from harness.grading.rubric import GradeInput, RubricOutput, system_prompt, user_prompt
 from harness.grading.score import overall_score
 from harness.grading.spend import Spend
+from harness.money import projection
 from harness.money.budget import Budget
-from harness.money.grade_cost import grade_cost_usd, projected_grade_usd
+from harness.money.costs import cloud_cost_usd
+from harness.money.tokens import estimate_tokens
 from harness.providers.structured import StructuredReply, StructuredRequest
 from harness.store.records import GradeRecord
 
@@ -73,8 +75,14 @@ class Judge:
             sampling=sampling,
         )
 
-    def projected_usd(self, request: StructuredRequest, *, batch: bool) -> float:
-        """What the budget holds for one call before it is made."""
+    def projected_usd(
+        self, request: StructuredRequest, *, batch: bool, calls: int = 1, unseen_user_tokens: int = 0
+    ) -> float:
+        """Upper estimate of ``calls`` calls of ``request``, held by the budget before a call is made.
+
+        ``unseen_user_tokens`` are tokens the user message will carry beyond its present text: the projection made
+        before a run counts the passages and the answer it cannot see yet that way.
+        """
         raise NotImplementedError
 
     def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
@@ -152,16 +160,28 @@ class ClaudeGrader(Judge):
 
     client: GradingClient
 
-    def projected_usd(self, request: StructuredRequest, *, batch: bool) -> float:
-        return projected_grade_usd(
-            self.model,
-            request.system,
-            request.user,
-            request.max_tokens,
-            cached_system=self.client.caches_system(request),
-            batch=batch,
-            cache_ttl=request.cache_ttl,
-        )
+    def projected_usd(
+        self, request: StructuredRequest, *, batch: bool, calls: int = 1, unseen_user_tokens: int = 0
+    ) -> float:
+        """The rubric at the cache-write rate when it is marked for caching (the dearest case: a write), the user
+        message at the input rate, ``max_tokens`` out."""
+        return projected_request_usd(self.model, self.client, request, batch=batch, calls=calls,
+                                     unseen_user_tokens=unseen_user_tokens)  # fmt: skip
 
     def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
-        return grade_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
+        return cloud_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
+
+
+def projected_request_usd(
+    model: str, client: GradingClient, request: StructuredRequest, *, batch: bool = False, calls: int = 1,
+    unseen_user_tokens: int = 0,
+) -> float:
+    """Upper estimate of ``calls`` calls of one structured grader request (a grade or a claims check): its system
+    text at the cache-write rate when the client marks it for caching, its user text at the input rate, ``max_tokens``
+    out."""
+    system, user = estimate_tokens(request.system), estimate_tokens(request.user) + unseen_user_tokens
+    cached = system if client.caches_system(request) else 0
+    return projection.projected_usd(
+        model, system - cached + user, request.max_tokens, cache_write_tokens=cached, calls=calls, batch=batch,
+        cache_ttl=request.cache_ttl,
+    )

@@ -45,9 +45,11 @@ class HttpJudge(Judge):
     def paid(self) -> bool:
         return self.list_price is not None
 
-    def projected_usd(self, request: StructuredRequest, *, batch: bool) -> float:
-        prompt = estimate_tokens(request.system) + estimate_tokens(request.user)
-        return self.projected_tokens_usd(prompt, request.max_tokens)
+    def projected_usd(
+        self, request: StructuredRequest, *, batch: bool, calls: int = 1, unseen_user_tokens: int = 0
+    ) -> float:
+        prompt = estimate_tokens(request.system) + estimate_tokens(request.user) + unseen_user_tokens
+        return calls * self.projected_tokens_usd(prompt, request.max_tokens)
 
     def projected_tokens_usd(self, prompt_tokens: int, max_tokens: int) -> float:
         """A paid call's upper estimate: the prompt at the input rate, ``max_tokens`` out; 0 when self-hosted (priced

@@ -12,14 +12,13 @@ from typing import Any
 
 from harness.config.fleet import Fleet
 from harness.config.suite import Suite
-from harness.grading.grader import ClaudeGrader
+from harness.grading.grader import ClaudeGrader, Judge
 from harness.grading.phase import GradingPlan
-from harness.grading.rubric import system_prompt
+from harness.grading.rubric import grade_inputs
 from harness.grading.sampling import stratified_sample
 from harness.grading.second_judge import HttpJudge, build_second_judge
 from harness.money.budget import Budget
-from harness.money.costs import estimate_tokens
-from harness.money.grade_cost import projected_grade_usd
+from harness.money.tokens import estimate_tokens
 from harness.store.grade_log import PENDING, read_second_judges
 
 NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
@@ -98,7 +97,8 @@ def build_grading(
     plan = GradingPlan(sample, describe, seed=config.seed, batch=batch, concurrency=config.concurrency)
     budget = Budget(config.max_usd, name="grading", parent=run_budget)
     plan.judges = [build_second_judge(judge, config, fleet, budget) for judge in config.second_judges]
-    paid = {judge.name: _paid_projection(suite, judge, calls) for judge in plan.judges}
+    paid = {judge.name: (_upper_estimate_usd(suite, judge, calls, batch=False) or 0.0) if judge.paid else 0.0
+            for judge in plan.judges}
     plan_paid = sum(paid.values())
     if not key_present:
         plan.reason = NO_KEY_REASON
@@ -106,14 +106,14 @@ def build_grading(
     from harness.providers.anthropic_grader import AnthropicGraderClient
 
     client = AnthropicGraderClient(config.model, base_url=base_url)
-    plan.grader = ClaudeGrader(client, config, budget)
+    grader = plan.grader = ClaudeGrader(client, config, budget)
     if config.diagnose:
         from harness.grading.claims import ClaimsDiagnoser
 
         plan.diagnoser = ClaimsDiagnoser(client, config, budget)  # the same grading budget holds both
     plan.poll_s = config.batch_poll_s
     plan.timeout_s = config.batch_timeout_s
-    claude = _projected(suite, calls, batch, client.caches_system_text)
+    claude = _upper_estimate_usd(suite, grader, calls, batch=batch)
     projected = None if claude is None and not plan_paid else (claude or 0.0) + plan_paid
     return GradingSetup(plan, calls, projected, budget, paid)
 
@@ -129,45 +129,25 @@ def _judge_line(judge: HttpJudge, paid_usd: float) -> str:
     return f"{judge.name} ({judge.model} on {judge.where}; {money})"
 
 
-def _paid_projection(suite: Suite, judge: HttpJudge, calls: int) -> float:
-    """Upper estimate of a paid second judge's calls (0 for a self-hosted one), sized as Claude's are."""
-    if not judge.paid or not calls:
-        return 0.0
-    return judge.projected_tokens_usd(estimate_tokens(system_prompt()) + _longest_user_tokens(suite),
-                                      suite.grading.max_tokens) * calls
+def _upper_estimate_usd(suite: Suite, grader: Judge, calls: int, *, batch: bool) -> float | None:
+    """Upper estimate shown before the run: ``calls`` times the grader's request for the case with the longest
+    question and reference, its passages filling ``max_context_tokens`` and its answer ``max_tokens``.
 
-
-def _longest_user_tokens(suite: Suite) -> int:
-    """The longest per-answer message: the longest question and reference, a full context and a full answer."""
-    generation = suite.generation
-    assert generation is not None
-    cases = [c for c in suite.cases if c.generate]
-    return (
-        max(estimate_tokens(c.question) + estimate_tokens(c.reference) for c in cases)
-        + generation.max_context_tokens
-        + generation.max_tokens
-        + 60  # the tags and the closing line
-    )
-
-
-def _projected(suite: Suite, calls: int, batch: bool, caches: Any) -> float | None:
-    """Upper estimate shown before the run: the rubric, the longest question and reference, a full context and
-    a full answer in; ``max_tokens`` out; at batch prices when batched."""
+    The request is the one the grader will send, built from the rubric and the case's real text with empty passages
+    and an empty answer; the passages and the answer it cannot see yet are added as token counts. The runner cuts the
+    grader's passages to ``max_context_tokens`` as the answer prompt does (``shown_texts``), so that bound holds, up
+    to the HTML escaping of ``&``, ``<`` and ``>`` in them (a few tokens, inside the estimate's own over-count).
+    """
     generation = suite.generation
     if generation is None or not calls:
         return None
-    user_tokens = _longest_user_tokens(suite)
-    system = system_prompt()
-    per_call = projected_grade_usd(
-        suite.grading.model,
-        system,
-        "x" * (user_tokens * 4),
-        suite.grading.max_tokens,
-        cached_system=caches(system),
-        batch=batch,
-        cache_ttl=suite.grading.cache_ttl,
-    )
-    return per_call * calls
+    empty_passages = [""] * generation.context_chunks
+    requests = [
+        grader.request(grade_inputs(c.question, c.reference, empty_passages, "")) for c in suite.cases if c.generate
+    ]
+    largest = max(requests, key=lambda request: estimate_tokens(request.user))
+    unseen = generation.max_context_tokens + generation.max_tokens
+    return grader.projected_usd(largest, batch=batch, calls=calls, unseen_user_tokens=unseen)
 
 
 def grading_summary(store: Any, setup: GradingSetup | None, outcome: Any) -> dict[str, Any]:

@@ -8,18 +8,19 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.analysis.history import headline_metric
+from harness.metrics.stats.intervals import MIN_CASES
 from harness.report import attribution_section, charts, drift_charts, drift_section, judge_section, tables
 from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
 from harness.report.escape import md_code, md_text
 from harness.report.failures import failures_html
 from harness.report.grading import coverage_section
-from harness.report.intervals import MIN_CASES_FOR_INTERVAL, with_interval_column
+from harness.report.intervals import with_interval_column
 from harness.report.markdown_table import table
 from harness.store.frames import fresh_answers, replay_summaries
 from harness.store.loaded import RunView
 
-INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES_FOR_INTERVAL} cases up."
+INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES} cases up."
 
 
 def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Section]:

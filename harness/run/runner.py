@@ -195,10 +195,15 @@ def _prompt_context(parts: RunParts, question: str, hits: Sequence[ScoredChunk],
 
 
 def _context(parts: RunParts, hits: Sequence[ScoredChunk]) -> list[str]:
-    """The passages the grader checks faithfulness against: those the prompt was built from."""
+    """The passages the grader checks faithfulness against: those the prompt was built from, as a prompt with the
+    suite's ``max_context_tokens`` shows them, so the grader sees what the answer could draw on (and the grading cost
+    projected before the run bounds what it reads)."""
     generation = parts.suite.generation
-    count = generation.context_chunks if generation is not None else len(hits)
-    return [hit.text for hit in hits[:count]]
+    if generation is None:
+        return [hit.text for hit in hits]
+    from harness.localfleet.prompt import shown_texts
+
+    return shown_texts(hits[: generation.context_chunks], generation.max_context_tokens)
 
 
 async def _grade_phase(
