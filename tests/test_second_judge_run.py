@@ -165,7 +165,7 @@ def test_claude_and_a_second_judge_grade_the_same_sample_blind_and_the_self_pref
 
     report = (run / "report.md").read_text()
     section = report.split("### Judge against judge")[1].split("\n## ")[0]
-    assert "difference (qwen − claude)" in section and "| all | 24 |" in section
+    assert "difference (qwen − claude)" in section and "| (all) | 24 |" in section
 
 
 def test_a_fleet_host_can_judge_at_its_cost_model_outside_the_cloud_budget(env: Path,
