@@ -84,6 +84,7 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/ruff check harness tests bench
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy harness
 	$(BIN)/pytest -q
 
@@ -92,6 +93,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy harness
@@ -102,6 +104,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/local_fleet.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/view.py
 
 # Refresh the lock from pyproject.toml's ranges (newest compatible versions), with hashes, for Linux x86-64 and the
 # CPU build of torch. Review the diff, run `make test`, commit. `make lock-check` shows what a refresh would change

@@ -3,7 +3,7 @@
 Everything goes through the real code path: ``run_suite`` answers 500 generation cases on two scripted tiers, then
 the grading phase sends each grade through the official ``anthropic`` SDK to the loopback ``FakeAnthropic``. The
 fake's scripted token counts (words of the real rubric and prompt in, a scripted output length out, prompt-cache
-writes and reads as the API reports them) are priced with the run's pricing table (``harness/pricing.yaml``), so
+writes and reads as the API reports them) are priced with the run's pricing table (``harness/money/pricing.yaml``), so
 the dollars are what these token counts would cost at list price. Wall time depends on the scripted grader latency
 (``--latency``, log-normal median) and, for Batches, on the scripted number of polls, so it shows the shape, not a
 real API's speed.
@@ -27,19 +27,19 @@ from pathlib import Path
 
 from harness.config.grading import GradingConfig
 from harness.config.suite import Case, GenerationConfig, Suite, Variant
-from harness.dispatch.budget import Budget
 from harness.fakes import FakeAnthropic, Reply, lognormal
 from harness.fakes.anthropic import grade_json
 from harness.grading.grader import ClaudeGrader
+from harness.grading.phase import GradingPlan
 from harness.grading.sampling import stratified_sample
+from harness.money.budget import Budget
 from harness.providers.anthropic_grader import AnthropicGraderClient
 from harness.providers.types import Generation, GenerationRequest, Tier
 from harness.retrieval.base import ScoredChunk
-from harness.run.grading_phase import GradingPlan
 from harness.run.runner import RunParts, run_suite
-from harness.run.store import RunStore
+from harness.store.store import RunStore
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 # Uneven categories, as real suites have: a few big ones and a long tail.
 CATEGORY_WEIGHTS = {"estimate": 0.30, "code-section": 0.25, "supplement": 0.20, "jurisdiction": 0.10,
                     "water": 0.06, "mold": 0.04, "not-in-corpus": 0.03, "siding": 0.02}  # fmt: skip
@@ -131,8 +131,8 @@ async def measure(name: str, s: Suite, fake: FakeAnthropic, config: GradingConfi
     await client.aclose()
     return Result(
         name, len(grades), len(fake.requests) if not batch else len(fake.requests_to("/v1/messages/batches")),
-        sum(g.input_tokens or 0 for g in grades), sum(g.cache_read_tokens or 0 for g in grades),
-        sum(g.cache_write_tokens or 0 for g in grades), sum(g.output_tokens or 0 for g in grades),
+        sum(g.input_tokens or 0 for g in grades), sum(g.cache_read_input_tokens or 0 for g in grades),
+        sum(g.cache_creation_input_tokens or 0 for g in grades), sum(g.output_tokens or 0 for g in grades),
         sum(g.cost_usd or 0.0 for g in grades), wall,
     )  # fmt: skip
 

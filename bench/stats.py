@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from harness.metrics.stats_drift import bootstrap_group_means, percentile_intervals
-from harness.metrics.stats_ppi import ppi_mean
+from harness.metrics.stats.intervals import bootstrap_group_means, percentile_intervals
+from harness.metrics.stats.ppi import ppi_mean
 
 
 def make_run(cases: int, categories: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -91,7 +91,7 @@ def main() -> None:
     ours = best_of(args.repeats, vectorised, run, args.categories, args.resamples)
     print(f"{args.cases:,} cases x {args.categories} categories, {args.resamples:,} resamples: "
           f"{count} intervals (paired bootstrap per category and overall, PPI++ local/cloud/gap per category)")
-    print(f"  numpy (harness.metrics.stats_drift / stats_ppi): {ours:.3f} s (best of {args.repeats})  "
+    print(f"  numpy (harness.metrics.stats.intervals / ppi): {ours:.3f} s (best of {args.repeats})  "
           f"target < 2 s: {'met' if ours < 2.0 else 'MISSED'}")
     if not args.skip_python:
         loop = best_of(1, plain_python, run, args.categories, args.resamples)

@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 
 from harness.config.fleet import BreakerPolicy, HedgePolicy, Host
-from harness.dispatch.budget import HedgeBudget
 from harness.dispatch.health import HostHealth, LatencyWindow, quantile
+from harness.dispatch.hedge_budget import HedgeBudget
 from harness.dispatch.hedging import MIN_SAMPLES, hedge_delay, rank_hosts
 
 

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.analysis.gate import GateRun, evaluate
 from harness.config.gate import GateConfig
 from harness.config.suite import load_suite
-from harness.gate import GateRun, evaluate
-from harness.metrics.power import ni_fail_probability, ni_size_for_power
+from harness.metrics.stats.power import ni_fail_probability, ni_size_for_power
 
 NIGHTLY = Path(__file__).parent.parent / "suites" / "nightly.yaml"
 METRIC = "ndcg@10"

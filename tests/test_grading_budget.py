@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from harness.dispatch.budget import Budget
 from harness.errors import BudgetExceeded
+from harness.money.budget import Budget
 
 
 def test_reserve_counts_holds_against_the_cap_and_settle_replaces_them() -> None:

@@ -8,9 +8,10 @@ from collections import Counter
 
 import pytest
 
+from harness.config.criteria import CRITERIA
 from harness.fakes.anthropic import grade_json
 from harness.grading.parse import BadOutput, ParsedGrade, parse_grade
-from harness.grading.rubric import CRITERIA, RubricOutput, grade_inputs, system_prompt, user_prompt
+from harness.grading.rubric import RubricOutput, grade_inputs, system_prompt, user_prompt
 from harness.grading.sampling import category_quota, shuffled, stratified_sample
 from harness.grading.score import overall_score
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _runs import invoke, main_exit, records, write_records
 
-from harness.metrics.control_chart import ewma_drift
+from harness.metrics.stats.control_chart import ewma_drift
 
 
 def alarm_rate(shift: float, shifted_runs: int, trials: int = 2000, seed: int = 0) -> float:

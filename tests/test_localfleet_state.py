@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from harness.config.fleet import load_fleet
-from harness.costs import local_call_cost
 from harness.errors import InputError, LocalFleetError
 from harness.localfleet import procs
 from harness.localfleet.fleetfile import STREAM, write_fleet_file
 from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 from harness.localfleet.state import FLEET_FILE, STATE_FILE, STATE_VERSION, read_state, running_fleet
+from harness.money.costs import local_call_cost
 
 
 @pytest.fixture

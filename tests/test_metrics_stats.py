@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.errors import InputError
-from harness.metrics.stats import (
+from harness.metrics.stats.tests import (
     bootstrap_mean_ci,
     holm,
     mcnemar_exact,

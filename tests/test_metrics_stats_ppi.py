@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.metrics.stats_ppi import ppi_mean
+from harness.metrics.stats.ppi import ppi_mean
 
 Z = float(sps.norm.ppf(0.975))
 

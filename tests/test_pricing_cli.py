@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness import costs
 from harness.cli.main import app
+from harness.money import costs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini_corpus"
 SUITE = f"""\

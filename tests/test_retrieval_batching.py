@@ -15,9 +15,9 @@ from harness.retrieval.build import RetrievalSetup, build_retrievers
 from harness.retrieval.embedders import get_embedder
 from harness.run.doc_ranking import rank_documents, rank_documents_many
 from harness.run.fidelity import suite_ann_fidelity
-from harness.run.records import Manifest
 from harness.run.runner import RunParts, run_suite
-from harness.run.store import RunStore
+from harness.store.records import Manifest
+from harness.store.store import RunStore
 
 MINI = Path(__file__).parent / "fixtures" / "mini_corpus"
 QUESTIONS = [

@@ -18,7 +18,7 @@ from harness.corpus.chunking import Chunk
 from harness.retrieval.bm25 import BM25Index
 from harness.run.doc_ranking import rank_documents
 from harness.run.runner import RunParts, run_suite
-from harness.run.store import RunStore
+from harness.store.store import RunStore
 
 QUERY = "ice barrier eaves valley underlayment"
 K = 5

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import InputError, RunStoreError
-from harness.run.paths import check_run_id, run_dir
-from harness.run.records import Manifest
-from harness.run.store import RunStore, lock_holder
+from harness.store.paths import check_run_id, run_dir
+from harness.store.records import Manifest, ManifestFields
+from harness.store.store import RunStore, lock_holder
 
 CTX = mp.get_context("fork")  # separate processes (flock is per open file), cheap enough to race 20 times
 TRIALS = 20
@@ -95,12 +95,12 @@ def test_a_resumer_in_the_same_process_is_refused_while_the_creator_holds_the_lo
 def test_a_running_manifest_without_a_holder_is_stale(tmp_path: Path) -> None:
     path = tmp_path / "suite" / "run"
     store = RunStore.create(path, Manifest(run_id="run", pid=os.getpid()))
-    store.update_manifest(status="running")
+    store.update_manifest(ManifestFields(status="running"))
     assert store.live_status(store.manifest()) == "running"
     store.release()
     (path / ".lock").write_text("999999\n")  # the PID a dead writer left
     assert store.live_status(store.manifest()) == "stale (pid 999999 is gone)"
-    store.update_manifest(status="complete")
+    store.update_manifest(ManifestFields(status="complete"))
     assert store.live_status(store.manifest()) == "complete"
 
 
@@ -108,7 +108,7 @@ def test_run_files_are_world_readable(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
         store = RunStore.create(tmp_path / "suite" / "run", Manifest(run_id="run"))
-        store.update_manifest(status="running")
+        store.update_manifest(ManifestFields(status="running"))
     finally:
         os.umask(old)
     for name in ("manifest.json", "cases.jsonl", ".lock"):
@@ -117,8 +117,8 @@ def test_run_files_are_world_readable(tmp_path: Path) -> None:
 
 
 def _record(case_id: str) -> str:
-    from harness.run.records import CaseRecord, RetrievalRecord
-    from harness.run.store import case_record_line
+    from harness.store.records import CaseRecord, RetrievalRecord
+    from harness.store.store import case_record_line
 
     record = CaseRecord(case_id=case_id, variant="dense", category="c", question="q",
                         retrieval=RetrievalRecord(ranked=[("d", 1.0)], metrics={"mrr": 1.0}))

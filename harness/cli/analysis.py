@@ -23,6 +23,25 @@ def register(app: typer.Typer) -> None:
     app.command()(compare)
     app.command()(history)
     app.command()(merge)
+    app.command()(judge)
+
+
+def judge(run: RunArg, json_out: JsonOpt = False) -> None:
+    """How far the grader agrees with people's labels (kappa, alpha, pass/fail rates, bias per tier, self-preference)
+    and with a second judge (kappa, alpha, each judge's gap per category, the difference of gaps)."""
+    from harness.report.judge_section import analyse_judge, analyse_judges, judge_markdown, judges_markdown
+    from harness.store.loaded import load_run
+
+    view = load_run(run)
+    result = analyse_judge(view)
+    comparisons = analyse_judges(view)
+    if json_out:
+        print_json({"run_dir": str(run), "labelled": result is not None,
+                    "agreement": asdict(result) if result is not None else None,
+                    "judges": [asdict(c) for c in comparisons]})
+        return
+    console.print(judge_markdown(result) + judges_markdown(comparisons), markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 def gate(
@@ -38,9 +57,9 @@ def gate(
     json_out: JsonOpt = False,
 ) -> None:
     """Check a run against the suite's gate: rules. Exit 0 pass, 1 a rule failed, 2 bad input."""
-    from harness.gate import evaluate
+    from harness.analysis.gate import evaluate
     from harness.report.gate_report import gate_config, junit_xml, load_gate_run, markdown_summary
-    from harness.run.store import atomic_write_text
+    from harness.store.store import atomic_write_text
 
     candidate, view = load_gate_run(run)
     config = gate_config(view, suite)
@@ -77,9 +96,9 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Paired comparison of two runs: effect with 95% CI, McNemar or sign-flip test, Holm, MDE, per category."""
-    from harness.report.compare import compare as compare_runs
-    from harness.report.compare import render_markdown
-    from harness.report.model import load_run
+    from harness.analysis.compare import compare as compare_runs
+    from harness.report.compare_markdown import render_markdown
+    from harness.store.loaded import load_run
 
     comparison = compare_runs(load_run(run_a), load_run(run_b), allow_different=allow_different,
                               resamples=resamples)
@@ -99,9 +118,10 @@ def history(
     json_out: JsonOpt = False,
 ) -> None:
     """Headline metrics across runs, a PNG/SVG chart, and a drift alarm on the latest run (exit 4)."""
-    from harness.report.history import collect, drift_frame, judge, render_markdown
+    from harness.analysis.history import collect, drift_frame, judge
     from harness.report.history_chart import history_chart
-    from harness.run.store import atomic_write_bytes
+    from harness.report.history_markdown import render_markdown
+    from harness.store.store import atomic_write_bytes
 
     name = _suite_name(suite)
     found = judge(collect(reports, name), window=window, limit=limit, lam=lam)
@@ -115,6 +135,7 @@ def history(
         print_json({
             "suite": name,
             "runs": found.table.reset_index().to_dict(orient="records"),
+            "replays": found.replay_rows(),
             "drift": drift_frame(found).to_dict(orient="records"),
             "left_out": found.left_out,
             "alarm": bool(alarms),
@@ -151,9 +172,9 @@ def merge(
 ) -> None:
     """Join the shard runs of one suite into one run; refuse different suites/corpora/configs and duplicates."""
     from harness.report.writer import write_reports
-    from harness.run.merge import merge_runs
     from harness.run.session import new_run_id
-    from harness.run.store import RunStore
+    from harness.store.merge import merge_runs
+    from harness.store.store import RunStore
 
     first = RunStore.open(runs[0]).manifest() if runs else None
     suite = first.suite.name if first is not None and first.suite is not None else "unknown"

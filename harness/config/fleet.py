@@ -16,7 +16,7 @@ HostKind = Literal["ollama", "openai"]  # the keys of PROVIDERS; tests/test_kind
 Endpoint = Literal["chat", "completion"]
 FallbackPolicy = Literal["cloud", "none"]
 
-DEFAULT_CLOUD_MODEL = "claude-sonnet-4-5"
+DEFAULT_CLOUD_MODEL = "claude-sonnet-4-6"  # why this model: README, "Which Claude model"
 # Where `harness fleet up` writes the embedded fleet, and where commands look when no --fleet is given.
 DEFAULT_FLEET = Path(".harness") / "fleet.yaml"
 
@@ -26,7 +26,7 @@ class _Strict(BaseModel):
 
 
 class HostCost(_Strict):
-    """What a local host costs to run, so local calls get a dollar figure too (``harness.costs.local_call_cost``)."""
+    """What a local host costs to run, so local calls get a dollar figure too (``money.costs.local_call_cost``)."""
 
     watts: float = Field(default=0.0, ge=0, description="average draw while serving")
     usd_per_kwh: float = Field(default=0.0, ge=0)

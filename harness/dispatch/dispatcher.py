@@ -6,7 +6,7 @@ Strategies:
   (cancelling the task closes its HTTP connection). An error only takes its host out of the race.
 * ``hedge``: send to the best-ranked host; if it has not answered after its hedge delay
   (:func:`~harness.dispatch.hedging.hedge_delay`), send one hedge to the next host, if the token bucket
-  (:class:`~harness.dispatch.budget.HedgeBudget`) has a token; refused, it asks again each time the call has waited
+  (:class:`~harness.money.budget.HedgeBudget`) has a token; refused, it asks again each time the call has waited
   twice as long (a call still waiting is ever likelier a straggler). A failure is replaced by the next host at once (a
   failover), so one request stays in flight, or two once the hedge went out. Failovers are never refused, but they
   are charged to the same bucket, so ``HedgePolicy.budget`` bounds all extra requests per call, not only hedges.
@@ -38,15 +38,17 @@ from dataclasses import replace
 from types import TracebackType
 
 from harness.config.fleet import Fleet, Strategy
-from harness.costs import local_call_cost
 from harness.dispatch.attempts import LocalOutcome, describe
-from harness.dispatch.budget import Budget, HedgeBudget, projected_request_usd
 from harness.dispatch.engine import FleetState, HostProbe, LocalCall
 from harness.dispatch.fallback import CloudCost, cloud_fallback
 from harness.dispatch.health import Clock, HostHealth, HostSnapshot, LatencyWindow
+from harness.dispatch.hedge_budget import HedgeBudget
 from harness.dispatch.slots import SlotPool
 from harness.dispatch.strategies import STRATEGY_NAMES
 from harness.errors import BudgetExceeded, FleetUnavailable, InputError, ProviderError
+from harness.money.budget import Budget
+from harness.money.costs import local_call_cost
+from harness.money.projection import projected_usd, request_prompt_tokens
 from harness.providers.base import Provider, provider_for
 from harness.providers.types import Attempt, Generation, GenerationRequest
 
@@ -195,7 +197,8 @@ class Dispatcher:
         try:
             # held before the call and settled after, so concurrent fallbacks cannot overshoot the cap together
             reservation = self.cloud_budget.reserve(
-                projected_request_usd(self.fleet.cloud_model, request), "cloud fallback"
+                projected_usd(self.fleet.cloud_model, request_prompt_tokens(request), request.max_tokens),
+                "cloud fallback",
             )
         except BudgetExceeded as exc:
             raise FleetUnavailable(

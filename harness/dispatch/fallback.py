@@ -30,7 +30,7 @@ def cloud_fallback(fleet: Fleet) -> CloudFallback:
     """
     if fleet.fallback != "cloud":
         return CloudFallback()
-    from harness.costs import cloud_cost_usd
+    from harness.money.costs import cloud_cost_usd
     from harness.providers.anthropic_cloud import AnthropicProvider
 
     try:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from harness.grading.rubric import CRITERIA, RATIONALE_MAX_CHARS, RubricOutput
+from harness.config.criteria import CRITERIA
+from harness.grading.rubric import RATIONALE_MAX_CHARS, RubricOutput
 
 
 @dataclass(frozen=True)

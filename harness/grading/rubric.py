@@ -1,7 +1,8 @@
 """The grading rubric: one registry of criteria, the template it is rendered into, and the grader's prompts.
 
-The criteria live in ``CRITERIA`` only: the rubric text's scales, the output schema (``RubricOutput``) and the
-scoring step are all built from it, so a criterion cannot be added in one place and forgotten in another.
+The criteria live in ``CRITERIA`` only (:mod:`harness.config.criteria`): the rubric text's scales, the output schema
+(``RubricOutput``) and the scoring step are all built from it, so a criterion cannot be added in one place and
+forgotten in another.
 The prose around them is the template ``rubric.md`` beside this module.
 
 The prompts are blind: they carry the question, the reference, the retrieved passages and the answer, never the
@@ -12,61 +13,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-SCALE_MAX = 3
+from harness.config.criteria import CRITERIA, SCALE_MAX
+
 RATIONALE_MAX_CHARS = 600
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """One ordinal criterion: what it asks and what each point of its 0..3 scale means."""
-
-    name: str
-    asks: str
-    anchors: tuple[str, str, str, str]  # for 0, 1, 2, 3
-
-
-CRITERIA: dict[str, Criterion] = {
-    c.name: c
-    for c in (
-        Criterion(
-            "correctness",
-            "Does the answer agree with the reference answer on the facts the question asks for?",
-            (
-                "contradicts the reference on the main point, or answers a different question",
-                "partly right, but gets a point that matters wrong",
-                "right on the main point; a minor detail is wrong or imprecise",
-                "agrees with the reference on every point asked for (wording may differ)",
-            ),
-        ),
-        Criterion(
-            "faithfulness",
-            "Is every claim in the answer supported by the retrieved passages?",
-            (
-                "makes a claim the passages contradict",
-                "rests mainly on claims the passages do not support",
-                "supported, except one minor claim the passages do not contain",
-                "every claim is supported by the passages (or the answer correctly says they do not cover it)",
-            ),
-        ),
-        Criterion(
-            "completeness",
-            "Does the answer cover every part of the reference answer that the question needs?",
-            (
-                "covers none of the needed parts",
-                "covers some needed parts; an important one is missing",
-                "covers the needed parts; a secondary detail is missing",
-                "covers every needed part",
-            ),
-        ),
-    )
-}
 
 Score = Literal[0, 1, 2, 3]
 

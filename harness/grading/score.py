@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.grading.rubric import CRITERIA, SCALE_MAX
+from harness.config.criteria import CRITERIA, SCALE_MAX
 
 
 def overall_score(scores: Mapping[str, int]) -> float:

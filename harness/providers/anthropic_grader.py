@@ -21,16 +21,17 @@ from typing import Any
 
 import anthropic
 
+from harness.money.tokens import estimate_tokens
 from harness.providers.anthropic_cloud import AnthropicProvider
 from harness.providers.structured import BatchOutcome, BatchState, StructuredReply, StructuredRequest
 from harness.providers.types import Usage
-from harness.tokens import estimate_tokens
 
 # Shortest prompt prefix each model family caches (tokens), from Anthropic's prompt-caching documentation;
 # longest prefix first so dated snapshots match their family.
 CACHE_MIN_TOKENS: dict[str, int] = {
     "claude-opus-4-5": 4096,
     "claude-haiku-4-5": 4096,
+    "claude-sonnet-4-6": 1024,  # as documented; a marked prefix the API declines to cache is billed as plain input
     "claude-sonnet-4-5": 1024,
     "claude-sonnet-4": 1024,
     "claude-opus-4-1": 1024,

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from harness.analysis.gate import GateResult, GateRun, RuleResult
 from harness.config.gate import GateConfig
 from harness.config.suite import load_suite
 from harness.errors import ConfigError, RunStoreError
-from harness.gate import GateResult, GateRun, RuleResult
 from harness.report.markdown import cell
-from harness.report.model import RunView, load_run
+from harness.store.loaded import RunView, load_run
 
 
 def gate_run(view: RunView) -> GateRun:
@@ -106,7 +106,7 @@ def junit_xml(result: GateResult) -> str:
     """JUnit XML: one testsuite, one testcase per rule; a failed rule carries a <failure> with its line."""
     suite = ET.Element(
         "testsuite",
-        name="harness.gate",
+        name="harness.analysis.gate",
         tests=str(len(result.rules)),
         failures=str(len(result.failed)),
         errors="0",

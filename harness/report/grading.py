@@ -1,4 +1,4 @@
-"""The grader's part of the report: grade columns for ``results.parquet`` and the grader-coverage table.
+"""The grader's part of the report: the grader-coverage table.
 
 Coverage counts answers (case × variant × tier with a generation record) by how their grade ended: graded,
 unmeasured (with why: not sampled, no key, budget, no answer, still pending) or grade_error. Counts only: no score is
@@ -12,38 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness.grading.rubric import CRITERIA
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.report.escape import md_text
-from harness.run.records import GradeRecord
 
-GRADE_COLUMNS = [
-    "grade_status", "grade_score", "confident_but_wrong", "grade_reason",
-    *(f"grade_{name}" for name in CRITERIA),
-    "grade_rationale", "grader_model", "grade_input_tokens", "grade_output_tokens", "grade_cache_read_tokens",
-    "grade_cache_write_tokens", "grade_cost_usd", "grade_batch_id",
-]  # fmt: skip
 STATUSES = ("graded", "unmeasured", "grade_error")
-
-
-def grade_columns(grade: GradeRecord) -> dict[str, Any]:
-    """One answer's grade as flat columns; a criterion the grade lacks stays missing (never 0)."""
-    scores = grade.scores or {}
-    row: dict[str, Any] = {
-        "grade_status": grade.status,
-        "grade_score": grade.score,
-        "confident_but_wrong": grade.confident_but_wrong,
-        "grade_reason": grade.reason,
-        "grade_rationale": grade.rationale,
-        "grader_model": grade.grader_model,
-        "grade_input_tokens": grade.input_tokens,
-        "grade_output_tokens": grade.output_tokens,
-        "grade_cache_read_tokens": grade.cache_read_tokens,
-        "grade_cache_write_tokens": grade.cache_write_tokens,
-        "grade_cost_usd": grade.cost_usd,
-        "grade_batch_id": grade.batch_id,
-    }
-    row.update({f"grade_{name}": scores.get(name) for name in CRITERIA})
-    return row
 
 
 def coverage_by_category(generation: pd.DataFrame) -> pd.DataFrame:
@@ -53,7 +25,7 @@ def coverage_by_category(generation: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab(generation["category"], generation["grade_status"])
     counts = counts.reindex(columns=list(STATUSES), fill_value=0)
     counts["answers"] = counts.sum(axis=1)
-    counts.loc["all"] = counts.sum()
+    counts.loc[ALL_CATEGORIES] = counts.sum()
     out = counts.reset_index().rename(columns={"grade_status": ""})
     out.columns.name = None
     return out[["category", "answers", *STATUSES]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from harness.report import drift_section
 from harness.report.document import Report, to_markdown
 from harness.report.markdown_table import UNMEASURED, cell, table
-from harness.report.model import RunView
 from harness.report.sections import build_sections
 from harness.report.verdict import failure_banner, verdict
+from harness.store.loaded import RunView
 
 __all__ = ["UNMEASURED", "build_report", "cell", "render", "table"]
 

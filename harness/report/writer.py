@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from harness.report import frames
 from harness.report.document import to_markdown
 from harness.report.html_page import to_html
 from harness.report.markdown import build_report
-from harness.report.model import RunView, load_run
-from harness.run.store import RESULTS, atomic_write_bytes, atomic_write_text
+from harness.store import frames
+from harness.store.loaded import RunView, load_run
+from harness.store.store import RESULTS, atomic_write_bytes, atomic_write_text
 
 
 def write_reports(run_dir: Path) -> RunView:

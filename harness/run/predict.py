@@ -15,7 +15,7 @@ import numpy as np
 from harness.config.suite import Case
 from harness.metrics.predictors import context_support, embedding_cosine
 from harness.retrieval.base import ScoredChunk
-from harness.run.records import GenerationRecord
+from harness.store.records import GenerationRecord
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 """Texts -> one embedding row each (the suite's embedder)."""

@@ -13,7 +13,7 @@ from typing import Any
 from harness.config.suite import Suite
 from harness.corpus.documents import Corpus
 from harness.errors import RunStoreError
-from harness.run.records import CorpusInfo, Manifest
+from harness.store.records import CorpusInfo, Manifest
 
 _SHOWN = 5  # names listed in a message before "and N more"
 

@@ -12,7 +12,7 @@ import re
 
 from harness.config.suite import Suite
 from harness.errors import InputError
-from harness.run.records import ShardInfo
+from harness.store.records import ShardInfo
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
