@@ -34,7 +34,7 @@ STOP_WITHIN_S = 1.0
 WAIT_S = 600.0  # generous, for a loaded machine; not a speed claim
 
 
-def _suite(corpus: Path) -> str:
+def _suite(corpus: Path, copies: int = CASES_PER_QUESTION, *, distinct: bool = True) -> str:
     lines = [
         "name: signals",
         f"corpus: {corpus}",
@@ -47,11 +47,11 @@ def _suite(corpus: Path) -> str:
         "  - {name: hybrid, retriever: hybrid}",
         "cases:",
     ]
-    for copy in range(CASES_PER_QUESTION):
+    for copy in range(copies):
         for number, (doc, question) in enumerate(QUESTIONS):
             lines += [
                 f"  - id: q{copy}-{number}",
-                f"    question: {json.dumps(f'{question} ({copy})')}",
+                f"    question: {json.dumps(f'{question} ({copy})' if distinct else question)}",
                 f"    relevant: {{{doc}: 3}}",
                 "    category: c",
             ]
@@ -124,6 +124,9 @@ def _check_log(run_dir: Path, expected: int | None = None) -> set[tuple[str, str
 
 
 def test_sigint_mid_retrieval_stops_within_a_second_and_a_second_writer_is_refused(workdir: Path) -> None:
+    # 24,000 retrievals of four questions (embedded once): the run is still retrieving however long the second
+    # writer takes to start on a busy machine.
+    (workdir / "signals.yaml").write_text(_suite(workdir / "corpus", 2000, distinct=False), encoding="utf-8")
     run_dir = workdir / "reports" / "signals" / "r1"
     proc = _start(workdir, "--run-id", "r1")
     try:
@@ -137,7 +140,7 @@ def test_sigint_mid_retrieval_stops_within_a_second_and_a_second_writer_is_refus
         proc.wait()
     assert stamped < STOP_WITHIN_S
     done = _check_log(run_dir)
-    assert 0 < len(done) < CASES_PER_QUESTION * len(QUESTIONS) * 3
+    assert 0 < len(done) < 2000 * len(QUESTIONS) * 3
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "status: **interrupted**" in report and f"records in the log: {len(done)}" in report
 

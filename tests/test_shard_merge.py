@@ -44,11 +44,16 @@ def assert_same_results(a: Path, b: Path) -> None:
     for key, row in left.items():
         other = right[key]
         assert row["retrieval"]["metrics"] == other["retrieval"]["metrics"], key
-        assert row["retrieval"]["ranked"] == other["retrieval"]["ranked"], key
+        # A question is embedded in a batch with the other questions of its shard, and a batch's arithmetic differs
+        # in the last bits with its company: the same documents in the same order, scores equal to float32 precision.
+        assert [doc for doc, _ in row["retrieval"]["ranked"]] == [doc for doc, _ in other["retrieval"]["ranked"]], key
+        assert [score for _, score in row["retrieval"]["ranked"]] == pytest.approx(
+            [score for _, score in other["retrieval"]["ranked"]], abs=1e-5), key
         for tier, answer in row["generations"].items():
             assert answer["status"] == other["generations"][tier]["status"] == "ok"
             assert answer["text"] == other["generations"][tier]["text"], key
-            assert answer["answer_metrics"] == other["generations"][tier]["answer_metrics"], key
+            theirs = other["generations"][tier]["answer_metrics"]
+            assert answer["answer_metrics"] == pytest.approx(theirs, abs=1e-6), key  # embeddings batched: last bits
 
 
 def test_shards_are_stable_disjoint_and_cover_the_suite() -> None:

@@ -22,7 +22,11 @@ T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+_received: list[int] = []  # signals the handler below raised for, while interrupts_raise is active
+
+
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
     raise RunInterrupted(signum)
 
 
@@ -33,11 +37,17 @@ def interrupts_raise() -> Iterator[None]:
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    _received.clear()
     for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_interrupted)
     try:
         yield
+        # The exception raised from a signal handler is lost when it lands in a finaliser (``__del__``) or a callback
+        # that swallows everything; the signal still stops the command, here at the latest.
+        if _received:
+            raise RunInterrupted(_received[0])
     finally:
+        _received.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
