@@ -57,6 +57,20 @@ PACKAGES = (
 )
 
 
+@dataclass(frozen=True)
+class RayOptions:
+    """``--ray [ADDRESS]``: where the Ray work goes, and how many chunks or cases one Ray batch holds."""
+
+    address: str = "local"
+    batch_size: int = 256  # chunks per ingest batch
+    case_batch: int = 8  # (case, variant) pairs per retrieval task
+
+    def parsed(self) -> Any:
+        from harness.retrieval.ray_cluster import parse_address
+
+        return parse_address(self.address)
+
+
 @dataclass
 class RunOptions:
     suite_path: Path
@@ -72,6 +86,7 @@ class RunOptions:
     grade_batch: bool | None = None  # grade through Message Batches; None: the suite's grading.batch
     cache_dir: Path | None = Path(".harness/cache")  # response cache; None with --no-cache
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
+    ray: RayOptions | None = None  # --ray: ingest and retrieve on a Ray cluster; generation stays here
 
 
 @dataclass
@@ -226,16 +241,23 @@ def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[Any,
     """A retriever per variant (indexes ingested incrementally first), and ANN fidelity per dense collection."""
     from harness.run.fidelity import suite_ann_fidelity
 
-    setup = prepare_retrieval(suite, corpus, options.store_dir, options.chroma_url)
+    setup = prepare_retrieval(suite, corpus, options.store_dir, options.chroma_url, options.ray)
     return setup, suite_ann_fidelity(suite, setup)
 
 
-def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url: str | None) -> Any:
+def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url: str | None,
+                      ray: RayOptions | None = None) -> Any:
+    """Retrievers for every variant, their indexes synced first: in this process, or on Ray when ``ray`` is given."""
     from harness.retrieval.build import build_retrievers
 
+    syncer = None
+    if ray is not None:
+        from harness.retrieval.ray_ingest import ray_sync
+
+        syncer = ray_sync(ray.parsed(), batch_size=ray.batch_size)
     # Absolute, because Chroma shares one client per path string within a process: a relative path reused after a
     # change of directory would reach the old store.
-    return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url)
+    return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url, syncer=syncer)
 
 
 def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
