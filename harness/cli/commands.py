@@ -172,6 +172,11 @@ def run(
     shard: Annotated[
         str | None, typer.Option("--shard", help="i/n: run only shard i of n (stable by case id); join with merge")
     ] = None,
+    ray: RayOpt = None,
+    ray_batch_size: RayBatchOpt = 256,
+    ray_case_batch: Annotated[
+        int, typer.Option("--ray-case-batch", min=1, help="with --ray: (case, variant) pairs per retrieval task")
+    ] = 8,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -192,6 +197,7 @@ def run(
         grade_batch=grade_batch,
         cache=not no_cache,
         shard=shard,
+        ray=_ray_options(ray, chroma_url, batch_size=ray_batch_size, case_batch=ray_case_batch),
     )
     if json_out:
         print_json(summary)
@@ -224,6 +230,7 @@ def _run_suite(
     grade_batch: bool | None = None,
     cache: bool = True,
     shard: str | None = None,
+    ray: Any = None,
 ) -> dict:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
@@ -249,13 +256,17 @@ def _run_suite(
         grade_batch=grade_batch,
         cache_dir=Path(".harness/cache") if cache else None,
         shard=shard,
+        ray=ray,
     )
-    with interrupts_raise():
-        prepared = prepare(options)
-        try:
-            return _run_prepared(prepared, budget=budget, quiet=quiet, max_failure_rate=max_failure_rate)
-        finally:
-            prepared.store.release()
+    try:
+        with interrupts_raise():
+            prepared = prepare(options)
+            try:
+                return _run_prepared(prepared, budget=budget, quiet=quiet, max_failure_rate=max_failure_rate)
+            finally:
+                prepared.store.release()
+    finally:
+        _leave_ray(ray)
 
 
 def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failure_rate: float | None) -> dict:

@@ -15,6 +15,7 @@ Ray executor), lazily, so the package loads without it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -39,7 +40,7 @@ RaySync = Callable[[Corpus, ChunkingConfig, EmbedderConfig, DenseIndex], IngestR
 def require_server(store: ChromaStore | None) -> ChromaStore:
     """Ray workers on other machines cannot reach an embedded store: ``--ray`` needs a Chroma server."""
     if store is None or not store.url:
-        raise InputError(f"--ray needs a Chroma server that every Ray worker can reach, and {CHROMA_URL_ENV} is not set",
+        raise InputError(f"--ray needs a Chroma server every Ray worker can reach, and {CHROMA_URL_ENV} is not set",
                          hint=f"start one (`chroma run --path DIR --host 0.0.0.0`) and set {CHROMA_URL_ENV}="
                               "http://HOST:8000, or pass --chroma-url")
     return store
@@ -67,10 +68,8 @@ def ray_ingest(corpus: Corpus, chunking: ChunkingConfig, embedder: EmbedderConfi
                chunking=chunking.model_dump(mode="json"), embedder=embedder.model_dump(mode="json"),
                key=asdict(index.key), chroma_url=str(url), batch_size=batch_size,
                actors=actors or _pool_size(ray), gpus=cluster_accelerators(ray) > 0)
-    if address.client:  # Ray Data does not run over Ray Client: run the pipeline's driver as a task on the cluster
-        rows = ray.get(ray.remote(num_cpus=0)(_run_pipeline).remote(job))
-    else:
-        rows = _run_pipeline(job)
+    # Ray Data does not run over Ray Client: there the pipeline's driver runs as a task on the cluster.
+    rows = ray.get(ray.remote(num_cpus=0)(_run_pipeline).remote(job)) if address.client else _run_pipeline(job)
     return _finish(index, rows, time.perf_counter() - began)
 
 
@@ -88,7 +87,7 @@ def _run_pipeline(job: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ray.data.DataContext.get_current().enable_progress_bars = False
     resources: dict[str, Any] = {"num_gpus": 1} if job["gpus"] else {"num_cpus": 1}
     dataset = ray.data.from_items(job["documents"], override_num_blocks=max(1, min(len(job["documents"]), 64)))
-    chunks = dataset.flat_map(_chunk_rows, fn_kwargs={"chunking": job["chunking"]}, num_cpus=0.5)
+    chunks = dataset.flat_map(functools.partial(_chunk_rows, chunking=job["chunking"]), num_cpus=0.5)
     written = chunks.map_batches(
         EmbedWriter,
         fn_constructor_kwargs={"embedder": job["embedder"], "key": job["key"], "chroma_url": job["chroma_url"]},
@@ -103,7 +102,9 @@ def _run_pipeline(job: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 def _chunk_rows(row: dict[str, Any], chunking: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Chunks of one document as plain rows (chunking reads only the id, title and body)."""
-    doc = Document(**{name: str(row[name]) for name in _DOC_FIELDS})
+    doc = Document(id=str(row["id"]), kind=str(row["kind"]), title=str(row["title"]),
+                   jurisdiction=str(row["jurisdiction"]), date=str(row["date"]), body=str(row["body"]),
+                   path=str(row["path"]))
     for chunk in chunk_document(doc, ChunkingConfig(**chunking)):
         fields = asdict(chunk)
         fields["heading_path"] = list(chunk.heading_path)
@@ -142,7 +143,8 @@ class EmbedWriter:
         counted: set[str] = set()  # a text embedded once counts once, as in DenseIndex.sync
         statuses, flags = [], []
         for chunk in chunks:
-            statuses.append("unchanged" if chunk.id not in changed_ids else "updated" if chunk.id in stored else "added")
+            state = "unchanged" if chunk.id not in changed_ids else "updated" if chunk.id in stored else "added"
+            statuses.append(state)
             flags.append(chunk.content_hash in fresh and chunk.content_hash not in counted)
             counted.add(chunk.content_hash)
         return pd.DataFrame({"id": [chunk.id for chunk in chunks], "status": statuses, "embedded": flags})

@@ -165,6 +165,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         grading=grading.plan,
         concurrency=options.concurrency or fleet_capacity(fleet),
         embed=_answer_embedder(suite),
+        retrieve=_ray_retrieval(options, suite, corpus),
     )
     manifest_fields = {
         "run_id": store.path.name,
@@ -219,6 +220,8 @@ def resume_command(options: RunOptions, run_id: str) -> str:
         words += ["--fleet", str(options.fleet_path)]
     if options.shard is not None:
         words += ["--shard", options.shard]
+    if options.ray is not None:
+        words += ["--ray", options.ray.address]
     return shlex.join(words)
 
 
@@ -258,6 +261,15 @@ def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url:
     # Absolute, because Chroma shares one client per path string within a process: a relative path reused after a
     # change of directory would reach the old store.
     return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url, syncer=syncer)
+
+
+def _ray_retrieval(options: RunOptions, suite: Suite, corpus: Corpus) -> Any:
+    """With ``--ray``, retrieval fans out to the cluster; generation and the run store stay here."""
+    if options.ray is None:
+        return None
+    from harness.run.ray_executor import ray_retrieval
+
+    return ray_retrieval(options.ray, suite, corpus, options.chroma_url)
 
 
 def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
