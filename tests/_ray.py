@@ -49,7 +49,7 @@ def session_members(session_id: int) -> list[int]:
     return members
 
 
-def stop_session(process: subprocess.Popen[bytes], grace_s: float = 20) -> None:
+def stop_session(process: subprocess.Popen[bytes], grace_s: float = 5) -> None:
     """SIGTERM a node's session, wait for it to leave, then SIGKILL whatever is left."""
     sid = process.pid
     for pid in session_members(sid):

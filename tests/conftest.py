@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _runs import fleet_file, invoke, main_exit
@@ -60,3 +62,16 @@ def mini_runs(mini_workdir: Path) -> Path:
             broken = ["run", str(suite), "--run-id", "broken", "--fleet", str(fleet), "--quiet", "--no-cache"]
             assert main_exit(patch, *broken) == 3
     return mini_workdir / "reports" / "mini"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A real two-node Ray cluster on loopback, shared by the Ray tests; stopped (every process of it) at the end."""
+    from _ray import remove_cluster_dir, start_cluster
+
+    cluster = start_cluster(nodes=2)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        remove_cluster_dir(cluster)

@@ -42,6 +42,8 @@ class RetrievalWorker:
         # BM25 caches go to a private directory; the dense index is the Chroma server's collection.
         store_dir = Path(tempfile.mkdtemp(prefix="harness-ray-"))
         self.retrievers = build_retrievers(suite, corpus, store_dir, chroma_url=chroma_url).retrievers
+        for retriever in self.retrievers.values():  # load the query embedder now, not inside the first case's latency
+            retriever.search(suite.cases[0].question if suite.cases else "warm-up", 1)
 
     def retrieve(self, batch: list[tuple[int, str]]) -> list[tuple[int, str, RetrievalRecord, list[ScoredChunk]]]:
         out = []
