@@ -1,8 +1,9 @@
 """Joining a Ray cluster: the one place that imports ``ray`` for the rest of the package, lazily.
 
 ``--ray`` with no address starts a private local instance (``ray.init(address="local")``), for trying it out; with an
-address it joins that cluster: ``host:port`` (the GCS port of `ray start --head`, from a machine of the cluster) or
-``ray://host:10001`` (the Ray Client server, from anywhere that reaches it). A missing ``ray`` package or an address
+address it joins that cluster: ``host:port`` (the GCS port of `ray start --head`, from a machine of the cluster),
+``ray://host:10001`` (the Ray Client server, from anywhere that reaches it) or ``auto`` (the cluster this machine is a
+node of, as in a KubeRay RayJob). A missing ``ray`` package or an address
 nobody answers is an input error (exit 2) that says what to do, before Ray spends half a minute retrying.
 """
 
@@ -42,6 +43,11 @@ class RayAddress:
         return self.raw == LOCAL
 
     @property
+    def auto(self) -> bool:
+        """``auto``: the cluster this machine belongs to (``$RAY_ADDRESS`` or a local `ray start`), e.g. in a RayJob."""
+        return self.raw == "auto"
+
+    @property
     def client(self) -> bool:
         return self.raw.startswith("ray://")
 
@@ -69,7 +75,7 @@ def parse_address(value: str | None) -> RayAddress:
 
 def check_reachable(address: RayAddress) -> None:
     """Fail fast with exit 2 when nothing listens at the address (Ray itself would retry for ~30 s)."""
-    if address.local:
+    if address.local or address.auto:
         return
     host, port = address.endpoint()
     try:
