@@ -65,7 +65,7 @@ def stop_session(process: subprocess.Popen[bytes], grace_s: float = 5) -> None:
         process.wait(timeout=10)
 
 
-def _ray_env() -> dict[str, str]:
+def ray_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
     env.update(RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -103,7 +103,7 @@ class RayCluster:
             args += ["--address", self.address]
         log = self.temp_dir.parent / f"{'head' if head else f'node{len(self.nodes)}'}.log"
         self.logs.append(log)
-        process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=_ray_env(),
+        process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=ray_env(),
                                    start_new_session=True)
         self.nodes.append(process)
         self._wait_started(process, log)
@@ -176,7 +176,7 @@ def start_chroma(data_dir: Path) -> ChromaServer:
 def harness_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``harness ARGS`` in a fresh process (so each driver joins and leaves Ray on its own)."""
-    full_env = _ray_env()
+    full_env = ray_env()
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout, check=False)

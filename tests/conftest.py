@@ -75,3 +75,15 @@ def ray_cluster() -> Iterator[Any]:
     finally:
         cluster.stop()
         remove_cluster_dir(cluster)
+
+
+@pytest.fixture(scope="session")
+def ray_chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A `chroma run` server on loopback for the Ray tests' workers (each corpus has its own collections)."""
+    from _ray import start_chroma
+
+    server = start_chroma(tmp_path_factory.mktemp("ray_chroma") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()

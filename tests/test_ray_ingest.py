@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ from _ray import (
     RayCluster,
     free_port,
     harness_cli,
-    start_chroma,
 )
 from _suites import CASES, case, suite
 
@@ -43,13 +41,8 @@ def cluster(ray_cluster: RayCluster) -> RayCluster:
 
 
 @pytest.fixture
-def chroma(tmp_path: Path) -> Iterator[ChromaServer]:
-    (tmp_path / "chroma").mkdir()
-    server = start_chroma(tmp_path / "chroma" / "data")
-    try:
-        yield server
-    finally:
-        server.stop()
+def chroma(ray_chroma: ChromaServer) -> ChromaServer:
+    return ray_chroma
 
 
 def _write_suite(path: Path, corpus: Path) -> Path:
@@ -137,12 +130,12 @@ def test_ray_missing_package_says_how_to_install(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from _ray import _ray_env
+    from _ray import ray_env
 
     code = ("import sys; sys.modules['ray'] = None; sys.argv = ['harness', *sys.argv[1:]]; "
             "from harness.cli.main import main; main()")
     result = subprocess.run([sys.executable, "-c", code, "ingest", str(suite_path), "--ray"], capture_output=True,
-                            text=True, env={**_ray_env(), "HARNESS_CHROMA_URL": "http://127.0.0.1:9"}, check=False,
+                            text=True, env={**ray_env(), "HARNESS_CHROMA_URL": "http://127.0.0.1:9"}, check=False,
                             timeout=120)
     assert result.returncode == 2, result.stderr
     assert "pip install '.[ray]'" in result.stderr and "make setup-ray" in result.stderr

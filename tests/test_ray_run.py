@@ -12,13 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from _ray import ChromaServer, RayCluster, _ray_env, harness_cli, session_members, start_chroma
+from _ray import ChromaServer, RayCluster, harness_cli, ray_env, session_members
 from _suites import CASES, case, suite, variants
 
 from harness.fakes import QueueingOllama, Reply
@@ -29,13 +28,8 @@ ANSWER = "At least 36 inches inside the exterior wall line."
 
 
 @pytest.fixture
-def chroma(tmp_path: Path) -> Iterator[ChromaServer]:
-    (tmp_path / "chroma").mkdir()
-    server = start_chroma(tmp_path / "chroma" / "data")
-    try:
-        yield server
-    finally:
-        server.stop()
+def chroma(ray_chroma: ChromaServer) -> ChromaServer:
+    return ray_chroma
 
 
 def _fleet(path: Path, *fakes: QueueingOllama) -> Path:
@@ -101,7 +95,7 @@ def _big_suite(path: Path, copies: int) -> int:
 
 def _start_run(tmp_path: Path, suite_path: Path, run_id: str, chroma: ChromaServer,
                *extra: str) -> subprocess.Popen[str]:
-    env = {**_ray_env(), "HARNESS_CHROMA_URL": chroma.url, "ANTHROPIC_API_KEY": ""}
+    env = {**ray_env(), "HARNESS_CHROMA_URL": chroma.url, "ANTHROPIC_API_KEY": ""}
     return subprocess.Popen([sys.executable, "-m", "harness.cli.main", "run", str(suite_path), "--run-id", run_id,
                              "--quiet", *extra], cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)

@@ -119,10 +119,11 @@ def _ray_options(address: str | None, chroma_url: str | None, *, batch_size: int
     """``--ray``'s settings, checked before anything loads: the ray package and a Chroma server every worker reaches."""
     if address is None:
         return None
-    from harness.retrieval.ray_cluster import import_ray
+    from harness.retrieval.ray_cluster import check_reachable, import_ray, parse_address
     from harness.run.session import RayOptions
 
     import_ray()
+    check_reachable(parse_address(address))
     if not (chroma_url or os.environ.get("HARNESS_CHROMA_URL")):
         raise InputError(
             "--ray needs a Chroma server that every Ray worker can reach, and HARNESS_CHROMA_URL is not set",

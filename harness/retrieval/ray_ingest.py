@@ -9,7 +9,8 @@ The pipeline, for one collection (corpus × chunking × embedder)::
 Every batch is idempotent: records are keyed by chunk id and carry their content hash, so a batch that Ray retries
 after a worker died writes the same records again. The driver only tallies the small result rows and deletes the
 records of chunks that no longer exist, so a second ingest embeds nothing and a changed document re-embeds only its
-changed chunks, exactly as :meth:`DenseIndex.sync` does in one process. Ray is imported only here (and in the run's
+changed chunks, exactly as :meth:`DenseIndex.sync` does in one process; a corpus that has not changed at all is
+seen on the driver and never reaches the cluster. Ray is imported only here (and in the run's
 Ray executor), lazily, so the package loads without it.
 """
 
@@ -20,11 +21,11 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from harness.config.suite import ChunkingConfig, EmbedderConfig
-from harness.corpus.chunking import Chunk, chunk_document
+from harness.corpus.chunking import Chunk, chunk_corpus, chunk_document
 from harness.corpus.documents import Corpus, Document
 from harness.errors import InputError, RetrievalError
 from harness.retrieval.chroma_store import CHROMA_URL_ENV, ChromaStore, DenseIndex, IndexKey, IngestReport
@@ -63,6 +64,8 @@ def ray_ingest(corpus: Corpus, chunking: ChunkingConfig, embedder: EmbedderConfi
     """Bring ``index`` (a collection on a Chroma server) up to date with ``corpus`` through a Ray Data pipeline."""
     began = time.perf_counter()
     url = require_server(index.store).url
+    if (unchanged := _unchanged(corpus, chunking, index)) is not None:
+        return replace(unchanged, seconds=time.perf_counter() - began)
     ray = connect(address)
     job = dict(documents=[{name: getattr(doc, name) for name in _DOC_FIELDS} for doc in corpus],
                chunking=chunking.model_dump(mode="json"), embedder=embedder.model_dump(mode="json"),
@@ -71,6 +74,17 @@ def ray_ingest(corpus: Corpus, chunking: ChunkingConfig, embedder: EmbedderConfi
     # Ray Data does not run over Ray Client: there the pipeline's driver runs as a task on the cluster.
     rows = ray.get(ray.remote(num_cpus=0)(_run_pipeline).remote(job)) if address.client else _run_pipeline(job)
     return _finish(index, rows, time.perf_counter() - began)
+
+
+def _unchanged(corpus: Corpus, chunking: ChunkingConfig, index: DenseIndex) -> IngestReport | None:
+    """The report of a collection already in sync (chunking here is cheap next to embedding), else None: an
+    unchanged corpus needs no cluster, no actor pool and no model load."""
+    chunks = chunk_corpus(corpus, chunking)
+    stored = index.stored_hashes()
+    if len(stored) != len(chunks) or any(stored.get(chunk.id) != chunk.content_hash for chunk in chunks):
+        return None
+    return IngestReport(collection=index.name, total=len(chunks), added=0, updated=0, deleted=0,
+                        unchanged=len(chunks), embedded=0, seconds=0.0)
 
 
 def _pool_size(ray: Any) -> int:
