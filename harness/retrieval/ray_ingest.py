@@ -101,10 +101,13 @@ def _run_pipeline(job: dict[str, Any]) -> list[tuple[str, str, bool]]:
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # Ray Data sets its own levels on import
     ray.data.DataContext.get_current().enable_progress_bars = False
     resources: dict[str, Any] = {"num_gpus": 1} if job["gpus"] else {"num_cpus": 1}
-    dataset = ray.data.from_items(job["documents"], override_num_blocks=max(1, min(len(job["documents"]), 64)))
+    blocks = max(1, min(len(job["documents"]), 4 * job["actors"]))
+    dataset = ray.data.from_items(job["documents"], override_num_blocks=blocks)
     # No CPU reserved for chunking (it is light): were it to wait for one, an actor pool holding every CPU would
-    # starve it, and the pipeline would stall on a one-CPU node.
-    chunks = dataset.flat_map(functools.partial(_chunk_rows, chunking=job["chunking"]), num_cpus=0)
+    # starve it, and the pipeline would stall on a one-CPU node. A pool of one task per actor keeps a zero-CPU stage
+    # from starting a worker process per block.
+    chunks = dataset.flat_map(functools.partial(_chunk_rows, chunking=job["chunking"]), num_cpus=0,
+                              compute=ray.data.TaskPoolStrategy(size=job["actors"]))
     written = chunks.map_batches(
         EmbedWriter,
         fn_constructor_kwargs={"embedder": job["embedder"], "key": job["key"], "chroma_url": job["chroma_url"]},
