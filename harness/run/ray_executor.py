@@ -98,9 +98,7 @@ class RayRetrieval:
                             continue
                         seen.add((index, variant))
                         yield Retrieved(self.suite.cases[index], variant, record, hits)
-        finally:
-            for ref in waiting:
-                ray.cancel(ref, force=False)
+        finally:  # interrupted or done: killing the actors drops whatever they still had queued
             for actor in pool:
                 ray.kill(actor)
 
