@@ -58,7 +58,7 @@ def _suite_with(cases: int, work: Path) -> Path:
     return path
 
 
-def ingest_rate(chroma_url: str, address: Any | None) -> tuple[float, int, float]:
+def ingest_rate(chroma_url: str, address: Any | None, batch_size: int = 32) -> tuple[float, int, float]:
     """(chunks/s, chunks, seconds) of a cold ingest of the restoration corpus into a fresh collection."""
     suite, corpus = load_suite_and_corpus(SUITE)
     model = get_embedder(suite.embedder)
@@ -75,7 +75,7 @@ def ingest_rate(chroma_url: str, address: Any | None) -> tuple[float, int, float
         report = index.sync(chunk_corpus(corpus, suite.chunking))
     else:
         began = time.perf_counter()
-        report = ray_ingest(corpus, suite.chunking, suite.embedder, index, address)
+        report = ray_ingest(corpus, suite.chunking, suite.embedder, index, address, batch_size=batch_size)
     seconds = time.perf_counter() - began
     return report.total / seconds, report.total, seconds
 
@@ -146,6 +146,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=170, help="cases of suites/retrieval.yaml to run (× 3 variants)")
     parser.add_argument("--nodes", default="1,2", help="Ray cluster sizes to measure")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="chunks per Ray batch: small enough that two actors share a 700-chunk corpus evenly")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     node_counts = [int(n) for n in args.nodes.split(",")]
@@ -172,7 +174,7 @@ def main() -> None:
             began = time.perf_counter()
             ray_cluster.connect(address)
             joined = time.perf_counter() - began
-            rate, chunks, seconds = ingest_rate(chroma.url, address)
+            rate, chunks, seconds = ingest_rate(chroma.url, address, args.batch_size)
             out[f"ingest_ray_{nodes}"] = {"chunks_per_s": rate, "chunks": chunks, "seconds": seconds}
             _say(f"ingest on Ray, {nodes} node(s): {chunks} chunks in {seconds:.1f} s = {rate:.1f} chunks/s")
             options = RayOptions(address=cluster.address, case_batch=8)
