@@ -115,6 +115,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/local_fleet.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/view.py
 
 # Refresh the lock from pyproject.toml's ranges (newest compatible versions), with hashes, for Linux x86-64 and the
 # CPU build of torch. Review the diff, run `make test`, commit. `make lock-check` shows what a refresh would change

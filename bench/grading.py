@@ -39,7 +39,7 @@ from harness.retrieval.base import ScoredChunk
 from harness.run.runner import RunParts, run_suite
 from harness.store.store import RunStore
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 # Uneven categories, as real suites have: a few big ones and a long tail.
 CATEGORY_WEIGHTS = {"estimate": 0.30, "code-section": 0.25, "supplement": 0.20, "jurisdiction": 0.10,
                     "water": 0.06, "mold": 0.04, "not-in-corpus": 0.03, "siding": 0.02}  # fmt: skip
@@ -131,8 +131,8 @@ async def measure(name: str, s: Suite, fake: FakeAnthropic, config: GradingConfi
     await client.aclose()
     return Result(
         name, len(grades), len(fake.requests) if not batch else len(fake.requests_to("/v1/messages/batches")),
-        sum(g.input_tokens or 0 for g in grades), sum(g.cache_read_tokens or 0 for g in grades),
-        sum(g.cache_write_tokens or 0 for g in grades), sum(g.output_tokens or 0 for g in grades),
+        sum(g.input_tokens or 0 for g in grades), sum(g.cache_read_input_tokens or 0 for g in grades),
+        sum(g.cache_creation_input_tokens or 0 for g in grades), sum(g.output_tokens or 0 for g in grades),
         sum(g.cost_usd or 0.0 for g in grades), wall,
     )  # fmt: skip
 

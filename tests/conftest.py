@@ -54,7 +54,8 @@ def mini_runs(mini_workdir: Path) -> Path:
         with FakeOpenAI(script=Reply.ok("At least 36 inches inside the exterior wall line.")) as good:
             fleet = fleet_file(mini_workdir / "fleet.yaml", good.url)
             invoke("run", str(suite), "--run-id", "base", "--fleet", str(fleet), "--quiet")
-            invoke("run", str(suite), "--run-id", "cand", "--fleet", str(fleet), "--quiet")
+            # a second run of the same system: --fresh, so its calls are made (and timed) rather than replayed
+            invoke("run", str(suite), "--run-id", "cand", "--fleet", str(fleet), "--quiet", "--fresh")
         with FakeOpenAI(script=Reply.error(500)) as bad:
             fleet = fleet_file(mini_workdir / "bad.yaml", bad.url)
             # every call fails (and --no-cache, or the answers of the runs above would be replayed): the run is

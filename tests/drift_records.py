@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord, UsageRecord
+from harness.providers.types import Usage
+from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
 
 #: category -> true mean graded score of (local, cloud)
 TRUTH = {"code-section": (0.80, 0.80), "jurisdiction": (0.45, 0.85)}
@@ -32,7 +33,7 @@ def make_records(cases_per_category: int = 60, graded_share: float = 0.5, seed: 
                          if graded else GradeRecord.unmeasured("not in the grading sample"))
                 metric = float(np.clip(score + rng.normal(0, 0.05), 0, 1))
                 latency = float(rng.gamma(4.0, 0.1) if tier == "local" else rng.gamma(6.0, 0.15))
-                usage = UsageRecord(input_tokens=800, output_tokens=60)
+                usage = Usage(input_tokens=800, output_tokens=60)
                 cost = (latency / 3600 * (0.3 * 0.2 + 0.5)) if tier == "local" else (800 * 3 + 60 * 15) / 1e6
                 generations[tier] = GenerationRecord(
                     status="ok", tier=tier, text="an answer", host="h0" if tier == "local" else "cloud",
@@ -46,3 +47,20 @@ def make_records(cases_per_category: int = 60, graded_share: float = 0.5, seed: 
                 retrieval=RetrievalRecord(ranked=[], metrics={}), generations=generations,
             ))
     return out
+
+
+def write_run(path, records: list[CaseRecord]):  # type: ignore[no-untyped-def]
+    """A finished run directory holding ``records``, for the commands that read runs (label, judge, report)."""
+    from harness.store.records import Manifest, SuiteInfo
+    from harness.store.store import RunStore
+
+    variants = sorted({r.variant for r in records})
+    suite = SuiteInfo(name="sim", path="does-not-exist.yaml", sha256="0" * 64, cases=len(records),
+                      variants=variants, metrics=["mrr"], k=5,
+                      answer_metrics=["token_f1", "embedding_cosine", "must_include_recall", "context_support",
+                                      "abstained"])
+    store = RunStore.create(path, Manifest(run_id=path.name, status="complete", suite=suite))
+    for record in records:
+        store.append(record)
+    store.release()
+    return path

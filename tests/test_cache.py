@@ -7,6 +7,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sqlite3
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from harness.config.fleet import load_fleet
 from harness.fakes import FakeOllama, FakeOpenAI, Reply
 from harness.fakes.script import RecordedRequest
 from harness.providers.types import Generation, GenerationRequest, Usage
-from harness.run.cache import ResponseCache, cache_key
+from harness.run.cache import CachedTier, ResponseCache, ServedBy, cache_key
 from harness.run.cache_identity import local_identity
 
 
@@ -143,9 +145,12 @@ def test_model_digests_come_from_ollama_tags_and_gguf_files_are_hashed_once(tmp_
             f"  - {{name: b, url: '{llama.url}', kind: openai, model: gemma}}\n"
         )
         served = asyncio.run(local_identity(load_fleet(tmp_path / "fleet.yaml"), cache))
-    by_kind = {host["kind"]: host for host in served["hosts"]}
+    by_kind = {host["kind"]: host for host in served.identity["hosts"]}
     assert by_kind["ollama"]["digest"] == hashlib.sha256(b"llama3.1:8b").hexdigest()  # what the fake's tags say
     assert by_kind["openai"]["digest"] is None and by_kind["openai"]["digest_source"] == "unknown"
+    # by host name too, so a stored answer names the digest of the host that made it
+    assert served.digest_of("a") == (by_kind["ollama"]["digest"], "ollama /api/tags")
+    assert served.digest_of("b") == (None, "unknown") == served.digest_of("no-such-host")
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF" + os.urandom(4096))
     assert cache.file_sha256(gguf) == hashlib.sha256(gguf.read_bytes()).hexdigest()
@@ -156,3 +161,64 @@ def test_model_digests_come_from_ollama_tags_and_gguf_files_are_hashed_once(tmp_
     assert remembered != hashlib.sha256(gguf.read_bytes()).hexdigest()
     os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a new mtime: hashed again
     assert cache.file_sha256(gguf) == hashlib.sha256(gguf.read_bytes()).hexdigest()
+
+
+def test_an_entry_keeps_its_provenance_and_is_never_replaced(tmp_path: Path) -> None:
+    cache = ResponseCache.open(tmp_path)
+    first = Generation(text="first", host="h", model="m", tier="local", latency_s=0.02, cost_usd=1e-6)
+    entry = cache.put("k", "local", first, run_id="monday", model_digest="d1", digest_source="ollama /api/tags")
+    assert entry is not None and (entry.key, entry.run_id, entry.model_digest) == ("k", "monday", "d1")
+    # a later fresh answer to the same prompt (a monitoring run) leaves the stored one alone
+    assert cache.put("k", "local", replace(first, text="second"), run_id="tuesday") is None
+    found = cache.get("k")
+    assert found is not None and found.cached and found.text == "first" and found.latency_s == 0.02
+    assert found.cache_entry == entry
+
+
+def test_a_cache_written_before_provenance_was_kept_still_replays(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "responses.sqlite3")
+    old.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, tier TEXT NOT NULL, created REAL NOT NULL, "
+                "generation TEXT NOT NULL)")
+    stored = Generation(text="old", host="h", model="m", tier="local", latency_s=0.3)
+    old.execute("INSERT INTO responses VALUES (?, ?, ?, ?)",
+                ("k", "local", 1_790_000_000.0, json.dumps(asdict(stored))))
+    old.commit()
+    old.close()
+    found = ResponseCache.open(tmp_path).get("k")
+    assert found is not None and found.text == "old" and found.cached
+    assert found.cache_entry is not None
+    assert (found.cache_entry.run_id, found.cache_entry.made_at) == (None, "2026-09-21T14:13:20+00:00")
+
+
+def test_write_only_asks_every_time_and_stores_what_is_missing(tmp_path: Path) -> None:
+    class Counting:
+        name = "local"
+        calls = 0
+
+        async def answer(self, request: GenerationRequest) -> Generation:
+            self.calls += 1
+            return Generation(text=f"answer {self.calls}", host="h", model="m", tier="local", latency_s=0.1)
+
+        async def aclose(self) -> None:
+            return None
+
+    async def served() -> ServedBy:
+        return ServedBy({"hosts": [{"kind": "openai", "model": "m"}]}, {"h": ("d", "sha256 of the GGUF")})
+
+    cache = ResponseCache.open(tmp_path)
+    inner = Counting()
+    writer = CachedTier(inner, cache, served, read=False, run_id="night-1")
+    request = GenerationRequest("Q?")
+
+    async def twice() -> list[Generation]:
+        return [await writer.answer(request), await writer.answer(request)]
+
+    made = asyncio.run(twice())
+    assert inner.calls == 2 and not any(g.cached for g in made)
+    assert made[0].cache_entry is not None and made[0].cache_entry.run_id == "night-1"
+    assert made[0].cache_entry.model_digest == "d"
+    assert made[1].cache_entry is None  # the key had an answer: not stored, so it is no entry
+    reader = CachedTier(inner, cache, served, read=True, run_id="ab")
+    replayed = asyncio.run(reader.answer(request))
+    assert inner.calls == 2 and replayed.cached and replayed.text == "answer 1"
+    assert replayed.cache_entry == made[0].cache_entry

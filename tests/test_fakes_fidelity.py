@@ -179,7 +179,7 @@ async def test_anthropic_sdk_parses_models(fake_anthropic):
     listing = await client.models.list()
     await client.close()
     assert model.id == "claude-haiku-4-5" and model.type == "model"
-    assert [m.id async for m in listing] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    assert [m.id async for m in listing] == ["claude-sonnet-4-6", "claude-haiku-4-5"]
 
 
 # --- llama.cpp / OpenAI shape ---------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from harness.run.runner import RunParts, run_suite
 from harness.store.grade_log import BATCH, GRADES, PENDING, read_open_batch
 from harness.store.store import RunStore
 
-GRADER = "claude-sonnet-4-5"
+GRADER = "claude-sonnet-4-6"
 HOSTS = {"local": ("gpu-a.internal", "gemma3-answerer-270m"), "cloud": ("api-host", "claude-answerer-x")}
 CATEGORIES = {"estimate": 8, "code-section": 4, "mold": 2}
 CASES = [
@@ -216,8 +216,8 @@ async def test_a_batch_that_ends_after_several_polls_is_matched_by_custom_id(fak
     # batch replies are priced at half the standard rate
     batch_only = [g for (c, _, _), g in logged.items() if c not in ("estimate-0", "estimate-1", "estimate-2")]
     for grade in batch_only:
-        full = (grade["input_tokens"] * 3 + grade["output_tokens"] * 15 + grade["cache_write_tokens"] * 3.75
-                + grade["cache_read_tokens"] * 0.30) / 1e6  # fmt: skip
+        full = (grade["input_tokens"] * 3 + grade["output_tokens"] * 15 + grade["cache_creation_input_tokens"] * 3.75
+                + grade["cache_read_input_tokens"] * 0.30) / 1e6  # fmt: skip
         assert grade["cost_usd"] == pytest.approx(full / 2, rel=1e-9)
 
 

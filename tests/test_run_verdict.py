@@ -21,19 +21,29 @@ from harness.run.verdict import DEFAULT_MAX_FAILURE_RATE, TierTally, judge, reso
 
 def test_tally_counts_each_tier_asked_to_run_and_ignores_skipped_ones() -> None:
     outcomes = [
-        ("local", "ok", None),
-        ("cloud", "skipped", None),
-        ("local", "failed", "fleet unavailable (a: down)"),
-        ("local", "failed", "fleet unavailable (a: down)"),
-        ("local", "failed", "timeout"),
-        ("cloud", "skipped", None),
+        ("local", "ok", None, False),
+        ("cloud", "skipped", None, False),
+        ("local", "failed", "fleet unavailable (a: down)", False),
+        ("local", "failed", "fleet unavailable (a: down)", False),
+        ("local", "failed", "timeout", False),
+        ("local", "ok", None, True),  # replayed from the cache: no call, so neither answered nor failed
+        ("cloud", "skipped", None, False),
     ]
     tallies = tally_tiers(outcomes, ["local"])
     assert set(tallies) == {"local"}
     local = tallies["local"]
-    assert (local.calls, local.answered, local.failed) == (4, 1, 3)
+    assert (local.calls, local.answered, local.failed, local.replayed) == (4, 1, 3, 1)
     assert local.failure_rate == pytest.approx(0.75)
     assert local.commonest_error() == ("fleet unavailable (a: down)", 2)
+
+
+def test_a_tier_that_replayed_every_answer_made_no_call_and_is_not_judged() -> None:
+    replayed = tally_tiers([("local", "ok", None, True)] * 6, ["local"])["local"]
+    assert (replayed.calls, replayed.replayed, replayed.failure_rate) == (0, 6, None)
+    assert not judge({"local": replayed}, 0.2).failed
+    # replays do not hide a dead fleet: the calls it did make all failed
+    dead = tally_tiers([("local", "ok", None, True)] * 5 + [("local", "failed", "timeout", False)] * 2, ["local"])
+    assert judge(dead, 0.2).reasons[0].startswith("local tier answered none of its 2 calls")
 
 
 def test_a_tier_that_answered_nothing_fails_the_run_whatever_the_limit() -> None:
@@ -41,8 +51,9 @@ def test_a_tier_that_answered_nothing_fails_the_run_whatever_the_limit() -> None
     verdict = judge(tallies, 1.0)
     assert verdict.failed
     assert verdict.reasons == ("local tier answered none of its 80 calls",)
-    assert verdict.to_manifest()["status"] == "failed"
-    assert verdict.to_manifest()["tiers"]["local"] == {"calls": 80, "answered": 0, "failed": 80, "failure_rate": 1.0}
+    assert verdict.to_manifest().status == "failed"
+    local = verdict.to_manifest().tiers["local"].model_dump()
+    assert local == {"calls": 80, "answered": 0, "failed": 80, "failure_rate": 1.0, "replayed": 0}
 
 
 @pytest.mark.parametrize(
@@ -106,7 +117,8 @@ def test_a_dead_local_tier_exits_3_and_the_manifest_and_report_say_why(
     run_dir = workdir / "reports" / "mini" / "dead"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "failed"
-    assert manifest["verdict"]["tiers"]["local"] == {"calls": 6, "answered": 0, "failed": 6, "failure_rate": 1.0}
+    assert manifest["verdict"]["tiers"]["local"] == {"calls": 6, "answered": 0, "failed": 6, "failure_rate": 1.0,
+                                                     "replayed": 0}
     assert manifest["error"].startswith("local tier answered none of its 6 calls")
     assert "out of memory" in manifest["error"]  # the commonest error names the host's own complaint
     assert "cloud" not in manifest["verdict"]["tiers"]  # skipped (no key): not judged
@@ -121,9 +133,11 @@ def test_failures_over_the_limit_fail_the_run_and_a_higher_limit_lets_it_pass(
     suite = write_suite(workdir / "mini.yaml", generation=True)
     with FakeOpenAI(script=_fails_anchorage) as host:
         fleet = fleet_file(workdir / "fleet.yaml", host)
-        over = harness(capsys, monkeypatch, "run", str(suite), "--run-id", "over", "--fleet", str(fleet), "--json")
+        # --fresh: every answer is a call (the cache would answer a context dense and hybrid share only once)
+        over = harness(capsys, monkeypatch, "run", str(suite), "--run-id", "over", "--fleet", str(fleet), "--json",
+                       "--fresh")
         under = harness(capsys, monkeypatch, "run", str(suite), "--run-id", "under", "--fleet", str(fleet), "--json",
-                        "--max-failure-rate", "0.5")
+                        "--max-failure-rate", "0.5", "--fresh")
     assert over[0] == 3, over[2]
     summary = json.loads(over[1])  # --json still prints the summary before exiting 3
     assert summary["status"] == "failed"
@@ -135,7 +149,8 @@ def test_failures_over_the_limit_fail_the_run_and_a_higher_limit_lets_it_pass(
     assert manifest["status"] == "complete" and manifest["error"] is None
     assert manifest["verdict"] == {
         "status": "passed", "reasons": [], "max_failure_rate": 0.5,
-        "tiers": {"local": {"calls": 6, "answered": 4, "failed": 2, "failure_rate": pytest.approx(1 / 3)}},
+        "tiers": {"local": {"calls": 6, "answered": 4, "failed": 2, "failure_rate": pytest.approx(1 / 3),
+                            "replayed": 0}},
     }
     report = (run_dir / "report.md").read_text()
     assert "Run failed" not in report

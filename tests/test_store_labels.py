@@ -87,3 +87,29 @@ def test_concurrent_labellers_lose_nothing(tmp_path: Path) -> None:
     assert len(read) == 75
     expected = {(who, f"c{i}") for who in ("alice", "bob", "carol") for i in range(25)}
     assert {(r.labeller, r.case_id) for r in read} == expected
+
+
+def test_merging_shards_joins_their_labels(tmp_path: Path) -> None:
+    from drift_records import make_records
+
+    from harness.store.merge import merge_runs
+    from harness.store.records import Manifest, ShardInfo, SuiteInfo
+    from harness.store.store import RunStore
+
+    records = make_records(cases_per_category=4, graded_share=1.0)
+    halves = [records[::2], records[1::2]]
+    suite = SuiteInfo(name="s", path="s.yaml", sha256="0" * 64, cases=len(records), variants=["dense"], metrics=[], k=5)
+    shards = []
+    for index, half in enumerate(halves, start=1):
+        shard = ShardInfo(index=index, count=2, suite_cases=len(records), case_ids=[r.case_id for r in half])
+        store = RunStore.create(tmp_path / f"s{index}", Manifest(run_id=f"s{index}", suite=suite, shard=shard))
+        for record in half:
+            store.append(record)
+        store.release()
+        append_labels(store.path, [label(half[0].case_id, tier="cloud"), label(half[1].case_id, labeller="bob")])
+        shards.append(store.path)
+    merge_runs(shards, tmp_path / "joined")
+    joined = read_labels(tmp_path / "joined")
+    assert len(joined) == 4
+    assert labelled_by(tmp_path / "joined", "alice") == {(halves[0][0].case_id, "dense", "cloud"),
+                                                       (halves[1][0].case_id, "dense", "cloud")}

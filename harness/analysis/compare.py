@@ -2,11 +2,15 @@
 
 For each slice, on the cases both runs measured:
 - the effect ``B - A`` with its 95% paired bootstrap interval;
-- a paired test: McNemar (exact below 25 discordant pairs) when every value is 0/1, else the sign-flip permutation
+- a paired test: McNemar's exact test when every value is 0/1, else the sign-flip permutation
   test; Holm's correction across the metrics of the slice;
 - the minimum detectable effect at that size (two-sided 5%, 80% power, from the SD of the paired differences).
 
 Cases measured in only one run are listed, never dropped silently. Reads run stores only.
+
+An answer pair where both runs hold the same stored answer (one run replayed from the response cache what the other
+made or also replayed: same cache key, same run and time of making) says nothing about the generator: each row counts
+such pairs (``same_answer``) and a note names them per tier.
 """
 
 from __future__ import annotations
@@ -18,13 +22,10 @@ from typing import Any
 import numpy as np
 
 from harness.errors import InputError
-from harness.metrics.case_values import GRADE_SCORE, Slice, case_values, paired
+from harness.metrics.case_values import ALL_CATEGORIES, GRADE_SCORE, Slice, case_values, paired
 from harness.metrics.stats import tests as stats
 from harness.metrics.stats.intervals import min_detectable_difference
-from harness.metrics.stats.power import mcnemar
 from harness.store.loaded import RunView
-
-ALL = "(all)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class CompareRow:
     p_holm: float | None = None
     mde: float | None = None
     discordant: str | None = None  # McNemar: "A only / B only"
+    same_answer: int | None = None  # answer metrics: pairs where both runs hold the same stored (cached) answer
 
 
 @dataclass
@@ -107,11 +109,53 @@ def compare(a: RunView, b: RunView, *, allow_different: bool = False, resamples:
     if _graded(a) and _graded(b):
         answer.append(GRADE_SCORE)
     tiers = sorted(set(_tiers(a)) & set(_tiers(b)))
+    same = same_answers(a, b)
+    notes += _same_answer_notes(a, b, same)
     for tier in tiers:
         for variant in variants:
             for category in _categories(a, b, variant, generation=True):
-                rows += _slice_rows(a, b, answer, variant, tier, category, resamples, seed)
+                rows += _slice_rows(a, b, answer, variant, tier, category, resamples, seed, same)
     return Comparison(a.run_id, b.run_id, why, rows, sorted(keys_a - keys_b), sorted(keys_b - keys_a), notes)
+
+
+def _answer_origins(view: RunView) -> dict[str, tuple[str, str, str]]:
+    """``case_id|variant|tier`` -> the cache entry its answer is (key, run that made it, when), where it is one."""
+    gen = view.generation
+    if gen.empty or "cache_key" not in gen:
+        return {}
+    rows = gen[(gen["status"] == "ok") & gen["cache_key"].notna()]
+    keys = rows["case_id"].astype(str) + "|" + rows["variant"].astype(str) + "|" + rows["tier"].astype(str)
+    origins = zip(rows["cache_key"].astype(str), rows["cache_run"].fillna("").astype(str),
+                  rows["cache_made_at"].fillna("").astype(str), strict=True)
+    return dict(zip(keys, origins, strict=True))
+
+
+def same_answers(a: RunView, b: RunView) -> set[str]:
+    """The ``case_id|variant|tier`` pairs whose answer in both runs is one stored answer of the response cache."""
+    origins_a, origins_b = _answer_origins(a), _answer_origins(b)
+    return {key for key in origins_a.keys() & origins_b.keys() if origins_a[key] == origins_b[key]}
+
+
+def _answered(view: RunView) -> set[str]:
+    gen = view.generation
+    if gen.empty:
+        return set()
+    ok = gen[gen["status"] == "ok"]
+    return set(ok["case_id"].astype(str) + "|" + ok["variant"].astype(str) + "|" + ok["tier"].astype(str))
+
+
+def _same_answer_notes(a: RunView, b: RunView, same: set[str]) -> list[str]:
+    both = _answered(a) & _answered(b)
+    notes = []
+    for tier in sorted({key.rsplit("|", 1)[1] for key in same}):
+        pairs = [key for key in both if key.endswith(f"|{tier}")]
+        shared = sum(key in same for key in pairs)
+        notes.append(
+            f"{tier} tier: {shared} of {len(pairs)} answer pairs are the same stored answer in both runs (replayed "
+            "from the response cache, not asked again): those pairs carry no information about the generator, only "
+            "about what fed it; re-run with --fresh to compare generators"
+        )
+    return notes
 
 
 def _tiers(view: RunView) -> list[str]:
@@ -130,22 +174,25 @@ def _categories(a: RunView, b: RunView, variant: str, generation: bool = False) 
     for frame in frames:
         if not frame.empty:
             found |= set(frame.loc[frame["variant"] == variant, "category"].astype(str))
-    return [ALL, *sorted(found)]
+    return [ALL_CATEGORIES, *sorted(found)]
 
 
 def _slice_rows(
     a: RunView, b: RunView, metrics: list[str], variant: str, tier: str | None, category: str, resamples: int,
-    seed: int,
+    seed: int, same: set[str] | None = None,
 ) -> list[CompareRow]:
     rows = []
     for metric in metrics:
-        chosen = Slice(metric, variant, None if category == ALL else category, tier)
+        chosen = Slice(metric, variant, None if category == ALL_CATEGORIES else category, tier)
         values_a = case_values(chosen, a.retrieval, a.generation, a.metrics)
         values_b = case_values(chosen, b.retrieval, b.generation, b.metrics)
-        _, xs, ys = paired(values_a, values_b)
+        keys, xs, ys = paired(values_a, values_b)
         if not xs:
             continue
-        rows.append(_row(metric, variant, tier, category, xs, ys, resamples, seed))
+        row = _row(metric, variant, tier, category, xs, ys, resamples, seed)
+        if tier is not None:
+            row = CompareRow(**{**row.__dict__, "same_answer": len(set(keys) & (same or set()))})
+        rows.append(row)
     adjusted = stats.holm([row.p_value for row in rows]).adjusted
     return [CompareRow(**{**row.__dict__, "p_holm": p}) for row, p in zip(rows, adjusted, strict=True)]
 
@@ -159,9 +206,9 @@ def _row(metric: str, variant: str, tier: str | None, category: str, xs: list[fl
     binary = all(v in (0.0, 1.0) for v in (*xs, *ys))
     discordant = None
     if binary:
-        result = mcnemar(xs, ys)
-        test, p = f"mcnemar {result.method}", result.p_value
-        discordant = f"{result.counts.baseline_only}/{result.counts.candidate_only}"
+        result = stats.mcnemar_exact(xs, ys)
+        test, p = "mcnemar exact", result.p_value
+        discordant = f"{result.baseline_only}/{result.candidate_only}"
     else:
         flip = stats.sign_flip_test(xs, ys, n_resamples=resamples, seed=seed)
         test, p = flip.method, flip.p_value

@@ -9,7 +9,8 @@ Three kinds of rule:
   observed SD of the differences and ``n`` (normal approximation, :mod:`harness.metrics.stats.power`), how often
   this rule
   would fail two runs of the same system (A/A) and a true drop of ``detect_drop``, and the size that reaches 80%.
-* **failure rate**: failed calls / (answered + failed calls) of a tier, with its Clopper–Pearson interval.
+* **failure rate**: failed calls / (answered + failed calls) of a tier, with its Clopper–Pearson interval. Answers
+  replayed from the response cache are no calls and are left out.
 
 A rule with nothing to measure fails, and says why: a gate never passes on missing data.
 """
@@ -27,6 +28,7 @@ from harness.errors import InputError
 from harness.metrics.case_values import Slice, case_values, paired
 from harness.metrics.stats import tests as stats
 from harness.metrics.stats.power import ni_fail_probability, ni_size_for_power
+from harness.store.frames import fresh_calls, replay_summaries
 
 Verdict = Literal["pass", "fail"]
 TARGET_POWER = 0.8
@@ -199,10 +201,11 @@ def _failure_rate(config: GateConfig, rule: FailureRateRule, run: GateRun) -> Ru
         return RuleResult("failure_rate", name, "fail", None, rule.max, None, 0,
                           reason=f"the {rule.tier} tier did not run: {tier_info.get('reason', 'no reason recorded')}")
     gen = run.generation
-    calls = gen[(gen["tier"] == rule.tier) & gen["status"].isin(["ok", "failed"])] if not gen.empty else gen
+    calls = fresh_calls(gen[gen["tier"] == rule.tier]) if not gen.empty else gen
     if calls.empty:
-        return RuleResult("failure_rate", name, "fail", None, rule.max, None, 0,
-                          reason=f"no {rule.tier} call in this run")
+        replays = replay_summaries(gen).get(rule.tier)
+        why = replays.not_measured() if replays and replays.replayed else f"no {rule.tier} call in this run"
+        return RuleResult("failure_rate", name, "fail", None, rule.max, None, 0, reason=why)
     failed = int((calls["status"] == "failed").sum())
     n = len(calls)
     interval = sps.binomtest(failed, n).proportion_ci(confidence_level=config.confidence, method="exact")

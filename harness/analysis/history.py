@@ -3,7 +3,9 @@
 Series, one value per run (with the sampling standard error of that value where it has one):
 - retrieval: the headline metric (nDCG when measured) and recall, per variant;
 - ``gap[variant]``: the graded local − cloud score, paired by case (once both tiers are graded);
-- ``latency_p50_s[tier]`` and ``cost_per_1k_usd[tier]``: answered calls only.
+- ``latency_p50_s[tier]`` and ``cost_per_1k_usd[tier]``: answered calls this run made only. An answer replayed from
+  the response cache carries the latency and cost of the night that first made it, so a run that replayed every
+  answer of a tier has no value there (the series skips it), and a run that replayed most of them is marked.
 
 Reads run stores only. Runs that did not finish (``partial``, ``failed``, ``interrupted``) are listed and left out.
 """
@@ -20,6 +22,7 @@ import pandas as pd
 
 from harness.errors import InputError, RunStoreError
 from harness.metrics.stats.control_chart import Drift, ewma_drift
+from harness.store.frames import TierReplays, fresh_answers, replay_summaries
 from harness.store.loaded import RunView, load_run
 
 FINISHED = ("complete",)
@@ -37,10 +40,30 @@ class History:
     errors: pd.DataFrame  # same shape: sampling standard error of each value, NaN where none
     left_out: list[str] = field(default_factory=list)
     drift: dict[str, Drift] = field(default_factory=dict)
+    replays: dict[str, dict[str, TierReplays]] = field(default_factory=dict)  # run -> tier -> its replayed answers
 
     @property
     def alarms(self) -> dict[str, Drift]:
         return {name: d for name, d in self.drift.items() if d.alarm}
+
+    def mostly_replayed(self, run: str) -> list[TierReplays]:
+        """The tiers of ``run`` that replayed more than half their answers from the response cache."""
+        return [r for r in self.replays.get(run, {}).values() if r.mostly_replayed]
+
+    def run_label(self, run: str) -> str:
+        """The run's id, marked when most of a tier's answers in it were replayed (its latency is not that night's)."""
+        return f"{run} (replayed)" if self.mostly_replayed(run) else run
+
+    def replay_rows(self) -> list[dict[str, Any]]:
+        """Per run, oldest first: each tier's share of replayed answers, and whether most were replayed."""
+        return [
+            {
+                "run": run,
+                "replayed_share": {tier: r.share for tier, r in self.replays.get(run, {}).items()},
+                "mostly_replayed": bool(self.mostly_replayed(run)),
+            }
+            for run in self.table.index
+        ]
 
 
 def run_dirs(reports: Path, suite: str) -> list[Path]:
@@ -53,6 +76,7 @@ def run_dirs(reports: Path, suite: str) -> list[Path]:
 
 def collect(reports: Path, suite: str) -> History:
     rows: list[tuple[str, str, dict[str, float], dict[str, float]]] = []
+    replays: dict[str, dict[str, TierReplays]] = {}
     left_out = []
     for path in run_dirs(reports, suite):
         try:
@@ -65,11 +89,12 @@ def collect(reports: Path, suite: str) -> History:
             continue
         values, errors = run_series(view)
         rows.append((_when(view), view.run_id, values, errors))
+        replays[view.run_id] = replay_summaries(view.generation)
     rows.sort(key=lambda row: (row[0], row[1]))
     index = pd.Index([run_id for _, run_id, _, _ in rows], name="run")
     table = pd.DataFrame([values for _, _, values, _ in rows], index=index)
     ses = pd.DataFrame([errs for _, _, _, errs in rows], index=index).reindex(columns=table.columns)
-    return History(suite, table, ses, left_out)
+    return History(suite, table, ses, left_out, replays=replays)
 
 
 def _when(view: RunView) -> str:
@@ -92,7 +117,7 @@ def run_series(view: RunView) -> tuple[dict[str, float], dict[str, float]]:
     gen = view.generation
     if not gen.empty:
         ok = gen[gen["status"] == "ok"]
-        for tier, part in ok.groupby("tier", sort=True):
+        for tier, part in fresh_answers(ok).groupby("tier", sort=True):  # replays were not timed or paid tonight
             latency = part["latency_s"].dropna().astype(float)
             if len(latency):
                 values[f"latency_p50_s[{tier}]"] = float(np.median(latency))

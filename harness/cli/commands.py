@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 from harness.cli.console import RichProgress, console, errors, print_json
 from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
+from harness.providers.anthropic_key import anthropic_api_key
 from harness.run.interrupt import record_interrupt
+from harness.store.records import ManifestFields
+
+if TYPE_CHECKING:
+    from harness.config.suite import CacheMode
 
 SuiteArg = Annotated[Path, typer.Argument(help="suite YAML, e.g. suites/retrieval.yaml", show_default=False)]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="where run directories go")]
@@ -58,6 +64,27 @@ RayOpt = Annotated[
 RayBatchOpt = Annotated[
     int, typer.Option("--ray-batch-size", min=1, help="with --ray: chunks per embedding batch of one actor")
 ]
+CacheOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--cache/--no-cache",
+        help="--cache: replay answers stored in .harness/cache/ and store new ones (their latency and cost are then "
+        "not measured); --no-cache: neither read nor fill it. Default: the suite's `cache:`, else the command's",
+        show_default=False,
+    ),
+]
+FreshOpt = Annotated[
+    bool,
+    typer.Option("--fresh", help="call every model (fresh latency and cost) and still fill .harness/cache/"),
+]
+CloudModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cloud-model",
+        help="Claude model for the cloud tier and the fleet's cloud fallback, instead of the fleet file's cloud_model "
+        "(`harness models` lists them); a retired one is refused before the run starts",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -65,15 +92,32 @@ def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command()(report)
     app.command()(nightly)
+    _register_models(app)
     _register_fleet(app)
     _register_gateway(app)
     _register_analysis(app)
+    _register_label(app)
+
+
+def _register_label(app: typer.Typer) -> None:
+    from harness.cli.label import label
+
+    app.command()(label)
 
 
 def _register_analysis(app: typer.Typer) -> None:
     from harness.cli import analysis
 
     analysis.register(app)
+    from harness.cli import view
+
+    view.register(app)
+
+
+def _register_models(app: typer.Typer) -> None:
+    from harness.cli.models import models
+
+    app.command()(models)
 
 
 def _register_fleet(app: typer.Typer) -> None:
@@ -167,9 +211,8 @@ def run(
         bool | None,
         typer.Option("--grade-batch/--no-grade-batch", help="grade through Message Batches (half price, slower)"),
     ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="ask every model again; neither read nor fill .harness/cache/")
-    ] = False,
+    cache: CacheOpt = None,
+    fresh: FreshOpt = False,
     shard: Annotated[
         str | None, typer.Option("--shard", help="i/n: run only shard i of n (stable by case id); join with merge")
     ] = None,
@@ -178,6 +221,7 @@ def run(
     ray_case_batch: Annotated[
         int, typer.Option("--ray-case-batch", min=1, help="with --ray: (case, variant) pairs per retrieval task")
     ] = 8,
+    cloud_model: CloudModelOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -196,13 +240,27 @@ def run(
         quiet=quiet or json_out,
         pricing=pricing,
         grade_batch=grade_batch,
-        cache=not no_cache,
+        cache_mode=cache_mode_flag(cache, fresh),
         shard=shard,
         ray=_ray_options(ray, chroma_url, batch_size=ray_batch_size, case_batch=ray_case_batch),
+        cloud_model=cloud_model,
     )
     if json_out:
         print_json(summary)
     _fail_if_failed(summary)
+
+
+def cache_mode_flag(cache: bool | None, fresh: bool = False) -> CacheMode | None:
+    """The cache mode the command line asks for (``None``: it asks for none; the suite or the command decides)."""
+    if fresh and cache is not None:
+        flag = "--cache" if cache else "--no-cache"
+        raise InputError(f"--fresh and {flag} ask for two cache modes",
+                         hint="--fresh calls every model and fills the cache; pass one of the three")
+    if fresh:
+        return "write-only"
+    if cache is None:
+        return None
+    return "read-write" if cache else "off"
 
 
 def _fail_if_failed(summary: dict[str, Any]) -> None:
@@ -229,9 +287,12 @@ def _run_suite(
     pricing: Path | None = None,
     max_failure_rate: float | None = None,
     grade_batch: bool | None = None,
-    cache: bool = True,
+    cache_mode: CacheMode | None = None,
+    default_cache_mode: CacheMode = "read-write",
+    command: str = "run",
     shard: str | None = None,
     ray: Any = None,
+    cloud_model: str | None = None,
 ) -> dict:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
@@ -255,9 +316,12 @@ def _run_suite(
         concurrency=concurrency,
         pricing_path=pricing,
         grade_batch=grade_batch,
-        cache_dir=Path(".harness/cache") if cache else None,
+        cache_mode=cache_mode,
+        default_cache_mode=default_cache_mode,
+        command=command,
         shard=shard,
         ray=ray,
+        cloud_model=cloud_model,
     )
     try:
         with interrupts_raise():
@@ -276,6 +340,8 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
     from harness.run.session import finish
 
     say = (lambda *a: None) if quiet else _say
+    for warning in prepared.model_warnings:  # shown even when quiet: a model about to retire needs action
+        errors.print(Text("warning: ", style="yellow").append(warning), highlight=False, soft_wrap=True)
     for report in prepared.ingest_reports:
         say(_ingest_line(report))
     for tier in prepared.parts.skipped_tiers:
@@ -292,7 +358,7 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
         exc.hint = record_interrupt(prepared.store, exc.signum, write_reports)
         raise
     except HarnessError as exc:
-        prepared.store.update_manifest(status="failed", error=exc.message)
+        prepared.store.update_manifest(ManifestFields(status="failed", error=exc.message))
         exc.hint = exc.hint or f"fix the cause, then continue with --resume {prepared.store.path.name}"
         raise
     verdict = finish(prepared, outcome, max_failure_rate)
@@ -306,6 +372,7 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
         "cloud_spent_usd": prepared.budget.spent_usd if prepared.cloud_calls else None,
         "status": "failed" if verdict.failed else "ok",
         "failure_reasons": list(verdict.reasons),
+        "model_warnings": list(prepared.model_warnings),
     }
     say(f"wrote {prepared.store.path}/report.md")
     return summary
@@ -350,7 +417,9 @@ def _json_summary(view) -> dict:
     }
     if not view.generation.empty:
         names = [n for n in view.answer_metric_names if n in view.generation.columns]
-        out["generation"] = tables.generation_summary(view.generation, names).to_dict(orient="records")
+        summary = tables.generation_summary(view.generation, names)
+        # unmeasured cells are null in JSON (pandas holds them as NaN, which JSON has no word for)
+        out["generation"] = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
     return out
 
 
@@ -369,17 +438,30 @@ def nightly(
     chroma_url: ChromaOpt = None,
     pricing: PricingOpt = None,
     max_failure_rate: MaxFailureRateOpt = None,
+    cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--cache/--no-cache",
+            help="--cache: replay answers stored in .harness/cache/ (their latency and cost are then not measured); "
+            "--no-cache: neither read nor fill it. Default: the suite's `cache:`, else call every model and fill it",
+            show_default=False,
+        ),
+    ] = None,
+    cloud_model: CloudModelOpt = None,
 ) -> None:
     """The main job: start the local fleet, run the nightly suite (it ingests the corpus first), write the report.
 
+    It calls every model (tonight's latency, cost and failures) and fills the response cache for later A/B runs.
+    --cache, or the suite's `cache:`, replays stored answers instead.
     Exit 3 if a tier it ran answered nothing or failed more than --max-failure-rate of its calls."""
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 
-    if not os.environ.get("ANTHROPIC_API_KEY"):
+    if anthropic_api_key() is None:
         errors.print(
             "[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
             "the report shows retrieval, cheap answer metrics, latency, tokens and local cost."
         )
+    _check_models_early(suite, fleet, pricing, cloud_model)
     started = False
     if fleet is None:
         errors.print(f"starting {local} local llama.cpp server(s)…")
@@ -400,8 +482,24 @@ def nightly(
             max_failure_rate=max_failure_rate,
             quiet=False,
             pricing=pricing,
+            cache_mode=cache_mode_flag(cache),
+            default_cache_mode="write-only",
+            command="nightly",
+            cloud_model=cloud_model,
         )
     finally:
         if started and not keep_fleet:
             stop_local_fleet()
     _fail_if_failed(summary)
+
+
+def _check_models_early(suite: Path, fleet: Path | None, pricing: Path | None, cloud_model: str | None) -> None:
+    """Refuse a retired model before any local server starts (the run checks again, with the fleet it started)."""
+    from harness.config.fleet import load_fleet
+    from harness.config.suite import load_suite
+    from harness.money.costs import use_pricing
+    from harness.run.model_uses import check_run_models, run_model_uses
+
+    use_pricing(pricing)
+    loaded = load_fleet(fleet) if fleet is not None else None
+    check_run_models(run_model_uses(load_suite(suite), suite, loaded, fleet, cloud_model))

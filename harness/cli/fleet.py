@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from harness.cli.console import console, errors, plain, print_error, print_json
 from harness.config.fleet import DEFAULT_FLEET, Fleet, Strategy, load_fleet
@@ -46,6 +47,12 @@ def _harness_errors() -> Iterator[None]:
     except HarnessError as exc:
         print_error(exc)
         raise typer.Exit(exc.exit_code) from None
+
+
+def warn_models(warnings: list[str]) -> None:
+    """Print the warnings about models that retire soon (untrusted text: no markup)."""
+    for warning in warnings:
+        errors.print(Text("warning: ", style="yellow").append(warning), highlight=False, soft_wrap=True)
 
 
 def fleet_file(path: Path | None) -> Path:
@@ -111,6 +118,9 @@ def ask(
     with _harness_errors():
         source = fleet_file(fleet)
         fleet_config = load_fleet(source)
+        from harness.run.model_uses import check_fleet_models
+
+        warn_models(check_fleet_models(fleet_config, source))
         request = ask_request(fleet_config, source, question, system=system, max_tokens=max_tokens)
         generation = asyncio.run(_ask(fleet_config, source, request, strategy))
     if json_out:

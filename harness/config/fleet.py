@@ -16,7 +16,7 @@ HostKind = Literal["ollama", "openai"]  # the keys of PROVIDERS; tests/test_kind
 Endpoint = Literal["chat", "completion"]
 FallbackPolicy = Literal["cloud", "none"]
 
-DEFAULT_CLOUD_MODEL = "claude-sonnet-4-5"
+DEFAULT_CLOUD_MODEL = "claude-sonnet-4-6"  # why this model: README, "Which Claude model"
 # Where `harness fleet up` writes the embedded fleet, and where commands look when no --fleet is given.
 DEFAULT_FLEET = Path(".harness") / "fleet.yaml"
 

@@ -3,6 +3,12 @@
 Responses have the real ``Message`` shape with usage including the cache fields; errors the real
 ``{"type": "error", "error": {...}, "request_id": ...}`` envelope, with ``retry-after`` when scripted.
 
+Retired models are refused as the real API refuses them: ``404`` with
+``{"type": "error", "error": {"type": "not_found_error", "message": "model: <id>"}, "request_id": ...}``, on
+``POST /v1/messages``, in a batch entry and on ``GET /v1/models/{id}``. By default the retired ids are those the
+bundled pricing table marks retired on its own ``as_of`` date (deterministic: never the wall clock); pass
+``retired=`` to choose others, or ``retired=()`` to refuse none.
+
 Prompt caching is simulated: a system block marked ``cache_control`` is written to the cache the first time its text
 is seen (``cache_creation_input_tokens``) and read from it afterwards (``cache_read_input_tokens``); either way its
 tokens leave ``input_tokens``, as on the real API.
@@ -27,6 +33,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from harness.config.fleet import DEFAULT_CLOUD_MODEL
+from harness.config.grading import DEFAULT_GRADER_MODEL
+from harness.config.pricing import load_pricing
+from harness.fakes.claims import default_claims, is_claims_request
 from harness.fakes.script import RecordedRequest, Reply, Script
 from harness.fakes.server import Call, FakeServer, count_tokens
 
@@ -53,6 +63,14 @@ _DEFAULT_MESSAGES = {
 
 
 BATCH_ENTRY_PATH = "/v1/messages/batches#entry"
+
+
+def bundled_retired_ids() -> frozenset[str]:
+    """The ids the bundled pricing table says are retired on its own as-of date."""
+    from harness.money.lifecycle import retired_ids
+
+    table = load_pricing()
+    return retired_ids(table, table.as_of)
 
 
 def grade_json(
@@ -90,7 +108,8 @@ class FakeAnthropic(FakeServer):
 
     Args:
         script: generation behaviour (see ``harness.fakes.script``).
-        models: known model ids; None accepts any model.
+        models: known model ids; None accepts any model that is not retired.
+        retired: ids refused with 404 ``not_found_error``; None: those retired per the bundled pricing table.
     """
 
     protocol = "anthropic"
@@ -103,9 +122,11 @@ class FakeAnthropic(FakeServer):
         name: str | None = None,
         default_text: str | None = None,
         batch_polls_to_end: int = 1,
+        retired: Sequence[str] | None = None,
     ) -> None:
         super().__init__(script, name=name, default_text=default_text)
         self.models = tuple(models) if models is not None else None
+        self.retired = frozenset(retired) if retired is not None else bundled_retired_ids()
         self.batch_polls_to_end = batch_polls_to_end
         self.batches: dict[str, FakeBatch] = {}
         self._cached_prefixes: set[str] = set()
@@ -120,7 +141,7 @@ class FakeAnthropic(FakeServer):
         self._cached_prefixes.clear()
 
     def _known(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        return model not in self.retired and (self.models is None or model in self.models)
 
     # --- routes ------------------------------------------------------------------------------------------------
 
@@ -188,8 +209,14 @@ class FakeAnthropic(FakeServer):
         results: list[dict[str, Any]] = []
         counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
         for custom_id, entry in batch.entries:
-            reply = self._cursor.next(entry)
             call = Call({}, _no_receive, _no_send, entry)
+            model = str(entry.body.get("model"))
+            if not self._known(model):  # the real API errors the entry, it does not refuse the batch
+                _, body, _ = self.error_response(call, Reply.error(404, f"model: {model}"))
+                results.append({"custom_id": custom_id, "result": {"type": "errored", "error": body}})
+                counts["errored"] += 1
+                continue
+            reply = self._cursor.next(entry)
             if reply.kind == "expired":
                 result: dict[str, Any] = {"type": "expired"}
             elif reply.kind in ("error", "stream_error", "malformed", "reset", "hang"):
@@ -223,9 +250,11 @@ class FakeAnthropic(FakeServer):
         }
 
     async def _list_models(self, call: Call) -> None:
-        ids = list(self.models or ("claude-sonnet-4-5", "claude-haiku-4-5"))
+        ids = [m for m in self.models or dict.fromkeys((DEFAULT_CLOUD_MODEL, DEFAULT_GRADER_MODEL, "claude-haiku-4-5"))
+               if m not in self.retired]
         data = [_model_entry(i) for i in ids]
-        await self.send_json(call, 200, {"data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})
+        first, last = (ids[0], ids[-1]) if ids else (None, None)
+        await self.send_json(call, 200, {"data": data, "has_more": False, "first_id": first, "last_id": last})
 
     async def _get_model(self, call: Call) -> None:
         model = call.record.path.removeprefix("/v1/models/")
@@ -300,7 +329,10 @@ class FakeAnthropic(FakeServer):
         if reply.kind == "empty":
             return "", "end_turn", None
         if reply.text is None and isinstance(call.body.get("output_config"), dict):
-            return grade_json(), "end_turn", None  # a structured request gets valid output by default
+            # a structured request gets valid output by default: claims for a claims request, else a grade
+            if is_claims_request(call.body):
+                return default_claims(call.record), "end_turn", None
+            return grade_json(), "end_turn", None
         text = self.answer_text(reply)
         for sequence in call.body.get("stop_sequences") or []:
             if isinstance(sequence, str) and sequence and sequence in text:

@@ -180,6 +180,14 @@ def fit_passages(passages: Iterable[object], budget_tokens: int, *, min_tail_tok
     return kept
 
 
+def shown_texts(passages: Iterable[object], budget_tokens: int) -> list[str]:
+    """The passages' text as a prompt with this context budget shows it: fitted, cut and unwrapped, without labels.
+
+    Each text's estimate is at most its share of ``budget_tokens``, so the texts together stay within the budget.
+    """
+    return [_flatten(passage.text) for passage in fit_passages(passages, budget_tokens)]
+
+
 def render_context(passages: Sequence[Passage]) -> str:
     return "\n".join(_render_passage(i + 1, p) for i, p in enumerate(passages))
 
@@ -248,21 +256,33 @@ def build_request(
         InputError: the question alone does not fit the context window.
     """
     question = " ".join(question.split())
-    if not question:
-        raise InputError("empty question", hint="every case needs a question")
+    budget = _context_budget(question, style, max_tokens, n_ctx, context_tokens)
     if style == "completion":
-        frame = _completion_prompt(question, "")
         system = None
         stop = COMPLETION_STOP
         if temperature is None:
             temperature = 0.0
-    elif style == "chat":
-        frame = _chat_prompt(question, "")
+    else:
         system = CHAT_SYSTEM
         stop = ()
+    context = render_context(fit_passages(passages, budget))
+    prompt = _completion_prompt(question, context) if style == "completion" else _chat_prompt(question, context)
+    return GenerationRequest(prompt=prompt, system=system, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             stop=stop, num_ctx=n_ctx, stream=stream)
+
+
+def _context_budget(question: str, style: PromptStyle, max_tokens: int, n_ctx: int, context_tokens: int | None) -> int:
+    """Tokens left for the passages once the frame, the system prompt and the answer are counted."""
+    question = " ".join(question.split())
+    if not question:
+        raise InputError("empty question", hint="every case needs a question")
+    if style == "completion":
+        overhead = estimate_tokens(_completion_prompt(question, ""))
+    elif style == "chat":
+        overhead = estimate_tokens(_chat_prompt(question, "")) + estimate_tokens(CHAT_SYSTEM)
     else:
         raise InputError(f"unknown prompt style {style!r}", hint="use 'completion' or 'chat'")
-    overhead = estimate_tokens(frame) + (estimate_tokens(system) if system else 0) + SAFETY_TOKENS
+    overhead += SAFETY_TOKENS
     budget = n_ctx - max_tokens - overhead
     if context_tokens is not None:
         budget = min(budget, context_tokens)
@@ -271,7 +291,21 @@ def build_request(
             f"the question and prompt frame (~{overhead} tokens) plus max_tokens={max_tokens} exceed n_ctx={n_ctx}",
             hint="shorten the question, lower max_tokens, or raise the context window",
         )
-    context = render_context(fit_passages(passages, budget))
-    prompt = _completion_prompt(question, context) if style == "completion" else _chat_prompt(question, context)
-    return GenerationRequest(prompt=prompt, system=system, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             stop=stop, num_ctx=n_ctx, stream=stream)
+    return budget
+
+
+def passages_in_prompt(
+    question: str,
+    passages: Sequence[object],
+    *,
+    style: PromptStyle = "chat",
+    max_tokens: int = 96,
+    n_ctx: int = 2048,
+    context_tokens: int | None = None,
+) -> int:
+    """How many of ``passages`` (a prefix, in rank order) :func:`build_request` puts in the prompt, in whole or cut.
+
+    The run records their chunk ids with the answer, so a failure can be put on retrieval (the relevant document was
+    never shown) or on generation (it was shown and not used).
+    """
+    return len(fit_passages(passages, _context_budget(question, style, max_tokens, n_ctx, context_tokens)))

@@ -1,2 +1,2 @@
-"""Money: token estimates, the pricing table's rate choice, local cost, projections, the dollar budget and
-break-even volume."""
+"""Money: token estimates, the pricing table's rate choice, model lifecycles, local cost, projections, the dollar
+budget and break-even volume."""

@@ -9,6 +9,8 @@ built with ``max_retries=0`` and ``generate`` runs a bounded loop that first cla
   else exponential backoff with jitter;
 * a spend-limit 429 (``error.details.error_code == "enforced_spend_limit_reached"``, or a 429 whose message speaks of
   spend/usage limits) and billing errors: never retried, with a hint;
+* a 404 ``not_found_error`` about the model: not retried, and explained from the pricing table ("model X is not
+  available (retired on ... per pricing.yaml)", with its successor);
 * anything else (400, 401, 403, 404, 413): not retried.
 
 Cost is not computed here (``cost_usd`` stays None); the pricing table owner prices the recorded usage.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -27,12 +28,14 @@ from typing import Any, TypeVar
 import anthropic
 
 from harness.errors import InputError, ProviderError
+from harness.money.costs import pricing_table
+from harness.money.lifecycle import today, unavailable_message
+from harness.providers.anthropic_key import API_KEY_ENV, anthropic_api_key
 from harness.providers.base import HostStatus
 from harness.providers.types import Generation, GenerationRequest, ServerTiming, Usage
 
 T = TypeVar("T")
 
-API_KEY_ENV = "ANTHROPIC_API_KEY"
 SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
 _RETRYABLE = frozenset({408, 409, 429})
 _BACKOFF_INITIAL_S = 0.5
@@ -43,7 +46,7 @@ class AnthropicProvider:
     """Claude as a provider.
 
     Args:
-        model: model id, e.g. ``claude-sonnet-4-5``.
+        model: model id, e.g. ``claude-sonnet-4-6``.
         api_key: defaults to the ``ANTHROPIC_API_KEY`` environment variable.
         base_url: API root; tests point it at ``FakeAnthropic``.
         max_retries: extra attempts after a retryable failure.
@@ -68,7 +71,7 @@ class AnthropicProvider:
         top_k: int | None = None,
         name: str = "cloud",
     ) -> None:
-        key = api_key or os.environ.get(API_KEY_ENV, "").strip()
+        key = api_key or anthropic_api_key()
         if not key:
             raise InputError(
                 f"no Anthropic API key for the cloud tier (model {model})",
@@ -160,6 +163,9 @@ class AnthropicProvider:
                     retryable=False,
                     hint="add credits or fix billing in the Claude Console",
                 ), None
+            if _is_model_not_found(exc, message, self.model):
+                text, hint = _unavailable(self.model)
+                return self._error(text, status=status, retryable=False, hint=hint), None
             retryable = status in _RETRYABLE or status >= 500
             if exc.response.headers.get("x-should-retry") == "false":
                 retryable = False
@@ -220,6 +226,19 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
 def _api_type(exc: anthropic.APIStatusError) -> str | None:
     kind = _body_error(exc).get("type")
     return str(kind) if kind else None
+
+
+def _is_model_not_found(exc: anthropic.APIStatusError, message: str, model: str) -> bool:
+    """The API's answer to an unknown or retired model: 404 ``not_found_error`` whose message names the model
+    (the Messages API says ``model: <id>``)."""
+    return exc.status_code == 404 and _api_type(exc) == "not_found_error" and (
+        model in message or message.lower().startswith("model")
+    )
+
+
+def _unavailable(model: str) -> tuple[str, str]:
+    """Explain a model the API does not know from the pricing table's lifecycle (a retirement date, a successor)."""
+    return unavailable_message(model, pricing_table(), today())
 
 
 def _is_spend_limit(exc: anthropic.APIStatusError, message: str) -> bool:

@@ -31,6 +31,7 @@ from harness.providers.types import Usage
 CACHE_MIN_TOKENS: dict[str, int] = {
     "claude-opus-4-5": 4096,
     "claude-haiku-4-5": 4096,
+    "claude-sonnet-4-6": 1024,  # as documented; a marked prefix the API declines to cache is billed as plain input
     "claude-sonnet-4-5": 1024,
     "claude-sonnet-4": 1024,
     "claude-opus-4-1": 1024,

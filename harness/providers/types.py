@@ -62,6 +62,21 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class CacheEntry:
+    """Where a cached answer came from: the response-cache entry (``harness.run.cache``) and the call that made it.
+
+    Two answers with the same ``key``, ``run_id`` and ``made_at`` are the same stored answer, so a pair of them says
+    nothing about the generator.
+    """
+
+    key: str
+    made_at: str  # ISO 8601 UTC time the call that made the answer ended
+    run_id: str | None = None  # the run whose call made it; None for an entry written before provenance was kept
+    model_digest: str | None = None  # what served it, when known (Ollama's digest, the GGUF's sha256)
+    digest_source: str | None = None  # where model_digest came from, or why it is unknown
+
+
+@dataclass(frozen=True)
 class Generation:
     """The result of one dispatched call: the answer plus everything needed to account for it."""
 
@@ -76,6 +91,9 @@ class Generation:
     cost_usd: float | None = None
     finish_reason: str | None = None
     cached: bool = False  # replayed from the response cache (harness.run.cache), not asked of a server
+    # The cache entry this answer is: for a replay, the one it was read from; for a fresh answer, the one it was
+    # stored as. None when the cache was off, or a fresh answer was not stored (the entry existed already).
+    cache_entry: CacheEntry | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

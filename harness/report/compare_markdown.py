@@ -14,18 +14,21 @@ def render_markdown(comparison: Comparison) -> str:
     for line in comparison.notes:
         out.append(f"- {cell(line)}")
     out.append(
-        "\nEffect is B − A on the cases both runs measured, with its 95% paired bootstrap interval; p from McNemar "
-        "(0/1 metrics; exact below 25 discordant pairs) or the sign-flip test, Holm-adjusted across the metrics of "
+        "\nEffect is B − A on the cases both runs measured, with its 95% paired bootstrap interval; p from McNemar's "
+        "exact test (0/1 metrics) or the sign-flip test, Holm-adjusted across the metrics of "
         "each row group; MDE: the smallest effect detectable at 5% with 80% power at this n.\n"
     )
-    header = ("| metric | variant | tier | category | n | A | B | B − A | 95% CI | test | p | p (Holm) | MDE |\n"
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    out.append("Same answer: of the n answer pairs, those where both runs hold one stored answer of the response "
+               "cache (no information about the generator).\n")
+    header = ("| metric | variant | tier | category | n | same answer | A | B | B − A | 95% CI | test | p | p (Holm) "
+              "| MDE |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     out.append(header)
     for r in comparison.rows:
         out.append(
             f"| {cell(r.metric)} | {cell(r.variant)} | {cell(r.tier)} | {cell(r.category)} | {r.n} | "
-            f"{cell(r.mean_a)} | {cell(r.mean_b)} | {cell(r.effect)} | [{cell(r.ci_low)}, {cell(r.ci_high)}] | "
-            f"{cell(r.test)} | {cell(r.p_value)} | {cell(r.p_holm)} | {cell(r.mde)} |"
+            f"{cell(r.same_answer)} | {cell(r.mean_a)} | {cell(r.mean_b)} | {cell(r.effect)} | "
+            f"[{cell(r.ci_low)}, {cell(r.ci_high)}] | {cell(r.test)} | {cell(r.p_value)} | {cell(r.p_holm)} | "
+            f"{cell(r.mde)} |"
         )
     for label, keys in (("A", comparison.only_in_a), ("B", comparison.only_in_b)):
         if keys:

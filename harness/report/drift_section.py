@@ -6,13 +6,15 @@ Untrusted strings (categories, reasons) are escaped for Markdown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.analysis.advice import CategoryAdvice, Projection, tiering_advice
 from harness.analysis.drift import DriftRow, drift_rows
+from harness.analysis.labelled import human_scores
 from harness.analysis.tier_costs import QUANTILES, CostSummary, host_costs_from_fleet, summarise_costs
 from harness.config.advice import AdviceConfig
 from harness.metrics.stats.intervals import Interval
+from harness.report.attribution_section import advice_pointers, run_attribution
 from harness.report.escape import md_text
 from harness.store.loaded import RunView
 
@@ -29,16 +31,20 @@ class DriftAnalysis:
     advice: list[CategoryAdvice]
     projection: Projection
     missing: tuple[str, ...]  # why whole sections are empty
+    pointers: dict[str, str] = field(default_factory=dict)  # category -> where the fix for local's shortfalls lies
 
 
 def analyse(view: RunView) -> DriftAnalysis:
     config = _advice_config(view)
     gen = view.generation
-    rows = drift_rows(gen, confidence=config.confidence) if not gen.empty else []
-    costs = summarise_costs(gen, host_costs_from_fleet(view.manifest.fleet), confidence=config.confidence)
+    human = human_scores(view.labels) if view.labels else None
+    rows = drift_rows(gen, human, confidence=config.confidence) if not gen.empty else []
+    costs = summarise_costs(gen, host_costs_from_fleet(view.manifest.fleet), confidence=config.confidence,
+                            days_per_month=config.days_per_month)
     cases = gen.drop_duplicates(["case_id"]).groupby("category").size().to_dict() if not gen.empty else {}
     advice, projection = tiering_advice(rows, costs, config, {str(k): int(v) for k, v in cases.items()})
-    return DriftAnalysis(config, rows, costs, advice, projection, _missing(view, rows))
+    pointers = advice_pointers(run_attribution(view, config.confidence)) if not gen.empty else {}
+    return DriftAnalysis(config, rows, costs, advice, projection, _missing(view, rows), pointers)
 
 
 def _advice_config(view: RunView) -> AdviceConfig:
@@ -91,9 +97,10 @@ def advice_markdown(analysis: DriftAnalysis) -> str:
         reasons = "; ".join(analysis.missing) or "nothing to compare"
         parts.append(f"_No advice: {md_text(reasons)}. No figure is shown rather than one invented._\n")
         return "\n".join(parts) + _projection_lines(analysis.projection)
-    header = ("| category | advice | shortfall cloud − local | interval from | calls/day | saved/month | why |\n"
-              "| --- | --- | --- | --- | --- | --- | --- |")
+    header = ("| category | advice | shortfall cloud − local | interval from | calls/day | saved/month | why "
+              "| where the fix lies (local) |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
     lines = [header]
+    estimators = {row.category: row.estimator for row in analysis.rows}
     for item in analysis.advice:
         decision = item.decision
         verdict = {"local": "**local**", "cloud": "**cloud**"}.get(decision.verdict, "undecided")
@@ -102,7 +109,8 @@ def advice_markdown(analysis: DriftAnalysis) -> str:
         saving = NONE if item.saving_usd_per_month is None else f"${item.saving_usd_per_month:,.2f}"
         lines.append(
             f"| {md_text(item.category)} | {verdict} | {fmt_interval(item.shortfall)} "
-            f"| {md_text(item.shortfall.method)} | {item.calls_per_day:,.0f} | {saving} | {md_text(decision.reason)} |"
+            f"| {md_text(estimators.get(item.category, item.shortfall.method))} | {item.calls_per_day:,.0f} | {saving} "
+            f"| {md_text(decision.reason)} | {md_text(analysis.pointers.get(item.category, NONE))} |"
         )
     parts.append("\n".join(lines) + "\n")
     return "\n".join(parts) + _projection_lines(analysis.projection)
@@ -146,7 +154,30 @@ def drift_markdown(analysis: DriftAnalysis) -> str:
             f"| {fmt_interval(row.confident_but_wrong['local'])} | {fmt_interval(row.confident_but_wrong['cloud'])} |"
         )
     parts.append("\n".join(lines) + "\n")
+    parts.append(_corrected_markdown(analysis.rows))
     return "\n".join(parts)
+
+
+def _corrected_markdown(rows: list[DriftRow]) -> str:
+    """The people-corrected figures, or the plain statement that the grader behind the figures above is unvalidated."""
+    labelled = max((row.labelled for row in rows), default=0)
+    if not labelled:
+        return ("_Every graded figure above is **uncorrected: the grader is unvalidated** (no person has labelled an "
+                "answer of this run; `harness label RUN_DIR` does it)._\n")
+    lines = [f"### Corrected for the grader by people's labels ({labelled} labelled answers)\n",
+             "People are the gold standard: the grader's PPI++ estimate plus the grader's mean error (person − grader) "
+             "on the labelled answers of each tier, pooled over categories (two-stage PPI: people ⊂ graded ⊂ "
+             "answered; cluster-robust normal interval). The advice reads these.\n",
+             "| category | gap local − cloud (corrected) | local mean (corrected) | cloud mean (corrected) "
+             "| gap, grader only (uncorrected) | estimator |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        if row.corrected_gap is None or row.corrected_tier is None:
+            continue
+        lines.append(f"| {md_text(row.category)} | {fmt_interval(row.corrected_gap)} "
+                     f"| {fmt_interval(row.corrected_tier['local'])} | {fmt_interval(row.corrected_tier['cloud'])} "
+                     f"| {fmt_interval(row.ppi_gap.ppi)} | {md_text(row.corrected_gap.method)} |")
+    return "\n".join(lines) + "\n"
 
 
 def cost_markdown(analysis: DriftAnalysis, pricing_as_of: str | None) -> str:

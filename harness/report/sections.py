@@ -8,17 +8,19 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.analysis.history import headline_metric
-from harness.report import charts, drift_charts, drift_section, tables
+from harness.metrics.stats.intervals import MIN_CASES
+from harness.report import attribution_section, charts, drift_charts, drift_section, judge_section, tables
 from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
 from harness.report.escape import md_code, md_text
 from harness.report.failures import failures_html
 from harness.report.grading import coverage_section
-from harness.report.intervals import MIN_CASES_FOR_INTERVAL, with_interval_column
+from harness.report.intervals import with_interval_column
 from harness.report.markdown_table import table
+from harness.store.frames import fresh_answers, replay_summaries
 from harness.store.loaded import RunView
 
-INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES_FOR_INTERVAL} cases up."
+INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES} cases up."
 
 
 def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Section]:
@@ -27,7 +29,10 @@ def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Sectio
     sections += [overview(view), *retrieval(view)]
     if not view.generation.empty:
         sections += generation(view)
+        sections += [from_markdown(text) for text in attribution_section.section_markdowns(view)]
     if analysis is not None:
+        sections.append(from_markdown(judge_section.judge_markdown(judge_section.analyse_judge(view))
+                                      + judge_section.judges_markdown(judge_section.analyse_judges(view))))
         sections.append(from_markdown(
             drift_section.drift_markdown(analysis),
             Chart("local − cloud gap per category with its interval", lambda: drift_charts.forest_plot(analysis)),
@@ -72,6 +77,22 @@ def overview(view: RunView) -> Section:
     section = Section("Overview")
     section.add("\n".join(lines))
     return section
+
+
+def replay_note(gen: pd.DataFrame) -> str | None:
+    """What the ``cached`` column means for the figures beside it, per tier that replayed any answer."""
+    replays = [r for r in replay_summaries(gen).values() if r.replayed]
+    if not replays:
+        return None
+    lines = ["_`cached`: answers replayed from the response cache. Answer metrics and grades count them; latency "
+             "and cost count only the calls this run made._", ""]
+    for r in replays:
+        if r.fresh == 0:
+            lines.append(f"- {md_text(r.tier)} tier latency and cost: {md_text(r.not_measured())}")
+        else:
+            lines.append(f"- {md_text(r.tier)} tier: latency and cost from {r.fresh} fresh calls; {r.replayed} "
+                         f"replayed answers left out ({md_text(r.made_on())})")
+    return "\n".join(lines)
 
 
 def retrieval(view: RunView) -> list[Section]:
@@ -129,7 +150,9 @@ def generation(view: RunView) -> list[Section]:
     summary = tables.generation_summary(answered, answer_metrics)
     top = Section("Generation")
     top.add(table(summary, index=False), Chart("generation latency by tier and variant",
-                                               lambda: charts.latency_boxes(gen)))
+                                               lambda: charts.latency_boxes(fresh_answers(gen))))
+    if note := replay_note(gen):
+        top.add(note)
     for tier, info in view.manifest.tiers.items():
         if info.status != "run":
             top.add(f"_{md_text(tier)} tier not run: {md_text(info.reason)}. "

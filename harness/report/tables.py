@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.stats import tests as stats
 from harness.report.intervals import bounds
+from harness.store.frames import fresh_answers
 
 
 def retrieval_by_variant(frame: pd.DataFrame, metrics: list[str], variants: list[str]) -> pd.DataFrame:
@@ -76,14 +78,20 @@ def worst_cases(frame: pd.DataFrame, metric: str, limit: int = 10) -> pd.DataFra
 
 
 def generation_summary(gen: pd.DataFrame, answer_metrics: list[str]) -> pd.DataFrame:
-    """Per tier × variant: counts by status, answer-metric means over answered cases, latency, tokens and cost."""
+    """Per tier × variant: counts by status, answer-metric means over answered cases, latency, tokens and cost.
+
+    ``cached`` counts the answers replayed from the response cache. Answer metrics count every answer; latency and
+    cost count only the answers a call of this run made, and are missing where there is none.
+    """
     rows = []
     for (tier, variant), part in gen.groupby(["tier", "variant"], sort=True):
         ok = part[part["status"] == "ok"]
+        fresh = fresh_answers(ok)
         row: dict[str, Any] = {
             "tier": tier,
             "variant": variant,
             "answered": len(ok),
+            "cached": len(ok) - len(fresh),
             "failed": int((part["status"] == "failed").sum()),
             "skipped": int((part["status"] == "skipped").sum()),
         }
@@ -94,12 +102,12 @@ def generation_summary(gen: pd.DataFrame, answer_metrics: list[str]) -> pd.DataF
         if "abstained" in answer_metrics:
             row["declined_unanswerable"] = _mean_or_none(ok[~ok["answerable"]], "abstained")
             row["declined_answerable"] = _mean_or_none(ok[ok["answerable"]], "abstained")
-        row["latency_p50_s"] = _quantile_or_none(ok, "latency_s", 0.5)
-        row["latency_p95_s"] = _quantile_or_none(ok, "latency_s", 0.95)
+        row["latency_p50_s"] = _quantile_or_none(fresh, "latency_s", 0.5)
+        row["latency_p95_s"] = _quantile_or_none(fresh, "latency_s", 0.95)
         row["tokens_in"] = _mean_or_none(ok, "input_tokens")
         row["tokens_out"] = _mean_or_none(ok, "output_tokens")
-        row["cost_per_call_usd"] = _mean_or_none(ok, "cost_usd")
-        row["cost_total_usd"] = ok["cost_usd"].sum(min_count=1) if "cost_usd" in ok and len(ok) else None
+        row["cost_per_call_usd"] = _mean_or_none(fresh, "cost_usd")
+        row["cost_total_usd"] = fresh["cost_usd"].sum(min_count=1) if "cost_usd" in fresh and len(fresh) else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -112,7 +120,7 @@ def tier_drift(gen: pd.DataFrame, metric: str, seed: int = 0) -> pd.DataFrame:
         return pd.DataFrame()
     wide = wide.dropna(subset=["local", "cloud"]).reset_index()
     rows = []
-    for category, part in [("(all)", wide), *wide.groupby("category")]:
+    for category, part in [(ALL_CATEGORIES, wide), *wide.groupby("category")]:
         diff = stats.paired_bootstrap_ci(part["cloud"].tolist(), part["local"].tolist(), seed=seed)
         rows.append(
             {

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.report import tables
 from harness.report.drift_section import DriftAnalysis, fmt_interval
 from harness.report.escape import md_text
 from harness.report.intervals import interval_text
+from harness.store.frames import fresh_calls, replay_summaries
 from harness.store.loaded import RunView
 
 VerdictLine = Callable[[RunView, DriftAnalysis | None], str | None]
@@ -36,22 +38,61 @@ def run_status(view: RunView, analysis: DriftAnalysis | None = None) -> str:
     return line
 
 
+def replayed_answers(view: RunView, analysis: DriftAnalysis | None = None) -> str | None:
+    """The share of each tier's answers replayed from the response cache: first, because it says which of the
+    figures below were measured by this run."""
+    replays = replay_summaries(view.generation)
+    if not replays:
+        return None
+    cache = view.manifest.cache
+    mode = f" (cache {md_text(cache.mode)}, set by {md_text(cache.chosen_by)})" if cache is not None else ""
+    if not any(r.replayed for r in replays.values()):
+        return f"replayed from the response cache: no answer{mode} — every figure is from calls this run made"
+    parts = []
+    for r in replays.values():
+        share = f"{r.replayed} of {r.answered} answers ({r.share:.0%}"
+        share += f"; {md_text(r.made_on())})" if r.replayed else ")"
+        parts.append(f"{md_text(r.tier)} {share}")
+    return (f"replayed from the response cache{mode}: " + ", ".join(parts)
+            + " — answer metrics and grades count them; latency, cost and failure rate count fresh calls only")
+
+
+def retiring_models(view: RunView, analysis: DriftAnalysis | None = None) -> str | None:
+    """Models the run called that were due to retire within 30 days, as the run recorded them."""
+    warnings = view.manifest.model_warnings
+    if not warnings:
+        return None
+    return "**warning — model retiring soon:** " + "; ".join(md_text(w) for w in warnings)
+
+
 def what_failed(view: RunView, analysis: DriftAnalysis | None = None) -> str:
     # A tier skipped on purpose (no key) is not a failure: it is listed apart, so "failed" only names what broke.
     skipped = [
         f"{md_text(tier)} tier ({md_text(info.reason)})" for tier, info in view.manifest.tiers.items()
         if info.status != "run"
     ]
-    problems = []
+    problems: list[str] = []
+    unmeasured: list[str] = []
     gen = view.generation
     if not gen.empty:
+        replays = replay_summaries(gen)
         for tier, part in gen[gen["status"] != "skipped"].groupby("tier", sort=True):
-            failed = int((part["status"] == "failed").sum())
+            calls = fresh_calls(part)  # a replayed answer was no call: it can neither answer nor fail
+            failed = int((calls["status"] == "failed").sum())
             if failed:
-                problems.append(f"{md_text(tier)} tier: {failed} of {len(part)} calls failed (see Failed calls)")
+                problems.append(f"{md_text(tier)} tier: {failed} of {len(calls)} calls failed (see Failed calls)")
+            elif calls.empty and (replayed := replays.get(str(tier))) is not None:
+                unmeasured.append(f"{md_text(tier)} tier {md_text(replayed.not_measured())}")
     if view.manifest.budget_exhausted:
         problems.append("the cloud budget ran out")
-    line = "failed: " + "; ".join(problems) if problems else "failed: nothing — every tier that ran answered"
+    if problems:
+        line = "failed: " + "; ".join([*problems, *unmeasured])
+    elif unmeasured and len(unmeasured) == gen.loc[gen["status"] != "skipped", "tier"].nunique():
+        line = "failed: not measured, no tier made a call — " + "; ".join(unmeasured)
+    elif unmeasured:
+        line = "failed: nothing — every tier that made calls answered; " + "; ".join(unmeasured)
+    else:
+        line = "failed: nothing — every tier that ran answered"
     return line + ("; skipped: " + "; ".join(skipped) if skipped else "")
 
 
@@ -88,7 +129,7 @@ def largest_tier_gap(view: RunView) -> str | None:
     if gen.empty or not names:
         return None
     drift = tables.tier_drift(gen, names[0])
-    categories = drift[drift["category"] != "(all)"] if not drift.empty else drift
+    categories = drift[drift["category"] != ALL_CATEGORIES] if not drift.empty else drift
     if categories.empty:
         return None
     worst = categories.sort_values(["local_minus_cloud", "category"]).iloc[0]
@@ -101,7 +142,9 @@ def largest_tier_gap(view: RunView) -> str | None:
 
 
 VERDICT_LINES: dict[str, VerdictLine] = {
+    "replays": replayed_answers,
     "status": run_status,
+    "retiring_models": retiring_models,
     "failures": what_failed,
     "tiering": tiering_advice,
     "drift": largest_drift,

@@ -8,7 +8,13 @@ The key is the sha256 of:
 
 An A/B that changes only retrieval therefore re-uses every answer whose context did not change. Only answers are
 stored: an error, a timeout or a budget refusal raises, and nothing is written. A replayed answer keeps the latency and
-cost of the call that made it, and its record says ``cached: true``; it is not charged to the run's budget again.
+cost of the call that made it, and its record says ``cached: true`` with where it came from (the run that made it,
+when, and the model digest that served it); it is not charged to the run's budget again, and reports never count its
+latency or cost as measured (``harness.store.frames.fresh_calls``).
+
+Three modes (:data:`~harness.config.suite.CacheMode`): ``read-write`` replays what it finds and stores what it asks;
+``write-only`` asks every model and stores answers the cache lacks (a monitoring run: ``harness nightly``'s default);
+``off`` neither reads nor writes. An entry is never replaced, so an A/B keeps replaying the answers it started from.
 
 Storage is one SQLite file in WAL mode (``bench/cache.py`` measured it against a directory of one file per key:
 see the README), safe under concurrent writers: ``INSERT OR IGNORE`` of the same key is idempotent, and readers never
@@ -24,11 +30,13 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.config.suite import CacheMode
 from harness.errors import RunStoreError
-from harness.providers.types import Attempt, Generation, GenerationRequest, ServerTiming, Tier, Usage
+from harness.providers.types import Attempt, CacheEntry, Generation, GenerationRequest, ServerTiming, Tier, Usage
 from harness.run.tiers import AnswerTier
 
 KEY_VERSION = 1
@@ -37,6 +45,18 @@ DB_NAME = "responses.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
 
 Identity = dict[str, Any]
+UNKNOWN_DIGEST = "unknown"
+
+
+@dataclass(frozen=True)
+class ServedBy:
+    """What serves a tier: the identity its cache key covers, and each host's model digest with where it came from."""
+
+    identity: Identity
+    digests: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # host name -> (digest, source)
+
+    def digest_of(self, host: str) -> tuple[str | None, str]:
+        return self.digests.get(host, (None, UNKNOWN_DIGEST))
 
 
 def cache_key(tier: str, identity: Identity, request: GenerationRequest) -> str:
@@ -58,6 +78,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, tier TEXT NOT NULL, created REAL NOT NULL, "
             "generation TEXT NOT NULL)"
         )
+        _add_origin_column(connection)
         connection.execute(
             "CREATE TABLE IF NOT EXISTS file_digests (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
             "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)"
@@ -66,6 +87,22 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise RunStoreError(f"{path}: the response cache cannot be opened: {exc}",
                             hint="delete the file to start an empty cache, or run with --no-cache") from exc
     return connection
+
+
+def _add_origin_column(connection: sqlite3.Connection) -> None:
+    """Caches written before provenance was kept lack the ``origin`` column; their entries read with no run id."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(responses)")}
+    if "origin" in columns:
+        return
+    try:
+        connection.execute("ALTER TABLE responses ADD COLUMN origin TEXT")
+    except sqlite3.OperationalError as exc:  # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -88,13 +125,42 @@ class ResponseCache:
         return self._db
 
     def get(self, key: str) -> Generation | None:
-        row = self.db.execute("SELECT generation FROM responses WHERE key = ?", (key,)).fetchone()
-        return None if row is None else generation_from_json(row[0])
+        """The stored answer, marked ``cached`` and carrying its entry's provenance; ``None`` on a miss."""
+        row = self.db.execute("SELECT generation, created, origin FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        origin = json.loads(row[2]) if row[2] else {}
+        entry = CacheEntry(
+            key=key,
+            made_at=_iso(float(row[1])),
+            run_id=origin.get("run_id"),
+            model_digest=origin.get("model_digest"),
+            digest_source=origin.get("digest_source"),
+        )
+        return replace(generation_from_json(row[0]), cached=True, cache_entry=entry)
 
-    def put(self, key: str, tier: str, generation: Generation) -> None:
-        data = json.dumps(asdict(replace(generation, cached=False)), sort_keys=True)
-        self.db.execute("INSERT OR IGNORE INTO responses (key, tier, created, generation) VALUES (?, ?, ?, ?)",
-                        (key, tier, time.time(), data))
+    def put(
+        self,
+        key: str,
+        tier: str,
+        generation: Generation,
+        *,
+        run_id: str | None = None,
+        model_digest: str | None = None,
+        digest_source: str | None = None,
+    ) -> CacheEntry | None:
+        """Store an answer unless the key has one already (entries are never replaced); the new entry, or ``None``."""
+        data = json.dumps(asdict(replace(generation, cached=False, cache_entry=None)), sort_keys=True)
+        origin = json.dumps({"run_id": run_id, "model_digest": model_digest, "digest_source": digest_source},
+                            sort_keys=True)
+        created = time.time()
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO responses (key, tier, created, generation, origin) VALUES (?, ?, ?, ?, ?)",
+            (key, tier, created, data, origin),
+        )
+        if cursor.rowcount != 1:
+            return None
+        return CacheEntry(key, _iso(created), run_id, model_digest, digest_source)
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
@@ -125,6 +191,7 @@ class ResponseCache:
 
 def generation_from_json(text: str) -> Generation:
     data = json.loads(text)
+    data.pop("cache_entry", None)
     return Generation(
         **{
             **data,
@@ -138,37 +205,49 @@ def generation_from_json(text: str) -> Generation:
 
 @dataclass
 class CachedTier:
-    """A tier behind the cache: a hit is answered from disk, a miss is asked of the tier and stored if it answered."""
+    """A tier behind the cache. Reading (``read-write``): a hit is answered from disk. Every call made is stored if it
+    answered and the cache has no answer for its key yet, with the run that made it and the model digest that served
+    it."""
 
     inner: AnswerTier
     cache: ResponseCache
-    identity: Callable[[], Awaitable[Identity]]
+    identity: Callable[[], Awaitable[ServedBy]]
+    read: bool = True
+    run_id: str | None = None
     hits: int = 0
     misses: int = 0
     name: Tier = field(init=False)
-    _served_by: Identity | None = field(default=None, init=False)
+    _served_by: ServedBy | None = field(default=None, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.name = self.inner.name
 
-    async def served_by(self) -> Identity:
+    async def served_by(self) -> ServedBy:
         async with self._lock:  # probe the hosts once per run, not once per call
             if self._served_by is None:
                 self._served_by = await self.identity()
             return self._served_by
 
     async def answer(self, request: GenerationRequest) -> Generation:
-        key = cache_key(self.name, await self.served_by(), request)
-        found = self.cache.get(key)
-        if found is not None:
+        served = await self.served_by()
+        key = cache_key(self.name, served.identity, request)
+        if self.read and (found := self.cache.get(key)) is not None:
             self.hits += 1
             return found
         self.misses += 1
         generation = await self.inner.answer(request)  # raises on errors, timeouts and budget refusals: never stored
-        if generation.tier == self.name:  # a local call the cloud answered is not the local tier's answer
-            self.cache.put(key, self.name, generation)
-        return generation
+        if generation.tier != self.name:  # a local call the cloud answered is not the local tier's answer
+            return generation
+        digest, source = served.digest_of(generation.host)
+        entry = self.cache.put(key, self.name, generation, run_id=self.run_id, model_digest=digest,
+                               digest_source=source)
+        return generation if entry is None else replace(generation, cache_entry=entry)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def reads(mode: CacheMode) -> bool:
+    """Whether a run in this mode replays stored answers."""
+    return mode == "read-write"

@@ -9,25 +9,33 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.fleet import Fleet, Host
-from harness.run.cache import CachedTier, Identity, ResponseCache
+from harness.config.suite import CacheMode
+from harness.run.cache import CachedTier, ResponseCache, ServedBy, reads
 from harness.run.tiers import AnswerTier
 
+CLOUD_DIGEST_SOURCE = "none: the model name, which Anthropic pins to a snapshot"
 
-async def local_identity(fleet: Fleet, cache: ResponseCache) -> Identity:
+
+async def local_identity(fleet: Fleet, cache: ResponseCache) -> ServedBy:
     """Per host (by kind, never by name or address): model, endpoint and digest where one is known.
 
     The digest is Ollama's own, or the sha256 of the GGUF a llama.cpp server names in ``/props`` when that file is on
     this machine (hashed once per path, size and mtime). Otherwise ``digest`` is ``None`` and the model name alone
-    keys the answers, which the identity says.
+    keys the answers, which the identity says. The digests are also kept by host name, so a stored answer records
+    the digest of the host that made it.
     """
     from harness.providers.model_identity import probe_served_model
 
     served = await asyncio.gather(*(probe_served_model(host) for host in fleet.hosts))
-    hosts = {
-        json.dumps(_host_identity(host, found.digest, found.model_path, cache), sort_keys=True)
+    by_name = {
+        host.name: _host_identity(host, found.digest, found.model_path, cache)
         for host, found in zip(fleet.hosts, served, strict=True)
     }
-    return {"hosts": [json.loads(text) for text in sorted(hosts)]}
+    hosts = {json.dumps(identity, sort_keys=True) for identity in by_name.values()}
+    return ServedBy(
+        {"hosts": [json.loads(text) for text in sorted(hosts)]},
+        {name: (identity["digest"], identity["digest_source"]) for name, identity in by_name.items()},
+    )
 
 
 def _host_identity(host: Host, digest: str | None, model_path: str | None, cache: ResponseCache) -> dict[str, Any]:
@@ -43,19 +51,26 @@ def _host_identity(host: Host, digest: str | None, model_path: str | None, cache
     }
 
 
-async def cloud_identity(model: str) -> Identity:
-    return {"hosts": [{"kind": "anthropic", "model": model}]}
+async def cloud_identity(model: str) -> ServedBy:
+    return ServedBy({"hosts": [{"kind": "anthropic", "model": model}]}, {"cloud": (None, CLOUD_DIGEST_SOURCE)})
 
 
-def with_cache(tiers: list[AnswerTier], fleet: Fleet | None, cache_dir: Path | None) -> list[AnswerTier]:
-    """Put every tier behind the response cache in ``cache_dir`` (``None``: ``--no-cache``, tiers unchanged)."""
-    if cache_dir is None or not tiers:
+def with_cache(
+    tiers: list[AnswerTier], fleet: Fleet | None, cache_dir: Path | None, mode: CacheMode = "read-write",
+    run_id: str | None = None,
+) -> list[AnswerTier]:
+    """Put every tier behind the response cache in ``cache_dir``, reading it only in ``read-write`` mode.
+
+    ``mode`` ``off`` or no ``cache_dir`` leaves the tiers unchanged. ``run_id`` is recorded with every answer stored.
+    """
+    if cache_dir is None or mode == "off" or not tiers:
         return tiers
     cache = ResponseCache.open(cache_dir)
     wrapped: list[AnswerTier] = []
     for tier in tiers:
         if tier.name == "local" and fleet is not None:
-            wrapped.append(CachedTier(tier, cache, partial(local_identity, fleet, cache)))
+            identity = partial(local_identity, fleet, cache)
         else:
-            wrapped.append(CachedTier(tier, cache, partial(cloud_identity, str(getattr(tier, "model", "unknown")))))
+            identity = partial(cloud_identity, str(getattr(tier, "model", "unknown")))
+        wrapped.append(CachedTier(tier, cache, identity, read=reads(mode), run_id=run_id))
     return wrapped

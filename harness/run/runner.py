@@ -14,7 +14,8 @@ from typing import NamedTuple, Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
-from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, pending_items
+from harness.grading.claims_phase import diagnose_pending
+from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, grade_second_judges, pending_items
 from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
@@ -27,6 +28,8 @@ from harness.store.store import RunStore
 
 PromptBuilder = Callable[[str, Sequence[ScoredChunk], str], GenerationRequest]
 """(question, context hits, tier name) -> request."""
+PromptContext = Callable[[str, Sequence[ScoredChunk], str], list[str]]
+"""(question, context hits, tier name) -> ids of the chunks the prompt carries (recorded with the answer)."""
 
 
 class Retrieved(NamedTuple):
@@ -65,6 +68,7 @@ class RunParts:
     tiers: list[AnswerTier] = field(default_factory=list)
     skipped_tiers: list[SkippedTier] = field(default_factory=list)
     build_prompt: PromptBuilder | None = None
+    prompt_context: PromptContext | None = None  # None: the first generation.context_chunks hits
     grading: GradingPlan | None = None  # None: answers are logged as unmeasured, "no grader configured"
     concurrency: int = 4
     embed: Embed | None = None  # the suite's embedder, for the embedding-cosine predictor
@@ -190,7 +194,8 @@ async def _answer_on_tiers(parts: RunParts, case: Case, hits: Sequence[ScoredChu
             return tier.name, skipped
         except HarnessError as exc:
             return tier.name, records.failed_generation_record(tier.name, exc.message)
-        return tier.name, records.generation_record(generation, case, answerable=answerable)
+        context = _prompt_context(parts, case.question, hits, tier.name)
+        return tier.name, records.generation_record(generation, case, answerable=answerable, context=context)
 
     results = await asyncio.gather(*(one(tier) for tier in parts.tiers))
     out.update(dict(results))
@@ -208,11 +213,24 @@ def _mark_grades(plan: GradingPlan | None, case: Case, generations: dict[str, Ge
             answer.grade = plan.placeholder(case.id, answered, tier, answer.status)
 
 
-def _context(parts: RunParts, hits: Sequence[ScoredChunk]) -> list[str]:
-    """The passages the grader checks faithfulness against: those the prompt was built from."""
+def _prompt_context(parts: RunParts, question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
+    if parts.prompt_context is not None:
+        return parts.prompt_context(question, hits, tier)
     generation = parts.suite.generation
     count = generation.context_chunks if generation is not None else len(hits)
-    return [hit.text for hit in hits[:count]]
+    return [hit.chunk_id for hit in hits[:count]]
+
+
+def _context(parts: RunParts, hits: Sequence[ScoredChunk]) -> list[str]:
+    """The passages the grader checks faithfulness against: those the prompt was built from, as a prompt with the
+    suite's ``max_context_tokens`` shows them, so the grader sees what the answer could draw on (and the grading cost
+    projected before the run bounds what it reads)."""
+    generation = parts.suite.generation
+    if generation is None:
+        return [hit.text for hit in hits]
+    from harness.localfleet.prompt import shown_texts
+
+    return shown_texts(hits[: generation.context_chunks], generation.max_context_tokens)
 
 
 async def _grade_phase(
@@ -220,7 +238,7 @@ async def _grade_phase(
 ) -> GradingOutcome | None:
     """Grade the sampled answers still pending (this run's and, on resume, an earlier process's)."""
     plan = parts.grading
-    if plan is None or plan.grader is None:
+    if plan is None or (plan.grader is None and not plan.judges):
         return None
 
     def context_of(record: CaseRecord) -> list[str]:
@@ -230,5 +248,20 @@ async def _grade_phase(
             contexts[key] = _context(parts, hits)
         return contexts[key]
 
-    progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
-    return await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
+    outcome = GradingOutcome()
+    if plan.grader is not None:
+        progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
+        outcome = await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
+        if plan.diagnoser is not None:
+            await diagnose_pending(plan.diagnoser, store, context_of, seed=plan.seed, concurrency=plan.concurrency)
+    if plan.judges:
+        try:
+            outcome.second = await grade_second_judges(
+                plan, store, context_of,
+                lambda name, total: progress.start(f"judge {name}", total),
+                lambda name: progress.advance(f"judge {name}"),
+            )
+        finally:
+            for judge in plan.judges:
+                await judge.aclose()
+    return outcome

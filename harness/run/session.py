@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.fleet import Fleet
-from harness.config.suite import Suite, load_suite
+from harness.config.pricing import PricingTable
+from harness.config.suite import CacheMode, Suite, check_judge_hosts, load_suite
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
@@ -31,15 +32,26 @@ from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
+from harness.run.model_uses import check_run_models, run_model_uses
 from harness.run.predict import Embed
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
 from harness.run.tier_setup import build_tiers, fleet_capacity, load_run_fleet, run_fleet_path, tier_manifest
-from harness.run.tiers import Budget, cloud_key_present
+from harness.run.tiers import AnswerTier, Budget, SkippedTier, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
 from harness.store.paths import run_dir
-from harness.store.records import Manifest
+from harness.store.records import (
+    CacheInfo,
+    CorpusInfo,
+    GraderInfo,
+    Manifest,
+    ManifestFields,
+    PricingInfo,
+    RunStatus,
+    ShardInfo,
+    SuiteInfo,
+)
 from harness.store.store import RunStore
 
 DEFAULT_STORE = Path(".harness/index")
@@ -84,9 +96,13 @@ class RunOptions:
     concurrency: int | None = None  # cases answered at once; default: what the fleet can serve without queueing
     pricing_path: Path | None = None  # cloud price table; default: $HARNESS_PRICING, else the bundled table
     grade_batch: bool | None = None  # grade through Message Batches; None: the suite's grading.batch
-    cache_dir: Path | None = Path(".harness/cache")  # response cache; None with --no-cache
+    cache_dir: Path = Path(".harness/cache")  # the response cache's directory
+    cache_mode: CacheMode | None = None  # from a command-line flag; None: the suite's `cache:`, else default_cache_mode
+    default_cache_mode: CacheMode = "read-write"  # `harness run`'s; `harness nightly` calls every model (write-only)
+    command: str = "run"  # the harness command that started the run, as the manifest names what chose the cache mode
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
     ray: RayOptions | None = None  # --ray: ingest and retrieve on a Ray cluster; generation stays here
+    cloud_model: str | None = None  # --cloud-model: the cloud tier's and fallback's model instead of the fleet's
 
 
 @dataclass
@@ -100,10 +116,19 @@ class PreparedRun:
     cloud_calls: int
     ingest_reports: list[Any]  # what bringing each index up to date did (IngestReport)
     grading: GradingSetup | None = None
+    model_warnings: tuple[str, ...] = ()  # models the run calls that retire within 30 days
 
 
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+def new_run_id(reports_dir: Path | None = None, suite_name: str | None = None) -> str:
+    """The UTC time to the second; with a suffix when a run of the suite already has that id (two runs in a second)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if reports_dir is None or suite_name is None:
+        return stamp
+    candidate, n = stamp, 1
+    while (reports_dir / suite_name / candidate).exists():
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
 
 
 def load_suite_and_corpus(suite_path: Path) -> tuple[Suite, Corpus]:
@@ -131,89 +156,173 @@ def _corpus_dir(corpus: str, suite_path: Path) -> Path:
     raise errors[0]
 
 
+# The flag that sets each cache mode on the command line (harness.cli.commands), for the manifest and --resume.
+CACHE_FLAGS: dict[CacheMode, str] = {"read-write": "--cache", "write-only": "--fresh", "off": "--no-cache"}
+
+
+def cache_mode(options: RunOptions, suite: Suite) -> tuple[CacheMode, str]:
+    """The run's response-cache mode and what chose it: a command-line flag, else the suite, else the command."""
+    if options.cache_mode is not None:
+        return options.cache_mode, f"the {CACHE_FLAGS[options.cache_mode]} flag"
+    if suite.cache is not None:
+        return suite.cache, "the suite's cache setting"
+    return options.default_cache_mode, f"the default of harness {options.command}"
+
+
+@dataclass
+class _Plan:
+    """What a run is made of, all checked before the run directory is claimed (no model needed)."""
+
+    suite: Suite
+    corpus: Corpus
+    suite_sha: str
+    shard: ShardInfo | None
+    pricing: PricingTable
+    budget: Budget
+    fleet: Fleet | None
+    tiers: list[AnswerTier]
+    skipped: list[SkippedTier]
+    build_prompt: Any
+    prompt_context: Any
+    grading: GradingSetup
+    run_id: str
+    cache: CacheInfo
+    model_warnings: tuple[str, ...]
+
+
 def prepare(options: RunOptions) -> PreparedRun:
     """Validate everything that needs no model, claim the run directory, then ingest and fill in the manifest."""
+    plan = _plan(options)
+    store = _store(options, plan.suite, plan.corpus, plan.suite_sha, plan.run_id)  # locked from here on
+    retrieval, ann_fidelity = _retrievers_or_record_failure(store, plan, options)
+    parts = RunParts(
+        suite=plan.suite,
+        retrievers=retrieval.retrievers,
+        tiers=plan.tiers,
+        skipped_tiers=plan.skipped,
+        build_prompt=plan.build_prompt,
+        prompt_context=plan.prompt_context,
+        grading=plan.grading.plan,
+        concurrency=options.concurrency or fleet_capacity(plan.fleet),
+        embed=_answer_embedder(plan.suite),
+        retrieve=_ray_retrieval(options, plan.suite, plan.corpus),
+    )
+    _record_start(store, options, plan, ann_fidelity)
+    cloud_calls = planned_cloud_calls(plan.suite, plan.tiers)
+    projected = projected_cloud_usd(plan.suite, plan.fleet, cloud_calls, options.cloud_model)
+    reports = list(retrieval.reports)
+    return PreparedRun(
+        plan.suite, plan.corpus, store, parts, plan.budget, projected, cloud_calls, reports, plan.grading,
+        plan.model_warnings,
+    )
+
+
+def _plan(options: RunOptions) -> _Plan:
     suite, corpus = load_suite_and_corpus(options.suite_path)
     suite_sha = hashlib.sha256(options.suite_path.read_bytes()).hexdigest()
     suite, shard = apply_shard(suite, options.shard)
     pricing = use_pricing(options.pricing_path)  # one table prices the whole run
     budget = Budget(options.budget_usd)
     fleet = load_run_fleet(options.fleet_path) if suite.generation else None
-    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path))
-    tiers = with_cache(tiers, fleet, options.cache_dir)
-    build_prompt = prompt_builder(suite, fleet)
-    grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
-    store = _store(options, suite, corpus, suite_sha)  # locked from here on; released by the caller
+    # A retired model is refused here, before the run directory exists and before any call (exit 2).
+    uses = run_model_uses(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path), options.cloud_model)
+    model_warnings = tuple(check_run_models(uses))
+    if fleet is not None and options.cloud_model is not None:
+        fleet = fleet.model_copy(update={"cloud_model": options.cloud_model})
+    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path), options.cloud_model)
+    # Named before anything is asked, because every answer stored in the response cache names the run that made it.
+    run_id = options.resume or options.run_id or new_run_id(options.reports_dir, suite.name)
+    mode, mode_chosen_by = cache_mode(options, suite)
+    tiers = with_cache(tiers, fleet, options.cache_dir, mode, run_id)
+    cache = CacheInfo(mode=mode, chosen_by=mode_chosen_by, path=None if mode == "off" else str(options.cache_dir))
+    if suite.grading.second_judges:
+        check_judge_hosts(suite, load_yaml(options.suite_path), [h.name for h in fleet.hosts] if fleet else None)
+    grading = build_grading(
+        suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch, fleet=fleet
+    )
+    return _Plan(
+        suite=suite,
+        corpus=corpus,
+        suite_sha=suite_sha,
+        shard=shard,
+        pricing=pricing,
+        budget=budget,
+        fleet=fleet,
+        tiers=tiers,
+        skipped=skipped,
+        build_prompt=prompt_builder(suite, fleet),
+        prompt_context=prompt_context(suite, fleet),
+        grading=grading,
+        run_id=run_id,
+        cache=cache,
+        model_warnings=model_warnings,
+    )
+
+
+def _retrievers_or_record_failure(store: RunStore, plan: _Plan, options: RunOptions) -> tuple[Any, dict[str, Any]]:
+    """The retrievers; if building them fails or is interrupted, the manifest says so and the store is released."""
     try:
-        retrieval, ann_fidelity = _retrievers(suite, corpus, options)
+        return _retrievers(plan.suite, plan.corpus, options)
     except BaseException as exc:
         reason = exc.message if isinstance(exc, HarnessError) else type(exc).__name__
         stopped = isinstance(exc, RunInterrupted | KeyboardInterrupt)
-        store.update_manifest(
-            status="interrupted" if stopped else "failed", error=f"preparing retrieval: {reason}", finished_at=_now()
-        )
+        status: RunStatus = "interrupted" if stopped else "failed"
+        store.update_manifest(ManifestFields(status=status, error=f"preparing retrieval: {reason}", finished_at=_now()))
         store.release()
         raise
-    cloud_calls = planned_cloud_calls(suite, tiers)
-    projected = projected_cloud_usd(suite, fleet, cloud_calls)
-    parts = RunParts(
-        suite=suite,
-        retrievers=retrieval.retrievers,
-        tiers=tiers,
-        skipped_tiers=skipped,
-        build_prompt=build_prompt,
-        grading=grading.plan,
-        concurrency=options.concurrency or fleet_capacity(fleet),
-        embed=_answer_embedder(suite),
-        retrieve=_ray_retrieval(options, suite, corpus),
+
+
+def _record_start(store: RunStore, options: RunOptions, plan: _Plan, ann_fidelity: dict[str, Any]) -> None:
+    """Write what this run is made of into the manifest and mark it running (a resumed run keeps its start)."""
+    suite, corpus = plan.suite, plan.corpus
+    fields = ManifestFields(
+        run_id=store.path.name,
+        pid=os.getpid(),
+        suite=SuiteInfo(
+            name=suite.name,
+            path=str(options.suite_path),
+            sha256=plan.suite_sha,
+            cases=len(suite.cases),
+            variants=[v.name for v in suite.variants],
+            metrics=suite.metrics,
+            answer_metrics=[*ANSWER_METRICS, *PREDICTOR_METRICS] if suite.generation else [],
+            k=suite.k,
+            config=suite.model_dump(mode="json", exclude={"cases"}),
+        ),
+        corpus=CorpusInfo(
+            name=corpus.name,
+            documents=len(corpus.ids),
+            fingerprint=corpus.fingerprint,
+            document_sha256=document_digests(corpus),
+        ),
+        tiers=tier_manifest(suite, plan.tiers, plan.skipped),
+        grader=GraderInfo.model_validate(plan.grading.manifest()),
+        fleet=_fleet_manifest(plan.fleet),
+        budget_usd=options.budget_usd,
+        pricing_as_of=plan.pricing.as_of.isoformat(),
+        pricing=PricingInfo.model_validate(plan.pricing.manifest()),
+        ann_fidelity=ann_fidelity,
+        resume_with=resume_command(options, store.path.name, plan.cache.mode),
+        shard=plan.shard,
+        cache=plan.cache,
+        model_warnings=list(plan.model_warnings),
     )
-    manifest_fields = {
-        "run_id": store.path.name,
-        "pid": os.getpid(),
-        "suite": {
-            "name": suite.name,
-            "path": str(options.suite_path),
-            "sha256": suite_sha,
-            "cases": len(suite.cases),
-            "variants": [v.name for v in suite.variants],
-            "metrics": suite.metrics,
-            "answer_metrics": [*ANSWER_METRICS, *PREDICTOR_METRICS] if suite.generation else [],
-            "k": suite.k,
-            "config": suite.model_dump(mode="json", exclude={"cases"}),
-        },
-        "corpus": {
-            "name": corpus.name,
-            "documents": len(corpus.ids),
-            "fingerprint": corpus.fingerprint,
-            "document_sha256": document_digests(corpus),
-        },
-        "tiers": tier_manifest(suite, tiers, skipped),
-        "grader": grading.manifest(),
-        "fleet": _fleet_manifest(fleet),
-        "budget_usd": options.budget_usd,
-        "pricing_as_of": pricing.as_of.isoformat(),
-        "pricing": pricing.manifest(),
-        "ann_fidelity": ann_fidelity,
-        "resume_with": resume_command(options, store.path.name),
-        "shard": shard.model_dump() if shard else None,
-    }
     if options.resume:
         try:
-            check_resumed_shard(store.manifest().shard, shard, options.resume)
+            check_resumed_shard(store.manifest().shard, plan.shard, options.resume)
         except InputError:
             store.release()
             raise
-        store.update_manifest(status="running", resumed_at=_now(), **manifest_fields)
+        store.update_manifest(fields.model_copy(update={"status": "running", "resumed_at": _now()}))
     else:
-        store.update_manifest(
-            status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(), **manifest_fields
-        )
-    return PreparedRun(suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading)
+        started = {"status": "running", "started_at": _now(), "versions": _versions(), "git_commit": _git_commit()}
+        store.update_manifest(fields.model_copy(update=started))
 
 
-def resume_command(options: RunOptions, run_id: str) -> str:
-    """The command that continues this run, as the manifest and the interrupt message show it."""
-    words = ["harness", "run", str(options.suite_path), "--resume", run_id]
+def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-write") -> str:
+    """The command that continues this run, as the manifest and the interrupt message show it: with the flag of the
+    run's cache mode, so a nightly run resumed with ``harness run`` still calls every model."""
+    words = ["harness", "run", str(options.suite_path), "--resume", run_id, CACHE_FLAGS[mode]]
     if options.reports_dir != Path("reports"):
         words += ["--reports", str(options.reports_dir)]
     if options.fleet_path is not None:
@@ -222,10 +331,12 @@ def resume_command(options: RunOptions, run_id: str) -> str:
         words += ["--shard", options.shard]
     if options.ray is not None:
         words += ["--ray", options.ray.address]
+    if options.cloud_model is not None:
+        words += ["--cloud-model", options.cloud_model]
     return shlex.join(words)
 
 
-def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str) -> RunStore:
+def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str, run_id: str) -> RunStore:
     if options.resume:
         store = RunStore.open(run_dir(options.reports_dir, suite.name, options.resume, "--resume"))
         store.acquire()
@@ -236,7 +347,7 @@ def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str) ->
             store.release()
             raise
         return store
-    path = run_dir(options.reports_dir, suite.name, options.run_id or new_run_id())
+    path = run_dir(options.reports_dir, suite.name, run_id)
     return RunStore.create(path, Manifest(run_id=path.name, pid=os.getpid()))
 
 
@@ -297,6 +408,29 @@ def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
     return build
 
 
+def prompt_context(suite: Suite, fleet: Fleet | None) -> Any:
+    """(question, hits, tier) -> the chunk ids the tier's prompt carries, as :func:`prompt_builder` fits them."""
+    from harness.localfleet.prompt import fleet_prompt_style, passages_in_prompt
+
+    generation = suite.generation
+    if generation is None:
+        return None
+    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+
+    def context(question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
+        offered = list(hits[: generation.context_chunks])
+        shown = passages_in_prompt(
+            question,
+            offered,
+            style=local_style if tier == "local" else "chat",
+            max_tokens=generation.max_tokens,
+            context_tokens=generation.max_context_tokens,
+        )
+        return [hit.chunk_id for hit in offered[:shown]]
+
+    return context
+
+
 def _answer_embedder(suite: Suite) -> Embed | None:
     """The suite's embedder, for the embedding-cosine predictor; loaded only when the suite generates answers."""
     if suite.generation is None:
@@ -342,13 +476,13 @@ def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float |
     generation = prepared.suite.generation
     limit = resolve_max_failure_rate(max_failure_rate, generation.max_failure_rate if generation else None)
     outcomes = [
-        (tier, generation.status, generation.error)
+        (tier, generation.status, generation.error, generation.cached)
         for record in prepared.store.records()
         for tier, generation in record.generations.items()
     ]
     verdict = judge(tally_tiers(outcomes, [t.name for t in prepared.parts.tiers]), limit)
-    status = "failed" if verdict.failed else "complete" if done == total else "partial"
-    prepared.store.update_manifest(
+    status: RunStatus = "failed" if verdict.failed else "complete" if done == total else "partial"
+    ended = ManifestFields(
         status=status,
         finished_at=_now(),
         records_expected=total,
@@ -358,6 +492,9 @@ def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float |
         cloud_spent_usd=prepared.budget.spent_usd,
         verdict=verdict.to_manifest(),
         error="; ".join(verdict.reasons) if verdict.failed else None,
-        **grading_summary(prepared.store, prepared.grading, outcome.grading),
     )
+    summary = grading_summary(prepared.store, prepared.grading, outcome.grading)
+    if "grader" in summary:  # no summary: the grader's entry stays as the run began
+        ended.grader = GraderInfo.model_validate(summary["grader"])
+    prepared.store.update_manifest(ended)
     return verdict

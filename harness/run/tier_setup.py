@@ -7,11 +7,11 @@ tier is Claude, when a key is set. Both spend from the run's one budget.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from harness.config.fleet import DEFAULT_CLOUD_MODEL, DEFAULT_FLEET, Fleet, load_fleet
 from harness.config.suite import Suite
 from harness.run.tiers import AnswerTier, Budget, CloudTier, LocalTier, SkippedTier, cloud_key_present
+from harness.store.records import TierInfo
 
 NO_KEY = "ANTHROPIC_API_KEY is not set"
 
@@ -36,12 +36,15 @@ def fleet_capacity(fleet: Fleet | None) -> int:
     return min(limits) if fleet.strategy == "race" else sum(limits)
 
 
-def cloud_model(fleet: Fleet | None) -> str:
+def cloud_model(fleet: Fleet | None, override: str | None = None) -> str:
+    """The cloud tier's model: ``--cloud-model``, else the fleet file's ``cloud_model``, else the default."""
+    if override is not None:
+        return override
     return fleet.cloud_model if fleet else DEFAULT_CLOUD_MODEL
 
 
 def build_tiers(
-    suite: Suite, fleet: Fleet | None, budget: Budget, fleet_path: Path | None
+    suite: Suite, fleet: Fleet | None, budget: Budget, fleet_path: Path | None, cloud_override: str | None = None
 ) -> tuple[list[AnswerTier], list[SkippedTier]]:
     tiers: list[AnswerTier] = []
     skipped: list[SkippedTier] = []
@@ -57,7 +60,7 @@ def build_tiers(
         if cloud_key_present():
             from harness.providers.anthropic_cloud import AnthropicProvider
 
-            model = cloud_model(fleet)
+            model = cloud_model(fleet, cloud_override)
             tiers.append(CloudTier(AnthropicProvider(model), model, budget))
         else:
             skipped.append(SkippedTier("cloud", NO_KEY))
@@ -75,10 +78,10 @@ def _dispatcher(fleet: Fleet, budget: Budget, fleet_path: Path | None) -> object
     return Dispatcher.from_fleet(fleet, cloud_budget=fallback_budget, host_probe=probe)
 
 
-def tier_manifest(suite: Suite, tiers: list[AnswerTier], skipped: list[SkippedTier]) -> dict[str, Any]:
+def tier_manifest(suite: Suite, tiers: list[AnswerTier], skipped: list[SkippedTier]) -> dict[str, TierInfo]:
     """The manifest's ``tiers``: each tier the suite asked for, run or skipped with why."""
     if suite.generation is None:
         return {}
-    out: dict[str, Any] = {t.name: {"status": "run"} for t in tiers}
-    out.update({s.name: {"status": "skipped", "reason": s.reason} for s in skipped})
+    out: dict[str, TierInfo] = {t.name: TierInfo(status="run") for t in tiers}
+    out.update({s.name: TierInfo(status="skipped", reason=s.reason) for s in skipped})
     return out

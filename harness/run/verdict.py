@@ -4,6 +4,9 @@ A run is green only if every tier it ran answered. A tier that answered none of 
 calls is over the limit (``--max-failure-rate``, else the suite's ``generation.max_failure_rate``, else
 :data:`DEFAULT_MAX_FAILURE_RATE`), fails the run: the manifest says ``failed`` with the reasons, and the CLI exits 3.
 Failures at or under the limit are listed in the report as before and leave the run green.
+
+Only calls count: an answer replayed from the response cache was not asked of any model, so it is tallied apart
+(``replayed``) and neither answers nor fails. A tier that replayed every answer made no call and is not judged.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.store.records import TierTallyInfo, VerdictInfo
+
 DEFAULT_MAX_FAILURE_RATE = 0.2
 
 
@@ -21,9 +26,10 @@ class TierTally:
     """How one tier's calls ended over the whole run (resumed records included)."""
 
     tier: str
-    answered: int = 0
+    answered: int = 0  # calls of this run that answered (replays not counted)
     failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # failure message -> how many calls ended with it
+    replayed: int = 0  # answers replayed from the response cache: no call made
 
     @property
     def calls(self) -> int:
@@ -40,7 +46,7 @@ class TierTally:
 
     def to_dict(self) -> dict[str, Any]:
         return {"calls": self.calls, "answered": self.answered, "failed": self.failed,
-                "failure_rate": self.failure_rate}
+                "failure_rate": self.failure_rate, "replayed": self.replayed}
 
 
 @dataclass(frozen=True)
@@ -52,35 +58,40 @@ class Verdict:
     max_failure_rate: float
     tallies: dict[str, TierTally]
 
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "status": "failed" if self.failed else "passed",
-            "reasons": list(self.reasons),
-            "max_failure_rate": self.max_failure_rate,
-            "tiers": {name: tally.to_dict() for name, tally in self.tallies.items()},
-        }
+    def to_manifest(self) -> VerdictInfo:
+        return VerdictInfo(
+            status="failed" if self.failed else "passed",
+            reasons=list(self.reasons),
+            max_failure_rate=self.max_failure_rate,
+            tiers={name: TierTallyInfo.model_validate(tally.to_dict()) for name, tally in self.tallies.items()},
+        )
 
 
-def tally_tiers(outcomes: Iterable[tuple[str, str, str | None]], tiers: Iterable[str]) -> dict[str, TierTally]:
-    """Count answered and failed calls of each tier that was asked to run.
+def tally_tiers(
+    outcomes: Iterable[tuple[str, str, str | None, bool]], tiers: Iterable[str]
+) -> dict[str, TierTally]:
+    """Count answered and failed calls of each tier that was asked to run, and its replayed answers apart.
 
     Args:
-        outcomes: one ``(tier, status, error)`` per generation record of the run (status ``ok``, ``failed`` or
-            ``skipped``); tiers not in ``tiers`` (skipped ones) are ignored.
+        outcomes: one ``(tier, status, error, cached)`` per generation record of the run (status ``ok``, ``failed``
+            or ``skipped``; ``cached``: replayed from the response cache); tiers not in ``tiers`` are ignored.
         tiers: the tiers the run was asked to run.
     """
     answered: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    replayed: Counter[str] = Counter()
     errors: dict[str, Counter[str]] = {tier: Counter() for tier in tiers}
-    for tier, status, error in outcomes:
+    for tier, status, error, cached in outcomes:
         if tier not in errors:
             continue
-        if status == "ok":
+        if status == "ok" and cached:
+            replayed[tier] += 1
+        elif status == "ok":
             answered[tier] += 1
         elif status == "failed":
             failed[tier] += 1
             errors[tier][error or "no error recorded"] += 1
-    return {tier: TierTally(tier, answered[tier], failed[tier], errors[tier]) for tier in errors}
+    return {tier: TierTally(tier, answered[tier], failed[tier], errors[tier], replayed[tier]) for tier in errors}
 
 
 def resolve_max_failure_rate(cli_value: float | None, suite_value: float | None) -> float:

@@ -2,7 +2,8 @@
 
 Shards are joined only when they ran the same suite file over the same corpus with the same fleet, tiers and shard
 count; otherwise the merge is refused and the message names each field that differs. A case × variant found in two
-shards is refused as a duplicate. Missing cases (a shard not given, or a shard that did not finish) are listed, and
+shards is refused as a duplicate. The shards' human labels (``labels.jsonl``) join too.
+Missing cases (a shard not given, or a shard that did not finish) are listed, and
 the merged run is then ``partial``.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.store.grade_log import GradeEntry, append_grades, read_second_judges
+from harness.store.labels import append_labels, read_labels
 from harness.store.records import CaseRecord, Manifest, ShardInfo
 from harness.store.store import RunStore
 
@@ -113,6 +116,14 @@ def merge_runs(run_dirs: list[Path], target: Path) -> MergeReport:
     store = RunStore.create(target, manifest)
     for record in sorted(merged, key=lambda r: r.key):
         store.append(record)
+    # Each shard's labels are of its own answers, so they join without overlap; append_labels refuses any that do.
+    append_labels(target, [label for path, _ in stores for label in read_labels(Path(path))])
+    # Claude's grades are on the records written above; the second judges' live only in the grade log, so carry them.
+    append_grades(target, [
+        GradeEntry(case_id=key[0], variant=key[1], tier=key[2], grade=grade, judge=judge)
+        for path, _ in stores for judge, grades in read_second_judges(Path(path)).items()
+        for key, grade in grades.items()
+    ])
     return MergeReport(target, shard_ids, len(merged), expected, missing, status)
 
 
