@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
@@ -31,6 +31,19 @@ PromptBuilder = Callable[[str, Sequence[ScoredChunk], str], GenerationRequest]
 PromptContext = Callable[[str, Sequence[ScoredChunk], str], list[str]]
 """(question, context hits, tier name) -> ids of the chunks the prompt carries (recorded with the answer)."""
 
+
+class Retrieved(NamedTuple):
+    """One (case, variant) retrieved: its record and the ranked chunks the prompt is built from."""
+
+    case: Case
+    variant: str
+    record: RetrievalRecord
+    hits: Sequence[ScoredChunk]
+
+
+RetrieveAll = Callable[[Sequence[tuple[Case, str]]], AsyncIterator[list[Retrieved]]]
+"""Retrieves the pending (case, variant) pairs, yielding them in batches as each finishes, in any order (here a block at
+a time; the Ray executor a task at a time)."""
 
 RETRIEVAL_BLOCK = 128
 """(case, variant) pairs retrieved per worker-thread call: large enough to batch embeddings, Chroma queries and
@@ -64,6 +77,7 @@ class RunParts:
     grading: GradingPlan | None = None  # None: answers are logged as unmeasured, "no grader configured"
     concurrency: int = 4
     embed: Embed | None = None  # the suite's embedder, for the embedding-cosine predictor
+    retrieve: RetrieveAll | None = None  # None: retrieve here, one pair at a time; else e.g. on a Ray cluster
 
 
 @dataclass
@@ -91,20 +105,18 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     progress.start("retrieval", len(pending))
     retrieved: list[tuple[Case, str, CaseRecord, Sequence[ScoredChunk]]] = []
     written = 0
-    for start in range(0, len(pending), RETRIEVAL_BLOCK):
-        block = pending[start:start + RETRIEVAL_BLOCK]
-        # In a worker thread, so a signal's cancellation is acted on within one block, not after the whole loop.
-        results = await asyncio.to_thread(_retrieve_block, parts.retrievers, block, suite.k, suite.metrics)
+    retrieve_all = parts.retrieve or _local_retrieval(parts)
+    async for batch in retrieve_all(pending):
         finished: list[CaseRecord] = []
-        for (case, variant), (retrieval, hits) in zip(block, results, strict=True):
+        for case, variant, retrieval, hits in batch:
             record = records.case_record(case, variant, retrieval)
             if case.generate and variant in generating and (parts.tiers or parts.skipped_tiers):
                 retrieved.append((case, variant, record, hits))
             else:
                 finished.append(record)
-        store.append_many(finished)  # one fsync per block, not per record
+        store.append_many(finished)  # one fsync per batch, not per record
         written += len(finished)
-        for _ in block:
+        for _ in batch:
             progress.advance("retrieval")
 
     failures = 0
@@ -134,7 +146,21 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     return RunOutcome(written, len(done), failures, budget_hit, grading)
 
 
-def _retrieve_block(
+def _local_retrieval(parts: RunParts) -> RetrieveAll:
+    suite = parts.suite
+
+    async def retrieve_all(pending: Sequence[tuple[Case, str]]) -> AsyncIterator[list[Retrieved]]:
+        for start in range(0, len(pending), RETRIEVAL_BLOCK):
+            block = pending[start:start + RETRIEVAL_BLOCK]
+            # In a worker thread, so a signal's cancellation is acted on within one block, not after the whole loop.
+            results = await asyncio.to_thread(retrieve_block, parts.retrievers, block, suite.k, suite.metrics)
+            yield [Retrieved(case, variant, record, hits)
+                   for (case, variant), (record, hits) in zip(block, results, strict=True)]
+
+    return retrieve_all
+
+
+def retrieve_block(
     retrievers: dict[str, Retriever], block: Sequence[tuple[Case, str]], k: int, metric_names: list[str]
 ) -> list[tuple[RetrievalRecord, Sequence[ScoredChunk]]]:
     """Retrieve and score a block of (case, variant) pairs, one batch per variant; results in ``block`` order.
