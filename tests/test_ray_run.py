@@ -44,9 +44,16 @@ def _records(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """What must agree between a local and a Ray run: everything except timings and which racing host answered."""
+    """What must agree between a local and a Ray run: everything except timings and which racing host answered.
+
+    Scores are rounded to 1e-5: each side embeds its questions in batches of other questions, and a batch's float32
+    arithmetic differs in the last bits with its company (the documents and their order must still agree).
+    """
     retrieval = {k: v for k, v in record["retrieval"].items() if k != "latency_s"}
-    generations = {tier: {k: answer.get(k) for k in ("status", "text", "answer_metrics", "grade")}
+    retrieval["ranked"] = [(doc, round(score, 5)) for doc, score in retrieval["ranked"]]
+    generations = {tier: {k: answer.get(k) for k in ("status", "text", "grade")}
+                   | {"answer_metrics": {name: value if value is None else round(value, 5)
+                                         for name, value in answer["answer_metrics"].items()}}
                    for tier, answer in record["generations"].items()}
     return {**record, "retrieval": retrieval, "generations": generations}
 
