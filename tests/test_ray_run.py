@@ -46,16 +46,25 @@ def _records(run_dir: Path) -> list[dict[str, Any]]:
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:
     """What must agree between a local and a Ray run: everything except timings and which racing host answered.
 
-    Scores are rounded to 1e-5: each side embeds its questions in batches of other questions, and a batch's float32
-    arithmetic differs in the last bits with its company (the documents and their order must still agree).
+    Scores are compared apart, to float32 precision (:func:`_scores`): each side embeds its questions in batches of
+    other questions, and a batch's arithmetic differs in the last bits with its company.
     """
     retrieval = {k: v for k, v in record["retrieval"].items() if k != "latency_s"}
-    retrieval["ranked"] = [(doc, round(score, 5)) for doc, score in retrieval["ranked"]]
+    retrieval["ranked"] = [doc for doc, _ in retrieval["ranked"]]
     generations = {tier: {k: answer.get(k) for k in ("status", "text", "grade")}
-                   | {"answer_metrics": {name: value if value is None else round(value, 5)
-                                         for name, value in answer["answer_metrics"].items()}}
+                   | {"answer_metrics": {name: value is None for name, value in answer["answer_metrics"].items()}}
                    for tier, answer in record["generations"].items()}
     return {**record, "retrieval": retrieval, "generations": generations}
+
+
+def _scores(run_dir: Path) -> list[float]:
+    """Every document score and answer metric of a run, in one order (case, variant, tier, metric)."""
+    out: list[float] = []
+    for row in sorted(_records(run_dir), key=lambda row: (row["case_id"], row["variant"])):
+        out += [score for _, score in row["retrieval"]["ranked"]]
+        for _, answer in sorted(row["generations"].items()):
+            out += [value for _, value in sorted(answer["answer_metrics"].items()) if value is not None]
+    return out
 
 
 def _by_key(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -87,6 +96,7 @@ def test_ray_run_equals_local_run_and_keeps_the_per_host_limit(ray_cluster: RayC
     want, got = _by_key(reports / "local"), _by_key(reports / "ray")
     assert len(want) == len(CASES) * 3
     assert got == want
+    assert _scores(reports / "ray") == pytest.approx(_scores(reports / "local"), abs=1e-5)
     assert sum(1 for row in got.values() if row["generations"]) == 6
     manifest = json.loads((reports / "ray" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and "--ray" in manifest["resume_with"]
