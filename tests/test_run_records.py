@@ -216,7 +216,7 @@ def test_an_older_run_reads_with_its_replays_marked_and_their_origin_unknown(tmp
     (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "run" / "cases.jsonl").write_text(json.dumps(line) + "\n")
     view = load_run(tmp_path / "run")
-    assert view.manifest.schema_version == records.SCHEMA_VERSION == 4 and view.manifest.cache is None
+    assert view.manifest.schema_version == records.SCHEMA_VERSION == 5 and view.manifest.cache is None
     assert view.manifest.verdict is not None and view.manifest.verdict.tiers["local"].replayed == 0
     local = view.records[0].generations["local"]
     assert local.cached and local.cache_entry is None

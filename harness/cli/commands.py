@@ -150,7 +150,10 @@ def run(
         str | None, typer.Option("--run-id", help="name of the run directory (default: UTC time)")
     ] = None,
     reports: ReportsOpt = Path("reports"),
-    fleet: Annotated[Path | None, typer.Option("--fleet", help="fleet file for the local tier")] = None,
+    fleet: Annotated[
+        list[str] | None,
+        typer.Option("--fleet", help="fleet file for the local tier; NAME=FILE overrides a named fleet tier's file"),
+    ] = None,
     budget: Annotated[float | None, typer.Option("--budget", help="cap on cloud spend in USD for this run")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="run id to continue; finished cases are kept")] = None,
     store: StoreOpt = Path(".harness/index"),
@@ -174,11 +177,15 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a suite and write reports/<suite>/<run-id>/. Exit 3 if a tier it ran answered nothing or failed too often."""
+    from harness.config.tiers import parse_fleet_overrides
+
+    fleet_path, fleet_overrides = parse_fleet_overrides(fleet or [])
     summary = _run_suite(
         suite,
         run_id=run_id,
         reports=reports,
-        fleet=fleet,
+        fleet=fleet_path,
+        fleet_overrides=fleet_overrides,
         budget=budget,
         resume=resume,
         store=store,
@@ -239,6 +246,7 @@ def _run_suite(
     command: str = "run",
     shard: str | None = None,
     cloud_model: str | None = None,
+    fleet_overrides: dict[str, Path] | None = None,
 ) -> dict:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
@@ -267,6 +275,7 @@ def _run_suite(
         command=command,
         shard=shard,
         cloud_model=cloud_model,
+        fleet_overrides=dict(fleet_overrides or {}),
     )
     with interrupts_raise():
         prepared = prepare(options)

@@ -13,10 +13,10 @@ import os
 import shlex
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config.fleet import Fleet
 from harness.config.suite import CacheMode, Suite, load_suite
@@ -29,14 +29,25 @@ from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.money.costs import use_pricing
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
+
+if TYPE_CHECKING:
+    from harness.localfleet.prompt import PromptStyle
 from harness.run.cache_identity import with_cache
-from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
+from harness.run.cloud_projection import planned_cloud_calls, projected_ladder_usd
+from harness.run.ladder import (
+    build_ladder,
+    fleet_of_tier,
+    ladder_capacity,
+    ladder_manifest,
+    ladder_model_uses,
+    plan_ladder,
+)
 from harness.run.model_uses import check_run_models, run_model_uses
 from harness.run.predict import Embed
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
-from harness.run.tier_setup import build_tiers, fleet_capacity, load_run_fleet, run_fleet_path, tier_manifest
+from harness.run.tier_setup import fleet_capacity, load_run_fleet, run_fleet_path
 from harness.run.tiers import Budget, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
 from harness.store.paths import run_dir
@@ -77,6 +88,7 @@ class RunOptions:
     command: str = "run"  # the harness command that started the run, as the manifest names what chose the cache mode
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
     cloud_model: str | None = None  # --cloud-model: the cloud tier's and fallback's model instead of the fleet's
+    fleet_overrides: dict[str, Path] = field(default_factory=dict)  # --fleet NAME=FILE: a named fleet tier's file
 
 
 @dataclass
@@ -153,16 +165,19 @@ def prepare(options: RunOptions) -> PreparedRun:
     fleet = load_run_fleet(options.fleet_path) if suite.generation else None
     # A retired model is refused here, before the run directory exists and before any call (exit 2).
     uses = run_model_uses(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path), options.cloud_model)
-    model_warnings = tuple(check_run_models(uses))
     if fleet is not None and options.cloud_model is not None:
         fleet = fleet.model_copy(update={"cloud_model": options.cloud_model})
-    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path), options.cloud_model)
+    # Every named tier, with its fleet file read and its model checked, before anything runs (exit 2).
+    plans = plan_ladder(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path),
+                        options.fleet_overrides, options.cloud_model)
+    model_warnings = tuple(check_run_models(uses + ladder_model_uses(plans, options.suite_path)))
+    tiers, skipped = build_ladder(plans, budget)
     # Named before anything is asked, because every answer stored in the response cache names the run that made it.
     run_id = options.resume or options.run_id or new_run_id(options.reports_dir, suite.name)
     mode, mode_chosen_by = cache_mode(options, suite)
     tiers = with_cache(tiers, fleet, options.cache_dir, mode, run_id)
-    build_prompt = prompt_builder(suite, fleet)
-    context_of = prompt_context(suite, fleet)
+    build_prompt = prompt_builder(suite, fleet, fleet_of_tier(plans))
+    context_of = prompt_context(suite, fleet, fleet_of_tier(plans))
     grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
     store = _store(options, suite, corpus, suite_sha, run_id)  # locked from here on; released by the caller
     try:
@@ -176,7 +191,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         store.release()
         raise
     cloud_calls = planned_cloud_calls(suite, tiers)
-    projected = projected_cloud_usd(suite, fleet, cloud_calls, options.cloud_model)
+    projected = projected_ladder_usd(suite, tiers)
     parts = RunParts(
         suite=suite,
         retrievers=retrieval.retrievers,
@@ -185,7 +200,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         build_prompt=build_prompt,
         prompt_context=context_of,
         grading=grading.plan,
-        concurrency=options.concurrency or fleet_capacity(fleet),
+        concurrency=options.concurrency or (ladder_capacity(plans, fleet_capacity) if plans else fleet_capacity(fleet)),
         embed=_answer_embedder(suite),
     )
     manifest_fields = {
@@ -208,7 +223,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "fingerprint": corpus.fingerprint,
             "document_sha256": document_digests(corpus),
         },
-        "tiers": tier_manifest(suite, tiers, skipped),
+        "tiers": ladder_manifest(plans, skipped),
         "grader": grading.manifest(),
         "fleet": _fleet_manifest(fleet),
         "budget_usd": options.budget_usd,
@@ -252,6 +267,8 @@ def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-wri
         words += ["--shard", options.shard]
     if options.cloud_model is not None:
         words += ["--cloud-model", options.cloud_model]
+    for name, path in sorted(options.fleet_overrides.items()):
+        words += ["--fleet", f"{name}={path}"]
     return shlex.join(words)
 
 
@@ -286,17 +303,26 @@ def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url:
     return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url)
 
 
-def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
-    from harness.localfleet.prompt import build_request, fleet_prompt_style
+def _prompt_styles(fleet: Fleet | None, fleets: dict[str, Fleet] | None) -> dict[str, PromptStyle]:
+    """Tier name -> the prompt style its hosts' endpoint expects; a tier not listed (a cloud tier) gets chat."""
+    from harness.localfleet.prompt import fleet_prompt_style
+
+    given = dict(fleets) if fleets is not None else ({"local": fleet} if fleet is not None else {})
+    return {name: fleet_prompt_style(served) for name, served in given.items()}
+
+
+def prompt_builder(suite: Suite, fleet: Fleet | None, fleets: dict[str, Fleet] | None = None) -> Any:
+    """(question, hits, tier name) -> request. ``fleets`` maps each fleet tier to its fleet (default: ``local``)."""
+    from harness.localfleet.prompt import build_request
 
     generation = suite.generation
     if generation is None:
         return None
-    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+    styles = _prompt_styles(fleet, fleets)
 
     def build(question: str, hits: Sequence[ScoredChunk], tier: str) -> GenerationRequest:
-        # The cloud tier always gets the chat prompt; the local tier gets what its hosts' endpoint expects.
-        style = local_style if tier == "local" else "chat"
+        # A cloud tier always gets the chat prompt; a fleet tier gets what its hosts' endpoint expects.
+        style = styles.get(tier, "chat")
         passages = list(hits[: generation.context_chunks])  # chunks, so each passage is labelled with its doc id
         return build_request(
             question,
@@ -311,21 +337,21 @@ def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
     return build
 
 
-def prompt_context(suite: Suite, fleet: Fleet | None) -> Any:
+def prompt_context(suite: Suite, fleet: Fleet | None, fleets: dict[str, Fleet] | None = None) -> Any:
     """(question, hits, tier) -> the chunk ids the tier's prompt carries, as :func:`prompt_builder` fits them."""
-    from harness.localfleet.prompt import fleet_prompt_style, passages_in_prompt
+    from harness.localfleet.prompt import passages_in_prompt
 
     generation = suite.generation
     if generation is None:
         return None
-    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+    styles = _prompt_styles(fleet, fleets)
 
     def context(question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
         offered = list(hits[: generation.context_chunks])
         shown = passages_in_prompt(
             question,
             offered,
-            style=local_style if tier == "local" else "chat",
+            style=styles.get(tier, "chat"),
             max_tokens=generation.max_tokens,
             context_tokens=generation.max_context_tokens,
         )

@@ -18,6 +18,9 @@ Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know ab
 - 4: a generation's ``cache_entry`` (where a replayed answer came from: the run, time and model digest of the call
   that made it); the manifest's ``cache`` (the response-cache mode the run used) and each tier's ``replayed`` count in
   its verdict. An older record reads as one whose provenance was not kept.
+- 5: a ladder of named tiers (``harness.config.tiers``): each manifest tier's ``kind`` (fleet or Claude model), its
+  ``model``, and a named fleet tier's ``fleet``. Generations were already keyed by tier name. An older manifest's tiers
+  are the built-in ``local`` and ``cloud``, whose kind is their name (:meth:`TierInfo.kind_of`).
 
 An unmeasured value is ``None`` with its reason next to it, never a zero.
 """
@@ -33,7 +36,7 @@ from harness.config.suite import CacheMode, Case
 from harness.metrics import answer as answer_metrics
 from harness.providers.types import Generation
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 NO_RELEVANT = "no relevant documents (answer is not in the corpus)"
 
 GenerationStatus = Literal["ok", "failed", "skipped"]
@@ -213,8 +216,20 @@ class CorpusInfo(_Record):
 
 
 class TierInfo(_Record):
+    """One tier the suite asked for (``harness.run.ladder``): run or skipped with why, its kind and what serves it."""
+
     status: Literal["run", "skipped"]
     reason: str | None = None
+    kind: Literal["local", "cloud"] | None = Field(
+        default=None, description="a fleet (local) or a Claude model (cloud); null before schema 5: the tier's name"
+    )
+    model: str | None = Field(default=None, description="the Claude model, or the models the fleet's hosts serve")
+    fleet: dict[str, Any] | None = Field(default=None, description="a named fleet tier's fleet file, as loaded")
+    fleet_path: str | None = Field(default=None, description="where a named fleet tier's fleet file was read")
+
+    def kind_of(self, name: str) -> Literal["local", "cloud"]:
+        """The kind, or for a run before schema 5 (only ``local`` and ``cloud`` then) the tier's name."""
+        return self.kind or ("cloud" if name == "cloud" else "local")
 
 
 class GraderInfo(_Record):

@@ -4,8 +4,9 @@ Each step lifts one version to the next; :data:`UPGRADES` chains them up to the 
 
 - Version 1 wrote plain dicts: the manifest's version was ``version``, records had no version of their own, and the
   grade was one case-level ``{"status", "reason"}`` or ``{"status": "graded", "by_tier": {...}}``.
-- Versions 2 and 3 only lack optional fields of the next version (3: a generation's ``context``; 4: its
-  ``cache_entry``, the manifest's ``cache`` and the verdict's ``replayed`` counts): each lifts by its version stamp
+- Versions 2, 3 and 4 only lack optional fields of the next version (3: a generation's ``context``; 4: its
+  ``cache_entry``, the manifest's ``cache`` and the verdict's ``replayed`` counts; 5: each tier's ``kind``, ``model``
+  and named ``fleet``): each lifts by its version stamp
   alone, and reads as a run whose context and cache provenance were not recorded (``None``, never empty).
 """
 
@@ -61,6 +62,7 @@ STEPS: dict[int, tuple[Step, Step]] = {
     1: (manifest_v1, case_record_v1),
     2: (stamp(3), stamp(3)),
     3: (stamp(4), stamp(4)),
+    4: (stamp(5), stamp(5)),
 }
 """Version -> (manifest step, case-record step) to the next version."""
 

@@ -64,7 +64,9 @@ def tier_order(view: RunView) -> list[str]:
     """The suite's ladder order (``generation.tiers``); the store's files list tiers alphabetically."""
     generation: Any = (view.suite.config or {}).get("generation")
     tiers = generation.get("tiers") if isinstance(generation, dict) else None
-    return [str(tier) for tier in tiers] if isinstance(tiers, list) else list(view.manifest.tiers)
+    if not isinstance(tiers, list):
+        return list(view.manifest.tiers)
+    return [str(tier.get("name")) if isinstance(tier, dict) else str(tier) for tier in tiers]
 
 
 def in_tier_order(tiers: list[str], order: list[str]) -> list[str]:
