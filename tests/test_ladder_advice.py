@@ -110,7 +110,8 @@ def test_the_monthly_projection_by_hand() -> None:
     assert projection.advised_usd == pytest.approx(expected)
     assert projection.saving_usd == pytest.approx(monthly * 0.004 - expected)
     assert projection.fleets_used == ("fleet-a",)
-    assert projection.break_even_calls_per_month["fleet-a"] == pytest.approx(fixed_a / (0.004 - a.marginal_usd_per_call))
+    even = fixed_a / (0.004 - a.marginal_usd_per_call)
+    assert projection.break_even_calls_per_month["fleet-a"] == pytest.approx(even)
     assert set(projection.break_even_calls_per_month) == {"fleet-a", "fleet-b"}
 
 

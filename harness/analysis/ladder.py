@@ -168,7 +168,7 @@ def analyse_ladder(
     m = max(1, len(categories) * len(cheaper))
     level = bonferroni_confidence(config.confidence, m) if bonferroni else config.confidence
     drift = {
-        t.name: drift_rows(_as_pair(gen, t.name, chosen), _as_pair(human, t.name, chosen) if human is not None else None,
+        t.name: drift_rows(_as_pair(gen, t.name, chosen), None if human is None else _as_pair(human, t.name, chosen),
                            confidence=level, n_resamples=n_resamples, seed=seed)
         for t in cheaper
     }
