@@ -195,18 +195,18 @@ def test_a_missing_fleet_file_without_override_exits_2_naming_the_line(workdir: 
     suite.write_text(suite_text(LADDER), encoding="utf-8")
     with Fleets(workdir):
         out = invoke("run", str(suite), "--run-id", "nope", "--quiet", code=2)
-    assert "ladder.yaml:12" in out and "fleet-32b" in out and "does not exist" in out, out
+    assert "ladder.yaml:13" in out and "fleet-32b" in out and "does not exist" in out, out
     assert not (workdir / "reports" / "ladder" / "nope").exists()
 
 
 @pytest.mark.parametrize(("entries", "reference", "line", "words"), [
-    ("    - {name: a, cloud: claude-haiku-4-5}\n    - {name: a, cloud: claude-sonnet-4-6}\n", "a", 11,
-     "duplicate tier name 'a'"),
-    ("    - {name: a, cloud: claude-haiku-4-5, fleet: f.yaml}\n", "a", 10, "both fleet: and cloud:"),
-    ("    - {name: a, cloud: claude-haiku-4-5}\n", "opus", 11, "unknown reference tier 'opus'"),
-    ("    - {name: a, cloud: claude-haiku-9}\n", "a", 10, "unknown Claude model 'claude-haiku-9'"),
-    ("    - {name: a, cloud: claude-3-haiku}\n", "a", 10, "retired on"),
-    ("    - {name: 9a, cloud: claude-haiku-4-5}\n", "9a", 10, "should match pattern"),
+    ("    - {name: a, cloud: claude-haiku-4-5}\n    - {name: a, cloud: claude-sonnet-4-6}\n", "a", 12,
+     "duplicate tier name 'a' (first at line 11)"),
+    ("    - {name: a, cloud: claude-haiku-4-5, fleet: f.yaml}\n", "a", 11, "both fleet: and cloud:"),
+    ("    - {name: a, cloud: claude-haiku-4-5}\n", "opus", 12, "unknown reference tier 'opus'"),
+    ("    - {name: a, cloud: claude-haiku-9}\n", "a", 11, "unknown Claude model 'claude-haiku-9'"),
+    ("    - {name: a, cloud: claude-3-haiku}\n", "a", 11, "retired on"),
+    ("    - {name: 9a, cloud: claude-haiku-4-5}\n", "9a", 11, "should match pattern"),
 ])
 def test_a_bad_tier_list_exits_2_naming_the_line(workdir: Path, entries: str, reference: str, line: int,
                                                  words: str) -> None:
