@@ -47,7 +47,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def suite_text(tiers: str, cases_per_category: int = 6, reference: str = "sonnet") -> str:
+GATE = (
+    "gate:\n  non_inferiority:\n"
+    "    - {metric: graded_score, tier: haiku, non_inferiority_to: sonnet, margin: 0.05}\n"
+    "    - {metric: graded_score, tier: fleet-8b, non_inferiority_to: sonnet, margin: 0.05, category: code-section}\n"
+    "    - {metric: graded_score, tier: fleet-8b, non_inferiority_to: sonnet, margin: 0.05, category: jurisdiction,"
+    " name: county-8b}\n"
+    "  failure_rate:\n    - {tier: fleet-32b, max: 0.1}\n"
+)
+
+
+def suite_text(tiers: str, cases_per_category: int = 6, reference: str = "sonnet", extra: str = "") -> str:
     cases = []
     for category, topic in (("code-section", "code"), ("jurisdiction", "county")):
         for i in range(cases_per_category):
@@ -59,7 +69,7 @@ def suite_text(tiers: str, cases_per_category: int = 6, reference: str = "sonnet
         f"name: ladder\ncorpus: {FIXTURE}\nk: 3\nmetrics: [recall@3]\nvariants:\n  - {{name: bm25, retriever: bm25}}\n"
         f"generation:\n  context_chunks: 1\n  max_tokens: 32\n  tiers:\n{tiers}  reference: {reference}\n"
         "grading: {rate: 1.0}\n"
-        "advice: {tolerance: 0.05, calls_per_day: 10000}\n"
+        "advice: {tolerance: 0.05, calls_per_day: 10000}\n" + extra +
         "cases:\n" + "\n".join(cases) + "\n"
     )
 
@@ -141,7 +151,7 @@ class Fleets:
 
 def test_the_advice_follows_the_scripted_truth_per_category(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     suite = workdir / "ladder.yaml"
-    suite.write_text(suite_text(LADDER), encoding="utf-8")
+    suite.write_text(suite_text(LADDER, extra=GATE), encoding="utf-8")
     with Fleets(workdir) as fleets:
         fleets.env(monkeypatch)
         invoke("run", str(suite), "--run-id", "e2e", *fleets.override, "--budget", "5", "--quiet")
@@ -188,6 +198,13 @@ def test_the_advice_follows_the_scripted_truth_per_category(workdir: Path, monke
     assert "| 6 | 6 | -1.000 [-1.000, -1.000] n=6" in county_8b
     html = (run_dir / "report.html").read_text()
     assert "quality against cost" in html or html.count("data:image/png;base64,") >= 1
+
+    # gate rules name tiers: haiku holds against sonnet; fleet-8b holds on code questions, not on county ones
+    gate = json.loads(invoke("gate", str(run_dir), "--json", code=1))
+    verdicts = {rule["name"]: rule["verdict"] for rule in gate["rules"]}
+    assert verdicts == {"grade_score[tier=haiku] vs sonnet": "pass",
+                        "grade_score[tier=fleet-8b, category=code-section] vs sonnet": "pass",
+                        "county-8b": "fail", "failure_rate[tier=fleet-32b]": "pass"}, verdicts
 
 
 def test_a_missing_fleet_file_without_override_exits_2_naming_the_line(workdir: Path) -> None:
