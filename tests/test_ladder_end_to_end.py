@@ -205,6 +205,8 @@ def test_the_advice_follows_the_scripted_truth_per_category(workdir: Path, monke
     assert verdicts == {"grade_score[tier=haiku] vs sonnet": "pass",
                         "grade_score[tier=fleet-8b, category=code-section] vs sonnet": "pass",
                         "county-8b": "fail", "failure_rate[tier=fleet-32b]": "pass"}, verdicts
+    history = invoke("history", "ladder", "--reports", str(workdir / "reports"), "--json")
+    assert all(f"graded_score[{tier}]" in history for tier in manifest.tiers), history
 
 
 def test_a_missing_fleet_file_without_override_exits_2_naming_the_line(workdir: Path) -> None:
