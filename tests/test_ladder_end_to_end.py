@@ -325,3 +325,31 @@ def test_a_version_2_manifest_reads_its_tiers_as_the_built_in_pair(tmp_path: Pat
     (tmp_path / "run" / "manifest.json").write_text(json.dumps(data))
     view = load_run(tmp_path / "run")
     assert view.manifest.schema_version == 5 and view.manifest.tiers["local"].kind_of("local") == "local"
+
+
+def test_a_fleet_tiers_cloud_fallback_is_reported_as_its_fallback(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fleet-small's host is down and its fleet falls back to Haiku: those answers stay fleet-small's, marked as
+    fallbacks, and the haiku tier's own calls and cost are not mixed with them."""
+    suite = workdir / "ladder.yaml"
+    suite.write_text(suite_text(LADDER), encoding="utf-8")
+    with Fleets(workdir, small=Reply.error(500, "the server is down")) as fleets:
+        fleets.env(monkeypatch)
+        text = fleet_text("small0", fleets.small.url, "openai", "gemma3-270m", 0.005)
+        text = text.replace("fallback: none", f"fallback: cloud\ncloud_model: {HAIKU}")
+        (fleets.dir / "small.yaml").write_text(text)
+        invoke("run", str(suite), "--run-id", "fb", *fleets.override, "--budget", "5", "--quiet")
+        haiku_calls = [m for m in fleets.cloud.requests_to("/v1/messages")
+                       if m.body["model"] == HAIKU and "output_config" not in m.body]
+    run_dir = workdir / "reports" / "ladder" / "fb"
+    gen = load_run(run_dir).generation
+    small = gen[gen["tier"] == "fleet-small"]
+    assert len(small) == 12 and small["fallback"].all() and (small["status"] == "ok").all()
+    assert len(gen[gen["tier"] == "haiku"]) == 12 and not gen[gen["tier"] == "haiku"]["fallback"].any()
+    assert len(haiku_calls) == 24  # haiku's own 12, and fleet-small's 12 fallbacks
+    ladder = (run_dir / "report.md").read_text().split("## Ladder of tiers")[1].split("\n## ")[0]
+    haiku_row = next(line for line in ladder.splitlines() if line.startswith("| haiku |"))
+    assert haiku_row.split("|")[5].strip().endswith("n=12")  # $ per 1,000 calls over haiku's own 12 calls
+    small_row = next(line for line in ladder.splitlines() if line.startswith("| fleet-small |"))
+    assert "no fresh call" in small_row  # its fallbacks are not priced as the fleet's own calls
