@@ -129,7 +129,7 @@ class Hosts:
 
 def row(p: PointSummary) -> str:
     return (f"{p.strategy:<14}{p.offered_rate:>8g}{p.throughput:>9.2f}{ms(p.p('p50')):>8}"
-            f"{estimate_cell(p.latency['p99']):>22}{(p.failure_rate.value or 0) * 100:>8.2f}"
+            f"{estimate_cell(p.latency['p99']):>22}{(p.failure_rate.estimate or 0) * 100:>8.2f}"
             f"{p.requests_per_call or 0:>9.2f}  " + " ".join(f"{s:.0%}" for s in p.busy_share.values()))
 
 
@@ -221,7 +221,7 @@ async def main_async(args: argparse.Namespace) -> int:
              f"{estimate_cell(auto_high.latency['p99'])} ms <= {TARGET_X} x best of hedge/least_loaded "
              f"({best_high.strategy} {estimate_cell(best_high.latency['p99'])} ms) (= "
              f"{p99(auto_high) / p99(best_high):.2f}x); race there: p99 {ms(race_high.p('p99'))} ms, "
-             f"{(race_high.failure_rate.value or 0):.0%} failed",
+             f"{(race_high.failure_rate.estimate or 0):.0%} failed",
              p99(auto_high) <= TARGET_X * p99(best_high)),
         ]
         print("\ntargets")

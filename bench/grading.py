@@ -131,8 +131,8 @@ async def measure(name: str, s: Suite, fake: FakeAnthropic, config: GradingConfi
     await client.aclose()
     return Result(
         name, len(grades), len(fake.requests) if not batch else len(fake.requests_to("/v1/messages/batches")),
-        sum(g.input_tokens or 0 for g in grades), sum(g.cache_read_tokens or 0 for g in grades),
-        sum(g.cache_write_tokens or 0 for g in grades), sum(g.output_tokens or 0 for g in grades),
+        sum(g.input_tokens or 0 for g in grades), sum(g.cache_read_input_tokens or 0 for g in grades),
+        sum(g.cache_creation_input_tokens or 0 for g in grades), sum(g.output_tokens or 0 for g in grades),
         sum(g.cost_usd or 0.0 for g in grades), wall,
     )  # fmt: skip
 

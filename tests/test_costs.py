@@ -15,13 +15,14 @@ from harness.errors import ConfigError, InputError
 from harness.money import costs
 from harness.money.costs import (
     break_even,
+    call_rates,
     cloud_cost_usd,
     fleet_fixed_usd_per_month,
     local_call_cost,
     price_for,
-    projected_cloud_cost_usd,
     use_pricing,
 )
+from harness.money.projection import projected_usd
 from harness.providers.types import Usage
 
 ROW = """\
@@ -156,7 +157,26 @@ def test_an_override_table_prices_the_run_and_names_itself(tmp_path: Path, monke
 
 
 def test_projection_is_full_price_input_and_output() -> None:
-    assert projected_cloud_cost_usd("claude-haiku-4-5", 10, 2000, 100) == pytest.approx(10 * (2000 * 1 + 100 * 5) / 1e6)
+    assert projected_usd("claude-haiku-4-5", 2000, 100, calls=10) == pytest.approx(10 * (2000 * 1 + 100 * 5) / 1e6)
+
+
+def test_projection_prices_a_cached_prefix_as_a_write_and_batches_at_half_price() -> None:
+    # claude-haiku-4-5: input $1, output $5, 5-minute write $1.25, 1-hour write $2, batch input $0.50, output $2.50
+    assert projected_usd("claude-haiku-4-5", 1000, 100, cache_write_tokens=4000) == pytest.approx(
+        (1000 * 1 + 4000 * 1.25 + 100 * 5) / 1e6)
+    assert projected_usd("claude-haiku-4-5", 1000, 100, cache_write_tokens=4000, batch=True, cache_ttl="1h") == (
+        pytest.approx((1000 * 0.5 + 4000 * 2 * 0.5 + 100 * 2.5) / 1e6))
+    with pytest.raises(ValueError):
+        projected_usd("claude-haiku-4-5", -1, 100)
+
+
+def test_one_rate_choice_prices_both_the_projection_and_the_bill() -> None:
+    rates = call_rates("claude-haiku-4-5", 10, batch=True, cache_ttl="1h")
+    assert (rates.input, rates.output, rates.cache_write, rates.cache_read) == pytest.approx((0.5, 2.5, 1.0, 0.05))
+    usage = Usage(input_tokens=1000, output_tokens=100, cache_creation_input_tokens=4000)
+    bill = cloud_cost_usd("claude-haiku-4-5", usage, batch=True, cache_ttl="1h")
+    assert bill == pytest.approx(projected_usd("claude-haiku-4-5", 1000, 100, cache_write_tokens=4000, batch=True,
+                                               cache_ttl="1h"))
 
 
 def test_local_cost_splits_marginal_energy_from_fixed_hardware() -> None:
@@ -170,7 +190,8 @@ def test_local_cost_splits_marginal_energy_from_fixed_hardware() -> None:
 
 def test_break_even_solves_fixed_plus_marginal_equals_cloud() -> None:
     fixed = fleet_fixed_usd_per_month([HostCost(hardware_usd_per_hour=0.5), HostCost(hardware_usd_per_hour=0.25)])
-    assert fixed == pytest.approx(0.75 * 730)
+    assert fixed == pytest.approx(0.75 * 730)  # the one month: 365/12 days, 730 hours
+    assert fleet_fixed_usd_per_month([HostCost(hardware_usd_per_hour=0.5)], days_per_month=30) == pytest.approx(360)
     result = break_even(fixed, local_marginal_usd_per_call=0.0005, cloud_usd_per_call=0.0105)
     assert result.calls_per_month == pytest.approx(547.5 / 0.01)
     at_volume = result.calls_per_month

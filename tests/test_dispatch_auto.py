@@ -8,9 +8,11 @@ import asyncio
 import math
 import random
 import statistics
+import threading
 from typing import get_args
 
 import pytest
+from _wait import GENEROUS_S, until
 
 from harness.config.fleet import BreakerPolicy, Fleet, HedgePolicy, Host, Strategy
 from harness.dispatch import Dispatcher
@@ -60,30 +62,40 @@ def test_auto_does_not_race_onto_hosts_whose_breaker_is_open() -> None:
 
 
 async def _auto_over_http() -> tuple[list[Generation], list[list[int]]]:
-    fakes = [QueueingOllama(Reply.ok("ok", latency=0.4), max_concurrency=1, name=f"h{i}") for i in range(3)]
+    release = threading.Event()  # every answer waits for it, so nothing finishes while the test looks
+    fakes = [QueueingOllama(Reply.ok("ok", until=release), max_concurrency=1, name=f"h{i}") for i in range(3)]
     for fake in fakes:
         fake.start()
     try:
         hosts = [Host(name=f"h{i}", url=fake.url, model="llama3.2", max_concurrency=1) for i, fake in enumerate(fakes)]
-        fleet = Fleet(hosts=hosts, strategy="auto", timeout_s=20.0, hedge=HedgePolicy(delay_s=30.0))
+        fleet = Fleet(hosts=hosts, strategy="auto", timeout_s=GENEROUS_S, hedge=HedgePolicy(delay_s=GENEROUS_S))
         async with Dispatcher(fleet) as dispatcher:
+            load = dispatcher._state.arrival_load  # noqa: SLF001
+            horizon_s, load.horizon_s = load.horizon_s, math.inf  # a stalled test must not look like a quiet fleet
 
-            async def in_flight() -> list[int]:
-                await asyncio.sleep(0.1)
+            calls: list[asyncio.Task[Generation]] = []
+
+            def in_flight() -> list[int]:
                 return [snap.in_flight for snap in dispatcher.health().values()]
 
-            calls = [asyncio.create_task(dispatcher.generate(REQUEST))]  # idle fleet: a race on every host
-            counts = [await in_flight()]
-            calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # every slot taken, none waiting: race
-            counts.append(await in_flight())
-            calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # one race waiting: race behind it
-            counts.append(await in_flight())
-            calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))  # two waiting: one hedged request
-            counts.append(await in_flight())
+            async def call_once_placed(total: int) -> list[int]:
+                """Start a call and wait until its requests are placed: the fleet's in-flight sum reaches ``total``
+                (a race places its requests in one step, so it would overshoot, never stop short)."""
+                calls.append(asyncio.create_task(dispatcher.generate(REQUEST)))
+                assert await until(lambda: sum(in_flight()) >= total), in_flight()
+                return in_flight()
+
+            counts = [await call_once_placed(3)]  # idle fleet: a race on every host
+            counts.append(await call_once_placed(6))  # every slot taken, none waiting: race
+            counts.append(await call_once_placed(9))  # one race waiting: race behind it
+            counts.append(await call_once_placed(10))  # two waiting: one hedged request
+            # each host holds the first race's request; the others wait for its one slot in the dispatcher
+            assert await until(lambda: all(fake.generations == 1 for fake in fakes))
+            release.set()
             loaded = await asyncio.gather(*calls)
-            while sum(snap.in_flight for snap in dispatcher.health().values()):
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(ArrivalLoad().horizon_s + 0.1)  # quiet long enough to forget the load it had
+            assert await until(lambda: sum(in_flight()) == 0)
+            load.horizon_s = horizon_s
+            await asyncio.sleep(horizon_s + 0.1)  # quiet at least the horizon: the load it had is forgotten
             drained = await dispatcher.generate(REQUEST)  # load gone: racing again
         return [*loaded, drained], counts
     finally:

@@ -67,7 +67,7 @@ def test_graded_run_writes_grades_columns_and_the_coverage_table(workdir: Path, 
     for tier in ("local", "cloud"):
         for column in ("grade_status", "grade_score", "grade_correctness", "grade_faithfulness", "grade_completeness",
                        "confident_but_wrong", "grade_rationale", "grader_model", "grade_input_tokens",
-                       "grade_output_tokens", "grade_cache_read_tokens", "grade_cache_write_tokens",
+                       "grade_output_tokens", "grade_cache_read_input_tokens", "grade_cache_creation_input_tokens",
                        "grade_cost_usd", "grade_batch_id"):  # fmt: skip
             assert f"{tier}.{column}" in results.columns
     graded = results[results["local.grade_status"] == "graded"]
@@ -76,7 +76,7 @@ def test_graded_run_writes_grades_columns_and_the_coverage_table(workdir: Path, 
     report = (run_dir / "report.md").read_text()
     coverage = report.split("### Grader coverage")[1]
     assert "| jurisdiction | 4 | 2 | 2 | 0 |" in coverage and "| code-section | 2 | 2 | 0 | 0 |" in coverage
-    assert "| all | 6 | 4 | 2 | 0 |" in coverage and "not in the grading sample" in coverage
+    assert "| (all) | 6 | 4 | 2 | 0 |" in coverage and "not in the grading sample" in coverage
     assert "<b>" not in (run_dir / "report.html").read_text()
 
 

@@ -28,8 +28,8 @@ def expected_cost(grade: object) -> float:
     return (
         g.input_tokens * PRICE["input"]  # type: ignore[attr-defined]
         + g.output_tokens * PRICE["output"]  # type: ignore[attr-defined]
-        + g.cache_write_tokens * PRICE["cache_write"]  # type: ignore[attr-defined]
-        + g.cache_read_tokens * PRICE["cache_read"]  # type: ignore[attr-defined]
+        + g.cache_creation_input_tokens * PRICE["cache_write"]  # type: ignore[attr-defined]
+        + g.cache_read_input_tokens * PRICE["cache_read"]  # type: ignore[attr-defined]
     ) / 1e6
 
 
@@ -62,8 +62,9 @@ async def test_a_scripted_grade_is_parsed_scored_and_priced_with_its_cache_token
     assert first.score == pytest.approx(4 / 9) and first.confident_but_wrong is True
     assert first.rationale == "Says 24, not 36." and first.grader_model == MODEL and first.batch_id is None
     # The rubric is long enough to cache on Sonnet: written by the first call, read by the second.
-    assert first.cache_write_tokens > 0 and first.cache_read_tokens == 0
-    assert second.cache_read_tokens == first.cache_write_tokens and second.cache_write_tokens == 0
+    assert first.cache_creation_input_tokens > 0 and first.cache_read_input_tokens == 0
+    assert second.cache_read_input_tokens == first.cache_creation_input_tokens
+    assert second.cache_creation_input_tokens == 0
     for grade in (first, second):
         assert grade.cost_usd == pytest.approx(expected_cost(grade), rel=1e-9)
     assert g.budget.spent_usd == pytest.approx(first.cost_usd + second.cost_usd)  # type: ignore[operator]
@@ -116,11 +117,23 @@ async def test_the_spend_limit_is_never_retried_and_stops_later_grades(fake: Fak
 
 
 async def test_malformed_output_gets_one_retry(fake: FakeAnthropic) -> None:
-    fake.script = [Reply.ok('{"correctness": 3, "faith'), Reply.ok(grade_json(3, 2, 3))]
+    # The usage each call reports is scripted, so the cost can be worked out by hand from Sonnet 4.5's list prices:
+    #   1st: 1,200 in x $3 + 7 out x $15 + 2,000 cache written (5 min) x $3.75 = $3,600 + $105 + $7,500 per million
+    #   2nd: 1,200 in x $3 + 20 out x $15 + 2,000 cache read x $0.30          = $3,600 + $300 + $600 per million
+    #   together $15,705 per million tokens = $0.015705
+    written = {"cache_creation_input_tokens": 2000, "cache_read_input_tokens": 0,
+               "cache_creation": {"ephemeral_5m_input_tokens": 2000, "ephemeral_1h_input_tokens": 0}}
+    read = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 2000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}
+    fake.script = [Reply.ok('{"correctness": 3, "faith', usage={"input_tokens": 1200, "output_tokens": 7, **written}),
+                   Reply.ok(grade_json(3, 2, 3), usage={"input_tokens": 1200, "output_tokens": 20, **read})]
     grade = await grader(fake).grade(ITEM)
     assert grade.status == "graded" and grade.scores == {"correctness": 3, "faithfulness": 2, "completeness": 3}
     assert len(fake.requests_to("/v1/messages")) == 2
-    assert grade.cost_usd == pytest.approx(expected_cost(grade), rel=1e-9)  # both calls are paid for
+    # both calls are paid for
+    assert (grade.input_tokens, grade.output_tokens) == (2400, 27)
+    assert (grade.cache_creation_input_tokens, grade.cache_read_input_tokens) == (2000, 2000)
+    assert grade.cost_usd == pytest.approx(0.015705, rel=1e-9)
 
 
 async def test_malformed_twice_is_a_grade_error_that_still_counts_its_cost(fake: FakeAnthropic) -> None:

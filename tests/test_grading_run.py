@@ -216,8 +216,8 @@ async def test_a_batch_that_ends_after_several_polls_is_matched_by_custom_id(fak
     # batch replies are priced at half the standard rate
     batch_only = [g for (c, _, _), g in logged.items() if c not in ("estimate-0", "estimate-1", "estimate-2")]
     for grade in batch_only:
-        full = (grade["input_tokens"] * 3 + grade["output_tokens"] * 15 + grade["cache_write_tokens"] * 3.75
-                + grade["cache_read_tokens"] * 0.30) / 1e6  # fmt: skip
+        full = (grade["input_tokens"] * 3 + grade["output_tokens"] * 15 + grade["cache_creation_input_tokens"] * 3.75
+                + grade["cache_read_input_tokens"] * 0.30) / 1e6  # fmt: skip
         assert grade["cost_usd"] == pytest.approx(full / 2, rel=1e-9)
 
 

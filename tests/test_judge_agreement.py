@@ -25,6 +25,7 @@ from harness.analysis.agreement import (
 from harness.analysis.drift import UNCORRECTED, drift_rows
 from harness.analysis.labelled import LabelPair, human_scores, label_pairs
 from harness.cli.main import app
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.store.frames import generation_frame
 from harness.store.labels import append_labels
 
@@ -97,15 +98,15 @@ def test_a_self_preferring_grader_is_detected_and_the_drift_corrected() -> None:
     plain = {row.category: row for row in drift_rows(gen)}
     corrected = {row.category: row for row in drift_rows(gen, human_scores(labels))}
     for category, row in corrected.items():
-        truth = true_gap(people, None if category == "all" else category)
+        truth = true_gap(people, None if category == ALL_CATEGORIES else category)
         gap = row.decision_gap
         assert gap.low is not None and gap.high is not None and gap.low <= truth <= gap.high, category
         biased = plain[category].decision_gap
         assert biased.high is not None and biased.high < truth, category  # the grader's gap misses the truth
         assert UNCORRECTED in plain[category].estimator and "corrected by 60 labelled answers" in row.estimator
     # the advice changes: the grader alone sends every category to the cloud; corrected, it does not
-    assert decide(shortfall_of(plain["all"].decision_gap), 0.05).verdict == "cloud"
-    assert decide(shortfall_of(corrected["all"].decision_gap), 0.05).verdict != "cloud"
+    assert decide(shortfall_of(plain[ALL_CATEGORIES].decision_gap), 0.05).verdict == "cloud"
+    assert decide(shortfall_of(corrected[ALL_CATEGORIES].decision_gap), 0.05).verdict != "cloud"
 
 
 def test_harness_judge_and_the_report_show_agreement_and_say_which_estimator(tmp_path: Path) -> None:

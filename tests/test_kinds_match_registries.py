@@ -12,6 +12,7 @@ from typing import Any, get_args
 import pytest
 
 from harness.config.fleet import HostKind, load_fleet
+from harness.config.grading import JudgeKind
 from harness.config.suite import EmbedderKind, RetrieverKind, load_suite
 from harness.errors import ConfigError
 from harness.providers.base import PROVIDERS
@@ -26,6 +27,10 @@ from harness.retrieval.embedders import EMBEDDERS
 )
 def test_each_config_kind_is_its_registry(kind: Any, registry: dict[str, Any]) -> None:
     assert sorted(get_args(kind)) == sorted(registry)
+
+
+def test_a_second_judges_kinds_are_the_providers_and_anthropic_is_claudes() -> None:
+    assert sorted(set(get_args(JudgeKind)) - {"anthropic"}) == sorted(PROVIDERS)
 
 
 def test_an_unknown_kind_lists_the_registry(tmp_path: Path) -> None:

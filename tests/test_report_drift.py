@@ -30,7 +30,8 @@ def test_the_advice_table_comes_first_and_matches_the_truth() -> None:
     assert text.index("## Tiering advice") < text.index("## Overview")
     advice = text.split("## Tiering advice")[1].split("## Overview")[0]
     assert "| code-section | **local** |" in advice and "| jurisdiction | **cloud** |" in advice
-    assert "60,800 calls a month" in advice and "advised split" in advice and "break-even" in advice
+    # 2,000 calls a day over the one month of 365/12 days
+    assert "60,833 calls a month" in advice and "advised split" in advice and "break-even" in advice
     drift = text.split("## Drift: local − cloud on the graded score")[1]
     assert "| jurisdiction | 60 |" in drift and "n=" in drift
     assert "## Cost and latency per tier" in text and "| local |" in text and "| cloud |" in text

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from harness.metrics.stats.intervals import MIN_CASES
 from harness.report import tables
 from harness.report.intervals import (
     INTERVAL_COLUMN,
-    MIN_CASES_FOR_INTERVAL,
     interval_text,
     too_few,
     with_interval_column,
@@ -44,18 +44,18 @@ def test_too_few_cases_get_a_reason_instead_of_an_interval() -> None:
 
 
 def test_the_threshold_is_the_named_constant() -> None:
-    assert too_few(MIN_CASES_FOR_INTERVAL - 1) == f"too few cases (n={MIN_CASES_FOR_INTERVAL - 1})"
-    assert too_few(MIN_CASES_FOR_INTERVAL) is None and too_few(0) == "no cases"
-    assert interval_text(0.1, 0.3, MIN_CASES_FOR_INTERVAL) == "[0.100, 0.300]"
+    assert too_few(MIN_CASES - 1) == f"too few cases (n={MIN_CASES - 1})"
+    assert too_few(MIN_CASES) is None and too_few(0) == "no cases"
+    assert interval_text(0.1, 0.3, MIN_CASES) == "[0.100, 0.300]"
 
 
-@pytest.mark.parametrize("n", [MIN_CASES_FOR_INTERVAL - 1, MIN_CASES_FOR_INTERVAL, 40])
+@pytest.mark.parametrize("n", [MIN_CASES - 1, MIN_CASES, 40])
 def test_the_headline_interval_appears_from_the_minimum_and_matches_scipy(n: int) -> None:
     values = np.random.default_rng(n).uniform(0, 1, size=n)
     frame = pd.DataFrame({"variant": "dense", "unmeasured_reason": None, "ndcg@10": values})
     row = tables.headline_with_ci(frame, "ndcg@10", ["dense"]).loc["dense"]
     assert row["mean"] == pytest.approx(values.mean())
-    if n < MIN_CASES_FOR_INTERVAL:
+    if n < MIN_CASES:
         assert row["ci_low"] is None and row["ci_high"] is None
         return
     oracle = scipy_stats.bootstrap((values,), np.mean, n_resamples=20_000, method="percentile", random_state=1)

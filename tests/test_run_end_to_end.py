@@ -87,9 +87,14 @@ def test_resume_finishes_an_interrupted_run_without_duplicates(workdir: Path) ->
 def test_resume_refuses_a_changed_suite(workdir: Path) -> None:
     suite = write_suite(workdir / "mini.yaml", generation=False)
     invoke("run", str(suite), "--run-id", "r3", "--quiet")
-    write_suite(suite, generation=False, k=4)
+    cases = workdir / "reports" / "mini" / "r3" / "cases.jsonl"
+    before = cases.read_bytes()
+    write_suite(suite, generation=False, k=6)  # a valid suite, only not the one the run was made with
     result = CliRunner().invoke(app, ["run", str(suite), "--resume", "r3"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2, result.output  # bad input: the refusal, not a crash
+    assert f"run r3 was made with a different version of {suite}" in result.output
+    assert "resume with the suite file it was started with" in result.output
+    assert cases.read_bytes() == before  # nothing was added to the run
 
 
 def fleet_file(path: Path, *fakes: FakeOpenAI) -> Path:

@@ -3,17 +3,20 @@ names its file, line and field, and the exported JSON Schemas are current and ac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import get_args
 
 import jsonschema
 import pytest
 
 from harness.config.suite import Case
 from harness.errors import RunStoreError
-from harness.providers.types import Attempt, Generation, Usage
+from harness.providers.types import Attempt, Generation, Outcome, ServerTiming, Usage
 from harness.report import markdown
 from harness.store import records
+from harness.store.grade_log import GRADES, read_grades
 from harness.store.loaded import load_run
 from harness.store.schemas import SCHEMA_DIR, schema_texts
 from harness.store.store import RunStore
@@ -117,12 +120,18 @@ def test_a_newer_or_damaged_record_names_its_line_and_field(tmp_path: Path) -> N
         list(store.records())
 
 
-def test_manifest_updates_are_validated(tmp_path: Path) -> None:
-    store = RunStore.create(tmp_path / "run")
-    assert store.update_manifest(status="running").status == "running"
-    with pytest.raises(RunStoreError, match="status"):
-        store.update_manifest(status="finished-ish")
-    assert store.manifest().status == "running"  # the bad update wrote nothing
+def test_manifest_updates_are_typed_and_apply_only_what_they_set(tmp_path: Path) -> None:
+    store = RunStore.create(tmp_path / "run", a_manifest(error="an old error"))
+    assert store.update_manifest(records.ManifestFields(status="running")).status == "running"
+    with pytest.raises(ValueError, match="status"):  # refused as it is built, before anything is written
+        records.ManifestFields(status="finished-ish")  # type: ignore[arg-type]
+    assert store.manifest().status == "running" and store.manifest().error == "an old error"
+    ended = store.update_manifest(records.ManifestFields(status="complete", error=None))
+    assert (ended.status, ended.error) == ("complete", None)  # a field set to None is cleared
+    assert ended.suite == a_manifest().suite and ended.run_id == "r1"  # fields left out are kept
+    with pytest.raises(RunStoreError, match="status"):  # the whole manifest is validated again on the way in
+        store.update_manifest(records.ManifestFields.model_construct(status="finished-ish"))  # type: ignore[arg-type]
+    assert store.manifest().status == "complete"  # the bad update wrote nothing
 
 
 # A version-1 run as the harness wrote it before typed records: dict records, one case-level grade, "version".
@@ -197,6 +206,48 @@ def test_the_generation_frame_carries_the_grade_columns(tmp_path: Path) -> None:
     assert {"grade_reason", "cached", "must_include_recall", "token_f1"} <= set(view.generation.columns)
 
 
+def test_a_generation_record_holds_the_provider_types_themselves() -> None:
+    """One definition each: the record's usage, timing and attempts are the provider's types, validated in place, so
+    a field added to one cannot be missing from the other, and every outcome the dispatcher records is accepted."""
+    fields = records.GenerationRecord.model_fields
+    assert (fields["usage"].annotation, fields["timing"].annotation) == (Usage, ServerTiming)
+    assert fields["attempts"].annotation == list[Attempt]
+    generation = Generation(text="x", host="h0", model="m", tier="local", latency_s=0.1,
+                            usage=Usage(1, 2, 3, 4), timing=ServerTiming(0.1, 0.0, 0.02, 0.08, 0.01),
+                            attempts=tuple(Attempt(host="h0", outcome=o, latency_s=0.1) for o in get_args(Outcome)))
+    record = records.generation_record(generation, CASE, answerable=True)
+    dumped = record.model_dump(mode="json")
+    for name in ("usage", "timing", "attempts"):
+        assert dumped[name] == json.loads(json.dumps(dataclasses.asdict(generation)[name]))
+    with pytest.raises(ValueError, match="outcome"):
+        records.GenerationRecord.model_validate({**dumped, "attempts": [{**dumped["attempts"][0], "outcome": "won"}]})
+    with pytest.raises(ValueError, match="cache_reads"):  # unknown fields are refused inside them too
+        records.GenerationRecord.model_validate({**dumped, "usage": {**dumped["usage"], "cache_reads": 1}})
+
+
+def test_a_version_2_grade_gets_the_provider_s_cache_token_names(tmp_path: Path) -> None:
+    """Version 2 called a grade's cache tokens cache_read_tokens and cache_write_tokens, in cases.jsonl and in the
+    grade log (version 1 of its own); both still read, under the one name the provider types use."""
+    run = tmp_path / "v2"
+    run.mkdir()
+    v2 = a_record().model_dump(mode="json")
+    grade = v2["generations"]["local"]["grade"]
+    del grade["cache_read_input_tokens"], grade["cache_creation_input_tokens"]
+    grade.update(cache_read_tokens=900, cache_write_tokens=40)
+    v2["schema_version"] = 2
+    (run / "manifest.json").write_text(json.dumps({**a_manifest().model_dump(mode="json"), "schema_version": 2}))
+    (run / "cases.jsonl").write_text(json.dumps(v2) + "\n")
+    [record] = RunStore.open(run).records()
+    back = record.generations["local"].grade
+    assert (back.cache_read_input_tokens, back.cache_creation_input_tokens) == (900, 40)
+    assert RunStore.open(run).manifest().schema_version == records.SCHEMA_VERSION
+    logged = {"schema_version": 1, "case_id": "ice", "variant": "dense", "tier": "local",
+              "grade": {"status": "graded", "score": 0.5, "cache_read_tokens": 7, "cache_write_tokens": 0}}
+    (run / GRADES).write_text(json.dumps(logged) + "\n")
+    from_log = read_grades(run)[("ice", "dense", "local")]
+    assert (from_log.cache_read_input_tokens, from_log.cache_creation_input_tokens, from_log.score) == (7, 0, 0.5)
+
+
 @pytest.mark.parametrize("version", [2, 3])
 def test_an_older_run_reads_with_its_replays_marked_and_their_origin_unknown(tmp_path: Path, version: int) -> None:
     """Versions 2 and 3 kept ``cached`` but no cache entry and no cache mode: they lift with those unset."""
@@ -233,6 +284,4 @@ def test_a_replayed_answer_keeps_its_cache_entry_in_the_record(tmp_path: Path) -
     generation = Generation(text="36 inches", host="h0", model="m", tier="local", latency_s=0.2, cached=True,
                             cache_entry=entry)
     kept = records.generation_record(generation, CASE, answerable=True)
-    assert kept.cache_entry is not None and kept.cache_entry.model_dump() == {
-        "key": "k" * 64, "made_at": "2026-11-10T02:00:00+00:00", "run_id": "monday", "model_digest": "d",
-        "digest_source": "ollama /api/tags"}
+    assert kept.cache_entry == entry  # the provider's own type, kept whole

@@ -15,7 +15,7 @@ import pytest
 
 from harness.errors import InputError, RunStoreError
 from harness.store.paths import check_run_id, run_dir
-from harness.store.records import Manifest
+from harness.store.records import Manifest, ManifestFields
 from harness.store.store import RunStore, lock_holder
 
 CTX = mp.get_context("fork")  # separate processes (flock is per open file), cheap enough to race 20 times
@@ -95,12 +95,12 @@ def test_a_resumer_in_the_same_process_is_refused_while_the_creator_holds_the_lo
 def test_a_running_manifest_without_a_holder_is_stale(tmp_path: Path) -> None:
     path = tmp_path / "suite" / "run"
     store = RunStore.create(path, Manifest(run_id="run", pid=os.getpid()))
-    store.update_manifest(status="running")
+    store.update_manifest(ManifestFields(status="running"))
     assert store.live_status(store.manifest()) == "running"
     store.release()
     (path / ".lock").write_text("999999\n")  # the PID a dead writer left
     assert store.live_status(store.manifest()) == "stale (pid 999999 is gone)"
-    store.update_manifest(status="complete")
+    store.update_manifest(ManifestFields(status="complete"))
     assert store.live_status(store.manifest()) == "complete"
 
 
@@ -108,7 +108,7 @@ def test_run_files_are_world_readable(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
         store = RunStore.create(tmp_path / "suite" / "run", Manifest(run_id="run"))
-        store.update_manifest(status="running")
+        store.update_manifest(ManifestFields(status="running"))
     finally:
         os.umask(old)
     for name in ("manifest.json", "cases.jsonl", ".lock"):

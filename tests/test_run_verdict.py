@@ -51,9 +51,9 @@ def test_a_tier_that_answered_nothing_fails_the_run_whatever_the_limit() -> None
     verdict = judge(tallies, 1.0)
     assert verdict.failed
     assert verdict.reasons == ("local tier answered none of its 80 calls",)
-    assert verdict.to_manifest()["status"] == "failed"
-    assert verdict.to_manifest()["tiers"]["local"] == {"calls": 80, "answered": 0, "failed": 80, "failure_rate": 1.0,
-                                                      "replayed": 0}
+    assert verdict.to_manifest().status == "failed"
+    local = verdict.to_manifest().tiers["local"].model_dump()
+    assert local == {"calls": 80, "answered": 0, "failed": 80, "failure_rate": 1.0, "replayed": 0}
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from _suites import generation, write_suite
 from harness.fakes import FakeAnthropic, FakeOpenAI, Reply
 from harness.fakes.anthropic import grade_json
 from harness.fakes.script import RecordedRequest
+from harness.store.claims_log import ClaimRecord, ClaimsEntry, ClaimsRecord, append_claims
 from harness.store.grade_log import GradeEntry, append_grades
 from harness.store.labels import read_labels
 from harness.store.records import GradeRecord
@@ -84,6 +85,13 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     append_grades(runs / "cand", [GradeEntry(case_id="marlow-ice", variant="bm25", tier="cloud", grade=GradeRecord(
         status="graded", scores={"correctness": 0, "faithfulness": 1, "completeness": 0}, score=1 / 9,
         confident_but_wrong=True, rationale="Contradicts the reference.", grader_model="claude-sonnet-4-6"))])
+    # Claim verdicts for one answer of base, as `grading.diagnose: true` would log them.
+    append_claims(runs / "base", [ClaimsEntry(case_id="nowhere", variant="bm25", tier="local", claims=ClaimsRecord(
+        status="diagnosed", passages=["p1", "p2"],
+        answer_claims=[ClaimRecord(text="The barrier reaches 36 inches.", passages=["contradicted", "neutral"],
+                                   other="neutral")],
+        reference_claims=[ClaimRecord(text="The corpus does not cover this.", passages=["neutral", "neutral"],
+                                      other="contradicted")]))])
     make_hostile(runs)
     return work / "reports"
 
@@ -114,9 +122,9 @@ def make_hostile(runs: Path) -> None:
 @contextmanager
 def serve(reports: Path, *, read_only: bool = False) -> Iterator[str]:
     """The viewer on a free loopback port, in a thread; yields its base URL."""
-    from harness.cli.view import report_outline
+    from harness.cli.view import report_outline, run_passages
 
-    config = uvicorn.Config(create_app(reports, read_only=read_only, outline=report_outline),
+    config = uvicorn.Config(create_app(reports, read_only=read_only, outline=report_outline, passages=run_passages),
                             host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -241,7 +249,17 @@ def test_runs_then_a_run_then_cases_then_a_case(site: str, page: Browser) -> Non
     tiers = page.evaluate("[...document.querySelectorAll('article.tier')].map(a => a.dataset.tier)")
     assert tiers == ["local", "cloud"]
     assert "Grade: graded" in page.text("article.tier[data-tier='local']")
-    assert page.evaluate("document.querySelectorAll('#passages tbody tr').length") == 2  # context_chunks: 2
+    assert page.evaluate("document.querySelectorAll('#passages tbody tr[class^=rel-]')"
+                         ".length") == 2  # context_chunks: 2
+    # Each passage's text, rebuilt from the run's suite and corpus (the store keeps only chunk ids).
+    texts = page.evaluate("[...document.querySelectorAll('#passages .passage-text')].map(e => e.textContent)")
+    assert len(texts) == 2 and all(len(text) > 20 for text in texts)
+    assert page.evaluate("!document.getElementById('passages-note')")  # the corpus has not changed
+    assert page.evaluate("document.querySelector('h1 #case-id').textContent") == "nowhere"
+    claims = page.text("article.tier[data-tier='local'] .claims")
+    assert "Claims: diagnosed" in claims and "The barrier reaches 36 inches." in claims
+    assert page.evaluate("document.querySelectorAll(\"article.tier[data-tier='local'] .cv-contradicted\").length") == 2
+    assert page.evaluate("document.querySelectorAll(\"article.tier[data-tier='cloud'] .claims\").length") == 0
     assert page.seen_errors == []
 
 
@@ -333,6 +351,27 @@ def test_labelling_three_answers_by_keyboard_writes_them_to_the_labels_file(
     case_id, variant, tier = labels[0].key
     page.goto(run_url(site, "cand") + f"/case?case={quote(case_id)}&variant={quote(variant)}")
     assert "alice: correctness 3, faithfulness 2, completeness 1" in page.text(f"article.tier[data-tier='{tier}']")
+    assert page.seen_errors == []
+
+
+def test_labels_made_in_the_browser_are_counted_by_harness_judge(reports: Path, site: str, page: Browser) -> None:
+    run = reports / "mini" / "base"
+    before = json.loads(invoke("judge", str(run), "--json"))
+    assert before["labelled"] is False
+    page.goto(run_url(site, "base") + "/label?labeller=bob")
+    for scores in ((3, 3, 2), (1, 2, 1), (2, 3, 2)):
+        page.events.clear()
+        for value in scores:
+            page.key(str(value))
+        page.key("Enter")
+        page._loaded()
+    assert "3 labelled" in page.text(".progress")
+    result = json.loads(invoke("judge", str(run), "--json"))
+    agreement = result["agreement"]
+    assert result["labelled"] is True and agreement["labels"] == 3 and agreement["labelled_answers"] == 3
+    assert agreement["labellers"] == ["bob"] and sum(agreement["answers_by_tier"].values()) == 3
+    overall = next(row for row in agreement["criteria"] if row["name"] == "overall")
+    assert overall["n"] == 3
     assert page.seen_errors == []
 
 

@@ -18,9 +18,10 @@ from typing import Literal
 
 from scipy import stats as sps
 
-from harness.analysis.drift import ALL, DriftRow
+from harness.analysis.drift import DriftRow
 from harness.analysis.tier_costs import CostSummary
 from harness.config.advice import AdviceConfig
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.stats.intervals import MIN_CASES, Interval
 from harness.money.costs import break_even
 
@@ -88,7 +89,15 @@ class Projection:
 def tiering_advice(
     rows: list[DriftRow], costs: CostSummary, config: AdviceConfig, cases_by_category: dict[str, int]
 ) -> tuple[list[CategoryAdvice], Projection]:
-    """Advice per category (``all`` excluded) and the monthly projection."""
+    """Advice per category (the all-categories row excluded) and the monthly projection.
+
+    ``costs`` must be summarised over the advice's month (``summarise_costs(days_per_month=config.days_per_month)``):
+    the fleet's fixed cost a month and the calls a month are then one month.
+    """
+    if costs.days_per_month != config.days_per_month:
+        raise ValueError(
+            f"costs are summarised over a {costs.days_per_month:g}-day month, the advice over {config.days_per_month:g}"
+        )
     volume = config.daily_volume(cases_by_category)
     cloud = costs.tiers.get("cloud")
     local = costs.tiers.get("local")
@@ -103,7 +112,7 @@ def tiering_advice(
         missing.append("no local call in this run, so no local cost")
     advice = []
     for row in rows:
-        if row.category == ALL:
+        if row.category == ALL_CATEGORIES:
             continue
         shortfall = shortfall_of(row.decision_gap)
         decision = decide(shortfall, config.tolerance)

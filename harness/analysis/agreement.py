@@ -186,22 +186,32 @@ def _criterion(name: str, pairs: list[LabelPair], answers: list[tuple[str, str, 
     k = SCALE_MAX * len(CRITERIA) + 1 if name == OVERALL else SCALE_MAX + 1
     human = np.array([_values(p, name, "human") for p in pairs])
     grader = np.array([_values(p, name, "grader") for p in pairs])
-    matrix = confusion(human, grader, k)
-    n = len(pairs)
-    exact = wilson_interval(int((human == grader).sum()), n, confidence=confidence)
-    within = wilson_interval(int((abs(human - grader) <= 1).sum()), n, confidence=confidence)
+    return rater_agreement(name, human, grader, k - 1, answers, enough, confidence, seed)
+
+
+def rater_agreement(name: str, rows: np.ndarray, columns: np.ndarray, scale_max: int,
+                    answers: Sequence[tuple[str, str, str]], enough: bool, confidence: float, seed: int
+                    ) -> CriterionAgreement:
+    """Two raters' values (0..scale_max) of the same answers, one pair per entry of ``answers`` (an answer may repeat
+    when several people labelled it): kappa and alpha bootstrapped over answers when ``enough``, else counts only."""
+    k = scale_max + 1
+    rows, columns = np.asarray(rows, int), np.asarray(columns, int)
+    matrix = confusion(rows, columns, k)
+    n = len(rows)
+    exact = wilson_interval(int((rows == columns).sum()), n, confidence=confidence)
+    within = wilson_interval(int((abs(rows - columns) <= 1).sum()), n, confidence=confidence)
     if not enough:
-        reason = f"too few labelled answers (n={len(set(answers))}, need {MIN_LABELLED})"
+        reason = f"too few answers (n={len(set(answers))}, need {MIN_LABELLED})"
         none = Interval(None, None, None, n, "bootstrap", confidence, reason=reason)
-        return CriterionAgreement(name, k - 1, n, none, none, exact, within, matrix.astype(int).tolist())
+        return CriterionAgreement(name, scale_max, n, none, none, exact, within, matrix.astype(int).tolist())
     index = {key: i for i, key in enumerate(dict.fromkeys(answers))}
     units = np.zeros((len(index), k, k))
-    np.add.at(units, (np.array([index[a] for a in answers]), human, grader), 1.0)
+    np.add.at(units, (np.array([index[a] for a in answers]), rows, columns), 1.0)
     kappa = _interval(*_bootstrap(units, quadratic_kappa, seed, confidence), n,
                       "quadratic-weighted kappa, bootstrap over answers", confidence)
     alpha = _interval(*_bootstrap(two_rater_coincidence(units), ordinal_alpha, seed, confidence), n,
                       "ordinal Krippendorff's alpha, bootstrap over answers", confidence)
-    return CriterionAgreement(name, k - 1, n, kappa, alpha, exact, within, matrix.astype(int).tolist())
+    return CriterionAgreement(name, scale_max, n, kappa, alpha, exact, within, matrix.astype(int).tolist())
 
 
 def _pass_fail(pairs: list[LabelPair], confidence: float) -> PassFail:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.stats.intervals import Interval, wilson_interval
 
 FailureKind = Literal["retrieval_miss", "generation_miss", "partial_context", "should_have_declined"]
@@ -41,7 +42,6 @@ Basis = Literal["grade", "cheap metrics"]
 RIGHT_CORRECTNESS = 2  # the rubric's "right on the main point"
 RIGHT_TOKEN_F1 = 0.5  # for an ungraded case without must_include strings
 ANSWERS_GRADE = 3  # the relevance grade of a document that answers the question
-ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -192,15 +192,15 @@ def blame_rows(
         variants_of.setdefault(answer.tier, set()).add(answer.variant)
     groups: dict[tuple[str, str, str], list[AnswerBlame]] = {}
     for answer in items:
-        keys = [(answer.tier, ALL, answer.category), (answer.tier, ALL, ALL)]
+        keys = [(answer.tier, ALL_CATEGORIES, answer.category), (answer.tier, ALL_CATEGORIES, ALL_CATEGORIES)]
         if len(variants_of[answer.tier]) > 1:
-            keys.append((answer.tier, answer.variant, ALL))
+            keys.append((answer.tier, answer.variant, ALL_CATEGORIES))
         for key in keys:
             groups.setdefault(key, []).append(answer)
 
     def order(key: tuple[str, str, str]) -> tuple[object, ...]:
         tier, variant, category = key
-        return (tier, category == ALL, variant != ALL, variant, category)
+        return (tier, category == ALL_CATEGORIES, variant != ALL_CATEGORIES, variant, category)
 
     rows = []
     for key in sorted(groups, key=order):
@@ -216,7 +216,7 @@ def blame_rows(
             bases[a.basis] = bases.get(a.basis, 0) + 1
         skipped = sum(
             n for (t, v, c), n in unjudged.items()
-            if t == tier and variant in (ALL, v) and category in (ALL, c)
+            if t == tier and variant in (ALL_CATEGORIES, v) and category in (ALL_CATEGORIES, c)
         )
         rows.append(BlameRow(tier, variant, category, len(group), skipped,
                              wilson_interval(len(short), len(group), confidence=confidence), kinds, bases))
@@ -259,7 +259,7 @@ class Attribution:
     rows: list[BlameRow]
     unjudged: int
 
-    def row(self, tier: str, category: str, variant: str = ALL) -> BlameRow | None:
+    def row(self, tier: str, category: str, variant: str = ALL_CATEGORIES) -> BlameRow | None:
         return next((r for r in self.rows if (r.tier, r.variant, r.category) == (tier, variant, category)), None)
 
     @property

@@ -2,7 +2,7 @@
 
 For each slice, on the cases both runs measured:
 - the effect ``B - A`` with its 95% paired bootstrap interval;
-- a paired test: McNemar (exact below 25 discordant pairs) when every value is 0/1, else the sign-flip permutation
+- a paired test: McNemar's exact test when every value is 0/1, else the sign-flip permutation
   test; Holm's correction across the metrics of the slice;
 - the minimum detectable effect at that size (two-sided 5%, 80% power, from the SD of the paired differences).
 
@@ -22,13 +22,10 @@ from typing import Any
 import numpy as np
 
 from harness.errors import InputError
-from harness.metrics.case_values import GRADE_SCORE, Slice, case_values, paired
+from harness.metrics.case_values import ALL_CATEGORIES, GRADE_SCORE, Slice, case_values, paired
 from harness.metrics.stats import tests as stats
 from harness.metrics.stats.intervals import min_detectable_difference
-from harness.metrics.stats.power import mcnemar
 from harness.store.loaded import RunView
-
-ALL = "(all)"
 
 
 @dataclass(frozen=True)
@@ -177,7 +174,7 @@ def _categories(a: RunView, b: RunView, variant: str, generation: bool = False) 
     for frame in frames:
         if not frame.empty:
             found |= set(frame.loc[frame["variant"] == variant, "category"].astype(str))
-    return [ALL, *sorted(found)]
+    return [ALL_CATEGORIES, *sorted(found)]
 
 
 def _slice_rows(
@@ -186,7 +183,7 @@ def _slice_rows(
 ) -> list[CompareRow]:
     rows = []
     for metric in metrics:
-        chosen = Slice(metric, variant, None if category == ALL else category, tier)
+        chosen = Slice(metric, variant, None if category == ALL_CATEGORIES else category, tier)
         values_a = case_values(chosen, a.retrieval, a.generation, a.metrics)
         values_b = case_values(chosen, b.retrieval, b.generation, b.metrics)
         keys, xs, ys = paired(values_a, values_b)
@@ -209,9 +206,9 @@ def _row(metric: str, variant: str, tier: str | None, category: str, xs: list[fl
     binary = all(v in (0.0, 1.0) for v in (*xs, *ys))
     discordant = None
     if binary:
-        result = mcnemar(xs, ys)
-        test, p = f"mcnemar {result.method}", result.p_value
-        discordant = f"{result.counts.baseline_only}/{result.counts.candidate_only}"
+        result = stats.mcnemar_exact(xs, ys)
+        test, p = "mcnemar exact", result.p_value
+        discordant = f"{result.baseline_only}/{result.candidate_only}"
     else:
         flip = stats.sign_flip_test(xs, ys, n_resamples=resamples, seed=seed)
         test, p = flip.method, flip.p_value

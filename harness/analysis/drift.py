@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.predictors import quality_prediction
 from harness.metrics.stats.intervals import Interval, min_detectable_difference, paired_gap, wilson_interval
 from harness.metrics.stats.ppi import PPIEstimate, ppi_mean
 from harness.metrics.stats.two_stage import two_stage_mean
 
-ALL = "all"
 TIERS = ("local", "cloud")
 UNCORRECTED = "uncorrected: the grader is unvalidated"
 
@@ -116,7 +116,7 @@ def drift_rows(gen: pd.DataFrame, human: pd.DataFrame | None = None, *, confiden
     if pairs.empty or not (pairs["local.ok_latency"].notna() & pairs["cloud.ok_latency"].notna()).any():
         return []
     errors = _grader_errors(pairs)
-    groups = [(str(c), g) for c, g in pairs.groupby("category", sort=True)] + [(ALL, pairs)]
+    groups = [(str(c), g) for c, g in pairs.groupby("category", sort=True)] + [(ALL_CATEGORIES, pairs)]
     return [_row(name, group, confidence, n_resamples, seed, errors) for name, group in groups]
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.advice import Decision, decide, shortfall_of
-from harness.analysis.drift import ALL, DriftRow, drift_rows
+from harness.analysis.drift import DriftRow, drift_rows
 from harness.analysis.tier_costs import TierCost, summarise_costs
 from harness.config.advice import AdviceConfig
 from harness.config.fleet import HostCost
@@ -295,5 +295,5 @@ def _project(tiers: list[LadderTier], ref: LadderTier, advice: list[LadderAdvice
     return LadderProjection(monthly, all_ref, advised, saving, tuple(used), evens, tuple(missing))
 
 
-__all__ = ["ALL", "LadderAdvice", "LadderAnalysis", "LadderProjection", "LadderTier", "Step", "analyse_ladder",
+__all__ = ["LadderAdvice", "LadderAnalysis", "LadderProjection", "LadderTier", "Step", "analyse_ladder",
            "bonferroni_confidence"]

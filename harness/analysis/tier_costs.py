@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.config.advice import DAYS_PER_MONTH
 from harness.config.fleet import HostCost
 from harness.metrics.stats.intervals import Interval, bootstrap_mean_intervals, paired_gap, quantile_interval
 from harness.money.costs import fleet_fixed_usd_per_month, local_call_cost
@@ -44,10 +45,17 @@ class CostSummary:
     tiers: dict[str, TierCost]
     latency_delta: Interval  # paired local - cloud seconds on cases both answered
     fleet_fixed_usd_per_month: float
+    days_per_month: float  # the month of that figure
     missing: tuple[str, ...]  # what could not be measured, and why
 
 
-def summarise_costs(gen: pd.DataFrame, host_costs: dict[str, HostCost], *, confidence: float = 0.95) -> CostSummary:
+def summarise_costs(
+    gen: pd.DataFrame,
+    host_costs: dict[str, HostCost],
+    *,
+    confidence: float = 0.95,
+    days_per_month: float = DAYS_PER_MONTH,
+) -> CostSummary:
     """Cost and latency per tier from the generation frame; ``host_costs`` by host name, from the run's fleet."""
     missing: list[str] = []
     tiers: dict[str, TierCost] = {}
@@ -65,11 +73,11 @@ def summarise_costs(gen: pd.DataFrame, host_costs: dict[str, HostCost], *, confi
                 missing.append(f"{tier} tier: no successful call in this run, so no {tier} cost or latency")
             continue
         tiers[tier] = _tier_cost(tier, rows, host_costs, confidence)
-    fixed = fleet_fixed_usd_per_month(list(host_costs.values()))
+    fixed = fleet_fixed_usd_per_month(list(host_costs.values()), days_per_month)
     if not host_costs:
         missing.append("fleet cost model: the run's fleet lists no host costs, so local dollars are 0 and unpriced")
     delta = _latency_delta(ok, confidence)
-    return CostSummary(tiers, delta, fixed, tuple(missing))
+    return CostSummary(tiers, delta, fixed, days_per_month, tuple(missing))
 
 
 def _tier_cost(tier: str, rows: pd.DataFrame, host_costs: dict[str, HostCost], confidence: float) -> TierCost:

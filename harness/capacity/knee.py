@@ -34,7 +34,7 @@ class Knee:
 def holds_slo(point: PointSummary, slo_s: float, max_failure: float = DEFAULT_MAX_FAILURE) -> bool:
     """p99 of answered calls at most ``slo_s``, and the failure rate at most ``max_failure``."""
     p99 = point.p("p99")
-    failure = point.failure_rate.value
+    failure = point.failure_rate.estimate
     return p99 is not None and p99 <= slo_s and failure is not None and failure <= max_failure
 
 

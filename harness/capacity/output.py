@@ -5,27 +5,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.capacity.summary import Estimate, PointSummary
+from harness.capacity.summary import PointSummary
 from harness.capacity.sweep import BenchResult
+from harness.metrics.stats.intervals import Interval
 from harness.report.capacity_chart import CurvePoint, capacity_png
 from harness.store.store import atomic_write_bytes, atomic_write_text
 
 JSON_NAME = "capacity.json"
 CHART_NAME = "capacity.png"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: estimates are the one Interval shape (estimate, low, high, n, method, ..., reason)
 
 
 def ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f}"
 
 
-def estimate_cell(estimate: Estimate) -> str:
-    """``value [low, high]`` in ms; ``value [n/a]`` when the sample supports no interval."""
-    if estimate.value is None:
+def estimate_cell(interval: Interval) -> str:
+    """``estimate [low, high]`` in ms; ``estimate [n/a]`` when the sample supports no interval."""
+    if interval.estimate is None:
         return "-"
-    if estimate.low is None or estimate.high is None:
-        return f"{ms(estimate.value)} [n/a]"
-    return f"{ms(estimate.value)} [{ms(estimate.low)}, {ms(estimate.high)}]"
+    if interval.low is None or interval.high is None:
+        return f"{ms(interval.estimate)} [n/a]"
+    return f"{ms(interval.estimate)} [{ms(interval.low)}, {ms(interval.high)}]"
 
 
 def busy_cell(point: PointSummary) -> str:

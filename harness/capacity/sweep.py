@@ -19,10 +19,11 @@ from harness.capacity.knee import DEFAULT_MAX_FAILURE, Bottleneck, Knee, bottlen
 from harness.capacity.loadgen import drive
 from harness.capacity.recommend import Recommendation, recommend
 from harness.capacity.schedule import poisson_schedule
-from harness.capacity.summary import CallRecord, Estimate, PointSummary, quantile_ci, summarize
+from harness.capacity.summary import CallRecord, PointSummary, summarize
 from harness.config.fleet import Fleet, Strategy
 from harness.dispatch import Dispatcher
 from harness.errors import HarnessError, InputError
+from harness.metrics.stats.intervals import Interval, quantile_interval
 from harness.providers.base import Provider
 from harness.providers.types import GenerationRequest
 
@@ -96,7 +97,7 @@ class BenchResult:
     fleet_hosts: list[str]
     slots: dict[str, int]
     prompts: dict[str, Any]
-    unloaded_p50: Estimate
+    unloaded_p50: Interval
     slo_s: float
     slo_source: str
     rates: list[float]
@@ -163,15 +164,15 @@ class Sweep:
         started = time.perf_counter()
         config = self.config
         unloaded = await self.unloaded()
-        if unloaded.value is None:
+        if unloaded.estimate is None:
             raise HarnessError(
                 "the fleet answered none of the unloaded calls, so there is no latency to bench against",
                 hint="check the hosts with `harness fleet status`",
             )
-        slo = config.slo_s if config.slo_s is not None else 2.0 * unloaded.value
-        source = "--slo" if config.slo_s is not None else f"2 x unloaded p50 ({unloaded.value * 1000:.0f} ms)"
+        slo = config.slo_s if config.slo_s is not None else 2.0 * unloaded.estimate
+        source = "--slo" if config.slo_s is not None else f"2 x unloaded p50 ({unloaded.estimate * 1000:.0f} ms)"
         rates = list(config.rates) or [
-            round(f * estimated_capacity(self.fleet, unloaded.value), 3) for f in DEFAULT_FRACTIONS
+            round(f * estimated_capacity(self.fleet, unloaded.estimate), 3) for f in DEFAULT_FRACTIONS
         ]
         result = BenchResult(
             fleet_hosts=[h.name for h in self.fleet.hosts],
@@ -204,7 +205,7 @@ class Sweep:
 
     # -- measurements ---------------------------------------------------------------------------------------------
 
-    async def unloaded(self) -> Estimate:
+    async def unloaded(self) -> Interval:
         """p50 of ``baseline_calls`` calls made one at a time to the first host (with its interval)."""
         one_box = self.fleet.model_copy(update={"hosts": self.fleet.hosts[:1]})
         latencies: list[float] = []
@@ -220,7 +221,7 @@ class Sweep:
                 else:
                     latencies.append(time.perf_counter() - began)
                 self.progress.advance(phase)
-        return quantile_ci(latencies, 0.5)
+        return quantile_interval(latencies, 0.5)
 
     async def series(self, label: str, fleet: Fleet, strategy: Strategy, rates: Sequence[float]) -> list[PointSummary]:
         """One strategy over every rate, on a fresh dispatcher after a warm-up."""
@@ -302,8 +303,8 @@ class Sweep:
         measured_cloud = [x for x in cloud_latency if x is not None]
         return CloudDelta(
             n=ci.n,
-            fleet_p50_s=quantile_ci(measured_fleet, 0.5).value,
-            cloud_p50_s=quantile_ci(measured_cloud, 0.5).value,
+            fleet_p50_s=quantile_interval(measured_fleet, 0.5).estimate,
+            cloud_p50_s=quantile_interval(measured_cloud, 0.5).estimate,
             mean_delta_s=ci.estimate,
             low_s=ci.low,
             high_s=ci.high,

@@ -27,16 +27,21 @@ def register(app: typer.Typer) -> None:
 
 
 def judge(run: RunArg, json_out: JsonOpt = False) -> None:
-    """How far the grader agrees with people's labels: kappa, alpha, pass/fail rates, bias per tier, self-preference."""
-    from harness.report.judge_section import analyse_judge, judge_markdown
+    """How far the grader agrees with people's labels (kappa, alpha, pass/fail rates, bias per tier, self-preference)
+    and with a second judge (kappa, alpha, each judge's gap per category, the difference of gaps)."""
+    from harness.report.judge_section import analyse_judge, analyse_judges, judge_markdown, judges_markdown
     from harness.store.loaded import load_run
 
-    result = analyse_judge(load_run(run))
+    view = load_run(run)
+    result = analyse_judge(view)
+    comparisons = analyse_judges(view)
     if json_out:
         print_json({"run_dir": str(run), "labelled": result is not None,
-                    "agreement": asdict(result) if result is not None else None})
+                    "agreement": asdict(result) if result is not None else None,
+                    "judges": [asdict(c) for c in comparisons]})
         return
-    console.print(judge_markdown(result), markup=False, highlight=False, soft_wrap=True)
+    console.print(judge_markdown(result) + judges_markdown(comparisons), markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 def gate(

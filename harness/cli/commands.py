@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,7 +11,9 @@ from rich.text import Text
 
 from harness.cli.console import RichProgress, console, errors, print_json
 from harness.errors import HarnessError, InputError, RunFailed, RunInterrupted
+from harness.providers.anthropic_key import anthropic_api_key
 from harness.run.interrupt import record_interrupt
+from harness.store.records import ManifestFields
 
 if TYPE_CHECKING:
     from harness.config.suite import CacheMode
@@ -309,7 +310,7 @@ def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failu
         exc.hint = record_interrupt(prepared.store, exc.signum, write_reports)
         raise
     except HarnessError as exc:
-        prepared.store.update_manifest(status="failed", error=exc.message)
+        prepared.store.update_manifest(ManifestFields(status="failed", error=exc.message))
         exc.hint = exc.hint or f"fix the cause, then continue with --resume {prepared.store.path.name}"
         raise
     verdict = finish(prepared, outcome, max_failure_rate)
@@ -407,7 +408,7 @@ def nightly(
     Exit 3 if a tier it ran answered nothing or failed more than --max-failure-rate of its calls."""
     from harness.localfleet.servers import start_local_fleet, stop_local_fleet
 
-    if not os.environ.get("ANTHROPIC_API_KEY"):
+    if anthropic_api_key() is None:
         errors.print(
             "[yellow]ANTHROPIC_API_KEY is not set:[/] the cloud tier and the grader are skipped; "
             "the report shows retrieval, cheap answer metrics, latency, tokens and local cost."

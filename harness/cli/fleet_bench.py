@@ -4,11 +4,10 @@ one box against the fleet, the cloud delta with a key, and a recommendation for 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, cast, get_args
+from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 import typer
 from rich.table import Table
@@ -17,7 +16,11 @@ from harness.cli.console import RichProgress, console, print_json
 from harness.cli.fleet import FleetOpt, JsonOpt, _harness_errors, fleet_file, warn_models
 from harness.config.fleet import Fleet, Strategy, load_fleet
 from harness.errors import InputError
+from harness.providers.anthropic_key import anthropic_api_key
 from harness.providers.base import Provider
+
+if TYPE_CHECKING:
+    from harness.capacity.sweep import BenchResult
 
 DEFAULT_PROMPTS = Path("suites/nightly.yaml")
 DEFAULT_STRATEGIES = "single,race,hedge,least_loaded,auto"
@@ -57,7 +60,7 @@ def parse_rates(rates: str | None, max_rate: float | None) -> tuple[float, ...]:
 
 def _cloud_factory(fleet: Fleet, cloud_calls: int) -> Callable[[], Provider] | None:
     """The cloud provider's constructor when a key is set and cloud calls are wanted (the key is never printed)."""
-    if cloud_calls <= 0 or not os.environ.get("ANTHROPIC_API_KEY", "").strip():
+    if cloud_calls <= 0 or anthropic_api_key() is None:
         return None
 
     def make() -> Provider:
@@ -113,9 +116,9 @@ def bench(
     Latency runs from each call's scheduled time, so queueing counts. Every point is bounded by --duration,
     --max-calls and --grace; the whole sweep's upper bound is printed before it starts.
     """
-    from harness.capacity.output import busy_cell, estimate_cell, ms, write_outputs
+    from harness.capacity.output import write_outputs
     from harness.capacity.prompts import suite_prompts
-    from harness.capacity.sweep import DEFAULT_FRACTIONS, ONE_BOX, Sweep, SweepConfig, max_duration_s
+    from harness.capacity.sweep import DEFAULT_FRACTIONS, Sweep, SweepConfig, max_duration_s
     from harness.run.model_uses import check_run_models, cloud_model_use
 
     with _harness_errors():
@@ -175,20 +178,15 @@ def bench(
 
         print_json(result_json(result))
         return
-    table = Table(title=f"offered load, SLO p99 <= {result.slo_s * 1000:.0f} ms ({result.slo_source}); "
-                  "ms with 95% CI", title_justify="left")
-    for column in ("strategy", "offered/s", "achieved/s", "p50", "p95", "p99", "fail % [CI]", "req/call",
-                   "busy share", "n"):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
-    for point in result.points:
-        fail = point.failure_rate
-        fail_cell = "-" if fail.value is None else (
-            f"{fail.value * 100:.1f} [{(fail.low or 0) * 100:.1f}, {(fail.high or 0) * 100:.1f}]")
-        rpc = "-" if point.requests_per_call is None else f"{point.requests_per_call:.2f}"
-        table.add_row(point.strategy, f"{point.offered_rate:g}", f"{point.throughput:.2f}",
-                      estimate_cell(point.latency["p50"]), estimate_cell(point.latency["p95"]),
-                      estimate_cell(point.latency["p99"]), fail_cell, rpc, busy_cell(point), str(point.calls))
-    console.print(table, markup=False)
+    _print_result(result, json_path, chart_path)
+
+
+def _print_result(result: BenchResult, json_path: Path, chart_path: Path) -> None:
+    """The sweep as a table of load points, then the knees, one box against the fleet, the cloud, the recommendation."""
+    from harness.capacity.output import estimate_cell, ms
+    from harness.capacity.sweep import ONE_BOX
+
+    console.print(_points_table(result), markup=False)
     console.print(f"unloaded p50 (one host, one call at a time): {estimate_cell(result.unloaded_p50)} ms, "
                   f"n={result.unloaded_p50.n}", markup=False, highlight=False)
     for knee in result.knees:
@@ -217,3 +215,23 @@ def bench(
     if result.recommendation is not None:
         console.print(f"recommendation: {result.recommendation.reason}", markup=False, highlight=False)
     console.print(f"wrote {json_path} and {chart_path}", markup=False, highlight=False)
+
+
+def _points_table(result: BenchResult) -> Table:
+    """One row per load point: offered and achieved rate, latency percentiles with intervals, failures, load."""
+    from harness.capacity.output import busy_cell, estimate_cell
+
+    table = Table(title=f"offered load, SLO p99 <= {result.slo_s * 1000:.0f} ms ({result.slo_source}); "
+                  "ms with 95% CI", title_justify="left")
+    for column in ("strategy", "offered/s", "achieved/s", "p50", "p95", "p99", "fail % [CI]", "req/call",
+                   "busy share", "n"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for point in result.points:
+        fail = point.failure_rate
+        fail_cell = "-" if fail.estimate is None else (
+            f"{fail.estimate * 100:.1f} [{(fail.low or 0) * 100:.1f}, {(fail.high or 0) * 100:.1f}]")
+        rpc = "-" if point.requests_per_call is None else f"{point.requests_per_call:.2f}"
+        table.add_row(point.strategy, f"{point.offered_rate:g}", f"{point.throughput:.2f}",
+                      estimate_cell(point.latency["p50"]), estimate_cell(point.latency["p95"]),
+                      estimate_cell(point.latency["p99"]), fail_cell, rpc, busy_cell(point), str(point.calls))
+    return table

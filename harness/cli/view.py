@@ -12,7 +12,9 @@ from harness.cli.console import errors, plain
 from harness.errors import InputError
 
 if TYPE_CHECKING:  # loading the viewer (pandas, jinja2) waits for the command itself
+    from harness.grading.passages import Passages
     from harness.store.loaded import RunView
+    from harness.store.records import Manifest
     from harness.view.summary import ReportOutline
 
 DEFAULT_PORT = 8765
@@ -33,6 +35,15 @@ def report_outline(view: RunView) -> ReportOutline | None:
         advice="\n\n".join(block.markdown for block in advice.blocks) if advice is not None else None,
         sections=[(s.title, s.anchor, s.level) for s in report.sections],
     )
+
+
+def run_passages(run_dir: Path, manifest: Manifest) -> Passages:
+    """The run's passages rebuilt from its suite and corpus, as the terminal labeller shows them (the viewer cannot
+    load a suite itself), or why they cannot be."""
+    from harness.cli.label import load_passages
+
+    suite, corpus = manifest.suite, manifest.corpus
+    return load_passages(run_dir, suite.path if suite else None, corpus.fingerprint if corpus else None)
 
 
 def is_loopback(host: str) -> bool:
@@ -62,7 +73,7 @@ def view(
         if not paths:
             raise InputError("--export needs the run directories to bundle",
                              hint="harness view --export bundle/ reports/<suite>/<run-id> ...")
-        written = export_bundle(export, list(paths), report_outline)
+        written = export_bundle(export, list(paths), report_outline, run_passages)
         errors.print(plain(f"wrote {len(written)} pages to {export}; open {export / 'index.html'}"))
         return
     if paths and len(paths) > 1:
@@ -79,7 +90,7 @@ def view(
         errors.print(plain(f"warning: binding to {host}: anyone who can reach this address can read every run "
                            "under the folder" + ("" if read_only else " and write labels (add --read-only)"),
                            "yellow"))
-    app = create_app(reports, read_only=read_only, outline=report_outline)
+    app = create_app(reports, read_only=read_only, outline=report_outline, passages=run_passages)
     shown = f"[{host}]" if ":" in host else host
     errors.print(plain(f"harness view: http://{shown}:{port}/ serving {reports}"
                        + (" (read-only)" if read_only else "") + "; Ctrl-C stops"))

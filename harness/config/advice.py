@@ -11,7 +11,7 @@ advice:
   calls_per_day_by_category:  # ... unless given per category (categories not listed get no traffic)
     code-section: 400
     jurisdiction: 250
-  days_per_month: 30.4
+  days_per_month: 30.42       # default 365/12, the month every monthly figure uses
 ```
 """
 
@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_CALLS_PER_DAY = 1000.0
+#: The one month: 365/12 days (730 hours), the billing month of cloud price sheets. The fleet's fixed cost a month
+#: (:func:`harness.money.costs.fleet_fixed_usd_per_month`) and the advice's call volume a month both use it.
+DAYS_PER_MONTH = 365.0 / 12.0
 
 
 class AdviceConfig(BaseModel):
@@ -39,7 +42,9 @@ class AdviceConfig(BaseModel):
         default=None, ge=0.0, description=f"total calls a day (default {DEFAULT_CALLS_PER_DAY:g}), split by cases"
     )
     calls_per_day_by_category: dict[str, float] | None = Field(default=None, description="calls a day per category")
-    days_per_month: float = Field(default=30.4, gt=0.0, le=31.0)
+    days_per_month: float = Field(
+        default=DAYS_PER_MONTH, gt=0.0, le=31.0, description="the month of every monthly figure (default 365/12)"
+    )
 
     @model_validator(mode="after")
     def _one_volume(self) -> AdviceConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.config.advice import AdviceConfig
 from harness.config.gate import GateConfig
-from harness.config.grading import GradingConfig
+from harness.config.grading import GradingConfig, judge_list_problem
 from harness.config.tiers import BuiltinTier, TierEntry, check_ladder
 from harness.config.yaml_loader import YamlDocument, load_yaml, validate
 
@@ -178,6 +179,7 @@ def load_suite(path: str | Path, corpus_ids: set[str] | None = None) -> Suite:
     Errors name the file, line and field.
     """
     document = load_yaml(path)
+    _check_judge_list(document)
     suite = validate(Suite, document)
     if not suite.name:
         if not re.fullmatch(PATH_ID_PATTERN, Path(path).stem):
@@ -202,6 +204,20 @@ def load_suite(path: str | Path, corpus_ids: set[str] | None = None) -> Suite:
     if corpus_ids is not None:
         check_relevant_ids(suite, document, corpus_ids)
     return suite
+
+
+def _check_judge_list(document: YamlDocument) -> None:
+    """``grading.judges``' list rules (claude first, names unique), checked on the raw YAML so the error names the
+    entry's own line; each entry's fields are checked by the model."""
+    grading = document.data.get("grading") if isinstance(document.data, dict) else None
+    judges = grading.get("judges") if isinstance(grading, dict) else None
+    if not isinstance(judges, list) or not all(isinstance(j, dict) for j in judges):
+        return
+    problem = judge_list_problem([j.get("name") for j in judges])
+    if problem is not None:
+        index, message = problem
+        raise document.error(message, ("grading", "judges", index, "name"),
+                             hint="see `grading.judges` in the README")
 
 
 def _check_cases(suite: Suite, document: YamlDocument) -> None:
@@ -260,4 +276,25 @@ def check_relevant_ids(suite: Suite, document: YamlDocument, corpus_ids: set[str
                 f"unknown document id(s) in case {case.id!r}: {', '.join(unknown)}",
                 ("cases", index, "relevant"),
                 hint=f"ids must match the `id:` front matter of a document in corpus {suite.corpus!r}",
+            )
+
+
+def check_judge_hosts(suite: Suite, document: YamlDocument, fleet_hosts: Collection[str] | None) -> None:
+    """Every second judge given by ``host:`` names a host of the run's fleet file (known only when a run starts)."""
+    if suite.generation is None:
+        return  # nothing is graded
+    for index, judge in enumerate(suite.grading.judges):
+        if judge.host is None:
+            continue
+        if fleet_hosts is None:
+            raise document.error(
+                f"judge {judge.name!r} names fleet host {judge.host!r}, but this run has no fleet file",
+                ("grading", "judges", index, "host"),
+                hint="pass --fleet FILE, or give the judge url, kind and model instead of host",
+            )
+        if judge.host not in fleet_hosts:
+            raise document.error(
+                f"judge {judge.name!r} names host {judge.host!r}, which the fleet file does not have",
+                ("grading", "judges", index, "host"),
+                hint=f"hosts in the fleet file: {', '.join(sorted(fleet_hosts))}",
             )

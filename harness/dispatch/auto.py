@@ -1,37 +1,9 @@
 """The ``auto`` strategy's judgement: is there room for a race right now?
 
-A race sends one request to every host, so an N-host race has the capacity of one host: at low load it cuts the tail,
-at high load it multiplies queueing. ``auto`` races only while the race fits, judged from the in-flight counts and
-``max_concurrency`` the dispatcher already tracks; otherwise it hedges, with hosts ranked by recent latency scaled by
-load (:func:`~harness.dispatch.hedging.rank_hosts`).
-
-Its hedges are load-aware. A due hedge goes to the least loaded host left, and when that host has a slot free the
-hedge is not charged to the budget (``Plan.free_slot_hedges``): it waits behind no one, and the losing request is
-cancelled, so a straggler's hedge even frees the slot the straggler would have held. Hedges into busy hosts are still
-allowed, and paid from the budget: an earlier version held a hedge back unless its host had a free slot, and under
-80 % load in bench/capacity.py that left stragglers (10x the median) unhedged, while a hedge that waits in a short
-queue still beats a straggler. With one budget for both, at 80 % load about a fifth of calls outlived the hedge delay
-(queueing pushes many past it), the bucket (0.15 per call) ran dry, and whether a handful of stragglers met it empty
-decided the p99.
-
-Its requests are bound late. A call that finds every host full does not queue at the best-ranked one: it waits in
-the fleet's one queue (:class:`~harness.dispatch.slots.SlotPool`) and takes the first slot that frees on any host, so
-it never sits behind a straggler while a slot stands free elsewhere (one queue for all the slots, not one per host).
-Its hedge delay then runs from when it got the slot, not from when it was sent: the delay is a time at the host (the
-windows measure from the slot), and a call still in the queue is not straggling, so a hedge would only queue too and
-spend a token.
-
-A race is judged against the load arriving calls *typically* find, not the load at this instant. Judged on the
-instant alone, auto raced whenever a gap opened at 50-80 % load (1.4-1.8 requests per call in bench/capacity.py);
-each race held a slot on every host, and the calls arriving behind it queued, so its p99 came out 2-3x hedge's.
-``ArrivalLoad`` averages the fleet's in-flight count as each call arrives; with Poisson arrivals that is the time
-average (PASTA), so a race must fit on top of the fleet's usual load. It must fit now too, counting every request in
-flight except other races' (see :func:`race_fits`), and never onto hosts with requests waiting, bar a single race's
-(:func:`queue_blocks_race`).
-
-A race's latencies do not feed the windows that time hedges (``AttemptLog._sample`` in
-:mod:`harness.dispatch.attempts`): they are all about the fastest of n hosts, and with them auto's hedges fired so
-early that the budget ran dry.
+A race cuts the tail at low load and multiplies queueing at high load, so ``auto`` races only while the race fits on
+top of the load calls usually find (:class:`ArrivalLoad`) and no host has requests waiting (:func:`race_fits`), and
+hedges otherwise (load-aware and bound late: :mod:`harness.dispatch.dispatcher`). The bench/capacity.py figures
+behind each rule are in the README ("Benchmarks").
 """
 
 from __future__ import annotations

@@ -46,8 +46,9 @@ from harness.dispatch.hedge_budget import HedgeBudget
 from harness.dispatch.slots import SlotPool
 from harness.dispatch.strategies import STRATEGY_NAMES
 from harness.errors import BudgetExceeded, FleetUnavailable, InputError, ProviderError
-from harness.money.budget import Budget, projected_request_usd
+from harness.money.budget import Budget
 from harness.money.costs import local_call_cost
+from harness.money.projection import projected_usd, request_prompt_tokens
 from harness.providers.base import Provider, provider_for
 from harness.providers.types import Attempt, Generation, GenerationRequest
 
@@ -196,7 +197,8 @@ class Dispatcher:
         try:
             # held before the call and settled after, so concurrent fallbacks cannot overshoot the cap together
             reservation = self.cloud_budget.reserve(
-                projected_request_usd(self.fleet.cloud_model, request), "cloud fallback"
+                projected_usd(self.fleet.cloud_model, request_prompt_tokens(request), request.max_tokens),
+                "cloud fallback",
             )
         except BudgetExceeded as exc:
             raise FleetUnavailable(

@@ -52,6 +52,20 @@ class FleetState:
         return self.probe(host) if self.probe is not None else None
 
 
+@dataclass
+class _Hedge:
+    """A ``hedge`` call's hedge: the request it would back up, when it is due, whether it went out, and how many
+    requests the call keeps in flight (1, or 2 once the hedge went out)."""
+
+    backed: Flight | None = None
+    due: float | None = None
+    sent: bool = False
+    wanted: int = 1
+
+    def back(self, flight: Flight, due: float) -> None:
+        self.backed, self.due = flight, due
+
+
 class LocalCall:
     """One call's local phase; see :mod:`harness.dispatch.dispatcher` for the strategies.
 
@@ -190,71 +204,80 @@ class LocalCall:
 
     async def _run_many(self) -> None:
         mode = self.plan.mode
-        hedging = mode == "hedge"
         replacing = mode in ("hedge", "failover")  # a failed request is replaced by the next host at once
-        policy = self.state.fleet.hedge
-        budget = self.state.hedge_budget
-
-        def hedge_at(flight: Flight) -> float:
-            delay = hedge_delay(policy, self.state.health[flight.host.name], pooled=self.state.pooled)
-            if not self.plan.late_binding:
-                return flight.launched + delay
-            # The delay is a time at the host (the windows measure from the slot), so it runs from the slot; before
-            # the request has one it is queued, not straggling, and a hedge would only queue too: look again later.
-            return (time.perf_counter() if flight.sent is None else flight.sent) + delay
-
-        if hedging:
-            budget.deposit()
+        hedge = _Hedge() if mode == "hedge" else None
+        if hedge is not None:
+            self.state.hedge_budget.deposit()
         first = self._launch()
         while mode == "race" and self._launch() is not None:
             pass
-        hedge_time = hedge_at(first) if hedging and first is not None else None
-        backed = first  # the request a hedge would back up
-        hedged = False
-        wanted = 1  # requests the hedge strategy keeps in flight: 1, or 2 once a hedge went out
+        if hedge is not None and first is not None:
+            hedge.back(first, self._hedge_at(first))
         try:
             while self._tasks:
-                now = time.perf_counter()
-                may_hedge = hedge_time is not None and not hedged and self.queue
-                wake = min(self.deadline, hedge_time) if may_hedge and hedge_time is not None else self.deadline
-                done, _ = await asyncio.wait(
-                    self._tasks.keys(), timeout=max(0.0, wake - now), return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in sorted(done, key=lambda t: self._tasks[t].index):
-                    flight = self._tasks.pop(task)
-                    if task.cancelled():
-                        self.log.failed(flight, asyncio.CancelledError())
-                    elif (exc := task.exception()) is not None:
-                        self.log.failed(flight, exc)
-                    else:
-                        self.log.succeeded(flight, task.result())
+                due = hedge.due if hedge is not None and not hedge.sent and self.queue else None
+                wake = self.deadline if due is None else min(self.deadline, due)
+                timeout = max(0.0, wake - time.perf_counter())
+                done, _ = await asyncio.wait(self._tasks.keys(), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                self._record(done)
                 if self.outcome.winner is not None:
                     break
                 if done and replacing and time.perf_counter() < self.deadline:
-                    # failover: replace failed requests at once
-                    while len(self._tasks) < wanted and (successor := self._launch()) is not None:
-                        if hedging:
-                            budget.charge_failover()
-                        if hedging and not hedged:
-                            hedge_time, backed = hedge_at(successor), successor
+                    self._replace_failed(hedge)
                 now = time.perf_counter()
                 if now >= self.deadline:
                     break
-                if hedge_time is not None and not hedged and self.queue and now >= hedge_time and backed is not None:
-                    if self.plan.late_binding and (due := hedge_at(backed)) > now:
-                        hedge_time = due  # the request waited for its slot; its time at the host has not run out
-                    elif self._free_slot_next() or budget.try_hedge():
-                        hedged = True
-                        if self._launch() is not None:
-                            wanted = 2
-                    else:
-                        # Refused: ask again once the call has waited twice as long. The longer it waits, the likelier
-                        # it is a straggler, so a scarce token does more good then; refused once for good, stragglers
-                        # met an empty bucket at 80 % load and set the p99.
-                        hedge_time = now + max(now - backed.launched, policy.min_delay_s)
+                if hedge is not None and self.queue:
+                    self._maybe_hedge(hedge, now)
         finally:
             timed_out = self.outcome.winner is None and time.perf_counter() >= self.deadline
             await self._cancel_all("timeout" if timed_out else "cancelled")
+
+    def _hedge_at(self, flight: Flight) -> float:
+        """When to hedge ``flight``: its hedge delay after it was launched or, with late binding, after it got its
+        slot. The delay is a time at the host (the windows measure from the slot); a request still queued for its
+        slot is not straggling, and a hedge would only queue too: look again a delay later."""
+        delay = hedge_delay(self.state.fleet.hedge, self.state.health[flight.host.name], pooled=self.state.pooled)
+        if not self.plan.late_binding:
+            return flight.launched + delay
+        return (time.perf_counter() if flight.sent is None else flight.sent) + delay
+
+    def _record(self, done: set[asyncio.Task[Generation]]) -> None:
+        """Record how each finished request ended, in launch order (so ties go to the earlier request)."""
+        for task in sorted(done, key=lambda t: self._tasks[t].index):
+            flight = self._tasks.pop(task)
+            if task.cancelled():
+                self.log.failed(flight, asyncio.CancelledError())
+            elif (exc := task.exception()) is not None:
+                self.log.failed(flight, exc)
+            else:
+                self.log.succeeded(flight, task.result())
+
+    def _replace_failed(self, hedge: _Hedge | None) -> None:
+        """Failover: launch the next hosts until the call has its requests in flight again (1, or 2 once hedged).
+        Under ``hedge`` each failover is charged to the bucket, and until the hedge went out it backs the newcomer."""
+        wanted = hedge.wanted if hedge is not None else 1
+        while len(self._tasks) < wanted and (successor := self._launch()) is not None:
+            if hedge is not None:
+                self.state.hedge_budget.charge_failover()
+                if not hedge.sent:
+                    hedge.back(successor, self._hedge_at(successor))
+
+    def _maybe_hedge(self, hedge: _Hedge, now: float) -> None:
+        """Send the hedge if it is due and allowed; else say when to look again."""
+        if hedge.sent or hedge.due is None or hedge.backed is None or now < hedge.due:
+            return
+        if self.plan.late_binding and (due := self._hedge_at(hedge.backed)) > now:
+            hedge.due = due  # the request waited for its slot; its time at the host has not run out
+        elif self._free_slot_next() or self.state.hedge_budget.try_hedge():
+            hedge.sent = True
+            if self._launch() is not None:
+                hedge.wanted = 2
+        else:
+            # Refused: ask again once the call has waited twice as long. The longer it waits, the likelier it is a
+            # straggler, so a scarce token does more good then; refused once for good, stragglers met an empty
+            # bucket at 80 % load and set the p99.
+            hedge.due = now + max(now - hedge.backed.launched, self.state.fleet.hedge.min_delay_s)
 
     def _free_slot_next(self) -> bool:
         """For a plan with ``free_slot_hedges``: put the least loaded host next, and say whether it has a slot free.

@@ -1,4 +1,8 @@
-"""A fake Ollama server: /api/chat, /api/generate (streamed NDJSON or not), /api/tags, /api/version."""
+"""A fake Ollama server: /api/chat, /api/generate (streamed NDJSON or not), /api/tags, /api/version.
+
+``format`` (``"json"`` or a JSON schema) is checked as Ollama checks it, and a schema request with no scripted text
+gets a reply that satisfies the schema (:mod:`harness.fakes.structured`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 from harness.fakes.script import Reply, Script
 from harness.fakes.server import Call, FakeServer, count_tokens, shape_answer, split_pieces, stop_list
+from harness.fakes.structured import ollama_format_problem, ollama_schema, schema_instance
 
 _DEFAULT_MESSAGES = {
     400: "invalid request",
@@ -68,6 +73,10 @@ class FakeOllama(FakeServer):
         if _with_tag(model) not in {_with_tag(m) for m in self.models}:
             await self.send_json(call, 404, {"error": f'model "{model}" not found, try pulling it first'})
             return
+        problem = ollama_format_problem(call.body)
+        if problem is not None:
+            await self.send_json(call, 400, {"error": problem})
+            return
         # Ollama streams unless told not to.
         await self.serve_generation(call, stream=call.body.get("stream", True) is not False)
 
@@ -90,8 +99,10 @@ class FakeOllama(FakeServer):
             return "", "stop"
         options = call.body.get("options") or {}
         limit = options.get("num_predict")
+        schema = ollama_schema(call.body)
+        text = schema_instance(schema) if reply.text is None and schema is not None else self.answer_text(reply)
         return shape_answer(
-            self.answer_text(reply),
+            text,
             limit if isinstance(limit, int) and limit >= 0 else None,
             stop_list(options.get("stop")),
         )

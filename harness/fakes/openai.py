@@ -2,7 +2,9 @@
 
 Responses carry llama.cpp's ``timings`` object unless ``timings=False`` (then it looks like llama-cpp-python or
 vLLM); ``health=False`` removes /health and /props like servers that do not have them. The model name in requests is
-not checked, as llama.cpp serves its one loaded model whatever the request says.
+not checked, as llama.cpp serves its one loaded model whatever the request says. ``response_format`` is checked by
+OpenAI's rules (a ``json_schema`` needs a name and a valid schema; ``strict`` needs closed objects that require every
+property), and a schema request with no scripted text gets a reply that satisfies the schema.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from harness.fakes.script import Reply, Script
 from harness.fakes.server import Call, FakeServer, count_tokens, shape_answer, split_pieces, stop_list
+from harness.fakes.structured import openai_schema, response_format_problem, schema_instance
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -72,6 +75,10 @@ class FakeOpenAI(FakeServer):
     # --- routes ------------------------------------------------------------------------------------------------
 
     async def _generation(self, call: Call) -> None:
+        problem = response_format_problem(call.body)
+        if problem is not None:
+            await self.send_json(call, 400, _error_body(400, problem))
+            return
         await self.serve_generation(call, stream=call.body.get("stream") is True)
 
     async def _models(self, call: Call) -> None:
@@ -101,8 +108,10 @@ class FakeOpenAI(FakeServer):
 
     def _answer(self, call: Call, reply: Reply) -> tuple[str, str]:
         limit = call.body.get("max_tokens")
+        schema = openai_schema(call.body)
+        text = schema_instance(schema) if reply.text is None and schema is not None else self.answer_text(reply)
         return shape_answer(
-            self.answer_text(reply),
+            text,
             limit if isinstance(limit, int) and limit >= 0 else None,
             stop_list(call.body.get("stop")),
         )

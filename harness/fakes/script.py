@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +45,8 @@ class Reply:
         usage: overrides of reported usage/timing fields in the protocol's own names (e.g.
             ``{"cache_read_input_tokens": 100}``); None removes the field.
         headers: extra response headers.
+        until: hold the answer, once its latency has passed, until this event is set (the client may still leave
+            meanwhile): a test releases answers when it has looked at the state they hold, instead of racing a clock.
     """
 
     kind: ReplyKind = "ok"
@@ -57,6 +60,7 @@ class Reply:
     chunk_delay: float = 0.0
     usage: Mapping[str, int | None] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    until: threading.Event | None = None
 
     def delay(self) -> float:
         value = self.latency() if callable(self.latency) else self.latency

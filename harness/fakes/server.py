@@ -75,6 +75,7 @@ class FakeServer:
         self.disconnects = 0
         self.resets = 0
         self.unread = 0
+        self.arrived = 0  # requests whose head was read: the app began reading their bodies
         self.in_flight = 0
         self.max_in_flight = 0
         self._routes: dict[tuple[str, str], Handler] = {}
@@ -163,7 +164,7 @@ class FakeServer:
 
     def reset_counters(self) -> None:
         self.requests.clear()
-        self.generations = self.completed = self.disconnects = self.resets = self.unread = 0
+        self.generations = self.completed = self.disconnects = self.resets = self.unread = self.arrived = 0
         self.max_in_flight = self.in_flight
 
     # --- routing -----------------------------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class FakeServer:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
+        self.arrived += 1
         try:
             raw = await request.body()
         except ClientDisconnect:
@@ -235,6 +237,8 @@ class FakeServer:
                 return
             call.latency = reply.delay()
             if not await self.pause(call, call.latency):
+                return
+            if reply.until is not None and not await self._hold(call, reply.until):
                 return
             if reply.kind == "reset":
                 self._abort(call)
@@ -295,6 +299,17 @@ class FakeServer:
             return True
         self.disconnects += 1
         return False
+
+    async def _hold(self, call: Call, release: threading.Event) -> bool:
+        """Wait for ``release`` (set from any thread), unless the client disconnects first: False (and counted)."""
+        while not release.is_set() and not self._stopping:
+            try:
+                await asyncio.wait_for(self._until_disconnect(call.receive), timeout=0.01)
+            except TimeoutError:
+                continue
+            self.disconnects += 1
+            return False
+        return True
 
     async def _hang(self, call: Call) -> None:
         while not self._stopping:

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.config.grading import GradingConfig
 from harness.errors import BudgetExceeded, ProviderError
-from harness.grading.grader import GradingClient
+from harness.grading.grader import GradingClient, projected_request_usd
 from harness.grading.spend import Spend
 from harness.money.budget import Budget
-from harness.money.grade_cost import grade_cost_usd, projected_grade_usd
+from harness.money.costs import cloud_cost_usd
 from harness.providers.structured import StructuredReply, StructuredRequest
 from harness.store.claims_log import ClaimRecord, ClaimsRecord
 
@@ -141,9 +141,7 @@ class ClaimsDiagnoser:
                                  sampling=sampling)  # fmt: skip
 
     def projected_usd(self, request: StructuredRequest) -> float:
-        return projected_grade_usd(self.model, request.system, request.user, request.max_tokens,
-                                   cached_system=self.client.caches_system(request), batch=False,
-                                   cache_ttl=request.cache_ttl)  # fmt: skip
+        return projected_request_usd(self.model, self.client, request)
 
     async def diagnose(self, item: ClaimsInput) -> ClaimsRecord:
         """One answer's claims; never raises for a grader-side failure (it is recorded instead)."""
@@ -172,7 +170,7 @@ class ClaimsDiagnoser:
             except BaseException:
                 self.budget.release(held)
                 raise
-            cost = grade_cost_usd(self.model, reply.usage, batch=False, cache_ttl=self.config.cache_ttl)
+            cost = cloud_cost_usd(self.model, reply.usage, batch=False, cache_ttl=self.config.cache_ttl)
             self.budget.settle(held, cost)
             outcome = self.finish(reply, spend, cost, item)
             if isinstance(outcome, ClaimsRecord):
@@ -181,9 +179,7 @@ class ClaimsDiagnoser:
         return self._record("diagnose_error", "bad claims output twice: " + "; ".join(bad), spend, item)
 
     def finish(self, reply: StructuredReply, spend: Spend, cost: float | None, item: ClaimsInput) -> ClaimsRecord | str:
-        usage = reply.usage
-        spend.add(usage.input_tokens or 0, usage.output_tokens or 0, usage.cache_read_input_tokens or 0,
-                  usage.cache_creation_input_tokens or 0, cost)  # fmt: skip
+        spend.add(reply.usage, cost)
         parsed = parse_claims(reply.text, reply.stop_reason, len(item.passages))
         if isinstance(parsed, str):
             return parsed

@@ -1,4 +1,8 @@
-"""The grader: Claude scores one answer with the rubric, blind to who wrote it (call, then parse, then score).
+"""The graders: a judge scores one answer with the rubric, blind to who wrote it (call, then parse, then score).
+
+:class:`Judge` holds what every judge shares (the request, the retry, parsing, scoring, the budget); a judge differs
+only in its client and how it prices a call. :class:`ClaudeGrader` is the primary judge; the second judges
+(:mod:`harness.grading.second_judge`) ask an Ollama or OpenAI-compatible server for the same structured output.
 
 Every grader call reserves its projected cost on the grading budget (a budget inside the run's) before it is made and
 settles it after, so concurrent graders cannot pass the cap together. A reply that does not parse is retried once;
@@ -12,37 +16,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from harness.config.grading import GradingConfig
+from harness.config.grading import PRIMARY_JUDGE, GradingConfig
 from harness.errors import BudgetExceeded, ProviderError
 from harness.grading.parse import ParsedGrade, parse_grade
 from harness.grading.rubric import GradeInput, RubricOutput, system_prompt, user_prompt
 from harness.grading.score import overall_score
 from harness.grading.spend import Spend
+from harness.money import projection
 from harness.money.budget import Budget
-from harness.money.grade_cost import grade_cost_usd, projected_grade_usd
+from harness.money.costs import cloud_cost_usd
+from harness.money.tokens import estimate_tokens
 from harness.providers.structured import StructuredReply, StructuredRequest
 from harness.store.records import GradeRecord
 
 ATTEMPTS = 2  # the first call and one retry on bad output
 
 
-class GradingClient(Protocol):
-    """The call half: ``harness.providers.anthropic_grader.AnthropicGraderClient`` in production."""
+class StructuredClient(Protocol):
+    """The call half of a judge: one structured-output call."""
 
-    model: str
-
-    def caches_system(self, request: StructuredRequest) -> bool: ...
+    @property
+    def model(self) -> str: ...
 
     async def structured(self, request: StructuredRequest) -> StructuredReply: ...
 
 
-@dataclass
-class ClaudeGrader:
-    """Grades answers one call at a time (the direct path; the batch path shares ``request`` and ``finish``)."""
+class GradingClient(StructuredClient, Protocol):
+    """Claude's: ``harness.providers.anthropic_grader.AnthropicGraderClient`` in production."""
 
-    client: GradingClient
+    def caches_system(self, request: StructuredRequest) -> bool: ...
+
+
+@dataclass
+class Judge:
+    """Grades answers one call at a time. Subclasses price a call (``projected_usd`` before, ``price`` after)."""
+
+    client: StructuredClient
     config: GradingConfig
     budget: Budget
+    name: str = PRIMARY_JUDGE
     stopped: str | None = None  # why later calls are not made (spend limit, billing)
     calls: int = 0
 
@@ -63,19 +75,19 @@ class ClaudeGrader:
             sampling=sampling,
         )
 
-    def projected_usd(self, request: StructuredRequest, *, batch: bool) -> float:
-        return projected_grade_usd(
-            self.model,
-            request.system,
-            request.user,
-            request.max_tokens,
-            cached_system=self.client.caches_system(request),
-            batch=batch,
-            cache_ttl=request.cache_ttl,
-        )
+    def projected_usd(
+        self, request: StructuredRequest, *, batch: bool, calls: int = 1, unseen_user_tokens: int = 0
+    ) -> float:
+        """Upper estimate of ``calls`` calls of ``request``, held by the budget before a call is made.
+
+        ``unseen_user_tokens`` are tokens the user message will carry beyond its present text: the projection made
+        before a run counts the passages and the answer it cannot see yet that way.
+        """
+        raise NotImplementedError
 
     def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
-        return grade_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
+        """What one call cost; None when it cannot be priced (never a silent zero)."""
+        raise NotImplementedError
 
     async def grade(self, item: GradeInput) -> GradeRecord:
         """One answer's grade; never raises for a grader-side failure (it is recorded instead)."""
@@ -115,14 +127,7 @@ class ClaudeGrader:
         self, reply: StructuredReply, spend: Spend, cost: float | None, batch_id: str | None = None
     ) -> GradeRecord | str:
         """Count the call, parse its reply and score it: the grade, or why the reply was unusable."""
-        usage = reply.usage
-        spend.add(
-            usage.input_tokens or 0,
-            usage.output_tokens or 0,
-            usage.cache_read_input_tokens or 0,
-            usage.cache_creation_input_tokens or 0,
-            cost,
-        )
+        spend.add(reply.usage, cost)
         parsed = parse_grade(reply.text, reply.stop_reason)
         if not isinstance(parsed, ParsedGrade):
             return parsed.reason
@@ -146,3 +151,37 @@ class ClaudeGrader:
         if spend.calls:
             return self.error(f"bad output ({bad[-1]}); no retry: {self.stopped}", spend)
         return GradeRecord.unmeasured(str(self.stopped))
+
+
+@dataclass
+class ClaudeGrader(Judge):
+    """The primary judge: Claude, priced from the run's pricing table (the direct path; the batch path in
+    :mod:`harness.grading.phase` shares ``request``, ``price`` and ``finish``)."""
+
+    client: GradingClient
+
+    def projected_usd(
+        self, request: StructuredRequest, *, batch: bool, calls: int = 1, unseen_user_tokens: int = 0
+    ) -> float:
+        """The rubric at the cache-write rate when it is marked for caching (the dearest case: a write), the user
+        message at the input rate, ``max_tokens`` out."""
+        return projected_request_usd(self.model, self.client, request, batch=batch, calls=calls,
+                                     unseen_user_tokens=unseen_user_tokens)  # fmt: skip
+
+    def price(self, reply: StructuredReply, *, batch: bool) -> float | None:
+        return cloud_cost_usd(self.model, reply.usage, batch=batch, cache_ttl=self.config.cache_ttl)
+
+
+def projected_request_usd(
+    model: str, client: GradingClient, request: StructuredRequest, *, batch: bool = False, calls: int = 1,
+    unseen_user_tokens: int = 0,
+) -> float:
+    """Upper estimate of ``calls`` calls of one structured grader request (a grade or a claims check): its system
+    text at the cache-write rate when the client marks it for caching, its user text at the input rate, ``max_tokens``
+    out."""
+    system, user = estimate_tokens(request.system), estimate_tokens(request.user) + unseen_user_tokens
+    cached = system if client.caches_system(request) else 0
+    return projection.projected_usd(
+        model, system - cached + user, request.max_tokens, cache_write_tokens=cached, calls=calls, batch=batch,
+        cache_ttl=request.cache_ttl,
+    )

@@ -1,19 +1,25 @@
-"""Build a run's grading from the suite's ``grading:`` section: the sample, the grader, its budget and projection."""
+"""Build a run's grading from the suite's ``grading:`` section: the sample, the judges, the budget and projection.
+
+Claude (the primary judge) is built only with an API key; the second judges are built whatever the key, since they
+need none of Anthropic's. A paid second judge's projection is added to the grading projection and its calls to the
+grading budget; a self-hosted one is shown as costing its host's cost model, outside the cloud budget.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from harness.config.fleet import Fleet
 from harness.config.suite import Suite
-from harness.grading.grader import ClaudeGrader
+from harness.grading.grader import ClaudeGrader, Judge
 from harness.grading.phase import GradingPlan
-from harness.grading.rubric import system_prompt
+from harness.grading.rubric import grade_inputs
 from harness.grading.sampling import stratified_sample
+from harness.grading.second_judge import HttpJudge, build_second_judge
 from harness.money.budget import Budget
-from harness.money.costs import estimate_tokens
-from harness.money.grade_cost import projected_grade_usd
-from harness.store.grade_log import PENDING
+from harness.money.tokens import estimate_tokens
+from harness.store.grade_log import PENDING, read_second_judges
 
 NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
 
@@ -22,22 +28,25 @@ NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
 class GradingSetup:
     plan: GradingPlan | None
     calls: int  # grader calls the run would make (sampled cases x generating variants x answering tiers)
-    projected_usd: float | None
+    projected_usd: float | None  # Claude's and the paid second judges' calls
     budget: Budget | None
+    judges_projected_usd: dict[str, float] = field(default_factory=dict)  # per second judge; 0 when self-hosted
 
     def plan_line(self) -> str | None:
         """One line for the console before the run: the projected grading cost, or why there is no grading."""
         plan = self.plan
         if plan is None:
             return None
+        judges = "".join(f"; second judge {_judge_line(j, self.judges_projected_usd.get(j.name, 0.0))}"
+                         for j in plan.judges)
         if plan.grader is None:
-            return plan.reason
+            return plan.reason + judges
         cap = f"grading.max_usd ${self.budget.cap_usd:.2f}" if self.budget and self.budget.cap_usd else "no grading cap"
         how = "Message Batches" if plan.batch else "direct calls"
         cost = f"up to ${self.projected_usd:.4f}" if self.projected_usd is not None else "nothing"
         return (
             f"projected grading cost: {cost} for {self.calls} grades of {len(plan.sample)} sampled cases "
-            f"({plan.describe}; {plan.grader.model}, {how}; {cap}, inside the run budget)"
+            f"({plan.describe}; {plan.grader.model}, {how}; {cap}, inside the run budget){judges}"
         )
 
     def manifest(self) -> dict[str, Any]:
@@ -53,6 +62,10 @@ class GradingSetup:
             "batch": self.plan.batch,
             "max_usd": self.budget.cap_usd if self.budget is not None else None,
             "projected_usd": self.projected_usd,
+            "second_judges": [
+                {"name": j.name, "kind": j.kind, "model": j.model, "where": j.where, "paid": j.paid}
+                for j in self.plan.judges
+            ],
         }
 
 
@@ -64,8 +77,13 @@ def build_grading(
     key_present: bool,
     batch: bool | None = None,
     base_url: str | None = None,
+    fleet: Fleet | None = None,
 ) -> GradingSetup:
-    """The grading plan of a run; the grader client is built only with a key (its SDK import stays lazy)."""
+    """The grading plan of a run; the Claude client is built only with a key (its SDK import stays lazy).
+
+    Raises:
+        InputError: a second judge names a host the fleet file does not have (the caller names the suite's line).
+    """
     generation = suite.generation
     if generation is None:
         return GradingSetup(None, 0, None, None)
@@ -76,49 +94,60 @@ def build_grading(
     )
     describe = f"{config.rate:.0%} of each category, at least {config.min_per_category}, seed {config.seed}"
     calls = len(sample) * len(suite.generating_variants()) * answering_tiers
-    plan = GradingPlan(sample, describe, seed=config.seed, batch=batch)
+    plan = GradingPlan(sample, describe, seed=config.seed, batch=batch, concurrency=config.concurrency)
+    budget = Budget(config.max_usd, name="grading", parent=run_budget)
+    plan.judges = [build_second_judge(judge, config, fleet, budget) for judge in config.second_judges]
+    paid = {judge.name: (_upper_estimate_usd(suite, judge, calls, batch=False) or 0.0) if judge.paid else 0.0
+            for judge in plan.judges}
+    plan_paid = sum(paid.values())
     if not key_present:
         plan.reason = NO_KEY_REASON
-        return GradingSetup(plan, calls, None, None)
+        return GradingSetup(plan, calls, plan_paid or None, budget if plan.judges else None, paid)
     from harness.providers.anthropic_grader import AnthropicGraderClient
 
-    budget = Budget(config.max_usd, name="grading", parent=run_budget)
     client = AnthropicGraderClient(config.model, base_url=base_url)
-    plan.grader = ClaudeGrader(client, config, budget)
+    grader = plan.grader = ClaudeGrader(client, config, budget)
     if config.diagnose:
         from harness.grading.claims import ClaimsDiagnoser
 
         plan.diagnoser = ClaimsDiagnoser(client, config, budget)  # the same grading budget holds both
-    plan.concurrency = config.concurrency
     plan.poll_s = config.batch_poll_s
     plan.timeout_s = config.batch_timeout_s
-    return GradingSetup(plan, calls, _projected(suite, calls, batch, client.caches_system_text), budget)
+    claude = _upper_estimate_usd(suite, grader, calls, batch=batch)
+    projected = None if claude is None and not plan_paid else (claude or 0.0) + plan_paid
+    return GradingSetup(plan, calls, projected, budget, paid)
 
 
-def _projected(suite: Suite, calls: int, batch: bool, caches: Any) -> float | None:
-    """Upper estimate shown before the run: the rubric, the longest question and reference, a full context and
-    a full answer in; ``max_tokens`` out; at batch prices when batched."""
+def _judge_line(judge: HttpJudge, paid_usd: float) -> str:
+    """How the console names a second judge before the run, with what it will cost."""
+    if judge.paid:
+        money = f"paid: up to ${paid_usd:.4f}, held to the grading budget call by call"
+    elif judge.host_cost is not None:
+        money = "self-hosted: its host's cost model, outside the cloud budget"
+    else:
+        money = "self-hosted, no cost model given: counted as $0"
+    return f"{judge.name} ({judge.model} on {judge.where}; {money})"
+
+
+def _upper_estimate_usd(suite: Suite, grader: Judge, calls: int, *, batch: bool) -> float | None:
+    """Upper estimate shown before the run: ``calls`` times the grader's request for the case with the longest
+    question and reference, its passages filling ``max_context_tokens`` and its answer ``max_tokens``.
+
+    The request is the one the grader will send, built from the rubric and the case's real text with empty passages
+    and an empty answer; the passages and the answer it cannot see yet are added as token counts. The runner cuts the
+    grader's passages to ``max_context_tokens`` as the answer prompt does (``shown_texts``), so that bound holds, up
+    to the HTML escaping of ``&``, ``<`` and ``>`` in them (a few tokens, inside the estimate's own over-count).
+    """
     generation = suite.generation
     if generation is None or not calls:
         return None
-    cases = [c for c in suite.cases if c.generate]
-    user_tokens = (
-        max(estimate_tokens(c.question) + estimate_tokens(c.reference) for c in cases)
-        + generation.max_context_tokens
-        + generation.max_tokens
-        + 60  # the tags and the closing line
-    )
-    system = system_prompt()
-    per_call = projected_grade_usd(
-        suite.grading.model,
-        system,
-        "x" * (user_tokens * 4),
-        suite.grading.max_tokens,
-        cached_system=caches(system),
-        batch=batch,
-        cache_ttl=suite.grading.cache_ttl,
-    )
-    return per_call * calls
+    empty_passages = [""] * generation.context_chunks
+    requests = [
+        grader.request(grade_inputs(c.question, c.reference, empty_passages, "")) for c in suite.cases if c.generate
+    ]
+    largest = max(requests, key=lambda request: estimate_tokens(request.user))
+    unseen = generation.max_context_tokens + generation.max_tokens
+    return grader.projected_usd(largest, batch=batch, calls=calls, unseen_user_tokens=unseen)
 
 
 def grading_summary(store: Any, setup: GradingSetup | None, outcome: Any) -> dict[str, Any]:
@@ -141,4 +170,12 @@ def grading_summary(store: Any, setup: GradingSetup | None, outcome: Any) -> dic
         batch_id=getattr(outcome, "batch_id", None),
         note=getattr(outcome, "note", None) or (grader.stopped if grader is not None else None),
     )
+    judges = setup.plan.judges if setup.plan is not None else []
+    logged = read_second_judges(store.path) if judges else {}
+    for entry, judge in zip(info.get("second_judges", []), judges, strict=True):
+        judge_counts: dict[str, int] = {}
+        for grade in logged.get(judge.name, {}).values():
+            judge_counts[grade.status] = judge_counts.get(grade.status, 0) + 1
+        entry.update(counts=judge_counts, spent_usd=judge.budget.spent_usd, calls=judge.budget.calls,
+                     note=judge.stopped)
     return {"grader": info}

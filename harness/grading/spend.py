@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.providers.types import Usage
+
 
 @dataclass
 class Spend:
@@ -12,18 +14,19 @@ class Spend:
 
     input_tokens: int = 0
     output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
     cost_usd: float | None = 0.0
     calls: int = 0
     unpriced: list[str] = field(default_factory=list)
 
-    def add(self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int, cost: float | None) -> None:
+    def add(self, usage: Usage, cost: float | None) -> None:
+        """Count one call's tokens (a count the server did not report adds nothing) and its cost."""
         self.calls += 1
-        self.input_tokens += input_tokens
-        self.output_tokens += output_tokens
-        self.cache_read_tokens += cache_read
-        self.cache_write_tokens += cache_write
+        self.input_tokens += usage.input_tokens or 0
+        self.output_tokens += usage.output_tokens or 0
+        self.cache_read_input_tokens += usage.cache_read_input_tokens or 0
+        self.cache_creation_input_tokens += usage.cache_creation_input_tokens or 0
         # an unpriced call makes the total unknown, never a silent zero
         self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
 
@@ -33,7 +36,7 @@ class Spend:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cost_usd": self.cost_usd,
         }

@@ -25,22 +25,10 @@ HARDWARE_USD_PER_THREAD_HOUR = 0.04
 # out ordinary calls; 60 s only cuts off a server that is stuck.
 TIMEOUT_S = 60.0
 
-# Streaming. llama-cpp-python finishes a non-streamed answer whose client has gone (a cancelled race loser) before it
-# takes its next request; a streamed answer stops at its next token. bench/race_streaming.py (2 servers, the 12
-# nightly RAG prompts, 6 race runs and 1 hedge run, one call at a time and two at a time, on a shared 2-core box):
-#   * the same 12/12 answers, streamed or not;
-#   * latency: no consistent difference. The p50 per call moved either way between runs (streamed 3.2-5.9 s vs
-#     3.0-7.3 s one at a time), with the box's other load, not with streaming. Two identical servers racing the same
-#     prompt finish close together, so a loser has little left to generate;
-#   * server CPU: streamed 0-10% less (a loser stops instead of finishing);
-#   * after the last answer the servers stayed busy 0.07-0.20 s streamed, up to 2.65 s not: work that the
-#     dispatcher's cost model never sees, since it stops a loser's clock at the cancel. A call cancelled early (a
-#     timeout, a hedge) leaves more: a 150-token answer cancelled after 0.6 s kept its server busy 5.9 s longer.
-# Streamed, llama-cpp-python reports no token counts: the prompt's is asked of its /extras/tokenize/count (one 5-13 ms
-# request), the answer's stays unmeasured. It sends no timings either way, and streaming adds the time to the first
-# token. An eval harness reports tokens per call, and the leftover work of a loser is small when identical servers
-# race, so answers are not streamed by default; `harness fleet up --stream` when hedging or short timeouts cancel
-# requests early.
+# Streaming: llama-cpp-python finishes a non-streamed answer whose client has gone (a cancelled race loser) before its
+# next request; a streamed one stops at its next token but reports no output token counts. Identical servers racing
+# leave a loser little to finish and an eval wants its token counts, so answers are not streamed by default (the
+# bench/race_streaming.py figures are in the README, "Benchmarks").
 STREAM = False
 
 

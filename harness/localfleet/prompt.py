@@ -180,6 +180,14 @@ def fit_passages(passages: Iterable[object], budget_tokens: int, *, min_tail_tok
     return kept
 
 
+def shown_texts(passages: Iterable[object], budget_tokens: int) -> list[str]:
+    """The passages' text as a prompt with this context budget shows it: fitted, cut and unwrapped, without labels.
+
+    Each text's estimate is at most its share of ``budget_tokens``, so the texts together stay within the budget.
+    """
+    return [_flatten(passage.text) for passage in fit_passages(passages, budget_tokens)]
+
+
 def render_context(passages: Sequence[Passage]) -> str:
     return "\n".join(_render_passage(i + 1, p) for i, p in enumerate(passages))
 

@@ -15,6 +15,9 @@ from harness.errors import InputError
 from harness.metrics.answer import ANSWER_METRICS
 
 GRADE_SCORE = "grade_score"
+#: The row of every category together, in every per-category table (drift, compare, A/B, grader coverage). In
+#: parentheses, so it cannot be taken for a category a suite names "all".
+ALL_CATEGORIES = "(all)"
 
 
 @dataclass(frozen=True)

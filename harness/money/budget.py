@@ -5,13 +5,8 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from harness.errors import BudgetExceeded
-from harness.money.costs import estimate_tokens, projected_cloud_cost_usd
-
-if TYPE_CHECKING:  # types only: money sits below providers, which price their calls through it
-    from harness.providers.types import GenerationRequest
 
 
 @dataclass(frozen=True)
@@ -158,8 +153,3 @@ class Budget:
             with self.parent._lock:
                 self.parent._charge(usd, priced=priced)
 
-
-def projected_request_usd(model: str, request: GenerationRequest) -> float:
-    """What to reserve for one cloud answer: the prompt's estimated tokens in, ``max_tokens`` out, at list price."""
-    prompt_tokens = estimate_tokens((request.system or "") + request.prompt)
-    return projected_cloud_cost_usd(model, 1, prompt_tokens, request.max_tokens)

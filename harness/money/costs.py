@@ -1,4 +1,5 @@
-"""Money: cloud prices from the dated pricing table, the one local cost model, projections and the break-even volume.
+"""Money: cloud prices from the dated pricing table and their rate choice, the one local cost model, the fleet's
+fixed cost a month and the break-even volume.
 
 The pricing table is data (``harness/money/pricing.yaml``, see :mod:`harness.config.pricing`). A run picks it once with
 :func:`use_pricing` (``--pricing FILE``, else ``HARNESS_PRICING``, else the bundled table); everything after that
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from harness.config.advice import DAYS_PER_MONTH
 from harness.config.fleet import HostCost
 from harness.config.pricing import BUNDLED_PRICING, ModelPrice, PricingTable, load_pricing
 from harness.money.tokens import estimate_tokens
@@ -22,22 +24,23 @@ if TYPE_CHECKING:  # types only: money sits below providers, which price their c
 __all__ = [
     "BreakEven",
     "CacheTTL",
+    "CallRates",
     "LocalCallCost",
     "PRICING_ENV",
     "break_even",
+    "call_rates",
     "cloud_cost_usd",
     "estimate_tokens",
     "fleet_fixed_usd_per_month",
     "local_call_cost",
     "price_for",
     "pricing_table",
-    "projected_cloud_cost_usd",
     "use_pricing",
 ]
 
 PRICING_ENV = "HARNESS_PRICING"
 CacheTTL = Literal["5m", "1h"]
-_MILLION = 1_000_000
+MILLION = 1_000_000
 
 _active: PricingTable | None = None
 
@@ -60,43 +63,51 @@ def price_for(model: str) -> ModelPrice:
     return pricing_table().price_for(model)
 
 
+@dataclass(frozen=True)
+class CallRates:
+    """Dollars per million tokens of each kind for one call, after the batch discount and cache lifetime choice."""
+
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+
+def call_rates(model: str, prompt_tokens: int, *, batch: bool = False, cache_ttl: CacheTTL = "5m") -> CallRates:
+    """The one rate choice: the row's rates for a prompt this long, at the cache lifetime's write rate, batched or not.
+
+    A prompt longer than a row's ``long_prompt`` threshold (input + cache writes + cache reads) is priced at those
+    rates. ``batch`` prices input and output at the Message Batches rates; the batch discount also applies to cache
+    writes and reads (the discounts stack), in the same proportion as on input.
+    """
+    rates = price_for(model).rates_for(prompt_tokens)
+    write = rates.cache_write_5m if cache_ttl == "5m" else rates.cache_write_1h
+    if not batch:
+        return CallRates(rates.input, rates.output, write, rates.cache_read)
+    discount = rates.batch_input / rates.input if rates.input else 1.0
+    return CallRates(rates.batch_input, rates.batch_output, write * discount, rates.cache_read * discount)
+
+
 def cloud_cost_usd(
     model: str, usage: Usage, *, batch: bool = False, cache_ttl: CacheTTL = "5m"
 ) -> float | None:
     """Dollar cost of one cloud call; None when the server reported no input or output token count.
 
     ``usage.input_tokens`` counts only uncached input, as the Messages API reports it; cache writes are priced at the
-    ``cache_ttl`` lifetime's rate and cache reads at the hit rate. ``batch`` prices input and output at the Message
-    Batches rates; the batch discount also applies to cache writes and reads (the discounts stack), in the same
-    proportion as on input. A prompt longer than a row's ``long_prompt`` threshold is priced at those rates.
+    ``cache_ttl`` lifetime's rate and cache reads at the hit rate (see :func:`call_rates`).
     """
     if usage.input_tokens is None or usage.output_tokens is None:
         return None
     cache_write = usage.cache_creation_input_tokens or 0
     cache_read = usage.cache_read_input_tokens or 0
-    rates = price_for(model).rates_for(usage.input_tokens + cache_write + cache_read)
-    write_rate = rates.cache_write_5m if cache_ttl == "5m" else rates.cache_write_1h
-    if batch:
-        discount = rates.batch_input / rates.input if rates.input else 1.0
-        input_rate, output_rate = rates.batch_input, rates.batch_output
-        write_rate, read_rate = write_rate * discount, rates.cache_read * discount
-    else:
-        input_rate, output_rate, read_rate = rates.input, rates.output, rates.cache_read
+    rates = call_rates(model, usage.input_tokens + cache_write + cache_read, batch=batch, cache_ttl=cache_ttl)
     dollars_times_million = (
-        usage.input_tokens * input_rate
-        + usage.output_tokens * output_rate
-        + cache_write * write_rate
-        + cache_read * read_rate
+        usage.input_tokens * rates.input
+        + usage.output_tokens * rates.output
+        + cache_write * rates.cache_write
+        + cache_read * rates.cache_read
     )
-    return dollars_times_million / _MILLION
-
-
-def projected_cloud_cost_usd(
-    model: str, calls: int, input_tokens_per_call: float, output_tokens_per_call: float
-) -> float:
-    """Upper estimate shown before a run starts: every call at full input and output list prices, no cache."""
-    rates = price_for(model).rates_for(int(input_tokens_per_call))
-    return calls * (input_tokens_per_call * rates.input + output_tokens_per_call * rates.output) / _MILLION
+    return dollars_times_million / MILLION
 
 
 @dataclass(frozen=True)
@@ -146,9 +157,6 @@ def break_even(fixed_usd_per_month: float, local_marginal_usd_per_call: float, c
     return BreakEven(fixed_usd_per_month, local_marginal_usd_per_call, cloud_usd_per_call, calls)
 
 
-HOURS_PER_MONTH = 730.0
-
-
-def fleet_fixed_usd_per_month(costs: list[HostCost]) -> float:
+def fleet_fixed_usd_per_month(costs: list[HostCost], days_per_month: float = DAYS_PER_MONTH) -> float:
     """Hardware amortisation of all hosts for a month (fixed); energy is charged per call (marginal)."""
-    return sum(c.hardware_usd_per_hour for c in costs) * HOURS_PER_MONTH
+    return sum(c.hardware_usd_per_hour for c in costs) * 24.0 * days_per_month

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from harness.errors import InputError, ProviderError
+from harness.providers.structured import StructuredReply, StructuredRequest
 from harness.providers.transport import AiohttpTransport
 from harness.providers.types import Generation, GenerationRequest, ServerTiming, Usage
 
@@ -208,6 +209,35 @@ class HttpProvider:
         )
 
     async def _call(self, request: GenerationRequest) -> tuple[str, Usage, ServerTiming, str | None]:
+        raise NotImplementedError
+
+    @property
+    def model(self) -> str:
+        return self.host.model
+
+    async def structured(self, request: StructuredRequest) -> StructuredReply:
+        """One chat call whose reply the server constrains to ``request.output``'s JSON schema (a second judge's
+        grade). Not streamed, not retried here: the judge retries a bad reply once, and counts a failed call."""
+        path, payload = self._structured_payload(request, request.output.model_json_schema())
+        started = time.perf_counter()
+        async with self._host_semaphore():
+            self._in_flight += 1
+            try:
+                with self._translate():
+                    data = await self.post_json(path, payload)
+            finally:
+                self._in_flight -= 1
+        if "error" in data:
+            raise self.fail(f"server error: {error_message(json.dumps(data))}", status=200)
+        text, usage, stop_reason = self._structured_reply(path, data)
+        return StructuredReply(text=text, usage=usage, stop_reason=stop_reason, model=self.host.model,
+                               latency_s=time.perf_counter() - started)
+
+    def _structured_payload(self, request: StructuredRequest, schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _structured_reply(self, path: str, data: dict[str, Any]) -> tuple[str | None, Usage, str | None]:
+        """(text, usage, stop reason); the stop reason in the grader's words: ``max_tokens``, ``refusal`` or other."""
         raise NotImplementedError
 
     # --- helpers for subclasses -------------------------------------------------------------------------------

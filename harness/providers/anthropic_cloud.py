@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -31,12 +30,12 @@ import anthropic
 from harness.errors import InputError, ProviderError
 from harness.money.costs import pricing_table
 from harness.money.lifecycle import today, unavailable_message
+from harness.providers.anthropic_key import API_KEY_ENV, anthropic_api_key
 from harness.providers.base import HostStatus
 from harness.providers.types import Generation, GenerationRequest, ServerTiming, Usage
 
 T = TypeVar("T")
 
-API_KEY_ENV = "ANTHROPIC_API_KEY"
 SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
 _RETRYABLE = frozenset({408, 409, 429})
 _BACKOFF_INITIAL_S = 0.5
@@ -72,7 +71,7 @@ class AnthropicProvider:
         top_k: int | None = None,
         name: str = "cloud",
     ) -> None:
-        key = api_key or os.environ.get(API_KEY_ENV, "").strip()
+        key = api_key or anthropic_api_key()
         if not key:
             raise InputError(
                 f"no Anthropic API key for the cloud tier (model {model})",

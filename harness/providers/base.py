@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import InputError
 
@@ -55,11 +55,11 @@ PROVIDERS: dict[str, str] = {
 }
 
 
-def provider_for(host: Host) -> Provider:
-    """Build the provider for a fleet host from the registry."""
+def provider_for(host: Host, **options: Any) -> Provider:
+    """Build the provider for a fleet host from the registry (``options`` go to its constructor, e.g. ``timeout_s``)."""
     target = PROVIDERS.get(host.kind)
     if target is None:
         raise InputError(f"unknown host kind {host.kind!r}", hint=f"use one of: {', '.join(sorted(PROVIDERS))}")
     module_name, class_name = target.split(":")
     provider_class = getattr(importlib.import_module(module_name), class_name)
-    return provider_class(host)
+    return provider_class(host, **options)

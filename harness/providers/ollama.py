@@ -26,6 +26,7 @@ from harness.providers._http import (
     ns_to_s,
 )
 from harness.providers.base import HostStatus
+from harness.providers.structured import StructuredRequest
 from harness.providers.types import GenerationRequest, ServerTiming, Usage
 
 
@@ -51,6 +52,20 @@ class OllamaProvider(HttpProvider):
             return "/api/generate", payload
         payload["messages"] = chat_messages(request)
         return "/api/chat", payload
+
+    def _structured_payload(self, request: StructuredRequest, schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """/api/chat with ``format`` set to the JSON schema: Ollama turns it into a grammar the reply must follow."""
+        options: dict[str, Any] = {"num_predict": request.max_tokens, **request.sampling}
+        messages = [{"role": "system", "content": request.system}, {"role": "user", "content": request.user}]
+        return "/api/chat", {"model": self.host.model, "stream": False, "messages": messages, "format": schema,
+                             "options": options}
+
+    def _structured_reply(self, path: str, data: dict[str, Any]) -> tuple[str | None, Usage, str | None]:
+        message = data.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
+        finish = _finish(data)
+        return (text if isinstance(text, str) else None, _usage(data),
+                "max_tokens" if finish == "length" else finish)
 
     def _piece(self, data: dict[str, Any]) -> str | None:
         """The text in one response object (whole reply or stream chunk)."""

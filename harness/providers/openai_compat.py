@@ -25,6 +25,7 @@ import httpx
 
 from harness.providers._http import HttpProvider, as_int, chat_messages, completion_prompt, error_message, ms_to_s
 from harness.providers.base import HostStatus
+from harness.providers.structured import StructuredRequest
 from harness.providers.types import GenerationRequest, ServerTiming, Usage
 
 if TYPE_CHECKING:
@@ -71,6 +72,31 @@ class OpenAICompatProvider(HttpProvider):
             return f"{self._api}/completions", payload
         payload["messages"] = chat_messages(request)
         return f"{self._api}/chat/completions", payload
+
+    def _structured_payload(self, request: StructuredRequest, schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """/v1/chat/completions with ``response_format`` ``json_schema`` (strict): llama.cpp, vLLM and OpenAI all
+        constrain the reply to the schema."""
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": request.output.__name__, "schema": schema, "strict": True},
+        }
+        messages = [{"role": "system", "content": request.system}, {"role": "user", "content": request.user}]
+        payload: dict[str, Any] = {"model": self.host.model, "max_tokens": request.max_tokens, "messages": messages,
+                                   "response_format": response_format, **request.sampling}
+        return f"{self._api}/chat/completions", payload
+
+    def _structured_reply(self, path: str, data: dict[str, Any]) -> tuple[str | None, Usage, str | None]:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self.fail(f"response from {path} has no choices", status=200)
+        message = choices[0].get("message")
+        message = message if isinstance(message, dict) else {}
+        if message.get("refusal"):  # OpenAI's structured outputs refuse in a field of their own
+            return None, _usage(data), "refusal"
+        text = message.get("content")
+        finish = choices[0].get("finish_reason")
+        stop = "max_tokens" if finish == "length" else finish if isinstance(finish, str) else None
+        return text if isinstance(text, str) else None, _usage(data), stop
 
     def _choice_text(self, choice: dict[str, Any], *, delta: bool) -> str | None:
         if self.host.endpoint == "completion":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.analysis.attribution import (
-    ALL,
+    ALL_CATEGORIES,
     ANSWERS_GRADE,
     KINDS,
     RIGHT_CORRECTNESS,
@@ -78,7 +78,7 @@ def blame_markdown(result: Attribution, extra: str = "") -> str:
     pointers = [
         f"- {md_text(row.tier)}, {md_text(row.category)}: {md_text(pointer)}"
         for row in result.rows
-        if row.variant == ALL and row.category != ALL and (pointer := fix_pointer(row))
+        if row.variant == ALL_CATEGORIES and row.category != ALL_CATEGORIES and (pointer := fix_pointer(row))
     ]
     if pointers:
         parts.append("Where the fix lies (the most frequent failure kind):\n\n" + "\n".join(pointers) + "\n")
@@ -109,7 +109,7 @@ def advice_pointers(result: Attribution, tier: str = "local") -> dict[str, str]:
     """Category -> where the fix lies for ``tier``'s shortfalls (the advice table's last column)."""
     out: dict[str, str] = {}
     for row in result.rows:
-        if row.tier == tier and row.variant == ALL and (pointer := fix_pointer(row)):
+        if row.tier == tier and row.variant == ALL_CATEGORIES and (pointer := fix_pointer(row)):
             out[row.category] = pointer
     return out
 

@@ -14,8 +14,8 @@ def render_markdown(comparison: Comparison) -> str:
     for line in comparison.notes:
         out.append(f"- {cell(line)}")
     out.append(
-        "\nEffect is B − A on the cases both runs measured, with its 95% paired bootstrap interval; p from McNemar "
-        "(0/1 metrics; exact below 25 discordant pairs) or the sign-flip test, Holm-adjusted across the metrics of "
+        "\nEffect is B − A on the cases both runs measured, with its 95% paired bootstrap interval; p from McNemar's "
+        "exact test (0/1 metrics) or the sign-flip test, Holm-adjusted across the metrics of "
         "each row group; MDE: the smallest effect detectable at 5% with 80% power at this n.\n"
     )
     out.append("Same answer: of the n answer pairs, those where both runs hold one stored answer of the response "

@@ -39,7 +39,8 @@ def analyse(view: RunView) -> DriftAnalysis:
     gen = view.generation
     human = human_scores(view.labels) if view.labels else None
     rows = drift_rows(gen, human, confidence=config.confidence) if not gen.empty else []
-    costs = summarise_costs(gen, host_costs_from_fleet(view.manifest.fleet), confidence=config.confidence)
+    costs = summarise_costs(gen, host_costs_from_fleet(view.manifest.fleet), confidence=config.confidence,
+                            days_per_month=config.days_per_month)
     cases = gen.drop_duplicates(["case_id"]).groupby("category").size().to_dict() if not gen.empty else {}
     advice, projection = tiering_advice(rows, costs, config, {str(k): int(v) for k, v in cases.items()})
     pointers = advice_pointers(run_attribution(view, config.confidence)) if not gen.empty else {}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.report.escape import md_text
 
 STATUSES = ("graded", "unmeasured", "grade_error")
@@ -24,7 +25,7 @@ def coverage_by_category(generation: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab(generation["category"], generation["grade_status"])
     counts = counts.reindex(columns=list(STATUSES), fill_value=0)
     counts["answers"] = counts.sum(axis=1)
-    counts.loc["all"] = counts.sum()
+    counts.loc[ALL_CATEGORIES] = counts.sum()
     out = counts.reset_index().rename(columns={"grade_status": ""})
     out.columns.name = None
     return out[["category", "answers", *STATUSES]]

@@ -1,7 +1,8 @@
 """When a report shows an interval, and how it says why it shows none.
 
 A percentile bootstrap over two or three cases gives intervals such as ``[0.000, 0.000]`` that look precise and mean
-nothing. Below :data:`MIN_CASES_FOR_INTERVAL` the report shows the estimate with "too few cases (n=2)" instead.
+nothing. Below :data:`~harness.metrics.stats.intervals.MIN_CASES` (the statistics' own threshold) the report shows the
+estimate with "too few cases (n=2)" instead.
 """
 
 from __future__ import annotations
@@ -10,10 +11,7 @@ import math
 
 import pandas as pd
 
-from harness.metrics.stats.tests import MeanCI
-
-MIN_CASES_FOR_INTERVAL = 5
-"""The fewest cases (or pairs) a bootstrap interval is shown for."""
+from harness.metrics.stats.intervals import MIN_CASES, Interval
 
 INTERVAL_COLUMN = "95% CI"
 
@@ -22,10 +20,10 @@ def too_few(n: int) -> str | None:
     """The reason an interval is not shown for ``n`` cases, or ``None`` when it is."""
     if n == 0:
         return "no cases"
-    return f"too few cases (n={n})" if n < MIN_CASES_FOR_INTERVAL else None
+    return f"too few cases (n={n})" if n < MIN_CASES else None
 
 
-def bounds(ci: MeanCI) -> tuple[float | None, float | None]:
+def bounds(ci: Interval) -> tuple[float | None, float | None]:
     """The interval's bounds, or ``(None, None)`` when too few cases back it."""
     return (None, None) if too_few(ci.n) else (ci.low, ci.high)
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.analysis.history import headline_metric
+from harness.metrics.stats.intervals import MIN_CASES
 from harness.report import attribution_section, charts, drift_charts, drift_section, judge_section, tables
 from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
 from harness.report.escape import md_code, md_text
 from harness.report.failures import failures_html
 from harness.report.grading import coverage_section
-from harness.report.intervals import MIN_CASES_FOR_INTERVAL, with_interval_column
+from harness.report.intervals import with_interval_column
 from harness.report.markdown_table import table
 from harness.store.frames import fresh_answers, replay_summaries
 from harness.store.loaded import RunView
 
-INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES_FOR_INTERVAL} cases up."
+INTERVAL_NOTE = f"Intervals are shown from {MIN_CASES} cases up."
 
 
 def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Section]:
@@ -30,7 +31,8 @@ def build_sections(view: RunView, analysis: DriftAnalysis | None) -> list[Sectio
         sections += generation(view)
         sections += [from_markdown(text) for text in attribution_section.section_markdowns(view)]
     if analysis is not None:
-        sections.append(from_markdown(judge_section.judge_markdown(judge_section.analyse_judge(view))))
+        sections.append(from_markdown(judge_section.judge_markdown(judge_section.analyse_judge(view))
+                                      + judge_section.judges_markdown(judge_section.analyse_judges(view))))
         sections.append(from_markdown(
             drift_section.drift_markdown(analysis),
             Chart("local − cloud gap per category with its interval", lambda: drift_charts.forest_plot(analysis)),

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.metrics.stats import tests as stats
 from harness.report.intervals import bounds
 from harness.store.frames import fresh_answers
@@ -119,7 +120,7 @@ def tier_drift(gen: pd.DataFrame, metric: str, seed: int = 0) -> pd.DataFrame:
         return pd.DataFrame()
     wide = wide.dropna(subset=["local", "cloud"]).reset_index()
     rows = []
-    for category, part in [("(all)", wide), *wide.groupby("category")]:
+    for category, part in [(ALL_CATEGORIES, wide), *wide.groupby("category")]:
         diff = stats.paired_bootstrap_ci(part["cloud"].tolist(), part["local"].tolist(), seed=seed)
         rows.append(
             {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harness.metrics.case_values import ALL_CATEGORIES
 from harness.report import tables
 from harness.report.drift_section import DriftAnalysis, fmt_interval
 from harness.report.escape import md_text
@@ -128,7 +129,7 @@ def largest_tier_gap(view: RunView) -> str | None:
     if gen.empty or not names:
         return None
     drift = tables.tier_drift(gen, names[0])
-    categories = drift[drift["category"] != "(all)"] if not drift.empty else drift
+    categories = drift[drift["category"] != ALL_CATEGORIES] if not drift.empty else drift
     if categories.empty:
         return None
     worst = categories.sort_values(["local_minus_cloud", "category"]).iloc[0]

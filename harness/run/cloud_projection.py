@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.config.fleet import Fleet
 from harness.config.suite import Suite
-from harness.money.costs import estimate_tokens, projected_cloud_cost_usd
+from harness.money.projection import projected_usd, request_prompt_tokens
 from harness.run.tier_setup import cloud_model
 from harness.run.tiers import AnswerTier, tier_kind
 
@@ -33,12 +33,22 @@ def projected_ladder_usd(suite: Suite, tiers: list[AnswerTier]) -> float | None:
 
 
 def projected_cloud_usd(suite: Suite, fleet: Fleet | None, calls: int, model: str | None = None) -> float | None:
-    """Upper estimate from list prices: a full context, the longest question, the prompt's own text, max_tokens."""
+    """Upper estimate from list prices: ``calls`` times the cloud request of the longest question, its passages
+    filling ``max_context_tokens``, ``max_tokens`` out.
+
+    The request is built as the run builds it (the chat prompt: system text and frame), with no passages; the passages
+    are added as their token budget, which the prompt never exceeds.
+    """
+    from harness.localfleet.prompt import build_request
+
     generation = suite.generation
     if generation is None or not calls:
         return None
-    questions = [case.question for case in suite.cases if case.generate]
-    prompt_tokens = (
-        generation.max_context_tokens + max(estimate_tokens(q) for q in questions) + 150
-    )
-    return projected_cloud_cost_usd(cloud_model(fleet, model), calls, prompt_tokens, generation.max_tokens)
+    frames = [
+        build_request(case.question, [], style="chat", max_tokens=generation.max_tokens,
+                      context_tokens=generation.max_context_tokens)
+        for case in suite.cases
+        if case.generate
+    ]
+    prompt_tokens = max(request_prompt_tokens(frame) for frame in frames) + generation.max_context_tokens
+    return projected_usd(cloud_model(fleet, model), prompt_tokens, generation.max_tokens, calls=calls)

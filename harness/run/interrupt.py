@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.store.records import ManifestFields
 from harness.store.store import RunStore
 
 
@@ -20,11 +21,13 @@ def record_interrupt(store: RunStore, signum: int, write_reports: Callable[[Path
     """
     resume_with = store.manifest().resume_with or f"harness run SUITE --resume {store.path.name}"
     store.update_manifest(
-        status="interrupted",
-        interrupted_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-        interrupted_by=signal.Signals(signum).name,
-        records_written=len(store.completed()),
-        resume_with=resume_with,
+        ManifestFields(
+            status="interrupted",
+            interrupted_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            interrupted_by=signal.Signals(signum).name,
+            records_written=len(store.completed()),
+            resume_with=resume_with,
+        )
     )
     try:
         write_reports(store.path)

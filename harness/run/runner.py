@@ -15,7 +15,7 @@ from typing import Protocol
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
 from harness.grading.claims_phase import diagnose_pending
-from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, pending_items
+from harness.grading.phase import GradingOutcome, GradingPlan, grade_pending, grade_second_judges, pending_items
 from harness.metrics.retrieval import evaluate
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import Retriever, ScoredChunk
@@ -195,10 +195,15 @@ def _prompt_context(parts: RunParts, question: str, hits: Sequence[ScoredChunk],
 
 
 def _context(parts: RunParts, hits: Sequence[ScoredChunk]) -> list[str]:
-    """The passages the grader checks faithfulness against: those the prompt was built from."""
+    """The passages the grader checks faithfulness against: those the prompt was built from, as a prompt with the
+    suite's ``max_context_tokens`` shows them, so the grader sees what the answer could draw on (and the grading cost
+    projected before the run bounds what it reads)."""
     generation = parts.suite.generation
-    count = generation.context_chunks if generation is not None else len(hits)
-    return [hit.text for hit in hits[:count]]
+    if generation is None:
+        return [hit.text for hit in hits]
+    from harness.localfleet.prompt import shown_texts
+
+    return shown_texts(hits[: generation.context_chunks], generation.max_context_tokens)
 
 
 async def _grade_phase(
@@ -206,7 +211,7 @@ async def _grade_phase(
 ) -> GradingOutcome | None:
     """Grade the sampled answers still pending (this run's and, on resume, an earlier process's)."""
     plan = parts.grading
-    if plan is None or plan.grader is None:
+    if plan is None or (plan.grader is None and not plan.judges):
         return None
 
     def context_of(record: CaseRecord) -> list[str]:
@@ -216,8 +221,20 @@ async def _grade_phase(
             contexts[key] = _context(parts, hits)
         return contexts[key]
 
-    progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
-    outcome = await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
-    if plan.diagnoser is not None:
-        await diagnose_pending(plan.diagnoser, store, context_of, seed=plan.seed, concurrency=plan.concurrency)
+    outcome = GradingOutcome()
+    if plan.grader is not None:
+        progress.start("grading", sum(1 for _ in pending_items(store, plan.seed)))
+        outcome = await grade_pending(plan, store, context_of, lambda: progress.advance("grading"))
+        if plan.diagnoser is not None:
+            await diagnose_pending(plan.diagnoser, store, context_of, seed=plan.seed, concurrency=plan.concurrency)
+    if plan.judges:
+        try:
+            outcome.second = await grade_second_judges(
+                plan, store, context_of,
+                lambda name, total: progress.start(f"judge {name}", total),
+                lambda name: progress.advance(f"judge {name}"),
+            )
+        finally:
+            for judge in plan.judges:
+                await judge.aclose()
     return outcome

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config.fleet import Fleet
-from harness.config.suite import CacheMode, Suite, load_suite
+from harness.config.pricing import PricingTable
+from harness.config.suite import CacheMode, Suite, check_judge_hosts, load_suite
+from harness.config.tiers import TierPlan
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
@@ -29,9 +31,6 @@ from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.money.costs import use_pricing
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
-
-if TYPE_CHECKING:
-    from harness.localfleet.prompt import PromptStyle
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_ladder_usd
 from harness.run.ladder import (
@@ -48,11 +47,24 @@ from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
 from harness.run.tier_setup import fleet_capacity, load_run_fleet, run_fleet_path
-from harness.run.tiers import Budget, cloud_key_present
+from harness.run.tiers import AnswerTier, Budget, SkippedTier, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
 from harness.store.paths import run_dir
-from harness.store.records import Manifest
+from harness.store.records import (
+    CacheInfo,
+    CorpusInfo,
+    GraderInfo,
+    Manifest,
+    ManifestFields,
+    PricingInfo,
+    RunStatus,
+    ShardInfo,
+    SuiteInfo,
+)
 from harness.store.store import RunStore
+
+if TYPE_CHECKING:
+    from harness.localfleet.prompt import PromptStyle
 
 DEFAULT_STORE = Path(".harness/index")
 PACKAGES = (
@@ -155,8 +167,55 @@ def cache_mode(options: RunOptions, suite: Suite) -> tuple[CacheMode, str]:
     return options.default_cache_mode, f"the default of harness {options.command}"
 
 
+@dataclass
+class _Plan:
+    """What a run is made of, all checked before the run directory is claimed (no model needed)."""
+
+    suite: Suite
+    corpus: Corpus
+    suite_sha: str
+    shard: ShardInfo | None
+    pricing: PricingTable
+    budget: Budget
+    fleet: Fleet | None
+    plans: list[TierPlan]
+    tiers: list[AnswerTier]
+    skipped: list[SkippedTier]
+    build_prompt: Any
+    prompt_context: Any
+    grading: GradingSetup
+    run_id: str
+    cache: CacheInfo
+    model_warnings: tuple[str, ...]
+
+
 def prepare(options: RunOptions) -> PreparedRun:
     """Validate everything that needs no model, claim the run directory, then ingest and fill in the manifest."""
+    plan = _plan(options)
+    store = _store(options, plan.suite, plan.corpus, plan.suite_sha, plan.run_id)  # locked from here on
+    retrieval, ann_fidelity = _retrievers_or_record_failure(store, plan, options)
+    parts = RunParts(
+        suite=plan.suite,
+        retrievers=retrieval.retrievers,
+        tiers=plan.tiers,
+        skipped_tiers=plan.skipped,
+        build_prompt=plan.build_prompt,
+        prompt_context=plan.prompt_context,
+        grading=plan.grading.plan,
+        concurrency=options.concurrency or _capacity(plan),
+        embed=_answer_embedder(plan.suite),
+    )
+    _record_start(store, options, plan, ann_fidelity)
+    cloud_calls = planned_cloud_calls(plan.suite, plan.tiers)
+    projected = projected_ladder_usd(plan.suite, plan.tiers)
+    reports = list(retrieval.reports)
+    return PreparedRun(
+        plan.suite, plan.corpus, store, parts, plan.budget, projected, cloud_calls, reports, plan.grading,
+        plan.model_warnings,
+    )
+
+
+def _plan(options: RunOptions) -> _Plan:
     suite, corpus = load_suite_and_corpus(options.suite_path)
     suite_sha = hashlib.sha256(options.suite_path.read_bytes()).hexdigest()
     suite, shard = apply_shard(suite, options.shard)
@@ -169,90 +228,102 @@ def prepare(options: RunOptions) -> PreparedRun:
         fleet = fleet.model_copy(update={"cloud_model": options.cloud_model})
     # Every named tier, with its fleet file read and its model checked, before anything runs (exit 2).
     plans = plan_ladder(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path),
-                        options.fleet_overrides, options.cloud_model)
+                        options.fleet_overrides, options.cloud_model)  # fmt: skip
     model_warnings = tuple(check_run_models(uses + ladder_model_uses(plans, options.suite_path)))
     tiers, skipped = build_ladder(plans, budget)
     # Named before anything is asked, because every answer stored in the response cache names the run that made it.
     run_id = options.resume or options.run_id or new_run_id(options.reports_dir, suite.name)
     mode, mode_chosen_by = cache_mode(options, suite)
     tiers = with_cache(tiers, fleet, options.cache_dir, mode, run_id)
-    build_prompt = prompt_builder(suite, fleet, fleet_of_tier(plans))
-    context_of = prompt_context(suite, fleet, fleet_of_tier(plans))
-    grading = build_grading(suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch)
-    store = _store(options, suite, corpus, suite_sha, run_id)  # locked from here on; released by the caller
+    cache = CacheInfo(mode=mode, chosen_by=mode_chosen_by, path=None if mode == "off" else str(options.cache_dir))
+    if suite.grading.second_judges:
+        check_judge_hosts(suite, load_yaml(options.suite_path), [h.name for h in fleet.hosts] if fleet else None)
+    grading = build_grading(
+        suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch, fleet=fleet
+    )
+    return _Plan(
+        suite=suite,
+        corpus=corpus,
+        suite_sha=suite_sha,
+        shard=shard,
+        pricing=pricing,
+        budget=budget,
+        fleet=fleet,
+        plans=plans,
+        tiers=tiers,
+        skipped=skipped,
+        build_prompt=prompt_builder(suite, fleet, fleet_of_tier(plans)),
+        prompt_context=prompt_context(suite, fleet, fleet_of_tier(plans)),
+        grading=grading,
+        run_id=run_id,
+        cache=cache,
+        model_warnings=model_warnings,
+    )
+
+
+def _capacity(plan: _Plan) -> int:
+    """Calls at once: every fleet tier's slots when the suite names its tiers, else the one fleet's."""
+    return ladder_capacity(plan.plans, fleet_capacity) if plan.plans else fleet_capacity(plan.fleet)
+
+
+def _retrievers_or_record_failure(store: RunStore, plan: _Plan, options: RunOptions) -> tuple[Any, dict[str, Any]]:
+    """The retrievers; if building them fails or is interrupted, the manifest says so and the store is released."""
     try:
-        retrieval, ann_fidelity = _retrievers(suite, corpus, options)
+        return _retrievers(plan.suite, plan.corpus, options)
     except BaseException as exc:
         reason = exc.message if isinstance(exc, HarnessError) else type(exc).__name__
         stopped = isinstance(exc, RunInterrupted | KeyboardInterrupt)
-        store.update_manifest(
-            status="interrupted" if stopped else "failed", error=f"preparing retrieval: {reason}", finished_at=_now()
-        )
+        status: RunStatus = "interrupted" if stopped else "failed"
+        store.update_manifest(ManifestFields(status=status, error=f"preparing retrieval: {reason}", finished_at=_now()))
         store.release()
         raise
-    cloud_calls = planned_cloud_calls(suite, tiers)
-    projected = projected_ladder_usd(suite, tiers)
-    parts = RunParts(
-        suite=suite,
-        retrievers=retrieval.retrievers,
-        tiers=tiers,
-        skipped_tiers=skipped,
-        build_prompt=build_prompt,
-        prompt_context=context_of,
-        grading=grading.plan,
-        concurrency=options.concurrency or (ladder_capacity(plans, fleet_capacity) if plans else fleet_capacity(fleet)),
-        embed=_answer_embedder(suite),
+
+
+def _record_start(store: RunStore, options: RunOptions, plan: _Plan, ann_fidelity: dict[str, Any]) -> None:
+    """Write what this run is made of into the manifest and mark it running (a resumed run keeps its start)."""
+    suite, corpus = plan.suite, plan.corpus
+    fields = ManifestFields(
+        run_id=store.path.name,
+        pid=os.getpid(),
+        suite=SuiteInfo(
+            name=suite.name,
+            path=str(options.suite_path),
+            sha256=plan.suite_sha,
+            cases=len(suite.cases),
+            variants=[v.name for v in suite.variants],
+            metrics=suite.metrics,
+            answer_metrics=[*ANSWER_METRICS, *PREDICTOR_METRICS] if suite.generation else [],
+            k=suite.k,
+            config=suite.model_dump(mode="json", exclude={"cases"}),
+        ),
+        corpus=CorpusInfo(
+            name=corpus.name,
+            documents=len(corpus.ids),
+            fingerprint=corpus.fingerprint,
+            document_sha256=document_digests(corpus),
+        ),
+        tiers=ladder_manifest(plan.plans, plan.skipped),
+        grader=GraderInfo.model_validate(plan.grading.manifest()),
+        fleet=_fleet_manifest(plan.fleet),
+        budget_usd=options.budget_usd,
+        pricing_as_of=plan.pricing.as_of.isoformat(),
+        pricing=PricingInfo.model_validate(plan.pricing.manifest()),
+        ann_fidelity=ann_fidelity,
+        resume_with=resume_command(options, store.path.name, plan.cache.mode),
+        shard=plan.shard,
+        cache=plan.cache,
+        model_warnings=list(plan.model_warnings),
     )
-    manifest_fields = {
-        "run_id": store.path.name,
-        "pid": os.getpid(),
-        "suite": {
-            "name": suite.name,
-            "path": str(options.suite_path),
-            "sha256": suite_sha,
-            "cases": len(suite.cases),
-            "variants": [v.name for v in suite.variants],
-            "metrics": suite.metrics,
-            "answer_metrics": [*ANSWER_METRICS, *PREDICTOR_METRICS] if suite.generation else [],
-            "k": suite.k,
-            "config": suite.model_dump(mode="json", exclude={"cases"}),
-        },
-        "corpus": {
-            "name": corpus.name,
-            "documents": len(corpus.ids),
-            "fingerprint": corpus.fingerprint,
-            "document_sha256": document_digests(corpus),
-        },
-        "tiers": ladder_manifest(plans, skipped),
-        "grader": grading.manifest(),
-        "fleet": _fleet_manifest(fleet),
-        "budget_usd": options.budget_usd,
-        "pricing_as_of": pricing.as_of.isoformat(),
-        "pricing": pricing.manifest(),
-        "ann_fidelity": ann_fidelity,
-        "resume_with": resume_command(options, store.path.name, mode),
-        "shard": shard.model_dump() if shard else None,
-        "cache": {
-            "mode": mode,
-            "chosen_by": mode_chosen_by,
-            "path": None if mode == "off" else str(options.cache_dir),
-        },
-        "model_warnings": list(model_warnings),
-    }
     if options.resume:
         try:
-            check_resumed_shard(store.manifest().shard, shard, options.resume)
+            check_resumed_shard(store.manifest().shard, plan.shard, options.resume)
         except InputError:
             store.release()
             raise
-        store.update_manifest(status="running", resumed_at=_now(), **manifest_fields)
+        store.update_manifest(fields.model_copy(update={"status": "running", "resumed_at": _now()}))
     else:
-        store.update_manifest(
-            status="running", started_at=_now(), versions=_versions(), git_commit=_git_commit(), **manifest_fields
-        )
-    return PreparedRun(
-        suite, corpus, store, parts, budget, projected, cloud_calls, list(retrieval.reports), grading, model_warnings
-    )
+        started = {"status": "running", "started_at": _now(), "versions": _versions(), "git_commit": _git_commit()}
+        store.update_manifest(fields.model_copy(update=started))
 
 
 def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-write") -> str:
@@ -410,8 +481,8 @@ def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float |
         for tier, generation in record.generations.items()
     ]
     verdict = judge(tally_tiers(outcomes, [t.name for t in prepared.parts.tiers]), limit)
-    status = "failed" if verdict.failed else "complete" if done == total else "partial"
-    prepared.store.update_manifest(
+    status: RunStatus = "failed" if verdict.failed else "complete" if done == total else "partial"
+    ended = ManifestFields(
         status=status,
         finished_at=_now(),
         records_expected=total,
@@ -421,6 +492,9 @@ def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float |
         cloud_spent_usd=prepared.budget.spent_usd,
         verdict=verdict.to_manifest(),
         error="; ".join(verdict.reasons) if verdict.failed else None,
-        **grading_summary(prepared.store, prepared.grading, outcome.grading),
     )
+    summary = grading_summary(prepared.store, prepared.grading, outcome.grading)
+    if "grader" in summary:  # no summary: the grader's entry stays as the run began
+        ended.grader = GraderInfo.model_validate(summary["grader"])
+    prepared.store.update_manifest(ended)
     return verdict

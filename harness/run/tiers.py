@@ -8,13 +8,14 @@ fleet behind its own dispatcher, or a Claude model.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from harness.config.fleet import Fleet
-from harness.money.budget import Budget, projected_request_usd
+from harness.money.budget import Budget
 from harness.money.costs import cloud_cost_usd
+from harness.money.projection import projected_usd, request_prompt_tokens
+from harness.providers.anthropic_key import anthropic_api_key
 from harness.providers.types import Generation, GenerationRequest, Tier
 
 __all__ = ["AnswerTier", "Budget", "CloudTier", "LocalTier", "SkippedTier", "cloud_key_present", "tier_kind"]
@@ -69,7 +70,8 @@ class CloudTier:
 
     async def answer(self, request: GenerationRequest) -> Generation:
         """Reserve the projected cost (BudgetExceeded when the cap cannot hold it), call, settle to the real cost."""
-        reservation = self.budget.reserve(projected_request_usd(self.model, request), "cloud answer")
+        projected = projected_usd(self.model, request_prompt_tokens(request), request.max_tokens)
+        reservation = self.budget.reserve(projected, "cloud answer")
         try:
             generation: Generation = await self.provider.generate(request)  # type: ignore[attr-defined]
         except BaseException:
@@ -92,4 +94,4 @@ def tier_kind(tier: object) -> Tier:
 
 
 def cloud_key_present() -> bool:
-    return bool(os.environ.get("ANTHROPIC_API_KEY", "").strip())
+    return anthropic_api_key() is not None

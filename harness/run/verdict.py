@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.store.records import TierTallyInfo, VerdictInfo
+
 DEFAULT_MAX_FAILURE_RATE = 0.2
 
 
@@ -56,13 +58,13 @@ class Verdict:
     max_failure_rate: float
     tallies: dict[str, TierTally]
 
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "status": "failed" if self.failed else "passed",
-            "reasons": list(self.reasons),
-            "max_failure_rate": self.max_failure_rate,
-            "tiers": {name: tally.to_dict() for name, tally in self.tallies.items()},
-        }
+    def to_manifest(self) -> VerdictInfo:
+        return VerdictInfo(
+            status="failed" if self.failed else "passed",
+            reasons=list(self.reasons),
+            max_failure_rate=self.max_failure_rate,
+            tiers={name: TierTallyInfo.model_validate(tally.to_dict()) for name, tally in self.tallies.items()},
+        )
 
 
 def tally_tiers(

@@ -50,8 +50,8 @@ class ClaimsRecord(BaseModel):
     grader_model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_write_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
     cost_usd: float | None = None
     batch_id: str | None = None
 

@@ -20,8 +20,8 @@ from harness.store.records import CaseRecord, GradeRecord
 GRADE_COLUMNS = [
     "grade_status", "grade_score", "confident_but_wrong", "grade_reason",
     *(f"grade_{name}" for name in CRITERIA),
-    "grade_rationale", "grader_model", "grade_input_tokens", "grade_output_tokens", "grade_cache_read_tokens",
-    "grade_cache_write_tokens", "grade_cost_usd", "grade_batch_id",
+    "grade_rationale", "grader_model", "grade_input_tokens", "grade_output_tokens", "grade_cache_read_input_tokens",
+    "grade_cache_creation_input_tokens", "grade_cost_usd", "grade_batch_id",
 ]  # fmt: skip
 
 
@@ -45,8 +45,8 @@ def grade_columns(grade: GradeRecord) -> dict[str, Any]:
         "grader_model": grade.grader_model,
         "grade_input_tokens": grade.input_tokens,
         "grade_output_tokens": grade.output_tokens,
-        "grade_cache_read_tokens": grade.cache_read_tokens,
-        "grade_cache_write_tokens": grade.cache_write_tokens,
+        "grade_cache_read_input_tokens": grade.cache_read_input_tokens,
+        "grade_cache_creation_input_tokens": grade.cache_creation_input_tokens,
         "grade_cost_usd": grade.cost_usd,
         "grade_batch_id": grade.batch_id,
     }
@@ -107,7 +107,7 @@ def generation_frame(records: Iterable[CaseRecord], answer_metrics: Sequence[str
                 "cache_key": gen.cache_entry.key if gen.cache_entry else None,
                 "server_eval_s": gen.timing.eval_s,
                 **grade_columns(gen.grade),
-                "source_doc": _source_doc(record),
+                "source_doc": source_doc(record),
             }
             row.update(dict.fromkeys(answer_metrics))
             row.update(gen.answer_metrics)
@@ -115,7 +115,7 @@ def generation_frame(records: Iterable[CaseRecord], answer_metrics: Sequence[str
     return pd.DataFrame(rows, columns=None if rows else GENERATION_COLUMNS)
 
 
-def _source_doc(record: CaseRecord) -> str | None:
+def source_doc(record: CaseRecord) -> str | None:
     """The case's most relevant document: cases that share one are not independent evidence of drift."""
     relevant = [(grade, doc) for doc, grade in record.relevant.items() if grade > 0]
     return max(relevant)[1] if relevant else None

@@ -4,6 +4,11 @@ Answers are logged before they are graded (a grade can wait hours for a Message 
 their own. Reading a run applies the newest grade of each (case, variant, tier) over the record's placeholder, in
 one place (:func:`apply_grades`, used by ``RunStore.records``).
 
+Every entry names its judge (``judge``). The primary judge, Claude (:data:`PRIMARY_JUDGE`), gives the grade a case
+record carries; a second judge's grades are read apart (:func:`read_judge_grades`) and never replace it. Version 1
+entries had no ``judge`` field: they were all Claude's, which is what the field's default reads them as; their grades'
+cache tokens are renamed as the run store's version 5 renamed them.
+
 ``grading_batch.json`` holds the open batch: its id, written as soon as the batch exists, and which custom id is
 which answer, so a run killed while the batch is pending resumes by polling that batch rather than creating another.
 """
@@ -15,15 +20,20 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.config.grading import PRIMARY_JUDGE
 from harness.errors import RunStoreError
 from harness.store.records import CaseRecord, GradeRecord
+from harness.store.upgrade import grade_v2
 
 GRADES = "grades.jsonl"
 BATCH = "grading_batch.json"
-GRADE_LOG_VERSION = 1
+# 2: entries name their judge, and grades carry the cache-token names of run-store version 5 (harness.store.upgrade).
+# A version-1 entry has neither: it reads as the primary judge's grade, its cache tokens renamed.
+GRADE_LOG_VERSION = 2
 PENDING = "grading pending"
 """The reason a sampled answer carries until its grade is logged (what an interrupted run shows)."""
 
@@ -38,6 +48,7 @@ class GradeEntry(BaseModel):
     variant: str
     tier: str
     grade: GradeRecord
+    judge: str = Field(default=PRIMARY_JUDGE, description="the judge that graded (grading.judges' name)")
 
     @property
     def key(self) -> GradeKey:
@@ -87,17 +98,27 @@ class GradeWriter:
 
 
 def read_grades(run_dir: Path) -> dict[GradeKey, GradeRecord]:
-    """The newest grade per key. A torn last line is ignored (the process died writing it)."""
+    """The primary judge's newest grade per key. A torn last line is ignored (the process died writing it)."""
+    return read_judge_grades(run_dir).get(PRIMARY_JUDGE, {})
+
+
+def read_second_judges(run_dir: Path) -> dict[str, dict[GradeKey, GradeRecord]]:
+    """The second judges' newest grade per key, by judge name (empty when only Claude graded)."""
+    return {name: grades for name, grades in read_judge_grades(run_dir).items() if name != PRIMARY_JUDGE}
+
+
+def read_judge_grades(run_dir: Path) -> dict[str, dict[GradeKey, GradeRecord]]:
+    """Every judge's newest grade per key, by judge name."""
     path = run_dir / GRADES
     if not path.exists():
         return {}
-    out: dict[GradeKey, GradeRecord] = {}
+    out: dict[str, dict[GradeKey, GradeRecord]] = {}
     lines = path.read_text(encoding="utf-8").split("\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            entry = GradeEntry.model_validate_json(line)
+            entry = GradeEntry.model_validate(_current(json.loads(line)))
         except ValueError as exc:
             if number >= len(lines) - 1:
                 break
@@ -105,8 +126,16 @@ def read_grades(run_dir: Path) -> dict[GradeKey, GradeRecord]:
                 f"{path}:{number}: damaged grade: {str(exc).splitlines()[0]}",
                 hint="remove or repair that line, then resume",
             ) from exc
-        out[entry.key] = entry.grade
+        out.setdefault(entry.judge, {})[entry.key] = entry.grade
     return out
+
+
+def _current(data: Any) -> Any:
+    """A grade-log entry in this version's form: version 1 wrote the grade's cache tokens under older names (and no
+    ``judge``, which the field's default reads as the primary judge)."""
+    if isinstance(data, dict) and data.get("schema_version") == 1 and isinstance(data.get("grade"), dict):
+        return {**data, "schema_version": GRADE_LOG_VERSION, "grade": grade_v2(data["grade"])}
+    return data
 
 
 def apply_grades(records: Iterable[CaseRecord], grades: dict[GradeKey, GradeRecord]) -> Iterator[CaseRecord]:

@@ -13,8 +13,9 @@ import pandas as pd
 
 from harness.errors import RunStoreError
 from harness.store import frames
+from harness.store.grade_log import GradeKey, read_second_judges
 from harness.store.labels import LabelRecord, read_labels
-from harness.store.records import CaseRecord, Manifest, SuiteInfo
+from harness.store.records import CaseRecord, GradeRecord, Manifest, SuiteInfo
 from harness.store.store import RunStore
 
 
@@ -26,6 +27,7 @@ class RunView:
     retrieval: pd.DataFrame = field(init=False)
     generation: pd.DataFrame = field(init=False)
     _labels: list[LabelRecord] | None = field(default=None, init=False, repr=False)
+    _second_judges: dict[str, dict[GradeKey, GradeRecord]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.retrieval = frames.retrieval_frame(self.records, self.metrics)
@@ -46,6 +48,13 @@ class RunView:
         if self._labels is None:
             self._labels = read_labels(self.path)
         return self._labels
+
+    @property
+    def second_judges(self) -> dict[str, dict[GradeKey, GradeRecord]]:
+        """The grades of the judges beside Claude (``grading.judges``), by judge name; empty when only Claude graded."""
+        if self._second_judges is None:
+            self._second_judges = read_second_judges(self.path)
+        return self._second_judges
 
     @property
     def status(self) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.store.grade_log import GradeEntry, append_grades, read_second_judges
 from harness.store.labels import append_labels, read_labels
 from harness.store.records import CaseRecord, Manifest, ShardInfo
 from harness.store.store import RunStore
@@ -117,6 +118,12 @@ def merge_runs(run_dirs: list[Path], target: Path) -> MergeReport:
         store.append(record)
     # Each shard's labels are of its own answers, so they join without overlap; append_labels refuses any that do.
     append_labels(target, [label for path, _ in stores for label in read_labels(Path(path))])
+    # Claude's grades are on the records written above; the second judges' live only in the grade log, so carry them.
+    append_grades(target, [
+        GradeEntry(case_id=key[0], variant=key[1], tier=key[2], grade=grade, judge=judge)
+        for path, _ in stores for judge, grades in read_second_judges(Path(path)).items()
+        for key, grade in grades.items()
+    ])
     return MergeReport(target, shard_ids, len(merged), expected, missing, status)
 
 

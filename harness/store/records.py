@@ -5,7 +5,8 @@ The models are the contract between running and everything that reads a run (rep
 - :class:`Manifest` (``manifest.json``): what ran, with which metrics, and how it ended;
 - :class:`CaseRecord` (one line of ``cases.jsonl``): the case header, its :class:`RetrievalRecord` and, for
   generation cases, one :class:`GenerationRecord` per tier, each with its :class:`GradeRecord` (the grader returns
-  this very record, so there is no second grade type).
+  this very record, so there is no second grade type). A generation's usage, server timing and attempts are the
+  provider types themselves (:mod:`harness.providers.types`), validated as record fields: one definition each.
 
 Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know about, and teach
 :mod:`harness.store.upgrade` to lift the old form):
@@ -18,9 +19,14 @@ Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know ab
 - 4: a generation's ``cache_entry`` (where a replayed answer came from: the run, time and model digest of the call
   that made it); the manifest's ``cache`` (the response-cache mode the run used) and each tier's ``replayed`` count in
   its verdict. An older record reads as one whose provenance was not kept.
-- 5: a ladder of named tiers (``harness.config.tiers``): each manifest tier's ``kind`` (fleet or Claude model), its
-  ``model``, and a named fleet tier's ``fleet``. Generations were already keyed by tier name. An older manifest's tiers
-  are the built-in ``local`` and ``cloud``, whose kind is their name (:meth:`TierInfo.kind_of`).
+- 5: a grade's cache tokens take the provider's names, ``cache_read_input_tokens`` and
+  ``cache_creation_input_tokens`` (were ``cache_read_tokens`` and ``cache_write_tokens``); a generation's usage,
+  timing, attempts and cache entry are the provider's own types (:mod:`harness.providers.types`), not copies; the
+  manifest's ``grader.second_judges``: the judges that graded the sample beside Claude, what they cost and how their
+  grades ended (their grades are in ``grades.jsonl`` under their names). Optional: an older run had none. And a
+  ladder of named tiers (``harness.config.tiers``): each manifest tier's ``kind`` (fleet or Claude model), its
+  ``model``, and a named fleet tier's ``fleet``. An older manifest's tiers are the built-in ``local`` and ``cloud``,
+  whose kind is their name (:meth:`TierInfo.kind_of`).
 
 An unmeasured value is ``None`` with its reason next to it, never a zero.
 """
@@ -34,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config.suite import CacheMode, Case
 from harness.metrics import answer as answer_metrics
-from harness.providers.types import Generation
+from harness.providers.types import Attempt, CacheEntry, Generation, ServerTiming, Usage
 
 SCHEMA_VERSION = 5
 NO_RELEVANT = "no relevant documents (answer is not in the corpus)"
@@ -69,54 +75,14 @@ class GradeRecord(_Record):
     grader_model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_write_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
     cost_usd: float | None = None
     batch_id: str | None = None
 
     @classmethod
     def unmeasured(cls, reason: str) -> GradeRecord:
         return cls(status="unmeasured", reason=reason)
-
-
-class UsageRecord(_Record):
-    """Token counts as the server reported them; ``None`` means not reported (never a silent zero)."""
-
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-
-
-class TimingRecord(_Record):
-    """Server-side durations in seconds, when the server reports them."""
-
-    total_s: float | None = None
-    load_s: float | None = None
-    prompt_eval_s: float | None = None
-    eval_s: float | None = None
-    time_to_first_token_s: float | None = None
-
-
-class AttemptRecord(_Record):
-    """One request to one host inside a dispatched call."""
-
-    host: str
-    outcome: Literal["ok", "error", "timeout", "cancelled", "skipped"]
-    latency_s: float
-    status: int | None = None
-    error: str | None = None
-    cancelled: bool = False
-
-
-class CacheEntryRecord(_Record):
-    """The response-cache entry an answer is (:class:`harness.providers.types.CacheEntry`, field for field)."""
-
-    key: str = Field(description="the cache key (sha256 of the tier, what serves it and the request)")
-    made_at: str = Field(description="when the call that made the answer ended (ISO 8601, UTC)")
-    run_id: str | None = Field(default=None, description="the run whose call made it; null if not recorded")
-    model_digest: str | None = Field(default=None, description="the digest of the model that served it, when known")
-    digest_source: str | None = Field(default=None, description="where model_digest came from, or why it is unknown")
 
 
 class GenerationRecord(_Record):
@@ -128,15 +94,16 @@ class GenerationRecord(_Record):
     host: str | None = None
     model: str | None = None
     latency_s: float | None = None
-    usage: UsageRecord = Field(default_factory=UsageRecord)
-    timing: TimingRecord = Field(default_factory=TimingRecord)
-    attempts: list[AttemptRecord] = Field(default_factory=list)
+    # the provider's own types; the record's ``extra="forbid"`` reaches into them too
+    usage: Usage = Field(default_factory=Usage)
+    timing: ServerTiming = Field(default_factory=ServerTiming)
+    attempts: list[Attempt] = Field(default_factory=list)
     cost_usd: float | None = None
     finish_reason: str | None = None
     answer_metrics: dict[str, float | None] = Field(default_factory=dict)
     fallback: bool = Field(default=False, description="a local call the cloud answered after every host failed")
     cached: bool = Field(default=False, description="the answer came from the response cache")
-    cache_entry: CacheEntryRecord | None = Field(
+    cache_entry: CacheEntry | None = Field(
         default=None,
         description="a replay: the entry it was read from; a fresh answer: the entry it was stored as (null when the "
         "cache was off, the entry existed already, or the run predates schema 4)",
@@ -232,8 +199,22 @@ class TierInfo(_Record):
         return self.kind or ("cloud" if name == "cloud" else "local")
 
 
+class JudgeInfo(_Record):
+    """A second judge (``grading.judges`` after Claude): where it ran, what it spent, how its grades ended."""
+
+    name: str
+    kind: str = Field(description="ollama | openai")
+    model: str
+    where: str = Field(description="a fleet host, or the kind of server it was reached on")
+    paid: bool = Field(default=False, description="a paid API: its calls were held to the grading budget")
+    spent_usd: float | None = Field(default=None, description="its list price, or its host's cost model (self-hosted)")
+    calls: int | None = None
+    counts: dict[str, int] = Field(default_factory=dict, description="grade status -> answers")
+    note: str | None = None
+
+
 class GraderInfo(_Record):
-    """How grading was set up and how it ended (``harness.grading.setup``)."""
+    """How grading was set up and how it ended (``harness.grading.setup``); ``model`` is the primary judge's."""
 
     status: str
     reason: str | None = None
@@ -248,6 +229,7 @@ class GraderInfo(_Record):
     counts: dict[str, int] = Field(default_factory=dict, description="grade status -> answers")
     batch_id: str | None = None
     note: str | None = None
+    second_judges: list[JudgeInfo] = Field(default_factory=list, description="judges beside Claude (version 5)")
 
 
 class PricingInfo(_Record):
@@ -296,10 +278,12 @@ class VerdictInfo(_Record):
     tiers: dict[str, TierTallyInfo] = Field(default_factory=dict)
 
 
-class Manifest(_Record):
-    """``manifest.json``. Fields filled once the run is prepared are optional, so a just-created store is valid."""
+class ManifestFields(_Record):
+    """Every field of ``manifest.json`` a run writes, typed; also the update :meth:`RunStore.update_manifest` applies.
 
-    schema_version: int = SCHEMA_VERSION
+    As an update, only the fields given are applied: one given as ``None`` clears its value, one left out keeps it.
+    """
+
     run_id: str | None = None
     status: RunStatus = "created"
     started_at: str | None = None
@@ -332,6 +316,12 @@ class Manifest(_Record):
     model_warnings: list[str] = Field(
         default_factory=list, description="models the run called that were due to retire within 30 days"
     )
+
+
+class Manifest(ManifestFields):
+    """``manifest.json``. Fields filled once the run is prepared are optional, so a just-created store is valid."""
+
+    schema_version: int = SCHEMA_VERSION
 
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {"manifest": Manifest, "case_record": CaseRecord}

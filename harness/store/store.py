@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.errors import RunStoreError
 from harness.store.grade_log import apply_grades, read_grades
-from harness.store.records import SCHEMA_VERSION, CaseRecord, Manifest
+from harness.store.records import SCHEMA_VERSION, CaseRecord, Manifest, ManifestFields
 from harness.store.upgrade import UPGRADES
 
 STORE_VERSION = SCHEMA_VERSION
@@ -239,10 +239,12 @@ class RunStore:
         text = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True, allow_nan=False)
         atomic_write_text(self.manifest_path, text + "\n")
 
-    def update_manifest(self, **fields: Any) -> Manifest:
-        """Set some manifest fields, validated against the model, and write it back atomically."""
+    def update_manifest(self, changes: ManifestFields) -> Manifest:
+        """Apply the fields ``changes`` sets (typed when it was built), validate the whole manifest, write it back
+        atomically."""
         current = self.manifest().model_dump(mode="json")
-        updated = _parse(Manifest, {**current, **fields}, str(self.manifest_path))
+        given = changes.model_dump(mode="json", include=changes.model_fields_set)
+        updated = _parse(Manifest, {**current, **given}, str(self.manifest_path))
         self.write_manifest(updated)
         return updated
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,12 +26,13 @@ from harness.store.labels import append_labels, check_labeller, labelled_by
 from harness.view.case_detail import case_detail, find_record
 from harness.view.catalog import Catalog, NotFound, RunRef, parse_ref
 from harness.view.labelling import NOTE_MAX, QUEUE_SIZE, Sessions, label_from_form
-from harness.view.pages import STATIC, Outliner, Pages
-from harness.view.rows import CaseQuery
+from harness.view.pages import FIRST_PAGE_WAIT_S, SMALL_RUN_BYTES, STATIC, Outliner, Pages, PassageLoader
+from harness.view.rows import SORTABLE, CaseQuery
 from harness.view.urls import ServerUrls
 
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
 # The run's own report.html is self-contained: its styles are inline and its charts data: images; no script at all.
@@ -39,6 +40,7 @@ REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base
 SESSION_COOKIE = "harness_view_session"
 MAX_FORM_BYTES = 64 * 1024
 LABEL_SEED = 0
+READY_WAIT_S = 20.0
 
 
 class Forbidden(InputError):
@@ -75,9 +77,13 @@ class SecurityHeaders:
 class Viewer:
     """The app's state: the catalog, the page builder, the labelling sessions, and whether labelling is on."""
 
-    def __init__(self, reports_dir: Path, *, read_only: bool = False, outline: Outliner | None = None) -> None:
-        self.catalog = Catalog(reports_dir)
-        self.pages = Pages(self.catalog, outline)
+    def __init__(self, reports_dir: Path, *, read_only: bool = False, outline: Outliner | None = None,
+                 passages: PassageLoader | None = None, first_page_wait: float = FIRST_PAGE_WAIT_S,
+                 small_run_bytes: int = SMALL_RUN_BYTES) -> None:
+        # The cases table of each run is kept on disk beside it, unless nothing may be written.
+        self.catalog = Catalog(reports_dir, write_index=not read_only)
+        self.pages = Pages(self.catalog, outline, passages, first_page_wait=first_page_wait,
+                           small_run_bytes=small_run_bytes)
         self.urls = ServerUrls(read_only=read_only)
         self.read_only = read_only
         self.sessions = Sessions()
@@ -121,9 +127,13 @@ class Viewer:
 
     async def cases(self, request: Request) -> Response:
         ref = self._ref(request)
-        rows = await asyncio.to_thread(self.pages.rows, ref)
-        query = CaseQuery.parse(request.query_params, [column.key for column in rows.columns])
+        query = CaseQuery.parse(request.query_params, SORTABLE)
         return self._page(await self._run(self.pages.cases, self.urls, ref, query))
+
+    async def cases_ready(self, request: Request) -> Response:
+        """Whether the run's table is built, answered when it is or after ``READY_WAIT_S`` (a preview page asks)."""
+        ready = await asyncio.to_thread(self.pages.rows_ready, self._ref(request), READY_WAIT_S)
+        return JSONResponse({"ready": ready})
 
     async def case(self, request: Request) -> Response:
         ref = self._ref(request)
@@ -182,10 +192,11 @@ class Viewer:
             if queue:
                 case_id, variant, tier = queue[0]
                 record = find_record(view, case_id, variant)
-                detail = case_detail(view, record, [])
+                detail = case_detail(view.manifest, record, [], self.pages.run_passages(ref))
                 text = record.generations[tier].text or ""
                 context.update(
-                    item={"record": record, "passages": detail.passages, "text": text},
+                    item={"record": record, "passages": detail.passages, "passages_note": detail.passages_note,
+                          "text": text},
                     csrf=self.sessions.token(session),
                     ticket=self.sessions.ticket(str(ref), queue[0]),
                 )
@@ -227,8 +238,11 @@ async def _form_fields(request: Request) -> dict[str, str]:
         raise InputError(f"the label form cannot be read: {exc}", hint="label from the viewer's page") from None
 
 
-def create_app(reports_dir: Path, *, read_only: bool = False, outline: Outliner | None = None) -> Starlette:
-    viewer = Viewer(reports_dir, read_only=read_only, outline=outline)
+def create_app(reports_dir: Path, *, read_only: bool = False, outline: Outliner | None = None,
+               passages: PassageLoader | None = None, first_page_wait: float = FIRST_PAGE_WAIT_S,
+               small_run_bytes: int = SMALL_RUN_BYTES) -> Starlette:
+    viewer = Viewer(reports_dir, read_only=read_only, outline=outline, passages=passages,
+                    first_page_wait=first_page_wait, small_run_bytes=small_run_bytes)
 
     async def harness_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HarnessError)
@@ -241,6 +255,7 @@ def create_app(reports_dir: Path, *, read_only: bool = False, outline: Outliner 
         Route(run, viewer.run),
         Route(f"{run}/report.html", viewer.report),
         Route(f"{run}/cases", viewer.cases),
+        Route(f"{run}/cases/ready", viewer.cases_ready),
         Route(f"{run}/case", viewer.case),
         Route(f"{run}/label", viewer.label, methods=["GET", "POST"]),
         Route("/diff", viewer.diff),

@@ -1,21 +1,29 @@
-"""One case × variant, whole: the question and reference, the passages the generator was given, every tier's answer
-with how it was served, its grade and the people's labels of it.
+"""One case × variant, whole: the question and reference, the passages the generator was given (with their text when
+the run's suite and corpus are at hand), every tier's answer with how it was served, its grade, its claim verdicts
+and the people's labels of it.
 
 The run store keeps the ids of the chunks fed to the generator (the first ``context_chunks`` of the retrieved
-chunks) and the scored document ranking, not the passages' text; a passage is shown by its chunk and document id,
-its rank, its document's score and the document's relevance grade from the suite.
+chunks) and the scored document ranking, not the passages' text. A passage is shown by its chunk and document id,
+its rank, its document's score and the document's relevance grade from the suite; its text is rebuilt from the
+corpus by :mod:`harness.grading.passages`, as the terminal labeller does, with a warning when the corpus has changed
+since the run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from harness.config.criteria import CRITERIA
+from harness.grading.passages import Passages
+from harness.store.claims_log import ClaimsKey, ClaimsRecord
 from harness.store.labels import LabelRecord
 from harness.store.loaded import RunView
-from harness.store.records import CaseRecord, GenerationRecord
+from harness.store.records import CaseRecord, GenerationRecord, Manifest
 from harness.view.catalog import NotFound
+from harness.view.ladder import context_chunks, in_tier_order, tier_order
+
+VERDICT_MARKS = {"entailed": "✓", "contradicted": "✗", "neutral": "·"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,7 @@ class Passage:
     doc_rank: int | None
     score: float | None
     relevance: int
+    text: str | None = None  # None when the corpus is not at hand
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class TierAnswer:
     generation: GenerationRecord
     labels: list[LabelRecord]
     criteria: list[tuple[str, int | None]]
+    claims: ClaimsRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class CaseDetail:
     context_chunks: int | None
     ranking: list[tuple[int, str, float, int]]  # rank, doc id, score, relevance grade
     answers: list[TierAnswer]
+    passages_note: str | None = None  # why there is no passage text, or that the corpus changed since the run
+    has_claims: bool = False
 
 
 def find_record(view: RunView, case_id: str, variant: str) -> CaseRecord:
@@ -53,41 +65,37 @@ def find_record(view: RunView, case_id: str, variant: str) -> CaseRecord:
                      hint="open a case from the cases page")
 
 
-def context_chunks(view: RunView) -> int | None:
-    """How many of the retrieved chunks the prompt was built from (the suite's ``generation.context_chunks``)."""
-    generation: Any = (view.suite.config or {}).get("generation")
-    value = generation.get("context_chunks") if isinstance(generation, dict) else None
-    return value if isinstance(value, int) else None
+def _passage_texts(record: CaseRecord, passages: Passages | None) -> tuple[dict[str, str] | None, str | None]:
+    if passages is None:
+        return None, None
+    if passages.reason is not None:
+        return None, f"Passage text is not shown: {passages.reason}."
+    return passages.by_variant.get(record.variant, {}), passages.warning
 
 
-def tier_order(view: RunView) -> list[str]:
-    """The suite's ladder order (``generation.tiers``); the store's files list tiers alphabetically."""
-    generation: Any = (view.suite.config or {}).get("generation")
-    tiers = generation.get("tiers") if isinstance(generation, dict) else None
-    if not isinstance(tiers, list):
-        return list(view.manifest.tiers)
-    return [str(tier.get("name")) if isinstance(tier, dict) else str(tier) for tier in tiers]
-
-
-def in_tier_order(tiers: list[str], order: list[str]) -> list[str]:
-    return sorted(tiers, key=lambda tier: (order.index(tier) if tier in order else len(order), tier))
-
-
-def case_detail(view: RunView, record: CaseRecord, labels: list[LabelRecord]) -> CaseDetail:
+def case_detail(manifest: Manifest, record: CaseRecord, labels: list[LabelRecord],
+                passages: Passages | None = None, claims: Mapping[ClaimsKey, ClaimsRecord] | None = None) -> CaseDetail:
     scores = dict(record.retrieval.ranked)
     doc_ranks = {doc: rank for rank, (doc, _) in enumerate(record.retrieval.ranked, start=1)}
-    given = context_chunks(view)
+    given = context_chunks(manifest)
     chunks = record.retrieval.chunks if given is None else record.retrieval.chunks[:given]
-    passages = []
+    texts, note = _passage_texts(record, passages)
+    shown = []
     for rank, chunk_id in enumerate(chunks if record.generations else [], start=1):
         doc = chunk_id.rsplit("#", 1)[0]  # chunk ids are "<doc id>#<n>" (harness.corpus.chunking)
-        passages.append(Passage(rank, chunk_id, doc, doc_ranks.get(doc), scores.get(doc), record.relevant.get(doc, 0)))
+        text = None if texts is None else texts.get(chunk_id, f"(chunk {chunk_id} is no longer in the corpus)")
+        shown.append(Passage(rank, chunk_id, doc, doc_ranks.get(doc), scores.get(doc), record.relevant.get(doc, 0),
+                             text))
     ranking = [(rank, doc, score, record.relevant.get(doc, 0))
                for rank, (doc, score) in enumerate(record.retrieval.ranked, start=1)]
     answers = []
-    for tier in in_tier_order(list(record.generations), tier_order(view)):
+    claims = claims or {}
+    for tier in in_tier_order(list(record.generations), tier_order(manifest)):
         generation = record.generations[tier]
-        mine = [label for label in labels if label.key == (record.case_id, record.variant, tier)]
+        key = (record.case_id, record.variant, tier)
+        mine = [label for label in labels if label.key == key]
         given_scores = generation.grade.scores or {}
-        answers.append(TierAnswer(tier, generation, mine, [(name, given_scores.get(name)) for name in CRITERIA]))
-    return CaseDetail(record, passages, given, ranking, answers)
+        answers.append(TierAnswer(tier, generation, mine, [(name, given_scores.get(name)) for name in CRITERIA],
+                                  claims.get(key)))
+    return CaseDetail(record, shown, given, ranking, answers, note,
+                      has_claims=any(answer.claims is not None for answer in answers))

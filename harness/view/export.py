@@ -21,10 +21,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.store.labels import read_labels
 from harness.store.store import atomic_write_text
 from harness.view.catalog import Catalog, RunRef
 from harness.view.diff import diff_runs
-from harness.view.pages import STATIC, Outliner, Pages
+from harness.view.pages import STATIC, Outliner, Pages, PassageLoader
 from harness.view.rows import CaseQuery, export_rows
 from harness.view.summary import run_summaries
 from harness.view.urls import StaticUrls
@@ -48,10 +49,11 @@ def _pairs(refs: list[RunRef]) -> dict[tuple[RunRef, RunRef], int]:
     return out
 
 
-def export_bundle(out: Path, run_dirs: list[Path], outline: Outliner | None = None) -> list[Path]:
+def export_bundle(out: Path, run_dirs: list[Path], outline: Outliner | None = None,
+                  passages: PassageLoader | None = None) -> list[Path]:
     """Write the bundle; returns the pages written."""
     catalog = Catalog.of_runs(run_dirs)
-    pages = Pages(catalog, outline)
+    pages = Pages(catalog, outline, passages)
     refs = catalog.refs()
     pairs = _pairs(refs)
     urls = StaticUrls(0, pairs)
@@ -76,8 +78,9 @@ def export_bundle(out: Path, run_dirs: list[Path], outline: Outliner | None = No
         page(base / "cases.html", pages.cases(urls.at(3), ref, CaseQuery(), everything=True))
         _write(out / base / "cases.json", _json(export_rows(pages.rows(ref))))
         view = catalog.view(ref)
+        labels = read_labels(catalog.path(ref))
         for index, record in enumerate(view.records):
-            page(base / "case" / f"{index}.html", pages.case(urls.at(4), ref, record.case_id, record.variant))
+            page(base / "case" / f"{index}.html", pages.case_page(urls.at(4), ref, record, index, labels))
 
     for (a, b), number in pairs.items():
         page(Path("diff", f"{number}.html"), pages.diff(urls.at(1), a, b))

@@ -1,20 +1,23 @@
 """What the runs page shows of each run: status (stale and interrupted included), date, tiers, headline figures and
 verdict; and the report outline the run page links to.
 
-Headline figures come from :func:`harness.analysis.history.run_series` (the numbers run history plots), each with a
-95% normal interval from its standard error, or alone when it has none.
+The runs page reads each run's manifest only, never its records: a folder of big runs lists at once. Headline
+figures (:mod:`harness.view.figures`: the headline metric per variant and the graded local − cloud gap, each with a
+95% interval from its standard error) come from the run's cases table when it has been built, in this viewer or
+filed on disk beside the run; a run not opened yet says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from harness.analysis.history import headline_metric, run_series
 from harness.errors import HarnessError
-from harness.store.loaded import RunView
+from harness.store.records import Manifest
+from harness.store.store import RunStore
 from harness.view.catalog import Catalog, RunRef
-
-Z95 = 1.959964
+from harness.view.figures import Figure
+from harness.view.row_index import indexed_figures
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class RunSummary:
     headline: list[tuple[str, str]] = field(default_factory=list)  # series name, value text
     verdict: str = ""
     reasons: list[str] = field(default_factory=list)
-    records: int = 0
+    records: int | None = None  # as the manifest counts them (None while a run has not said)
+    figures_known: bool = False  # False: the run's cases table has not been built yet
     error: str | None = None
 
     @property
@@ -46,22 +50,12 @@ class RunSummary:
         return self.status.split(" ", 1)[0]
 
 
-def _value(value: float, se: float | None) -> str:
-    if se is None or se != se:  # no standard error (one case), or NaN
-        return f"{value:.3f} (no interval: one case)"
-    return f"{value:.3f} ± {Z95 * se:.3f}"
-
-
-def summarise(ref: RunRef, view: RunView) -> RunSummary:
-    m = view.manifest
-    summary = RunSummary(ref, view.status, m.started_at, records=len(view.records))
+def summarise(ref: RunRef, path: Path, manifest: Manifest, figures: list[Figure] | None) -> RunSummary:
+    m = manifest
+    summary = RunSummary(ref, RunStore(path).live_status(m), m.started_at, records=m.records_written)
     summary.tiers = [tier if info.status == "run" else f"{tier} (skipped)" for tier, info in m.tiers.items()]
-    if m.suite is not None:
-        values, errors = run_series(view)
-        wanted = headline_metric(view.metrics) if view.metrics else None
-        for name, value in values.items():
-            if (wanted and name.startswith(f"{wanted}[")) or name.startswith("gap["):
-                summary.headline.append((name, _value(value, errors.get(name))))
+    summary.figures_known = figures is not None
+    summary.headline = [(figure.name, figure.text) for figure in figures or []]
     if m.verdict is not None:
         summary.verdict, summary.reasons = m.verdict.status, list(m.verdict.reasons)
     return summary
@@ -71,7 +65,11 @@ def run_summaries(catalog: Catalog) -> list[RunSummary]:
     out = []
     for ref in catalog.refs():
         try:
-            out.append(catalog.cached(ref, "summary", lambda view, ref=ref: summarise(ref, view)))  # type: ignore[misc]
+            path = catalog.path(ref)
+            manifest = catalog.manifest(ref)
+            built = catalog.rows_ready(ref)
+            figures = built.figures if built is not None else indexed_figures(path)
+            out.append(summarise(ref, path, manifest, figures))
         except HarnessError as exc:
             out.append(RunSummary(ref, "unreadable", error=exc.message))
     return out

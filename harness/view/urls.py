@@ -37,6 +37,9 @@ class ServerUrls:
     def cases(self, ref: RunRef, params: dict[str, str] | None = None) -> str:
         return f"/{_run_path(ref)}/cases" + _query(params or {})
 
+    def cases_ready(self, ref: RunRef) -> str:
+        return f"/{_run_path(ref)}/cases/ready"
+
     def case(self, ref: RunRef, case_id: str, variant: str, index: int) -> str:
         return f"/{_run_path(ref)}/case" + _query({"case": case_id, "variant": variant})
 
@@ -83,6 +86,9 @@ class StaticUrls:
 
     def cases(self, ref: RunRef, params: dict[str, str] | None = None) -> str:
         return f"{self.root}{_run_path(ref)}/cases.html"
+
+    def cases_ready(self, ref: RunRef) -> str:
+        return ""  # a bundle's table is whole
 
     def case(self, ref: RunRef, case_id: str, variant: str, index: int) -> str:
         return f"{self.root}{_run_path(ref)}/case/{index}.html"

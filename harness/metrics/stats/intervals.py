@@ -1,13 +1,14 @@
-"""Drift statistics: the paired local - cloud gap with its interval, the smallest gap the sample could detect, and
-Wilson intervals for rates. Pure functions over numbers; vectorised with numpy.
+"""Intervals: the one :class:`Interval` type every estimate with an interval is given as, and the intervals that are
+not bootstrap tests of a comparison. Pure functions over numbers; vectorised with numpy.
 
 * :func:`paired_gap`: mean of ``local - cloud`` over cases where both were measured, with a 95% interval from a
   paired bootstrap, or from a cluster-robust standard error when cases share a document.
 * :func:`min_detectable_difference`: the gap a two-sided t-test at this standard error would detect with 80% power.
-* :func:`wilson_interval`: Wilson score interval of a proportion (e.g. the confident-but-wrong rate).
+* :func:`wilson_interval`: Wilson score interval of a proportion (a confident-but-wrong rate, a failure rate).
+* :func:`quantile_interval`: a quantile (a latency p99) with its distribution-free order-statistic interval.
 
 Below :data:`MIN_CASES` measured pairs no interval is given: the result says "too few cases" instead of printing an
-interval a bootstrap of two values would make look precise.
+interval a bootstrap of two values would make look precise. Reports use the same threshold.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class Interval:
 
     ``low``/``high`` are ``None`` when ``reason`` says why (too few cases, nothing measured). ``se`` is the standard
     error the interval implies (the bootstrap's standard deviation for a bootstrap). ``df`` is the degrees of freedom
-    that go with ``se`` for a t-based power figure.
+    that go with ``se`` for a t-based power figure. ``n`` counts the measured values behind the estimate,
+    ``n_unmeasured`` the values left out because they were not measured.
     """
 
     estimate: float | None
@@ -61,6 +63,7 @@ class Interval:
     se: float | None = None
     df: int | None = None
     reason: str | None = None
+    n_unmeasured: int = 0
 
     @property
     def has_interval(self) -> bool:
@@ -229,27 +232,43 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Inte
 
 
 def quantile_interval(values: Values, q: float, *, confidence: float = 0.95) -> Interval:
-    """Sample quantile with a distribution-free interval from order statistics.
+    """Sample quantile (numpy's linear method) with a distribution-free interval from order statistics.
 
-    With the n values sorted, the interval runs from the l-th to the u-th smallest, where l and u are the binomial
-    (n, q) quantiles at (1 - confidence)/2 and (1 + confidence)/2: the true quantile lies between them with at least
-    about ``confidence`` probability whatever the distribution. Without enough values for ranks inside the sample,
-    there is no interval and the reason says so (e.g. a p99 from 50 calls).
+    The number of values below the true ``q`` quantile is Binomial(n, q). With the n values sorted, the interval runs
+    from the l-th to the (u+1)-th smallest, where l and u are that binomial's (1 - confidence)/2 and
+    (1 + confidence)/2 quantiles: it holds the true quantile with at least about ``confidence`` probability, whatever
+    the distribution.
+
+    When l would be 0 or u+1 past n, the sample has no order statistic far enough out for that end, and there is no
+    interval: the reason says how many values would give one (e.g. a p99 from 50 calls). Clamping the bound to the
+    smallest or largest value instead would print an interval whose coverage is below ``confidence`` (for the first
+    quartile of 6 values, [smallest, 5th smallest] covers it 82% of the time, not 95%) while calling it a 95% interval.
     """
     check_confidence(confidence)
     if not 0.0 < q < 1.0:
         raise InputError(f"quantile {q!r} is not between 0 and 1", hint="use e.g. 0.95")
     x = as_float_array(values, "values")
-    x = np.sort(x[~np.isnan(x)])
-    n = int(x.size)
+    measured = ~np.isnan(x)
+    x = np.sort(x[measured])
+    n, unmeasured = int(x.size), int((~measured).sum())
+    method = "order statistics"
     if n == 0:
-        return Interval(None, None, None, 0, "order statistics", confidence, reason="nothing was measured")
+        return Interval(None, None, None, 0, method, confidence, reason="nothing was measured", n_unmeasured=unmeasured)
     estimate = float(np.quantile(x, q))
     tail = (1.0 - confidence) / 2.0
-    low_rank = int(sps.binom.ppf(tail, n, q))  # 0-based index of the lower order statistic
-    high_rank = int(sps.binom.ppf(1.0 - tail, n, q))
-    if low_rank < 1 and q > 0.5 or high_rank >= n:
-        return Interval(estimate, None, None, n, "order statistics", confidence,
-                        reason=f"too few values for an interval of the {q:.0%} quantile (n={n})")
-    return Interval(estimate, float(x[max(low_rank - 1, 0)]), float(x[min(high_rank, n - 1)]), n,
-                    "order statistics", confidence)
+    low_rank = int(sps.binom.ppf(tail, n, q))  # values below the lower bound; it is the low_rank-th smallest
+    high_rank = int(sps.binom.ppf(1.0 - tail, n, q))  # the upper bound is the (high_rank + 1)-th smallest
+    if low_rank < 1 or high_rank >= n:
+        return Interval(estimate, None, None, n, method, confidence, n_unmeasured=unmeasured,
+                        reason=f"too few values for a {confidence:.0%} interval of the {q:.0%} quantile "
+                               f"(n={n}, about {_values_for_quantile_interval(q, tail)} needed)")
+    return Interval(estimate, float(x[low_rank - 1]), float(x[high_rank]), n, method, confidence,
+                    n_unmeasured=unmeasured)
+
+
+def _values_for_quantile_interval(q: float, tail: float) -> int:
+    """The fewest values with both order statistics inside the sample: (1 - q)^n < tail for the lower end (some value
+    below it), q^n <= tail for the upper end."""
+    lower = math.floor(math.log(tail) / math.log(1.0 - q)) + 1
+    upper = math.ceil(math.log(tail) / math.log(q))
+    return max(lower, upper)

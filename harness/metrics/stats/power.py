@@ -1,4 +1,4 @@
-"""Power of the gate's non-inferiority rule, and McNemar's test with its large-sample form. Pure functions.
+"""Power of the gate's non-inferiority rule. Pure functions.
 
 Normal approximations for a paired design with ``n`` pairs whose differences have standard deviation ``sd``
 (``se = sd / sqrt(n)``):
@@ -8,22 +8,18 @@ Normal approximations for a paired design with ``n`` pairs whose differences hav
   ``P(d - z * se < -margin) = Phi((drop - margin) / se + z)``. With ``drop = 0`` this is the A/A false-fail rate.
 * :func:`ni_size_for_power`: the smallest ``n`` whose A/A false-fail rate is at most ``max_aa_fail`` and whose
   chance of failing a true ``drop`` is at least ``power``.
-* :func:`mcnemar`: McNemar's test, exact (binomial) below 25 discordant pairs, else the chi-square with continuity
-  correction ``(|b - c| - 1)^2 / (b + c)`` on one degree of freedom (as ``statsmodels`` computes it).
+
+McNemar's test has one form, the exact one (:func:`harness.metrics.stats.tests.mcnemar_exact`), in every table.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scipy import stats as sps
 
 from harness.errors import InputError
-from harness.metrics.stats.tests import McNemarResult, mcnemar_exact
-
-EXACT_BELOW_DISCORDANT = 25
 
 
 def _z(p: float) -> float:
@@ -85,23 +81,3 @@ def ni_size_for_power(
     if n > high:
         return SizeForPower(None, power, max_aa_fail, f"a drop of {drop:g} is inside the margin {margin:g}")
     return SizeForPower(n, power, max_aa_fail)
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """McNemar's test with the method used: ``exact`` below 25 discordant pairs, else ``chi2-cc``."""
-
-    method: str
-    statistic: float | None
-    p_value: float | None
-    counts: McNemarResult
-
-
-def mcnemar(baseline: Sequence[bool | int | float | None], candidate: Sequence[bool | int | float | None]) -> McNemar:
-    """McNemar's test on paired pass/fail outcomes; exact below :data:`EXACT_BELOW_DISCORDANT` discordant pairs."""
-    counts = mcnemar_exact(baseline, candidate)
-    discordant = counts.baseline_only + counts.candidate_only
-    if counts.n == 0 or discordant < EXACT_BELOW_DISCORDANT:
-        return McNemar("exact", float(min(counts.baseline_only, counts.candidate_only)), counts.p_value, counts)
-    statistic = (abs(counts.baseline_only - counts.candidate_only) - 1) ** 2 / discordant
-    return McNemar("chi2-cc", float(statistic), float(sps.chi2.sf(statistic, 1)), counts)

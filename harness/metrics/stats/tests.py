@@ -8,7 +8,9 @@ when either side is unmeasured.
 * :func:`paired_bootstrap_ci`: percentile bootstrap CI of the mean paired difference ``candidate - baseline``.
 * :func:`sign_flip_test`: paired permutation (sign-flip) test of the mean difference, exact for small samples.
 * :func:`wilcoxon_test`: Wilcoxon signed-rank test (wraps :func:`scipy.stats.wilcoxon`).
-* :func:`mcnemar_exact`: McNemar's exact test for paired pass/fail outcomes.
+* :func:`mcnemar_exact`: McNemar's exact test for paired pass/fail outcomes: the one McNemar policy. The binomial
+  is exact at every count and costs nothing to compute, so there is no switch to the chi-square approximation (which
+  only approximates it, and would make a p-value jump at the switch).
 * :func:`holm`: Holm–Bonferroni adjustment of several p-values.
 """
 
@@ -22,11 +24,11 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import InputError
+from harness.metrics.stats.intervals import Interval, bootstrap_mean_intervals, check_confidence
 
 __all__ = [
     "HolmResult",
     "McNemarResult",
-    "MeanCI",
     "PairedTest",
     "bootstrap_mean_ci",
     "holm",
@@ -38,25 +40,8 @@ __all__ = [
 
 Values = Sequence[float | int | bool | None]
 
-# Resample in blocks of about this many draws, so 10,000 resamples of 10,000 cases stay within memory.
+# Draw sign flips in blocks of about this many, so 10,000 resamples of 10,000 cases stay within memory.
 _BLOCK_DRAWS = 4_000_000
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    """A mean (or mean paired difference) with its percentile bootstrap confidence interval.
-
-    ``estimate``, ``low`` and ``high`` are ``None`` when nothing was measured.
-    """
-
-    estimate: float | None
-    low: float | None
-    high: float | None
-    confidence: float
-    n: int
-    n_unmeasured: int
-    n_resamples: int
-    seed: int
 
 
 @dataclass(frozen=True)
@@ -138,9 +123,7 @@ def _paired(baseline: Values, candidate: Values) -> tuple[np.ndarray, np.ndarray
     return np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), len(baseline) - len(a)
 
 
-def _check_confidence(confidence: float, n_resamples: int) -> None:
-    if not 0.0 < confidence < 1.0:
-        raise InputError(f"confidence {confidence!r} is not between 0 and 1", hint="use e.g. 0.95")
+def _check_resamples(n_resamples: int) -> None:
     if n_resamples < 1:
         raise InputError(f"n_resamples {n_resamples!r} is not positive", hint="use e.g. 10000")
 
@@ -148,27 +131,21 @@ def _check_confidence(confidence: float, n_resamples: int) -> None:
 # ------------------------------------------------------------------------------------------------- bootstrap
 
 
-def _bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    n = x.size
-    means = np.empty(n_resamples, dtype=np.float64)
-    block = max(1, _BLOCK_DRAWS // n)
-    for start in range(0, n_resamples, block):
-        stop = min(start + block, n_resamples)
-        means[start:stop] = x[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    return means
-
-
-def _percentile_ci(x: np.ndarray, n_unmeasured: int, confidence: float, n_resamples: int, seed: int) -> MeanCI:
-    _check_confidence(confidence, n_resamples)
+def _percentile_ci(x: np.ndarray, n_unmeasured: int, confidence: float, n_resamples: int, seed: int) -> Interval:
+    check_confidence(confidence)
+    _check_resamples(n_resamples)
+    method = "percentile bootstrap"
     if x.size == 0:
-        return MeanCI(None, None, None, confidence, 0, n_unmeasured, n_resamples, seed)
-    means = _bootstrap_means(x, n_resamples, np.random.default_rng(seed))
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return MeanCI(float(x.mean()), float(low), float(high), confidence, int(x.size), n_unmeasured, n_resamples, seed)
+        return Interval(None, None, None, 0, method, confidence, reason="nothing was measured",
+                        n_unmeasured=n_unmeasured)
+    [(low, high, spread)] = bootstrap_mean_intervals([x], confidence=confidence, n_resamples=n_resamples, seed=seed)
+    return Interval(float(x.mean()), low, high, int(x.size), method, confidence, spread, int(x.size) - 1,
+                    n_unmeasured=n_unmeasured)
 
 
-def bootstrap_mean_ci(values: Values, *, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0) -> MeanCI:
+def bootstrap_mean_ci(
+    values: Values, *, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0
+) -> Interval:
     """Percentile bootstrap confidence interval of the mean of the measured values.
 
     Resample the ``n`` measured values with replacement ``n_resamples`` times; the interval runs between the
@@ -181,7 +158,7 @@ def bootstrap_mean_ci(values: Values, *, confidence: float = 0.95, n_resamples: 
 
 def paired_bootstrap_ci(
     baseline: Values, candidate: Values, *, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0
-) -> MeanCI:
+) -> Interval:
     """Percentile bootstrap CI of the mean paired difference ``candidate - baseline``.
 
     Cases are resampled as pairs (the bootstrap of the per-case differences), which keeps the case-to-case
@@ -203,8 +180,7 @@ def sign_flip_test(baseline: Values, candidate: Values, *, n_resamples: int = 10
     p-value, as ``scipy.stats.permutation_test`` does for ``permutation_type="samples"``); otherwise
     ``n_resamples`` random ones are drawn and ``p = (count + 1) / (n_resamples + 1)``, which is never 0.
     """
-    if n_resamples < 1:
-        raise InputError(f"n_resamples {n_resamples!r} is not positive", hint="use e.g. 10000")
+    _check_resamples(n_resamples)
     a, b, n_unmeasured = _paired(baseline, candidate)
     d = b - a
     n = d.size

@@ -26,6 +26,8 @@
       if (lo !== "" && !(score >= Number(lo))) return false;
       if (hi !== "" && !(score <= Number(hi))) return false;
       if (f.get("cbw") && row.dataset.cbw !== "1") return false;
+      const failure = f.get("failure");
+      if (failure && row.dataset.failure !== failure) return false;
       const text = (f.get("q") || "").toLowerCase();
       if (text && !row.dataset.text.includes(text)) return false;
       return true;
@@ -120,7 +122,22 @@
     });
   }
 
+  // ---------------------------------------------------------------------------------------- a table being built
+  // A big run's first page is shown before its table is built; ask the server (it answers once the table is
+  // built, or after a while) and reload when it is.
+  function whenBuilt(note) {
+    const url = note.dataset.ready;
+    if (!url) return;
+    const ask = () => fetch(url, { credentials: "same-origin" })
+      .then((response) => response.json())
+      .then((state) => { if (state.ready) location.reload(); else ask(); })
+      .catch(() => setTimeout(ask, 5000));
+    ask();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    const note = document.getElementById("indexing");
+    if (note) whenBuilt(note);
     const table = document.getElementById("cases");
     if (table && document.body.dataset.mode === "static") staticCases(table);
     const form = document.getElementById("label-form");
