@@ -12,9 +12,9 @@ from scipy import stats as sps
 from harness.analysis.ladder import analyse_ladder, bonferroni_confidence
 from harness.config.advice import AdviceConfig
 from harness.config.fleet import HostCost
-from harness.money.costs import HOURS_PER_MONTH
+from harness.providers.types import Usage
 from harness.store.frames import generation_frame
-from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord, UsageRecord
+from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
 
 KINDS = {"fleet-a": "local", "fleet-b": "local", "haiku": "cloud", "sonnet": "cloud"}
 HOSTS = {
@@ -46,7 +46,7 @@ def records(truth: dict[str, dict[str, float]], cases: int, rng: np.random.Gener
                 metric = float(np.clip(score + rng.normal(0, 0.1), 0, 1))
                 generations[tier] = GenerationRecord(
                     status="ok", tier=KINDS[tier], text="an answer", host=host, model="m", latency_s=latency,
-                    usage=UsageRecord(input_tokens=700, output_tokens=40), cost_usd=cost, grade=grade,
+                    usage=Usage(input_tokens=700, output_tokens=40), cost_usd=cost, grade=grade,
                     answer_metrics={name: metric for name in METRICS} | {"abstained": 0.0},
                 )
             out.append(CaseRecord(case_id=f"{category}-{i}", variant="dense", category=category, question="q?",
@@ -104,7 +104,7 @@ def test_the_monthly_projection_by_hand() -> None:
     a = analysis.tier("fleet-a")
     assert a is not None and a.marginal_usd_per_call is not None
     # half the traffic (code) on fleet-a at its energy cost plus its hardware; half (county) on haiku
-    fixed_a = 0.01 * HOURS_PER_MONTH
+    fixed_a = 0.01 * 730  # $0.01 an hour over the month of 365/12 days (730 hours)
     assert a.marginal_usd_per_call == pytest.approx(0.05 / 3600 * 0.1 * 0.2)
     expected = monthly / 2 * a.marginal_usd_per_call + fixed_a + monthly / 2 * 0.001
     assert projection.advised_usd == pytest.approx(expected)
