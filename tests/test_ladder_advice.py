@@ -98,7 +98,7 @@ def test_the_monthly_projection_by_hand() -> None:
     analysis = analyse_ladder(frame(truth, noise=0.02), KINDS, HOSTS, CONFIG, reference="sonnet", n_resamples=300)
     projection = analysis.projection
     assert projection is not None
-    monthly = 1000 * 30.4
+    monthly = 1000 * 365 / 12  # calls a day over the month of 365/12 days
     assert projection.monthly_calls == pytest.approx(monthly)
     assert projection.all_reference_usd == pytest.approx(monthly * 0.004)
     a = analysis.tier("fleet-a")
