@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := locks/dev.txt
+RAY_LOCK := locks/ray.txt
+RAY_STAMP := $(VENV)/.installed-ray
 
 # --- llama.cpp, built for an explicit CPU baseline -------------------------------------------------------------------
 # Never -march=native: a native build carries the build machine's instructions (AVX-512, AMX tiles) and dies with
@@ -31,7 +33,7 @@ LLAMA_FLAGS_KEY := $(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -
 LLAMA_WHEELHOUSE ?= $(HOME)/.cache/rag-fleet-harness/wheels
 LLAMA_WHEEL_DIR := $(LLAMA_WHEELHOUSE)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_CPU)-$(LLAMA_FLAGS_KEY)
 
-.PHONY: browser setup nightly test test-fast lint typecheck bench clean-state lock lock-check llama-wheel rebuild-llama
+.PHONY: browser setup setup-ray nightly test test-fast lint typecheck bench clean-state lock lock-check llama-wheel rebuild-llama
 
 $(STAMP): pyproject.toml $(LOCK) $(LLAMA_LOCK)
 	@test -n "$(LLAMA_CMAKE_ARGS)" || { echo "unknown LLAMA_CPU '$(LLAMA_CPU)': use x86-64-v3, x86-64 or generic"; exit 2; }
@@ -50,6 +52,15 @@ $(STAMP): pyproject.toml $(LOCK) $(LLAMA_LOCK)
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# The optional Ray extra (`--ray`), exactly as locked: every file checked against its hash. Its pins shared with the
+# main lock are the same versions (it is compiled with locks/dev.txt as a constraint), so nothing installed moves.
+$(RAY_STAMP): $(STAMP) $(RAY_LOCK)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(RAY_LOCK)
+	$(BIN)/pip check
+	touch $(RAY_STAMP)
+
+setup-ray: $(RAY_STAMP)
 
 # Build the llama.cpp wheel once per version and flag set; the sdist is checked against its locked hash.
 llama-wheel:
@@ -82,14 +93,14 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "note: chromium is not installed; the browser test of report.html is skipped outside CI"; fi; }
 
-test: $(STAMP) browser
+test: $(STAMP) $(RAY_STAMP) browser
 	$(BIN)/ruff check harness tests bench
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy harness
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not llama and not chroma_server"
+	$(BIN)/pytest -q -m "not llama and not chroma_server and not ray"
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench
@@ -117,11 +128,17 @@ LOCK_COMPILE = $(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --quiet --upgrade
 $(LOCK_TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(LOCK_TOOLS)
 	$(LOCK_TOOLS)/bin/pip install --quiet 'uv>=0.13,<0.14'
+# The Ray extra's lock, compiled against the main lock so the versions they share cannot differ.
+RAY_LOCK_COMPILE = $(LOCK_TOOLS)/bin/uv pip compile locks/ray.in --quiet --upgrade --generate-hashes \
+	--constraint $(LOCK) --constraint locks/torch.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28
 lock: $(LOCK_TOOLS)/bin/uv
 	$(LOCK_COMPILE) --output-file $(LOCK)
+	$(RAY_LOCK_COMPILE) --output-file $(RAY_LOCK)
 lock-check: $(LOCK_TOOLS)/bin/uv
 	$(LOCK_COMPILE) --output-file $(LOCK).new
 	diff -u $(LOCK) $(LOCK).new && echo "the lock is current"; rm -f $(LOCK).new
+	$(RAY_LOCK_COMPILE) --output-file $(RAY_LOCK).new
+	diff -u $(RAY_LOCK) $(RAY_LOCK).new && echo "the Ray lock is current"; rm -f $(RAY_LOCK).new
 
 clean-state:
 	$(BIN)/harness fleet down || true

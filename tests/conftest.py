@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _runs import fleet_file, invoke, main_exit
@@ -61,3 +63,28 @@ def mini_runs(mini_workdir: Path) -> Path:
             broken = ["run", str(suite), "--run-id", "broken", "--fleet", str(fleet), "--quiet", "--no-cache"]
             assert main_exit(patch, *broken) == 3
     return mini_workdir / "reports" / "mini"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A real two-node Ray cluster on loopback, shared by the Ray tests; stopped (every process of it) at the end."""
+    from _ray import remove_cluster_dir, start_cluster
+
+    cluster = start_cluster(nodes=2)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        remove_cluster_dir(cluster)
+
+
+@pytest.fixture(scope="session")
+def ray_chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A `chroma run` server on loopback for the Ray tests' workers (each corpus has its own collections)."""
+    from _ray import start_chroma
+
+    server = start_chroma(tmp_path_factory.mktemp("ray_chroma") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -49,6 +50,20 @@ MaxFailureRateOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        is_flag=False,
+        flag_value="local",
+        metavar="[ADDRESS]",
+        help="run on Ray: alone, a local instance; HOST:6379 joins a cluster from one of its nodes; "
+        "ray://HOST:10001 through Ray Client. Needs a Chroma server (HARNESS_CHROMA_URL) and the ray extra",
+    ),
+]
+RayBatchOpt = Annotated[
+    int, typer.Option("--ray-batch-size", min=1, help="with --ray: chunks per embedding batch of one actor")
+]
 CacheOpt = Annotated[
     bool | None,
     typer.Option(
@@ -121,13 +136,19 @@ def ingest(
     suite: SuiteArg = Path("suites/retrieval.yaml"),
     store: StoreOpt = Path(".harness/index"),
     chroma_url: ChromaOpt = None,
+    ray: RayOpt = None,
+    ray_batch_size: RayBatchOpt = 256,
     json_out: JsonOpt = False,
 ) -> None:
     """Chunk, embed and index the suite's corpus for every variant; unchanged chunks are never re-embedded."""
     from harness.run.session import load_suite_and_corpus, prepare_retrieval
 
+    ray_options = _ray_options(ray, chroma_url, batch_size=ray_batch_size)
     loaded_suite, corpus = load_suite_and_corpus(suite)
-    setup = prepare_retrieval(loaded_suite, corpus, store, chroma_url)
+    try:
+        setup = prepare_retrieval(loaded_suite, corpus, store, chroma_url, ray_options)
+    finally:
+        _leave_ray(ray_options)
     if json_out:
         reports = [report.as_dict() for report in setup.reports]
         print_json(
@@ -136,6 +157,31 @@ def ingest(
         return
     for report in setup.reports:
         console.print(_ingest_line(report))
+
+
+def _ray_options(address: str | None, chroma_url: str | None, *, batch_size: int = 256, case_batch: int = 8) -> Any:
+    """``--ray``'s settings, checked before anything loads: the ray package and a Chroma server every worker reaches."""
+    if address is None:
+        return None
+    from harness.retrieval.ray_cluster import check_reachable, import_ray, parse_address
+    from harness.run.session import RayOptions
+
+    import_ray()
+    check_reachable(parse_address(address))
+    if not (chroma_url or os.environ.get("HARNESS_CHROMA_URL")):
+        raise InputError(
+            "--ray needs a Chroma server that every Ray worker can reach, and HARNESS_CHROMA_URL is not set",
+            hint="start one (`chroma run --path DIR --host 0.0.0.0`) and set HARNESS_CHROMA_URL=http://HOST:8000, "
+            "or pass --chroma-url",
+        )
+    return RayOptions(address=address, batch_size=batch_size, case_batch=case_batch)
+
+
+def _leave_ray(options: Any) -> None:
+    if options is not None:
+        from harness.retrieval.ray_cluster import shutdown
+
+        shutdown()
 
 
 def _ingest_line(report: Any) -> str:
@@ -173,6 +219,11 @@ def run(
     shard: Annotated[
         str | None, typer.Option("--shard", help="i/n: run only shard i of n (stable by case id); join with merge")
     ] = None,
+    ray: RayOpt = None,
+    ray_batch_size: RayBatchOpt = 256,
+    ray_case_batch: Annotated[
+        int, typer.Option("--ray-case-batch", min=1, help="with --ray: (case, variant) pairs per retrieval task")
+    ] = 8,
     cloud_model: CloudModelOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -198,6 +249,7 @@ def run(
         grade_batch=grade_batch,
         cache_mode=cache_mode_flag(cache, fresh),
         shard=shard,
+        ray=_ray_options(ray, chroma_url, batch_size=ray_batch_size, case_batch=ray_case_batch),
         cloud_model=cloud_model,
     )
     if json_out:
@@ -246,6 +298,7 @@ def _run_suite(
     default_cache_mode: CacheMode = "read-write",
     command: str = "run",
     shard: str | None = None,
+    ray: Any = None,
     cloud_model: str | None = None,
     fleet_overrides: dict[str, Path] | None = None,
 ) -> dict:
@@ -275,15 +328,19 @@ def _run_suite(
         default_cache_mode=default_cache_mode,
         command=command,
         shard=shard,
+        ray=ray,
         cloud_model=cloud_model,
         fleet_overrides=dict(fleet_overrides or {}),
     )
-    with interrupts_raise():
-        prepared = prepare(options)
-        try:
-            return _run_prepared(prepared, budget=budget, quiet=quiet, max_failure_rate=max_failure_rate)
-        finally:
-            prepared.store.release()
+    try:
+        with interrupts_raise():
+            prepared = prepare(options)
+            try:
+                return _run_prepared(prepared, budget=budget, quiet=quiet, max_failure_rate=max_failure_rate)
+            finally:
+                prepared.store.release()
+    finally:
+        _leave_ray(ray)
 
 
 def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failure_rate: float | None) -> dict:

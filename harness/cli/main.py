@@ -18,9 +18,27 @@ from harness.cli import commands
 from harness.cli.console import print_error
 from harness.errors import HarnessError
 
+OPTIONAL_VALUE_OPTIONS = {"--ray": "local"}
+"""Options whose value may be left out (typer's parser has no optional values): a bare ``--ray`` means a local Ray."""
+
+
+def fill_optional_values(args: list[str]) -> list[str]:
+    """``--ray`` followed by nothing, another option or a suite file gets its default value inserted."""
+    out: list[str] = []
+    for index, arg in enumerate(args):
+        out.append(arg)
+        if arg in OPTIONAL_VALUE_OPTIONS:
+            following = args[index + 1] if index + 1 < len(args) else None
+            if following is None or following.startswith("-") or following.endswith((".yaml", ".yml")):
+                out.append(OPTIONAL_VALUE_OPTIONS[arg])
+    return out
+
 
 class HarnessGroup(TyperGroup):
     """The root command group: a HarnessError from any command is printed without a traceback and becomes its code."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, fill_optional_values(list(args)))
 
     def invoke(self, ctx: Any) -> Any:  # click's Context: typer 0.29 vendors click privately
         try:

@@ -24,6 +24,8 @@ from harness.retrieval.hybrid import HybridRetriever
 
 DEFAULT_STORE_DIR = Path(".harness") / "index"
 
+Syncer = Callable[[Corpus, ChunkingConfig, EmbedderConfig, DenseIndex], IngestReport]
+
 
 class DenseRetriever:
     """Chroma cosine search over one collection."""
@@ -59,12 +61,15 @@ class IndexSet:
         store_dir: where the embedded Chroma store (``chroma/``) and BM25 caches (``bm25/``) live.
         store: the Chroma store; defaults to ``open_store(store_dir)``.
         progress: called as ``progress(done, total)`` while embedding.
+        syncer: brings a collection up to date instead of :meth:`DenseIndex.sync` in this process (the Ray
+            pipeline of :mod:`harness.retrieval.ray_ingest`).
     """
 
     corpus: Corpus
     store_dir: Path
     store: ChromaStore | None = None
     progress: Progress | None = None
+    syncer: Syncer | None = None
     reports: list[IngestReport] = field(default_factory=list)
     _chunks: dict[str, list[Chunk]] = field(default_factory=dict)
     _dense: dict[tuple[str, str], DenseIndex] = field(default_factory=dict)
@@ -86,7 +91,10 @@ class IndexSet:
                 self.store = open_store(self.store_dir)
             model = get_embedder(embedder)
             index = self.store.open(IndexKey(self.corpus.name, model.name, chunking.label), model)
-            self.reports.append(index.sync(self.chunks(chunking), self.progress))
+            if self.syncer is not None:
+                self.reports.append(self.syncer(self.corpus, chunking, embedder, index))
+            else:
+                self.reports.append(index.sync(self.chunks(chunking), self.progress))
             self._dense[key] = index
         return self._dense[key]
 
@@ -136,10 +144,11 @@ class RetrievalSetup:
 
 
 def build_retrievers(suite: Suite, corpus: Corpus, store_dir: str | os.PathLike[str] = DEFAULT_STORE_DIR, *,
-                     chroma_url: str | None = None, progress: Progress | None = None) -> RetrievalSetup:
+                     chroma_url: str | None = None, progress: Progress | None = None,
+                     syncer: Syncer | None = None) -> RetrievalSetup:
     """One retriever per suite variant, with every index it needs ingested (incrementally) first."""
     store = open_store(store_dir, chroma_url) if chroma_url else None
-    indexes = IndexSet(corpus, Path(store_dir), store=store, progress=progress)
+    indexes = IndexSet(corpus, Path(store_dir), store=store, progress=progress, syncer=syncer)
     retrievers: dict[str, Retriever] = {}
     info: dict[str, dict[str, Any]] = {}
     for variant in suite.variants:

@@ -137,6 +137,12 @@ class ChromaStore:
             return 1000
 
 
+def record_metadata(chunk: Chunk) -> dict[str, Any]:
+    """What a collection record stores beside the chunk's text and vector; ``hash`` drives incremental syncs."""
+    return {"doc_id": chunk.doc_id, "hash": chunk.content_hash, "index": chunk.index, "heading": chunk.heading,
+            "start": chunk.start, "end": chunk.end}
+
+
 class DenseIndex:
     """One collection: incremental sync from chunks, cosine queries, and raw access to the stored vectors."""
 
@@ -156,9 +162,10 @@ class DenseIndex:
         except Exception as exc:
             raise _translate(f"counting {self.name}", exc, self.store.location) from exc
 
-    def stored_hashes(self) -> dict[str, str]:
-        """Chunk id -> content hash of every stored record."""
-        return {record_id: str((meta or {}).get("hash", "")) for record_id, meta, _ in self._records(("metadatas",))}
+    def stored_hashes(self, ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Chunk id -> content hash of every stored record, or of those of ``ids`` that are stored."""
+        return {record_id: str((meta or {}).get("hash", ""))
+                for record_id, meta, _ in self._records(("metadatas",), ids=ids)}
 
     def _records(self, include: Sequence[str], ids: Sequence[str] | None = None) -> list[tuple[str, Any, Any]]:
         """(id, metadata, embedding) for all records, or for ``ids``, fetched in pages."""
@@ -202,8 +209,8 @@ class DenseIndex:
             if chunk.content_hash not in vectors:
                 fresh.setdefault(chunk.content_hash, chunk.text)
         vectors.update(self._embed(fresh, progress))
-        self._write(changed, vectors)
-        self._delete(deleted)
+        self.write(changed, vectors)
+        self.delete(deleted)
         added = sum(1 for chunk in changed if chunk.id not in stored)
         return IngestReport(collection=self.name, total=len(chunks), added=added, updated=len(changed) - added,
                             deleted=len(deleted), unchanged=len(chunks) - len(changed), embedded=len(fresh),
@@ -231,7 +238,9 @@ class DenseIndex:
                 progress(min(start + step, len(hashes)), len(hashes))
         return out
 
-    def _write(self, chunks: Sequence[Chunk], vectors: dict[str, np.ndarray]) -> None:
+    def write(self, chunks: Sequence[Chunk], vectors: dict[str, np.ndarray]) -> None:
+        """Upsert ``chunks`` with their vectors (content hash -> vector): keyed by chunk id, so writing the same
+        batch twice leaves the same records."""
         batch = self.store.max_batch()
         for start in range(0, len(chunks), batch):
             part = chunks[start:start + batch]
@@ -240,13 +249,23 @@ class DenseIndex:
                     ids=[c.id for c in part],
                     embeddings=np.stack([vectors[c.content_hash] for c in part]),
                     documents=[c.text for c in part],
-                    metadatas=[{"doc_id": c.doc_id, "hash": c.content_hash, "index": c.index, "heading": c.heading,
-                                "start": c.start, "end": c.end} for c in part],
+                    metadatas=[record_metadata(c) for c in part],
                 )
             except Exception as exc:
                 raise _translate(f"writing to {self.name}", exc, self.store.location) from exc
 
-    def _delete(self, ids: Sequence[str]) -> None:
+    def stored_vectors(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Content hash -> stored vector, for those of ``hashes`` some record already holds (any chunk id)."""
+        if not hashes:
+            return {}
+        try:
+            result = self.collection.get(where={"hash": {"$in": list(hashes)}}, include=["metadatas", "embeddings"])
+        except Exception as exc:
+            raise _translate(f"reading {self.name}", exc, self.store.location) from exc
+        return {str((meta or {}).get("hash", "")): np.asarray(vector, dtype=np.float32)
+                for _, meta, vector in self._unpack(result)}
+
+    def delete(self, ids: Sequence[str]) -> None:
         batch = self.store.max_batch()
         for start in range(0, len(ids), batch):
             try:

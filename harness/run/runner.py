@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from harness.config.suite import Case, Suite
 from harness.errors import BudgetExceeded, FleetUnavailable, HarnessError
@@ -30,6 +30,19 @@ PromptBuilder = Callable[[str, Sequence[ScoredChunk], str], GenerationRequest]
 """(question, context hits, tier name) -> request."""
 PromptContext = Callable[[str, Sequence[ScoredChunk], str], list[str]]
 """(question, context hits, tier name) -> ids of the chunks the prompt carries (recorded with the answer)."""
+
+
+class Retrieved(NamedTuple):
+    """One (case, variant) retrieved: its record and the ranked chunks the prompt is built from."""
+
+    case: Case
+    variant: str
+    record: RetrievalRecord
+    hits: Sequence[ScoredChunk]
+
+
+RetrieveAll = Callable[[Sequence[tuple[Case, str]]], AsyncIterator[Retrieved]]
+"""Retrieves the pending (case, variant) pairs, yielding each as it finishes, in any order (the Ray executor)."""
 
 
 class Progress(Protocol):
@@ -59,6 +72,7 @@ class RunParts:
     grading: GradingPlan | None = None  # None: answers are logged as unmeasured, "no grader configured"
     concurrency: int = 4
     embed: Embed | None = None  # the suite's embedder, for the embedding-cosine predictor
+    retrieve: RetrieveAll | None = None  # None: retrieve here, one pair at a time; else e.g. on a Ray cluster
 
 
 @dataclass
@@ -86,9 +100,8 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     progress.start("retrieval", len(pending))
     retrieved: list[tuple[Case, str, CaseRecord, Sequence[ScoredChunk]]] = []
     written = 0
-    for case, variant in pending:
-        # In a worker thread, so a signal's cancellation is acted on within one search, not after the whole loop.
-        retrieval, hits = await asyncio.to_thread(_retrieve, parts.retrievers[variant], case, suite.k, suite.metrics)
+    retrieve_all = parts.retrieve or _local_retrieval(parts)
+    async for case, variant, retrieval, hits in retrieve_all(pending):
         record = records.case_record(case, variant, retrieval)
         if case.generate and variant in generating and (parts.tiers or parts.skipped_tiers):
             retrieved.append((case, variant, record, hits))
@@ -124,9 +137,23 @@ async def run_suite(parts: RunParts, store: RunStore, progress: Progress | None 
     return RunOutcome(written, len(done), failures, budget_hit, grading)
 
 
-def _retrieve(
+def _local_retrieval(parts: RunParts) -> RetrieveAll:
+    suite = parts.suite
+
+    async def retrieve_all(pending: Sequence[tuple[Case, str]]) -> AsyncIterator[Retrieved]:
+        for case, variant in pending:
+            # In a worker thread, so a signal's cancellation is acted on within one search, not after the whole loop.
+            retrieval, hits = await asyncio.to_thread(
+                retrieve_case, parts.retrievers[variant], case, suite.k, suite.metrics)
+            yield Retrieved(case, variant, retrieval, hits)
+
+    return retrieve_all
+
+
+def retrieve_case(
     retriever: Retriever, case: Case, k: int, metric_names: list[str]
 ) -> tuple[RetrievalRecord, Sequence[ScoredChunk]]:
+    """Search for one case and score the ranking against its relevant documents."""
     started = time.perf_counter()
     documents = rank_documents(retriever, case.question, k)
     latency = time.perf_counter() - started

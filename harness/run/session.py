@@ -81,6 +81,20 @@ PACKAGES = (
 )
 
 
+@dataclass(frozen=True)
+class RayOptions:
+    """``--ray [ADDRESS]``: where the Ray work goes, and how many chunks or cases one Ray batch holds."""
+
+    address: str = "local"
+    batch_size: int = 256  # chunks per ingest batch
+    case_batch: int = 8  # (case, variant) pairs per retrieval task
+
+    def parsed(self) -> Any:
+        from harness.retrieval.ray_cluster import parse_address
+
+        return parse_address(self.address)
+
+
 @dataclass
 class RunOptions:
     suite_path: Path
@@ -99,6 +113,7 @@ class RunOptions:
     default_cache_mode: CacheMode = "read-write"  # `harness run`'s; `harness nightly` calls every model (write-only)
     command: str = "run"  # the harness command that started the run, as the manifest names what chose the cache mode
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
+    ray: RayOptions | None = None  # --ray: ingest and retrieve on a Ray cluster; generation stays here
     cloud_model: str | None = None  # --cloud-model: the cloud tier's and fallback's model instead of the fleet's
     fleet_overrides: dict[str, Path] = field(default_factory=dict)  # --fleet NAME=FILE: a named fleet tier's file
 
@@ -204,6 +219,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         grading=plan.grading.plan,
         concurrency=options.concurrency or _capacity(plan),
         embed=_answer_embedder(plan.suite),
+        retrieve=_ray_retrieval(options, plan.suite, plan.corpus),
     )
     _record_start(store, options, plan, ann_fidelity)
     cloud_calls = planned_cloud_calls(plan.suite, plan.tiers)
@@ -336,6 +352,8 @@ def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-wri
         words += ["--fleet", str(options.fleet_path)]
     if options.shard is not None:
         words += ["--shard", options.shard]
+    if options.ray is not None:
+        words += ["--ray", options.ray.address]
     if options.cloud_model is not None:
         words += ["--cloud-model", options.cloud_model]
     for name, path in sorted(options.fleet_overrides.items()):
@@ -362,16 +380,32 @@ def _retrievers(suite: Suite, corpus: Corpus, options: RunOptions) -> tuple[Any,
     """A retriever per variant (indexes ingested incrementally first), and ANN fidelity per dense collection."""
     from harness.run.fidelity import suite_ann_fidelity
 
-    setup = prepare_retrieval(suite, corpus, options.store_dir, options.chroma_url)
+    setup = prepare_retrieval(suite, corpus, options.store_dir, options.chroma_url, options.ray)
     return setup, suite_ann_fidelity(suite, setup)
 
 
-def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url: str | None) -> Any:
+def prepare_retrieval(suite: Suite, corpus: Corpus, store_dir: Path, chroma_url: str | None,
+                      ray: RayOptions | None = None) -> Any:
+    """Retrievers for every variant, their indexes synced first: in this process, or on Ray when ``ray`` is given."""
     from harness.retrieval.build import build_retrievers
 
+    syncer = None
+    if ray is not None:
+        from harness.retrieval.ray_ingest import ray_sync
+
+        syncer = ray_sync(ray.parsed(), batch_size=ray.batch_size)
     # Absolute, because Chroma shares one client per path string within a process: a relative path reused after a
     # change of directory would reach the old store.
-    return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url)
+    return build_retrievers(suite, corpus, store_dir.resolve(), chroma_url=chroma_url, syncer=syncer)
+
+
+def _ray_retrieval(options: RunOptions, suite: Suite, corpus: Corpus) -> Any:
+    """With ``--ray``, retrieval fans out to the cluster; generation and the run store stay here."""
+    if options.ray is None:
+        return None
+    from harness.run.ray_executor import ray_retrieval
+
+    return ray_retrieval(options.ray, suite, corpus, options.chroma_url)
 
 
 def _prompt_styles(fleet: Fleet | None, fleets: dict[str, Fleet] | None) -> dict[str, PromptStyle]:
