@@ -301,7 +301,7 @@ def _run_suite(
     ray: Any = None,
     cloud_model: str | None = None,
     fleet_overrides: dict[str, Path] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
 
@@ -343,7 +343,9 @@ def _run_suite(
         _leave_ray(ray)
 
 
-def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failure_rate: float | None) -> dict:
+def _run_prepared(
+    prepared: Any, *, budget: float | None, quiet: bool, max_failure_rate: float | None
+) -> dict[str, Any]:
     from harness.report.writer import write_reports
     from harness.run.runner import run_suite
     from harness.run.session import finish
@@ -415,7 +417,7 @@ def report(
     console.print((run_dir / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
 
 
-def _json_summary(view) -> dict:
+def _json_summary(view) -> dict[str, Any]:
     from harness.report import tables
 
     retrieval = tables.retrieval_by_variant(view.retrieval, view.metrics, view.variants)

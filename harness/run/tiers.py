@@ -88,8 +88,10 @@ class CloudTier:
 def tier_kind(tier: object) -> Tier:
     """A tier's kind; a tier object without one is the built-in tier its name says (``cloud``, else ``local``)."""
     kind = getattr(tier, "kind", None)
-    if kind in ("local", "cloud"):
-        return kind
+    if kind == "local":
+        return "local"
+    if kind == "cloud":
+        return "cloud"
     return "cloud" if getattr(tier, "name", None) == "cloud" else "local"
 
 
