@@ -85,11 +85,13 @@ def ordinal_alpha(coincidence: np.ndarray) -> np.ndarray:
     observed = (o * delta).sum(axis=(-2, -1))
     expected = (marg[..., :, None] * marg[..., None, :] * delta).sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(expected > 0, 1.0 - (n - 1.0) * observed / expected, np.nan)
+        alpha: np.ndarray = np.where(expected > 0, 1.0 - (n - 1.0) * observed / expected, np.nan)
+    return alpha
 
 
 def two_rater_coincidence(observed: np.ndarray) -> np.ndarray:
-    return observed + np.swapaxes(observed, -1, -2)
+    both: np.ndarray = observed + np.swapaxes(observed, -1, -2)
+    return both
 
 
 def unit_coincidence(values: Sequence[int], k: int) -> np.ndarray:

@@ -113,17 +113,22 @@ def _f(value: float | None) -> str:
 
 def evaluate(config: GateConfig, run: GateRun, baseline: GateRun | None = None) -> GateResult:
     """Check every rule of ``config`` against ``run`` (and ``baseline`` for non-inferiority rules)."""
-    if config.non_inferiority and baseline is None:
+    against_baseline = [rule for rule in config.non_inferiority if rule.non_inferiority_to is None]
+    if against_baseline and baseline is None:
         raise InputError(
-            f"the gate has {len(config.non_inferiority)} non_inferiority rule(s) but no baseline run",
+            f"the gate has {len(against_baseline)} non_inferiority rule(s) but no baseline run",
             hint="pass --baseline RUN_DIR (e.g. the last deployed run)",
         )
     results: list[RuleResult] = []
     for index, rule in enumerate(config.thresholds):
         results.append(_threshold(config, rule, run, f"gate.thresholds[{index}]"))
     for index, ni_rule in enumerate(config.non_inferiority):
+        where = f"gate.non_inferiority[{index}]"
+        if ni_rule.non_inferiority_to is not None:
+            results.append(_tier_non_inferiority(config, ni_rule, run, where))
+            continue
         assert baseline is not None
-        results.append(_non_inferiority(config, ni_rule, run, baseline, f"gate.non_inferiority[{index}]"))
+        results.append(_non_inferiority(config, ni_rule, run, baseline, where))
     for rate_rule in config.failure_rate:
         results.append(_failure_rate(config, rate_rule, run))
     return GateResult(run.run_id, baseline.run_id if baseline else None, config.confidence, results)
@@ -159,11 +164,29 @@ def _threshold(config: GateConfig, rule: ThresholdRule, run: GateRun, where: str
                       reason=words)
 
 
+def _tier_non_inferiority(config: GateConfig, rule: NonInferiorityRule, run: GateRun, where: str) -> RuleResult:
+    """``tier`` against ``non_inferiority_to`` within one run, paired on the cases both tiers answered."""
+    assert rule.tier is not None and rule.non_inferiority_to is not None
+    for tier in (rule.tier, rule.non_inferiority_to):
+        if run.tiers and tier not in run.tiers:
+            return RuleResult("non_inferiority", rule.name or rule.scope_label(), "fail", None, None, rule.margin, 0,
+                              reason=f"the run has no tier {tier!r} (its tiers: {', '.join(run.tiers)})")
+    reference = rule.model_copy(update={"tier": rule.non_inferiority_to})
+    ours, theirs = _untiered(_values(rule, run, where)), _untiered(_values(reference, run, where))
+    return _non_inferiority(config, rule, run, run, where, values=(ours, theirs))
+
+
+def _untiered(found: Any) -> Any:
+    """Case values keyed by case and variant alone, so two tiers of one run pair case by case."""
+    return type(found)({key.rsplit("|", 1)[0]: value for key, value in found.values.items()}, found.n_unmeasured)
+
+
 def _non_inferiority(
-    config: GateConfig, rule: NonInferiorityRule, run: GateRun, baseline: GateRun, where: str
+    config: GateConfig, rule: NonInferiorityRule, run: GateRun, baseline: GateRun, where: str,
+    values: tuple[Any, Any] | None = None,
 ) -> RuleResult:
     name = rule.name or rule.scope_label()
-    ours, theirs = _values(rule, run, where), _values(rule, baseline, where)
+    ours, theirs = values if values is not None else (_values(rule, run, where), _values(rule, baseline, where))
     keys, base, cand = paired(theirs, ours)
     only = len(set(ours.values) ^ set(theirs.values))
     if not keys:

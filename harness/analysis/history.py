@@ -3,6 +3,7 @@
 Series, one value per run (with the sampling standard error of that value where it has one):
 - retrieval: the headline metric (nDCG when measured) and recall, per variant;
 - ``gap[variant]``: the graded local − cloud score, paired by case (once both tiers are graded);
+- ``graded_score[tier]``: each named tier's mean graded score, for a suite with a ladder of named tiers;
 - ``latency_p50_s[tier]`` and ``cost_per_1k_usd[tier]``: answered calls this run made only. An answer replayed from
   the response cache carries the latency and cost of the night that first made it, so a run that replayed every
   answer of a tier has no value there (the series skips it), and a run that replayed most of them is marked.
@@ -129,6 +130,8 @@ def run_series(view: RunView) -> tuple[dict[str, float], dict[str, float]]:
             both = wide.dropna(subset=["local", "cloud"]).reset_index()
             for gap_variant, part in both.groupby("variant", sort=True):
                 _put(values, errors, f"gap[{gap_variant}]", (part["local"] - part["cloud"]).astype(float))
+        for tier in sorted(set(wide.columns) - {"local", "cloud"}):  # a named tier of a ladder: its graded score
+            _put(values, errors, f"graded_score[{tier}]", wide[tier].dropna().astype(float))
     return values, errors
 
 

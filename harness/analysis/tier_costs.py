@@ -13,6 +13,7 @@ frames and host cost models in, dataclasses out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,7 @@ def _latency_delta(ok: pd.DataFrame, confidence: float) -> Interval:
     return paired_gap(wide["local"].to_numpy(float), wide["cloud"].to_numpy(float), confidence=confidence)
 
 
-def host_costs_from_fleet(fleet: dict | None) -> dict[str, HostCost]:
+def host_costs_from_fleet(fleet: dict[str, Any] | None) -> dict[str, HostCost]:
     """Host name -> cost model, from the fleet recorded in a run's manifest."""
     hosts = (fleet or {}).get("hosts", [])
     return {h["name"]: HostCost(**h.get("cost", {})) for h in hosts if "name" in h}

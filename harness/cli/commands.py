@@ -197,7 +197,10 @@ def run(
         str | None, typer.Option("--run-id", help="name of the run directory (default: UTC time)")
     ] = None,
     reports: ReportsOpt = Path("reports"),
-    fleet: Annotated[Path | None, typer.Option("--fleet", help="fleet file for the local tier")] = None,
+    fleet: Annotated[
+        list[str] | None,
+        typer.Option("--fleet", help="fleet file for the local tier; NAME=FILE overrides a named fleet tier's file"),
+    ] = None,
     budget: Annotated[float | None, typer.Option("--budget", help="cap on cloud spend in USD for this run")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="run id to continue; finished cases are kept")] = None,
     store: StoreOpt = Path(".harness/index"),
@@ -226,11 +229,15 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a suite and write reports/<suite>/<run-id>/. Exit 3 if a tier it ran answered nothing or failed too often."""
+    from harness.config.tiers import parse_fleet_overrides
+
+    fleet_path, fleet_overrides = parse_fleet_overrides(fleet or [])
     summary = _run_suite(
         suite,
         run_id=run_id,
         reports=reports,
-        fleet=fleet,
+        fleet=fleet_path,
+        fleet_overrides=fleet_overrides,
         budget=budget,
         resume=resume,
         store=store,
@@ -293,7 +300,8 @@ def _run_suite(
     shard: str | None = None,
     ray: Any = None,
     cloud_model: str | None = None,
-) -> dict:
+    fleet_overrides: dict[str, Path] | None = None,
+) -> dict[str, Any]:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
 
@@ -322,6 +330,7 @@ def _run_suite(
         shard=shard,
         ray=ray,
         cloud_model=cloud_model,
+        fleet_overrides=dict(fleet_overrides or {}),
     )
     try:
         with interrupts_raise():
@@ -334,7 +343,9 @@ def _run_suite(
         _leave_ray(ray)
 
 
-def _run_prepared(prepared: Any, *, budget: float | None, quiet: bool, max_failure_rate: float | None) -> dict:
+def _run_prepared(
+    prepared: Any, *, budget: float | None, quiet: bool, max_failure_rate: float | None
+) -> dict[str, Any]:
     from harness.report.writer import write_reports
     from harness.run.runner import run_suite
     from harness.run.session import finish
@@ -406,7 +417,7 @@ def report(
     console.print((run_dir / "report.md").read_text(encoding="utf-8"), markup=False, highlight=False)
 
 
-def _json_summary(view) -> dict:
+def _json_summary(view) -> dict[str, Any]:
     from harness.report import tables
 
     retrieval = tables.retrieval_by_variant(view.retrieval, view.metrics, view.variants)

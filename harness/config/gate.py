@@ -9,21 +9,28 @@ gate:
     - {metric: must_include_recall, tier: local, min: 0.6, category: code-section}
   non_inferiority:            # against --baseline: fail only when the CI's lower bound of (run - baseline) < -margin
     - {metric: ndcg@10, variant: hybrid, margin: 0.05}
+    # ... or one tier against another of the same run (no baseline), paired on the cases both answered
+    - {metric: graded_score, tier: haiku, non_inferiority_to: sonnet, margin: 0.05}
   failure_rate:               # failed calls / calls, per tier
     - {tier: local, max: 0.05}
 ```
 
 A metric is a retrieval metric of the suite (``recall@10``), or an answer metric (``token_f1``) or ``grade_score``
-together with ``tier:``.
+together with ``tier:`` (``graded_score`` is another name for ``grade_score``). A tier is one the suite names:
+``local``, ``cloud``, or a named tier of its ladder (``harness.config.tiers``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-GateTier = Literal["local", "cloud"]
+from harness.config.tiers import TIER_NAME_PATTERN
+
+GateTier = Annotated[str, Field(pattern=TIER_NAME_PATTERN)]
+"""A tier's name: ``local``, ``cloud`` or a named tier of the suite's ladder."""
+METRIC_ALIASES = {"graded_score": "grade_score"}
 
 
 class _Strict(BaseModel):
@@ -38,6 +45,11 @@ class _Scoped(_Strict):
     category: str | None = None
     tier: GateTier | None = Field(default=None, description="for answer metrics and grade_score: whose answers")
     name: str | None = Field(default=None, description="shown in the summary and as the JUnit test name")
+
+    @field_validator("metric")
+    @classmethod
+    def _alias(cls, metric: str) -> str:
+        return METRIC_ALIASES.get(metric, metric)
 
     def scope_label(self) -> str:
         parts = [f"{key}={value}" for key, value in (("variant", self.variant), ("tier", self.tier),
@@ -63,6 +75,19 @@ class NonInferiorityRule(_Scoped):
 
     margin: float = Field(gt=0, le=1)
     higher_is_better: bool = True
+    non_inferiority_to: GateTier | None = Field(
+        default=None, description="another tier of the same run to hold ``tier`` against, instead of --baseline"
+    )
+
+    @model_validator(mode="after")
+    def _two_tiers(self) -> NonInferiorityRule:
+        if self.non_inferiority_to is not None and (self.tier is None or self.tier == self.non_inferiority_to):
+            raise ValueError("non_inferiority_to needs `tier:` naming another tier of the run")
+        return self
+
+    def scope_label(self) -> str:
+        label = super().scope_label()
+        return label if self.non_inferiority_to is None else f"{label} vs {self.non_inferiority_to}"
 
 
 class FailureRateRule(_Strict):

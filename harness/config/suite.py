@@ -12,12 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.config.advice import AdviceConfig
 from harness.config.gate import GateConfig
 from harness.config.grading import GradingConfig, judge_list_problem
+from harness.config.tiers import BuiltinTier, TierEntry, check_ladder
 from harness.config.yaml_loader import YamlDocument, load_yaml, validate
 
 # The keys of RETRIEVERS (retrieval/build.py) and EMBEDDERS (retrieval/embedders.py): config cannot import them, so
 # tests/test_kinds_match_registries.py holds each pair equal.
 RetrieverKind = Literal["dense", "bm25", "hybrid"]
-TierName = Literal["local", "cloud"]
+TierName = BuiltinTier
 DEFAULT_TIERS: tuple[TierName, ...] = ("local", "cloud")
 EmbedderKind = Literal["sentence-transformers", "ollama"]
 # The keys of BACKENDS (retrieval/embedders.py), held equal by tests/test_kinds_match_registries.py too.
@@ -100,7 +101,13 @@ class GenerationConfig(_Strict):
     max_tokens: int = Field(default=96, ge=1, le=8192)
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int = 7
-    tiers: list[TierName] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
+    tiers: list[TierEntry] = Field(
+        default_factory=lambda: list[TierEntry](DEFAULT_TIERS), min_length=1,
+        description="local and cloud, or named tiers {name, fleet: FILE | cloud: MODEL} (harness.config.tiers)",
+    )
+    reference: str | None = Field(
+        default=None, description="the tier every other is measured against; default: the costliest that ran"
+    )
     variants: list[str] | None = Field(default=None, description="which variants feed the generator; default all")
     max_failure_rate: float | None = Field(
         default=None, ge=0, le=1, description="share of failed calls over which a tier fails the run (default 0.2)"
@@ -164,6 +171,12 @@ class Suite(_Strict):
     def variant_embedder(self, variant: Variant) -> EmbedderConfig:
         return variant.embedder or self.embedder
 
+    def tier_names(self) -> list[str]:
+        """The names of the tiers the suite asks for, in its order."""
+        if self.generation is None:
+            return []
+        return [t if isinstance(t, str) else t.name for t in self.generation.tiers]
+
     def generating_variants(self) -> list[Variant]:
         if self.generation is None:
             return []
@@ -195,6 +208,8 @@ def load_suite(path: str | Path, corpus_ids: set[str] | None = None) -> Suite:
             )
         suite = suite.model_copy(update={"name": Path(path).stem})
     _check_cases(suite, document)
+    if suite.generation is not None:
+        check_ladder(suite.generation.tiers, suite.generation.reference, document)
     _check_metric_names(suite, document)
     if suite.generation and suite.generation.variants:
         unknown = sorted(set(suite.generation.variants) - {v.name for v in suite.variants})

@@ -181,3 +181,23 @@ def lognormal(median_s: float, sigma: float = 0.5, *, seed: int | None = None, c
         return min(value, cap_s) if cap_s is not None else value
 
     return draw
+
+
+def by_model(
+    scripts: Mapping[str, Reply | Callable[[RecordedRequest], Reply]],
+    default: Reply | Callable[[RecordedRequest], Reply] | None = None,
+) -> Callable[[RecordedRequest], Reply]:
+    """A script that answers each request by the ``model`` its body names, so one fake can serve several models.
+
+    A model not in ``scripts`` gets ``default`` (an HTTP 404 ``not_found_error`` naming the model when there is none,
+    as the real APIs answer an unknown model).
+    """
+
+    def pick(request: RecordedRequest) -> Reply:
+        model = request.body.get("model") if isinstance(request.body, dict) else None
+        chosen = scripts.get(str(model), default) if model is not None else default
+        if chosen is None:
+            return Reply.error(404, f"model: {model}", error_type="not_found_error")
+        return chosen(request) if callable(chosen) else chosen
+
+    return pick

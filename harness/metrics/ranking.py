@@ -173,7 +173,8 @@ def _segment_ranks(lengths: np.ndarray) -> np.ndarray:
     """1-based position within each segment of a flat array made of segments of the given lengths."""
     total = int(lengths.sum())
     starts = np.cumsum(lengths) - lengths
-    return np.arange(1, total + 1, dtype=np.int64) - np.repeat(starts, lengths)
+    ranks: np.ndarray = np.arange(1, total + 1, dtype=np.int64) - np.repeat(starts, lengths)
+    return ranks
 
 
 def _descending_bits(scores: np.ndarray) -> np.ndarray:

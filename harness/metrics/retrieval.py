@@ -64,7 +64,8 @@ def _hits_at(r: Rankings, k: int) -> np.ndarray:
 
 def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     # trec_eval reports 0 where the denominator (relevant docs, ideal DCG) is 0.
-    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+    ratio: np.ndarray = np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+    return ratio
 
 
 def recall(r: Rankings, k: int) -> np.ndarray:

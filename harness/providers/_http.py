@@ -52,7 +52,8 @@ def acquire_host_semaphore(base_url: str, limit: int) -> asyncio.Semaphore:
     if entry is None:
         entry = per_loop[base_url] = [asyncio.Semaphore(limit), 0]
     entry[1] += 1
-    return entry[0]
+    semaphore: asyncio.Semaphore = entry[0]
+    return semaphore
 
 
 def release_host_semaphore(loop: asyncio.AbstractEventLoop, base_url: str) -> None:

@@ -213,9 +213,8 @@ class AnthropicProvider:
 
 def _body_error(exc: anthropic.APIStatusError) -> dict[str, Any]:
     body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return body["error"]
-    return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return dict(error) if isinstance(error, dict) else {}
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:
@@ -269,7 +268,7 @@ def _retry_after(headers: Any) -> float | None:
 
 def _backoff(retries: int) -> float:
     """0.5 s doubling to at most 8 s, minus up to a quarter for jitter (the SDK's schedule)."""
-    return min(_BACKOFF_INITIAL_S * 2**retries, _BACKOFF_MAX_S) * (1 - 0.25 * random.random())
+    return float(min(_BACKOFF_INITIAL_S * 2**retries, _BACKOFF_MAX_S) * (1 - 0.25 * random.random()))
 
 
 def _status_hint(status: int, model: str) -> str:

@@ -62,4 +62,5 @@ def provider_for(host: Host, **options: Any) -> Provider:
         raise InputError(f"unknown host kind {host.kind!r}", hint=f"use one of: {', '.join(sorted(PROVIDERS))}")
     module_name, class_name = target.split(":")
     provider_class = getattr(importlib.import_module(module_name), class_name)
-    return provider_class(host, **options)
+    provider: Provider = provider_class(host, **options)  # the registry names Provider classes only
+    return provider

@@ -50,7 +50,8 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     if array.ndim == 1:
         array = array[None, :]
     norms = np.linalg.norm(array, axis=1, keepdims=True)
-    return np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
+    unit: np.ndarray = np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
+    return unit
 
 
 def bundled_model_path() -> Path:
@@ -204,7 +205,7 @@ class OllamaEmbedder:
             raise RetrievalError(
                 f"Ollama embed at {self.url} returned {len(embeddings)} vectors for {len(batch)} texts",
                 hint="check the model is an embedding model")
-        return embeddings
+        return [[float(value) for value in row] for row in embeddings]
 
 
 def model_source(model: str) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import InputError
+from harness.retrieval.embedders import normalise
 from harness.retrieval.onnx_export import Export, ensure_export
 
 _SESSIONS: dict[Path, tuple[Any, Any]] = {}
@@ -111,9 +112,4 @@ class OnnxEmbedder:
                     out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
                 out[rows] = vectors
         assert out is not None
-        return _unit_rows(out)
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0).astype(np.float32)
+        return normalise(out)

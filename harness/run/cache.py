@@ -37,7 +37,7 @@ from typing import Any
 from harness.config.suite import CacheMode
 from harness.errors import RunStoreError
 from harness.providers.types import Attempt, CacheEntry, Generation, GenerationRequest, ServerTiming, Tier, Usage
-from harness.run.tiers import AnswerTier
+from harness.run.tiers import AnswerTier, tier_kind
 
 KEY_VERSION = 1
 DEFAULT_CACHE_DIR = Path(".harness/cache")
@@ -216,12 +216,14 @@ class CachedTier:
     run_id: str | None = None
     hits: int = 0
     misses: int = 0
-    name: Tier = field(init=False)
+    name: str = field(init=False)
+    kind: Tier = field(init=False)
     _served_by: ServedBy | None = field(default=None, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.name = self.inner.name
+        self.kind = tier_kind(self.inner)
 
     async def served_by(self) -> ServedBy:
         async with self._lock:  # probe the hosts once per run, not once per call
@@ -237,7 +239,7 @@ class CachedTier:
             return found
         self.misses += 1
         generation = await self.inner.answer(request)  # raises on errors, timeouts and budget refusals: never stored
-        if generation.tier != self.name:  # a local call the cloud answered is not the local tier's answer
+        if generation.tier != self.kind:  # a fleet call the cloud answered is not the fleet tier's answer
             return generation
         digest, source = served.digest_of(generation.host)
         entry = self.cache.put(key, self.name, generation, run_id=self.run_id, model_digest=digest,

@@ -11,7 +11,7 @@ from typing import Any
 from harness.config.fleet import Fleet, Host
 from harness.config.suite import CacheMode
 from harness.run.cache import CachedTier, ResponseCache, ServedBy, reads
-from harness.run.tiers import AnswerTier
+from harness.run.tiers import AnswerTier, tier_kind
 
 CLOUD_DIGEST_SOURCE = "none: the model name, which Anthropic pins to a snapshot"
 
@@ -68,8 +68,9 @@ def with_cache(
     cache = ResponseCache.open(cache_dir)
     wrapped: list[AnswerTier] = []
     for tier in tiers:
-        if tier.name == "local" and fleet is not None:
-            identity = partial(local_identity, fleet, cache)
+        served = getattr(tier, "fleet", None) or fleet  # each fleet tier is keyed by its own hosts
+        if tier_kind(tier) == "local" and served is not None:
+            identity = partial(local_identity, served, cache)
         else:
             identity = partial(cloud_identity, str(getattr(tier, "model", "unknown")))
         wrapped.append(CachedTier(tier, cache, identity, read=reads(mode), run_id=run_id))

@@ -13,14 +13,15 @@ import os
 import shlex
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config.fleet import Fleet
 from harness.config.pricing import PricingTable
 from harness.config.suite import CacheMode, Suite, check_judge_hosts, load_suite
+from harness.config.tiers import TierPlan
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
 from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
@@ -31,13 +32,21 @@ from harness.money.costs import use_pricing
 from harness.providers.types import GenerationRequest
 from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
-from harness.run.cloud_projection import planned_cloud_calls, projected_cloud_usd
+from harness.run.cloud_projection import planned_cloud_calls, projected_ladder_usd
+from harness.run.ladder import (
+    build_ladder,
+    fleet_of_tier,
+    ladder_capacity,
+    ladder_manifest,
+    ladder_model_uses,
+    plan_ladder,
+)
 from harness.run.model_uses import check_run_models, run_model_uses
 from harness.run.predict import Embed
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
-from harness.run.tier_setup import build_tiers, fleet_capacity, load_run_fleet, run_fleet_path, tier_manifest
+from harness.run.tier_setup import fleet_capacity, load_run_fleet, run_fleet_path
 from harness.run.tiers import AnswerTier, Budget, SkippedTier, cloud_key_present
 from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
 from harness.store.paths import run_dir
@@ -53,6 +62,9 @@ from harness.store.records import (
     SuiteInfo,
 )
 from harness.store.store import RunStore
+
+if TYPE_CHECKING:
+    from harness.localfleet.prompt import PromptStyle
 
 DEFAULT_STORE = Path(".harness/index")
 PACKAGES = (
@@ -103,6 +115,7 @@ class RunOptions:
     shard: str | None = None  # "i/n": run only that stable subset of the cases (harness.run.shard)
     ray: RayOptions | None = None  # --ray: ingest and retrieve on a Ray cluster; generation stays here
     cloud_model: str | None = None  # --cloud-model: the cloud tier's and fallback's model instead of the fleet's
+    fleet_overrides: dict[str, Path] = field(default_factory=dict)  # --fleet NAME=FILE: a named fleet tier's file
 
 
 @dataclass
@@ -180,6 +193,7 @@ class _Plan:
     pricing: PricingTable
     budget: Budget
     fleet: Fleet | None
+    plans: list[TierPlan]
     tiers: list[AnswerTier]
     skipped: list[SkippedTier]
     build_prompt: Any
@@ -203,13 +217,13 @@ def prepare(options: RunOptions) -> PreparedRun:
         build_prompt=plan.build_prompt,
         prompt_context=plan.prompt_context,
         grading=plan.grading.plan,
-        concurrency=options.concurrency or fleet_capacity(plan.fleet),
+        concurrency=options.concurrency or _capacity(plan),
         embed=_answer_embedder(plan.suite, retrieval.indexes),
         retrieve=_ray_retrieval(options, plan.suite, plan.corpus),
     )
     _record_start(store, options, plan, ann_fidelity)
     cloud_calls = planned_cloud_calls(plan.suite, plan.tiers)
-    projected = projected_cloud_usd(plan.suite, plan.fleet, cloud_calls, options.cloud_model)
+    projected = projected_ladder_usd(plan.suite, plan.tiers)
     reports = list(retrieval.reports)
     return PreparedRun(
         plan.suite, plan.corpus, store, parts, plan.budget, projected, cloud_calls, reports, plan.grading,
@@ -226,10 +240,13 @@ def _plan(options: RunOptions) -> _Plan:
     fleet = load_run_fleet(options.fleet_path) if suite.generation else None
     # A retired model is refused here, before the run directory exists and before any call (exit 2).
     uses = run_model_uses(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path), options.cloud_model)
-    model_warnings = tuple(check_run_models(uses))
     if fleet is not None and options.cloud_model is not None:
         fleet = fleet.model_copy(update={"cloud_model": options.cloud_model})
-    tiers, skipped = build_tiers(suite, fleet, budget, run_fleet_path(options.fleet_path), options.cloud_model)
+    # Every named tier, with its fleet file read and its model checked, before anything runs (exit 2).
+    plans = plan_ladder(suite, options.suite_path, fleet, run_fleet_path(options.fleet_path),
+                        options.fleet_overrides, options.cloud_model)  # fmt: skip
+    model_warnings = tuple(check_run_models(uses + ladder_model_uses(plans, options.suite_path)))
+    tiers, skipped = build_ladder(plans, budget)
     # Named before anything is asked, because every answer stored in the response cache names the run that made it.
     run_id = options.resume or options.run_id or new_run_id(options.reports_dir, suite.name)
     mode, mode_chosen_by = cache_mode(options, suite)
@@ -248,15 +265,21 @@ def _plan(options: RunOptions) -> _Plan:
         pricing=pricing,
         budget=budget,
         fleet=fleet,
+        plans=plans,
         tiers=tiers,
         skipped=skipped,
-        build_prompt=prompt_builder(suite, fleet),
-        prompt_context=prompt_context(suite, fleet),
+        build_prompt=prompt_builder(suite, fleet, fleet_of_tier(plans)),
+        prompt_context=prompt_context(suite, fleet, fleet_of_tier(plans)),
         grading=grading,
         run_id=run_id,
         cache=cache,
         model_warnings=model_warnings,
     )
+
+
+def _capacity(plan: _Plan) -> int:
+    """Calls at once: every fleet tier's slots when the suite names its tiers, else the one fleet's."""
+    return ladder_capacity(plan.plans, fleet_capacity) if plan.plans else fleet_capacity(plan.fleet)
 
 
 def _retrievers_or_record_failure(store: RunStore, plan: _Plan, options: RunOptions) -> tuple[Any, dict[str, Any]]:
@@ -295,7 +318,7 @@ def _record_start(store: RunStore, options: RunOptions, plan: _Plan, ann_fidelit
             fingerprint=corpus.fingerprint,
             document_sha256=document_digests(corpus),
         ),
-        tiers=tier_manifest(suite, plan.tiers, plan.skipped),
+        tiers=ladder_manifest(plan.plans, plan.skipped),
         grader=GraderInfo.model_validate(plan.grading.manifest()),
         fleet=_fleet_manifest(plan.fleet),
         budget_usd=options.budget_usd,
@@ -333,6 +356,8 @@ def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-wri
         words += ["--ray", options.ray.address]
     if options.cloud_model is not None:
         words += ["--cloud-model", options.cloud_model]
+    for name, path in sorted(options.fleet_overrides.items()):
+        words += ["--fleet", f"{name}={path}"]
     return shlex.join(words)
 
 
@@ -386,17 +411,26 @@ def _ray_retrieval(options: RunOptions, suite: Suite, corpus: Corpus) -> Any:
     return ray_retrieval(options.ray, suite, corpus, options.chroma_url)
 
 
-def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
-    from harness.localfleet.prompt import build_request, fleet_prompt_style
+def _prompt_styles(fleet: Fleet | None, fleets: dict[str, Fleet] | None) -> dict[str, PromptStyle]:
+    """Tier name -> the prompt style its hosts' endpoint expects; a tier not listed (a cloud tier) gets chat."""
+    from harness.localfleet.prompt import fleet_prompt_style
+
+    given = dict(fleets) if fleets is not None else ({"local": fleet} if fleet is not None else {})
+    return {name: fleet_prompt_style(served) for name, served in given.items()}
+
+
+def prompt_builder(suite: Suite, fleet: Fleet | None, fleets: dict[str, Fleet] | None = None) -> Any:
+    """(question, hits, tier name) -> request. ``fleets`` maps each fleet tier to its fleet (default: ``local``)."""
+    from harness.localfleet.prompt import build_request
 
     generation = suite.generation
     if generation is None:
         return None
-    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+    styles = _prompt_styles(fleet, fleets)
 
     def build(question: str, hits: Sequence[ScoredChunk], tier: str) -> GenerationRequest:
-        # The cloud tier always gets the chat prompt; the local tier gets what its hosts' endpoint expects.
-        style = local_style if tier == "local" else "chat"
+        # A cloud tier always gets the chat prompt; a fleet tier gets what its hosts' endpoint expects.
+        style = styles.get(tier, "chat")
         passages = list(hits[: generation.context_chunks])  # chunks, so each passage is labelled with its doc id
         return build_request(
             question,
@@ -411,21 +445,21 @@ def prompt_builder(suite: Suite, fleet: Fleet | None) -> Any:
     return build
 
 
-def prompt_context(suite: Suite, fleet: Fleet | None) -> Any:
+def prompt_context(suite: Suite, fleet: Fleet | None, fleets: dict[str, Fleet] | None = None) -> Any:
     """(question, hits, tier) -> the chunk ids the tier's prompt carries, as :func:`prompt_builder` fits them."""
-    from harness.localfleet.prompt import fleet_prompt_style, passages_in_prompt
+    from harness.localfleet.prompt import passages_in_prompt
 
     generation = suite.generation
     if generation is None:
         return None
-    local_style = fleet_prompt_style(fleet) if fleet is not None else "chat"
+    styles = _prompt_styles(fleet, fleets)
 
     def context(question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
         offered = list(hits[: generation.context_chunks])
         shown = passages_in_prompt(
             question,
             offered,
-            style=local_style if tier == "local" else "chat",
+            style=styles.get(tier, "chat"),
             max_tokens=generation.max_tokens,
             context_tokens=generation.max_context_tokens,
         )
@@ -444,7 +478,8 @@ def _answer_embedder(suite: Suite, indexes: Any) -> Embed | None:
         return None
     vectors = indexes.query_vectors(suite.embedder)
     vectors.prefetch([case.reference for case in suite.cases if case.generate and case.reference])
-    return vectors.many
+    embed: Embed = vectors.many
+    return embed
 
 
 def _fleet_manifest(fleet: Fleet | None) -> dict[str, Any] | None:

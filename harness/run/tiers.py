@@ -1,4 +1,7 @@
-"""The two answering tiers as the runner sees them: each turns (question, context) into a Generation.
+"""The answering tiers as the runner sees them: each turns (question, context) into a Generation.
+
+A tier has a name (``local``, ``cloud``, or a suite's named tier such as ``fleet-8b`` or ``haiku``) and a kind: a
+fleet behind its own dispatcher, or a Claude model.
 
 ``Budget`` is re-exported from ``harness.money.budget``: one budget class for every cloud call.
 """
@@ -8,17 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from harness.config.fleet import Fleet
 from harness.money.budget import Budget
 from harness.money.costs import cloud_cost_usd
 from harness.money.projection import projected_usd, request_prompt_tokens
 from harness.providers.anthropic_key import anthropic_api_key
 from harness.providers.types import Generation, GenerationRequest, Tier
 
-__all__ = ["AnswerTier", "Budget", "CloudTier", "LocalTier", "SkippedTier", "cloud_key_present"]
+__all__ = ["AnswerTier", "Budget", "CloudTier", "LocalTier", "SkippedTier", "cloud_key_present", "tier_kind"]
 
 
 class AnswerTier(Protocol):
-    name: Tier
+    name: str
+    kind: Tier
 
     async def answer(self, request: GenerationRequest) -> Generation: ...
 
@@ -29,7 +34,7 @@ class AnswerTier(Protocol):
 class SkippedTier:
     """A tier that will not run, and the plain reason why (shown in the report instead of any figure)."""
 
-    name: Tier
+    name: str
     reason: str
 
 
@@ -39,7 +44,9 @@ class LocalTier:
     to the cloud reserves and settles on the dispatcher's budget, which a run builds inside its own."""
 
     dispatcher: object  # harness.dispatch.Dispatcher; typed loosely so run/ does not import every provider
-    name: Tier = "local"
+    name: str = "local"
+    fleet: Fleet | None = None  # what the dispatcher serves, for the response cache's key
+    kind: Tier = "local"
 
     async def answer(self, request: GenerationRequest) -> Generation:
         generation: Generation = await self.dispatcher.generate(request)  # type: ignore[attr-defined]
@@ -58,7 +65,8 @@ class CloudTier:
     provider: object  # harness.providers.anthropic_cloud.AnthropicProvider
     model: str
     budget: Budget
-    name: Tier = "cloud"
+    name: str = "cloud"
+    kind: Tier = "cloud"
 
     async def answer(self, request: GenerationRequest) -> Generation:
         """Reserve the projected cost (BudgetExceeded when the cap cannot hold it), call, settle to the real cost."""
@@ -75,6 +83,16 @@ class CloudTier:
 
     async def aclose(self) -> None:
         await self.provider.aclose()  # type: ignore[attr-defined]
+
+
+def tier_kind(tier: object) -> Tier:
+    """A tier's kind; a tier object without one is the built-in tier its name says (``cloud``, else ``local``)."""
+    kind = getattr(tier, "kind", None)
+    if kind == "local":
+        return "local"
+    if kind == "cloud":
+        return "cloud"
+    return "cloud" if getattr(tier, "name", None) == "cloud" else "local"
 
 
 def cloud_key_present() -> bool:

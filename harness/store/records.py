@@ -23,7 +23,10 @@ Version history (bump :data:`SCHEMA_VERSION` on any change a reader must know ab
   ``cache_creation_input_tokens`` (were ``cache_read_tokens`` and ``cache_write_tokens``); a generation's usage,
   timing, attempts and cache entry are the provider's own types (:mod:`harness.providers.types`), not copies; the
   manifest's ``grader.second_judges``: the judges that graded the sample beside Claude, what they cost and how their
-  grades ended (their grades are in ``grades.jsonl`` under their names). Optional: an older run had none.
+  grades ended (their grades are in ``grades.jsonl`` under their names). Optional: an older run had none. And a
+  ladder of named tiers (``harness.config.tiers``): each manifest tier's ``kind`` (fleet or Claude model), its
+  ``model``, and a named fleet tier's ``fleet``. An older manifest's tiers are the built-in ``local`` and ``cloud``,
+  whose kind is their name (:meth:`TierInfo.kind_of`).
 
 An unmeasured value is ``None`` with its reason next to it, never a zero.
 """
@@ -180,8 +183,20 @@ class CorpusInfo(_Record):
 
 
 class TierInfo(_Record):
+    """One tier the suite asked for (``harness.run.ladder``): run or skipped with why, its kind and what serves it."""
+
     status: Literal["run", "skipped"]
     reason: str | None = None
+    kind: Literal["local", "cloud"] | None = Field(
+        default=None, description="a fleet (local) or a Claude model (cloud); null before schema 5: the tier's name"
+    )
+    model: str | None = Field(default=None, description="the Claude model, or the models the fleet's hosts serve")
+    fleet: dict[str, Any] | None = Field(default=None, description="a named fleet tier's fleet file, as loaded")
+    fleet_path: str | None = Field(default=None, description="where a named fleet tier's fleet file was read")
+
+    def kind_of(self, name: str) -> Literal["local", "cloud"]:
+        """The kind, or for a run before schema 5 (only ``local`` and ``cloud`` then) the tier's name."""
+        return self.kind or ("cloud" if name == "cloud" else "local")
 
 
 class JudgeInfo(_Record):

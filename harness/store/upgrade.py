@@ -10,7 +10,7 @@ Each version has one step to the next; :data:`UPGRADES` chains them to the curre
 - 4 -> 5: a grade's ``cache_read_tokens`` and ``cache_write_tokens`` take the provider's names,
   ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` (in ``cases.jsonl`` and in ``grades.jsonl``). The
   manifest's new optional ``grader.second_judges`` reads as an empty list (only Claude graded), so the manifest lifts
-  by its stamp alone.
+  by its stamp alone. Each tier's new ``kind``, ``model`` and named ``fleet`` are optional too.
 """
 
 from __future__ import annotations

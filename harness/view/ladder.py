@@ -23,7 +23,10 @@ def tier_order(manifest: Manifest) -> list[str]:
     """The suite's ladder order (``generation.tiers``); the store's files list tiers alphabetically."""
     generation = _generation_config(manifest)
     tiers = generation.get("tiers") if isinstance(generation, dict) else None
-    return [str(tier) for tier in tiers] if isinstance(tiers, list) else list(manifest.tiers)
+    if not isinstance(tiers, list):
+        return list(manifest.tiers)
+    # a named tier is a mapping ({name, fleet | cloud}); a built-in one is its name
+    return [str(tier.get("name")) if isinstance(tier, dict) else str(tier) for tier in tiers]
 
 
 def in_tier_order(tiers: list[str], order: list[str]) -> list[str]:

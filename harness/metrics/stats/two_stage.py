@@ -65,7 +65,8 @@ def _scaled(x: np.ndarray) -> np.ndarray:
     n = x.size
     if n < 2:
         return np.zeros_like(x)
-    return (x - x.mean()) / n * math.sqrt(n / (n - 1))
+    scaled: np.ndarray = (x - x.mean()) / n * math.sqrt(n / (n - 1))
+    return scaled
 
 
 def mean_term(x: np.ndarray, clusters: Sequence[Hashable]) -> Influence:
