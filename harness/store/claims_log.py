@@ -9,16 +9,15 @@ recompute every metric of :mod:`harness.metrics.claims`.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import RunStoreError
 from harness.metrics.claims import Verdict
+from harness.store.jsonl_log import append_entries, read_entries
 
 CLAIMS = "claims.jsonl"
 CLAIMS_LOG_VERSION = 1
@@ -71,41 +70,19 @@ class ClaimsEntry(BaseModel):
 
 
 def append_claims(run_dir: Path, entries: Iterable[ClaimsEntry]) -> None:
-    lines = "".join(json.dumps(e.model_dump(mode="json"), sort_keys=True, allow_nan=False) + "\n" for e in entries)
-    if not lines:
-        return
-    with (run_dir / CLAIMS).open("a", encoding="utf-8") as handle:
-        handle.write(lines)
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_entries(run_dir / CLAIMS, entries)
 
 
 def read_claims(run_dir: Path) -> dict[ClaimsKey, ClaimsRecord]:
     """The newest claims per answer. A torn last line is ignored (the process died writing it); a newer log version
     is refused with both versions named."""
-    path = run_dir / CLAIMS
-    if not path.exists():
-        return {}
-    out: dict[ClaimsKey, ClaimsRecord] = {}
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            version = data.get("schema_version") if isinstance(data, dict) else None
-            if isinstance(version, int) and version > CLAIMS_LOG_VERSION:
-                raise RunStoreError(
-                    f"{path}:{number}: claims log version {version}; this harness reads version {CLAIMS_LOG_VERSION}",
-                    hint="read this run with the newer harness that wrote it",
-                )
-            entry = ClaimsEntry.model_validate(data)
-        except ValueError as exc:
-            if number >= len(lines) - 1:
-                break
-            raise RunStoreError(
-                f"{path}:{number}: damaged claims entry: {str(exc).splitlines()[0]}",
-                hint="remove or repair that line, then resume",
-            ) from exc
-        out[entry.key] = entry.claims
-    return out
+    entries = read_entries(run_dir / CLAIMS, _entry, "claims entry", "remove or repair that line, then resume")
+    return {entry.key: entry.claims for entry in entries}
+
+
+def _entry(data: Any, where: str) -> ClaimsEntry:
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > CLAIMS_LOG_VERSION:
+        raise RunStoreError(f"{where}: claims log version {version}; this harness reads version {CLAIMS_LOG_VERSION}",
+                            hint="read this run with the newer harness that wrote it")
+    return ClaimsEntry.model_validate(data)

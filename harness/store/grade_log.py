@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config.grading import PRIMARY_JUDGE
 from harness.errors import RunStoreError
+from harness.store.jsonl_log import append_entries, read_entries
 from harness.store.records import CaseRecord, GradeRecord
 from harness.store.upgrade import grade_v2
 
@@ -69,13 +69,7 @@ class OpenBatch(BaseModel):
 
 
 def append_grades(run_dir: Path, entries: Iterable[GradeEntry]) -> None:
-    lines = "".join(json.dumps(e.model_dump(mode="json"), sort_keys=True, allow_nan=False) + "\n" for e in entries)
-    if not lines:
-        return
-    with (run_dir / GRADES).open("a", encoding="utf-8") as handle:
-        handle.write(lines)
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_entries(run_dir / GRADES, entries)
 
 
 class GradeWriter:
@@ -109,23 +103,10 @@ def read_second_judges(run_dir: Path) -> dict[str, dict[GradeKey, GradeRecord]]:
 
 def read_judge_grades(run_dir: Path) -> dict[str, dict[GradeKey, GradeRecord]]:
     """Every judge's newest grade per key, by judge name."""
-    path = run_dir / GRADES
-    if not path.exists():
-        return {}
     out: dict[str, dict[GradeKey, GradeRecord]] = {}
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = GradeEntry.model_validate(_current(json.loads(line)))
-        except ValueError as exc:
-            if number >= len(lines) - 1:
-                break
-            raise RunStoreError(
-                f"{path}:{number}: damaged grade: {str(exc).splitlines()[0]}",
-                hint="remove or repair that line, then resume",
-            ) from exc
+    entries = read_entries(run_dir / GRADES, lambda data, _: GradeEntry.model_validate(_current(data)), "grade",
+                           "remove or repair that line, then resume")
+    for entry in entries:
         out.setdefault(entry.judge, {})[entry.key] = entry.grade
     return out
 

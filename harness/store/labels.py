@@ -12,7 +12,6 @@ inference), so a torn or edited line is an error that names its line, except a t
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -23,7 +22,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.config.criteria import CRITERIA, SCALE_MAX
-from harness.errors import InputError, RunStoreError
+from harness.errors import InputError
+from harness.store.jsonl_log import append_entries, read_entries
 
 LABELS = "labels.jsonl"
 LABELS_LOCK = ".labels.lock"
@@ -114,34 +114,13 @@ def append_labels(run_dir: Path, labels: Iterable[LabelRecord]) -> None:
                     hint="each person labels an answer once; labels are never overwritten",
                 )
             seen.add(mark)
-        lines = "".join(json.dumps(label.model_dump(mode="json"), sort_keys=True, allow_nan=False) + "\n"
-                        for label in batch)
-        with (run_dir / LABELS).open("a", encoding="utf-8") as handle:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_entries(run_dir / LABELS, batch)
 
 
 def read_labels(run_dir: Path) -> list[LabelRecord]:
     """Every label, in the order written. A torn last line is ignored (the process died writing it)."""
-    path = run_dir / LABELS
-    if not path.exists():
-        return []
-    out: list[LabelRecord] = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append(LabelRecord.model_validate_json(line))
-        except ValueError as exc:
-            if number >= len(lines) - 1:
-                break
-            raise RunStoreError(
-                f"{path}:{number}: damaged label: {str(exc).splitlines()[0]}",
-                hint="remove or repair that line; labels after it are kept",
-            ) from exc
-    return out
+    return read_entries(run_dir / LABELS, lambda data, _: LabelRecord.model_validate(data), "label",
+                        "remove or repair that line; labels after it are kept")
 
 
 def labelled_by(run_dir: Path, labeller: str) -> set[AnswerKey]:
