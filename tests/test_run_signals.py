@@ -15,11 +15,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+from harness.fakes.openai import FakeOpenAI
+from harness.fakes.script import Reply
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini_corpus"
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +38,8 @@ STOP_WITHIN_S = 1.0
 WAIT_S = 600.0  # generous, for a loaded machine; not a speed claim
 
 
-def _suite(corpus: Path, copies: int = CASES_PER_QUESTION, *, distinct: bool = True) -> str:
+def _suite(corpus: Path, *, generate: bool = False) -> str:
+    """The signals suite; with ``generate``, one case is also answered by the local tier (held by the test's fake)."""
     lines = [
         "name: signals",
         f"corpus: {corpus}",
@@ -47,14 +52,20 @@ def _suite(corpus: Path, copies: int = CASES_PER_QUESTION, *, distinct: bool = T
         "  - {name: hybrid, retriever: hybrid}",
         "cases:",
     ]
-    for copy in range(copies):
+    for copy in range(CASES_PER_QUESTION):
         for number, (doc, question) in enumerate(QUESTIONS):
             lines += [
                 f"  - id: q{copy}-{number}",
-                f"    question: {json.dumps(f'{question} ({copy})' if distinct else question)}",
+                f"    question: {json.dumps(f'{question} ({copy})')}",
                 f"    relevant: {{{doc}: 3}}",
                 "    category: c",
             ]
+    if generate:
+        lines[lines.index("cases:"):lines.index("cases:")] = [
+            "generation: {tiers: [local], variants: [dense], max_tokens: 16}"]
+        lines += ["  - id: held", "    question: How far inside the wall does the ice barrier go?",
+                  "    reference: 36 inches inside the exterior wall line.", "    relevant: {code-r905-1-2-marlow: 3}",
+                  "    category: c", "    generate: true"]
     return "\n".join(lines) + "\n"
 
 
@@ -123,24 +134,33 @@ def _check_log(run_dir: Path, expected: int | None = None) -> set[tuple[str, str
     return set(keys)
 
 
-def test_sigint_mid_retrieval_stops_within_a_second_and_a_second_writer_is_refused(workdir: Path) -> None:
-    # 24,000 retrievals of four questions (embedded once): the run is still retrieving however long the second
-    # writer takes to start on a busy machine.
-    (workdir / "signals.yaml").write_text(_suite(workdir / "corpus", 2000, distinct=False), encoding="utf-8")
-    run_dir = workdir / "reports" / "signals" / "r1"
-    proc = _start(workdir, "--run-id", "r1")
-    try:
-        _wait_for_records(proc, run_dir, 5)
-        second = _run(workdir, "--resume", "r1")  # while the first still runs
-        assert second.returncode == 2, second.stderr
-        assert f"is in use by pid {proc.pid}" in second.stderr and "Traceback" not in second.stderr
-        stamped, _ = _interrupt(proc, run_dir, signal.SIGINT)
-    finally:
-        proc.kill()
-        proc.wait()
+def test_sigint_mid_run_stops_within_a_second_and_a_second_writer_is_refused(workdir: Path) -> None:
+    """The run is held on one answer the fake gives only when the test says: it is still running however long the
+    second writer takes to start on a busy machine, with no race between retrieval's speed and a clock."""
+    release = threading.Event()
+    with FakeOpenAI(script=Reply.ok("Thirty-six inches inside the wall line.", until=release)) as fleet_host:
+        (workdir / "fleet.yaml").write_text(
+            "strategy: single\ntimeout_s: 600\nfallback: none\nhosts:\n"
+            f"  - {{name: h0, url: '{fleet_host.url}', kind: openai, endpoint: completion, model: gemma3-270m}}\n",
+            encoding="utf-8",
+        )
+        (workdir / "signals.yaml").write_text(_suite(workdir / "corpus", generate=True), encoding="utf-8")
+        run_dir = workdir / "reports" / "signals" / "r1"
+        proc = _start(workdir, "--run-id", "r1", "--fleet", "fleet.yaml")
+        try:
+            _wait_for_records(proc, run_dir, 5)
+            second = _run(workdir, "--resume", "r1", "--fleet", "fleet.yaml")  # while the first still runs
+            assert second.returncode == 2, second.stderr
+            assert f"is in use by pid {proc.pid}" in second.stderr and "Traceback" not in second.stderr
+            stamped, _ = _interrupt(proc, run_dir, signal.SIGINT)
+        finally:
+            release.set()
+            proc.kill()
+            proc.wait()
     assert stamped < STOP_WITHIN_S
     done = _check_log(run_dir)
-    assert 0 < len(done) < 2000 * len(QUESTIONS) * 3
+    assert 0 < len(done) < (CASES_PER_QUESTION * len(QUESTIONS) + 1) * 3  # the held answer's record is not among them
+    assert ("held", "dense") not in done
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "status: **interrupted**" in report and f"records in the log: {len(done)}" in report
 
