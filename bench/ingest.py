@@ -150,7 +150,7 @@ def cosine_guard(scratch: Path, backend: str) -> tuple[float, float]:
 
 
 def quality_rows(reference: dict[str, Any], candidate: dict[str, Any]) -> list[dict[str, Any]]:
-    from harness.metrics.stats import paired_bootstrap_ci, sign_flip_test
+    from harness.metrics.stats.tests import paired_bootstrap_ci, sign_flip_test
 
     rows = []
     for key, metrics in reference.items():

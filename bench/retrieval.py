@@ -47,9 +47,13 @@ from harness.run.session import load_suite_and_corpus
 from harness.retrieval.build import build_retrievers
 from harness.retrieval.embedders import get_embedder
 from harness.run.fidelity import suite_ann_fidelity
-from harness.store.records import Manifest
 from harness.run.runner import RunParts, run_suite
-from harness.store.store import RunStore
+try:
+    from harness.store.records import Manifest
+    from harness.store.store import RunStore
+except ImportError:  # the baseline tree, before the store had a package of its own
+    from harness.run.records import Manifest
+    from harness.run.store import RunStore
 import asyncio
 
 suite_path, store_dir, out_dir = map(Path, sys.argv[1:4])
