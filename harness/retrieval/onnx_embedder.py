@@ -2,8 +2,11 @@
 
 Queries and corpus chunks go through the same export, so an index and its queries always share a backend. Texts are
 tokenised by the model's own ``tokenizer.json`` (the fast tokenizer sentence-transformers uses, with the same
-truncation), sorted by length so each batch pads little, run, and put back in order. Loading needs neither torch
-nor transformers once the export exists.
+truncation) and each runs through the graph alone, unpadded. Alone, because the int8 graph quantizes its
+activations per tensor: in a batch, a text's vector would depend on its batch-mates and on their padding (cosine
+to itself alone down to 0.991 on the restoration corpus). Alone, a text gets the same vector whatever it is embedded
+with, and on a CPU it is also faster, since no padding is computed. Loading needs neither torch nor transformers once
+the export exists.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from harness.errors import InputError
 from harness.retrieval.embedders import normalise
-from harness.retrieval.onnx_export import Export, ensure_export
+from harness.retrieval.onnx_export import PROBE_FILE, PROBE_MIN_COSINE, PROBE_TEXTS, Export, ensure_export
 
 _SESSIONS: dict[Path, tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
@@ -44,10 +47,45 @@ def _load(export: Export) -> tuple[Any, Any]:
                      "rebuild it)",
             ) from exc
         tokenizer.enable_truncation(max_length=int(export.settings.get("max_seq_length", 256)))
-        pad_id = tokenizer.token_to_id("[PAD]")
-        tokenizer.enable_padding(pad_id=pad_id or 0, pad_token="[PAD]" if pad_id is not None else "<pad>")
+        tokenizer.no_padding()  # every text runs alone (see the module's docstring)
+        _check_probe(export, session, tokenizer)
         _SESSIONS[export.path] = (session, tokenizer)
         return session, tokenizer
+
+
+def _check_probe(export: Export, session: Any, tokenizer: Any) -> None:
+    """Refuse an export whose vectors, on this CPU, drift from the torch model's beyond the quality guard."""
+    backend = export.settings.get("backend")
+    try:
+        reference = np.load(export.path / PROBE_FILE)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"embedder backend {backend!r}: the export at {export.path} has no readable {PROBE_FILE}",
+                         hint="delete that directory to rebuild the export, or fall back to `backend: torch`") from exc
+    vectors = _run(session, tokenizer, PROBE_TEXTS)
+    if vectors.shape != reference.shape:
+        raise InputError(f"embedder backend {backend!r}: the export at {export.path} gives {vectors.shape[1]}-d "
+                         f"vectors, its probe {reference.shape[1]}-d",
+                         hint="delete that directory to rebuild the export, or fall back to `backend: torch`")
+    worst = float(np.min(np.sum(vectors * reference, axis=1)))
+    if worst < PROBE_MIN_COSINE:
+        raise InputError(
+            f"embedder backend {backend!r} drifts from the model on this CPU: cosine {worst:.4f} to the torch "
+            f"vectors of its probe sentences (at least {PROBE_MIN_COSINE} is needed)",
+            hint="use `backend: onnx` (float32, faithful on every CPU) or `backend: torch` in the suite's embedder",
+        )
+
+
+def _run(session: Any, tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
+    """Unit vectors of ``texts``, each run through the graph alone (see the module's docstring)."""
+    out = np.zeros((len(texts), int(session.get_outputs()[0].shape[1] or 0)), dtype=np.float32)
+    wants_types = any(i.name == "token_type_ids" for i in session.get_inputs())
+    for row, encoding in enumerate(tokenizer.encode_batch(list(texts)) if texts else []):
+        ids = np.asarray([encoding.ids], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64)}
+        if wants_types:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        out[row] = session.run(None, feeds)[0][0]
+    return normalise(out)
 
 
 class OnnxEmbedder:
@@ -57,7 +95,7 @@ class OnnxEmbedder:
         model: the model's name, as in the suite.
         source: its local weights directory.
         backend: ``onnx`` or ``onnx-int8``.
-        batch_size: texts per forward pass.
+        batch_size: texts per call for callers that batch (ingest, query prefetch); each still runs alone.
     """
 
     kind = "sentence-transformers"
@@ -93,23 +131,5 @@ class OnnxEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         session, tokenizer = _load(self.export)
-        if not texts:
-            return np.zeros((0, int(session.get_outputs()[0].shape[1] or 0)), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        out: np.ndarray | None = None
-        wants_types = any(i.name == "token_type_ids" for i in session.get_inputs())
         with self._lock:  # one forward pass at a time: onnxruntime already uses every core
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                encodings = tokenizer.encode_batch([texts[i] for i in rows])
-                ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-                feeds = {"input_ids": ids,
-                         "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64)}
-                if wants_types:
-                    feeds["token_type_ids"] = np.zeros_like(ids)
-                vectors = session.run(None, feeds)[0]
-                if out is None:
-                    out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-                out[rows] = vectors
-        assert out is not None
-        return normalise(out)
+            return _run(session, tokenizer, texts)

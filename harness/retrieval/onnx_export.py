@@ -14,6 +14,10 @@ min >= 0.98 over the corpus chunks; nDCG@10 and recall@10 within 0.01 on the sui
    next step recognises it. Mean pooling and L2 normalisation are part of the graph.
 2. Optimise with onnxruntime's transformer optimiser (``model_type="bert"``): fused attention, embedding layer norm,
    skip layer norm and bias-GELU.
+Beside the graph, the export keeps the torch model's vectors of :data:`PROBE_TEXTS`; every load embeds them again
+and refuses an export whose vectors fall below :data:`PROBE_MIN_COSINE` (a CPU whose int8 kernels lose precision,
+a damaged file), naming the fallback.
+
 3. ``onnx-int8`` only: dynamic quantization, weights QInt8 per output channel, activations UInt8, on ``MatMul`` and
    the fused ``Attention`` only, *except* each layer's feed-forward output projection (``output/dense``). Its input
    is a GELU output with long-tailed outliers; 8 bits for it cost about half of the fidelity (cosine mean 0.994, min
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -35,12 +40,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.errors import InputError
+from harness.retrieval.embedders import _quiet_transformers
 
 MODELS_DIR_ENV = "HARNESS_MODELS_DIR"
 DEFAULT_MODELS_DIR = Path(".harness") / "models"
-EXPORT_SCHEMA = 1  # bump when the export steps change in a way the recipe does not say
+EXPORT_SCHEMA = 2  # bump when the export steps change in a way the recipe does not say (2: the probe)
 MARKER = "harness-export.json"
+PROBE_FILE = "probe.npy"
+# A load is refused when the export's vectors of these texts drift further than this from the torch model's. int8
+# kernels differ between CPUs (VNNI or not, AVX2 or AVX-512), so a graph quantized on one machine is checked on
+# the machine that runs it; the bar is the quality guard's minimum over the corpus chunks (bench/ingest.py).
+PROBE_MIN_COSINE = 0.98
+PROBE_TEXTS: tuple[str, ...] = (
+    "Does the policy cover tear-out of wet drywall above the flood cut?",
+    "IRC R905.2.8.5: drip edge shall be provided at eaves and rake edges of shingle roofs.",
+    "Supplement: the adjuster omitted the detach and reset of the gutter guards on the north elevation.",
+    "Category 3 water loss in the finished basement; antimicrobial applied, 4 dehumidifiers, 6 air movers.",
+    "What is the minimum clearance between a water heater vent connector and combustible materials?",
+    "Line item RFG 240S: remove and replace laminated comp shingles, 28.33 squares, 10 % waste included.",
+    "ok",
+    "Xactimate price list WAMS8X, effective date of loss; overhead and profit at 10 and 10 on a three-trade job. "
+    * 8,
+)
 OPSET = 17
 _LOCK = threading.Lock()
 
@@ -134,7 +158,7 @@ def ensure_export(model: str, source: Path, backend: str) -> Export:
     target = models_dir() / f"{_safe_name(model)}-{backend}-{fingerprint}"
     with _LOCK:
         marker = target / MARKER
-        if marker.is_file():
+        if marker.is_file() and (target / PROBE_FILE).is_file():
             try:
                 settings = json.loads(marker.read_text())
                 if settings.get("fingerprint") == fingerprint:
@@ -166,9 +190,9 @@ def _build(source: Path, target: Path, recipe: Recipe, settings: dict[str, Any])
             if (source / name).is_file():
                 shutil.copy2(source / name, staging / name)
         settings["max_seq_length"] = config["max_seq_length"]
+        np.save(staging / PROBE_FILE, config["probe"])
         (staging / MARKER).write_text(json.dumps(settings, indent=2, sort_keys=True))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
+        _move_into_place(staging, target)
     except InputError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -178,11 +202,26 @@ def _build(source: Path, target: Path, recipe: Recipe, settings: dict[str, Any])
                          hint="fall back to `backend: torch` in the suite's embedder") from exc
 
 
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename a finished export into place. Another process may have made the same export meanwhile (the tests' CLI
+    processes, a Ray node's actors): then theirs stands, and ours is dropped."""
+    try:
+        os.replace(staging, target)
+        return
+    except OSError:
+        if (target / MARKER).is_file() and (target / PROBE_FILE).is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+    shutil.rmtree(target, ignore_errors=True)  # a damaged export, from an interrupted build of an older version
+    os.replace(staging, target)
+
+
 def _export(source: Path, out: Path) -> dict[str, Any]:
     """Export the model with pooling and normalisation in the graph; returns what the optimiser needs to know."""
     import torch
     from sentence_transformers import SentenceTransformer
 
+    _quiet_transformers()
     model = SentenceTransformer(str(source), device="cpu", model_kwargs={"attn_implementation": "eager"})
     transformer: Any = model[0].auto_model
     transformer.eval()
@@ -206,7 +245,8 @@ def _export(source: Path, out: Path) -> dict[str, Any]:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
-    sample = model.tokenize(["an example sentence", "another, somewhat longer example sentence to export"])
+    tokenize = getattr(model, "preprocess", None) or model.tokenize  # renamed in sentence-transformers 5.x
+    sample = tokenize(["an example sentence", "another, somewhat longer example sentence to export"])
     names = ["input_ids", "attention_mask", "token_type_ids"]
     inputs = tuple(sample.get(name, torch.zeros_like(sample["input_ids"])) for name in names)
     # The tracer warns about shape checks it folds; the fp32 export matches torch at every batch size and length
@@ -217,8 +257,10 @@ def _export(source: Path, out: Path) -> dict[str, Any]:
                           input_names=names, output_names=["sentence_embedding"], do_constant_folding=True,
                           dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names},
                                         "sentence_embedding": {0: "batch"}})
+    probe = model.encode(list(PROBE_TEXTS), normalize_embeddings=True, convert_to_numpy=True, batch_size=1)
     config: Any = transformer.config
-    return {"model_type": getattr(config, "model_type", ""), "num_heads": int(config.num_attention_heads),
+    return {"probe": np.asarray(probe, dtype=np.float32),
+            "model_type": getattr(config, "model_type", ""), "num_heads": int(config.num_attention_heads),
             "hidden_size": int(config.hidden_size), "max_seq_length": int(model.max_seq_length or 512)}
 
 
@@ -240,7 +282,13 @@ def _quantize(src: Path, out: Path) -> None:
     graph = onnx.load(str(src), load_external_data=False).graph
     excluded = [node.name for node in graph.node
                 if node.op_type == "MatMul" and "/output/dense/" in node.name and "attention" not in node.name]
-    quantize_dynamic(str(src), str(out), op_types_to_quantize=list(QUANTIZE_INT8["op_types"]), per_channel=True,
-                     weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                     # fused ops (com.microsoft domain) defeat ONNX shape inference; their outputs are float
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger; the recipe above already follows it
+    try:
+        quantize_dynamic(str(src), str(out), op_types_to_quantize=list(QUANTIZE_INT8["op_types"]), per_channel=True,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                         # fused ops (com.microsoft domain) defeat ONNX shape inference; their outputs are float
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
