@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,19 @@ from _runs import fleet_file, invoke, main_exit
 from _suites import write_suite
 
 from harness.fakes import FakeOpenAI, Reply
+from harness.retrieval.onnx_export import MODELS_DIR_ENV
+
+# The default embedder backend is exported to ONNX on first use, into the working directory's .harness/models; tests
+# run in directories of their own, so without this each would export it again. One export serves the session and
+# the CLI processes it starts.
+_SESSION_MODELS = None if os.environ.get(MODELS_DIR_ENV) else tempfile.mkdtemp(prefix="harness-test-models-")
+if _SESSION_MODELS:
+    os.environ[MODELS_DIR_ENV] = _SESSION_MODELS
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SESSION_MODELS:
+        shutil.rmtree(_SESSION_MODELS, ignore_errors=True)
 
 GATE = {
     "resamples": 2000,

@@ -92,3 +92,19 @@ def test_different_suites_are_refused_unless_allowed(runs: Path, monkeypatch: py
     assert "suite: 'mini' vs 'other'" in err and "corpus fingerprint" in err and "--allow-different" in err
     out = invoke("compare", str(runs / "base"), str(runs / "cand"), "--allow-different")
     assert "**differs**" in out and "| ndcg@5 | hybrid |" in out
+
+
+def test_a_variant_whose_embedder_differs_is_named_in_the_notes(runs: Path) -> None:
+    manifest = json.loads((runs / "cand" / "manifest.json").read_text())
+    config = manifest["suite"]["config"]
+    base_embedder = dict(config["embedder"])
+    assert base_embedder["backend"] == "onnx-int8"  # the suite names none: the default
+    dense = next(v for v in config["variants"] if v["name"] == "dense")
+    dense["embedder"] = {**base_embedder, "backend": "torch"}
+    (runs / "cand" / "manifest.json").write_text(json.dumps(manifest))
+    data = json.loads(invoke("compare", str(runs / "base"), str(runs / "cand"), "--json"))
+    embedder_notes = [n for n in data["notes"] if "embedder differs" in n]
+    assert embedder_notes == ["variant dense: the embedder differs (sentence-transformers:all-MiniLM-L6-v2@onnx-int8 "
+                              "in base, sentence-transformers:all-MiniLM-L6-v2@torch in cand); its retrieval "
+                              "differences include the embedder's"]
+    assert "embedder differs" in invoke("compare", str(runs / "base"), str(runs / "cand"))

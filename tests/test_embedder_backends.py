@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.config.suite import ChunkingConfig, EmbedderConfig, load_suite
+from harness.config.suite import DEFAULT_BACKEND, ChunkingConfig, EmbedderConfig, load_suite
 from harness.corpus.chunking import chunk_corpus
 from harness.corpus.documents import load_corpus
 from harness.errors import ConfigError, InputError
 from harness.retrieval.chroma_store import IndexKey
 from harness.retrieval.embedders import bundled_model_path, get_embedder
 from harness.retrieval.onnx_embedder import OnnxEmbedder, _load
-from harness.retrieval.onnx_export import MARKER, MODELS_DIR_ENV, Export, ensure_export
+from harness.retrieval.onnx_export import MARKER, MODELS_DIR_ENV, PROBE_FILE, PROBE_TEXTS, Export, ensure_export
 
 MINI = Path(__file__).parent / "fixtures" / "mini_corpus"
 
@@ -39,7 +40,7 @@ def int8(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> OnnxEmbedder:
 def test_int8_vectors_stay_close_to_torch_on_a_sample(int8: OnnxEmbedder) -> None:
     texts = [chunk.text for chunk in chunk_corpus(load_corpus(MINI), ChunkingConfig(max_chars=600, overlap=150))]
     texts = texts[:40]
-    reference = get_embedder(EmbedderConfig()).embed(texts)
+    reference = get_embedder(EmbedderConfig(backend="torch")).embed(texts)
     vectors = int8.embed(texts)
     assert vectors.shape == reference.shape and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -47,9 +48,10 @@ def test_int8_vectors_stay_close_to_torch_on_a_sample(int8: OnnxEmbedder) -> Non
     # The guard bench/ingest.py holds the whole corpus to; here on a sample of chunks.
     assert cosine.mean() >= 0.995
     assert cosine.min() >= 0.98
-    # Order of the input does not matter (texts are sorted by length inside).
-    shuffled = int8.embed(texts[::-1])[::-1]
-    assert np.allclose(shuffled, vectors, atol=1e-6)
+    # Each text runs alone, so neither the order of the input nor a text's batch-mates change its vector (in a
+    # batch, int8's per-tensor activation scale would).
+    assert np.array_equal(int8.embed(texts[::-1])[::-1], vectors)
+    assert np.array_equal(int8.embed([texts[7]])[0], vectors[7])
 
 
 def test_the_export_is_made_once_and_reused(int8: OnnxEmbedder, models_dir: Path) -> None:
@@ -68,12 +70,12 @@ def test_the_export_is_made_once_and_reused(int8: OnnxEmbedder, models_dir: Path
 
 
 def test_backends_never_share_an_index(int8: OnnxEmbedder) -> None:
-    torch_name = get_embedder(EmbedderConfig()).name
+    torch_name = get_embedder(EmbedderConfig(backend="torch")).name
     assert torch_name == "sentence-transformers:all-MiniLM-L6-v2"  # existing indexes keep their key
     assert int8.name == f"sentence-transformers:all-MiniLM-L6-v2@onnx-int8-{int8.export.fingerprint}"
     chunking = ChunkingConfig().label
     assert IndexKey("c", torch_name, chunking).collection_name != IndexKey("c", int8.name, chunking).collection_name
-    assert EmbedderConfig(backend="onnx-int8").label != EmbedderConfig().label
+    assert EmbedderConfig(backend="onnx-int8").label != EmbedderConfig(backend="torch").label
 
 
 def test_a_backend_that_cannot_load_is_an_input_error_naming_the_fallback(tmp_path: Path) -> None:
@@ -95,3 +97,34 @@ def test_backend_is_only_for_sentence_transformers(tmp_path: Path) -> None:
     suite.write_text("embedder: {backend: tensorrt}\ncases:\n  - {id: q, question: 'q', category: c}\n")
     with pytest.raises(ConfigError, match="onnx-int8"):
         load_suite(suite)
+
+
+def test_an_export_that_drifts_from_the_model_on_this_cpu_is_refused(int8: OnnxEmbedder, tmp_path: Path) -> None:
+    # As if the int8 kernels of this CPU lost precision: the probe's torch vectors no longer match what runs here.
+    copy = tmp_path / "drifted"
+    shutil.copytree(int8.export.path, copy)
+    reference = np.load(copy / PROBE_FILE)
+    rotated = np.roll(reference, 1, axis=1)  # unit rows still, but another direction
+    np.save(copy / PROBE_FILE, rotated / np.linalg.norm(rotated, axis=1, keepdims=True))
+    with pytest.raises(InputError) as info:
+        _load(Export(copy, copy / "model.onnx", dict(int8.export.settings)))
+    assert info.value.exit_code == 2
+    assert "drifts from the model on this CPU" in str(info.value)
+    assert "backend: onnx" in info.value.hint and "backend: torch" in info.value.hint
+    # The export as made passes: its probe vectors are the torch model's, within the guard.
+    torch_vectors = get_embedder(EmbedderConfig(backend="torch")).embed(list(PROBE_TEXTS))
+    assert np.allclose(reference, torch_vectors, atol=1e-5)
+    assert float(np.min(np.sum(int8.embed(list(PROBE_TEXTS)) * reference, axis=1))) >= 0.98
+
+
+def test_the_default_backend_is_int8_for_sentence_transformers_only(tmp_path: Path) -> None:
+    assert DEFAULT_BACKEND == "onnx-int8"
+    assert EmbedderConfig().backend == "onnx-int8"
+    assert EmbedderConfig().label == "sentence-transformers:all-MiniLM-L6-v2@onnx-int8"
+    assert EmbedderConfig(kind="ollama", model="nomic-embed-text").backend is None
+    assert EmbedderConfig(kind="ollama", model="nomic-embed-text").label == "ollama:nomic-embed-text"
+    suite = tmp_path / "s.yaml"
+    suite.write_text("embedder: {backend: torch}\ncases:\n  - {id: q, question: 'q', category: c}\n")
+    assert load_suite(suite).embedder.label == "sentence-transformers:all-MiniLM-L6-v2"  # torch keeps its index
+    suite.write_text("cases:\n  - {id: q, question: 'q', category: c}\n")
+    assert load_suite(suite).embedder.backend == DEFAULT_BACKEND

@@ -95,6 +95,7 @@ def compare(a: RunView, b: RunView, *, allow_different: bool = False, resamples:
     notes = []
     if a.suite.sha256 != b.suite.sha256:
         notes.append("the suite files differ (expected for an A/B of settings); cases are paired by id")
+    notes += _embedder_notes(a, b)
     keys_a = {f"{r.case_id}|{r.variant}" for r in a.records}
     keys_b = {f"{r.case_id}|{r.variant}" for r in b.records}
     metrics = [m for m in a.metrics if m in b.metrics]
@@ -116,6 +117,29 @@ def compare(a: RunView, b: RunView, *, allow_different: bool = False, resamples:
             for category in _categories(a, b, variant, generation=True):
                 rows += _slice_rows(a, b, answer, variant, tier, category, resamples, seed, same)
     return Comparison(a.run_id, b.run_id, why, rows, sorted(keys_a - keys_b), sorted(keys_b - keys_a), notes)
+
+
+def _variant_embedders(view: RunView) -> dict[str, str]:
+    """Variant name -> its embedder as recorded in the run's suite config (``kind:model@backend``)."""
+    config = view.suite.config
+    default: dict[str, Any] = config["embedder"] if isinstance(config.get("embedder"), dict) else {}
+    out: dict[str, str] = {}
+    for variant in config.get("variants") or []:
+        if isinstance(variant, dict) and variant.get("name"):
+            embedder: dict[str, Any] = variant["embedder"] if isinstance(variant.get("embedder"), dict) else default
+            # Runs from before backends existed recorded none: they ran torch.
+            backend = embedder.get("backend") or ("torch" if embedder.get("kind", "sentence-transformers")
+                                                  == "sentence-transformers" else "server")
+            out[str(variant["name"])] = f"{embedder.get('kind')}:{embedder.get('model')}@{backend}"
+    return out
+
+
+def _embedder_notes(a: RunView, b: RunView) -> list[str]:
+    """A shared variant whose embedder differs: its retrieval differences are partly the embedder's."""
+    ea, eb = _variant_embedders(a), _variant_embedders(b)
+    return [f"variant {name}: the embedder differs ({ea[name]} in {a.run_id}, {eb[name]} in {b.run_id}); its "
+            "retrieval differences include the embedder's" for name in sorted(ea.keys() & eb.keys())
+            if ea[name] != eb[name]]
 
 
 def _answer_origins(view: RunView) -> dict[str, tuple[str, str, str]]:

@@ -23,6 +23,8 @@ DEFAULT_TIERS: tuple[TierName, ...] = ("local", "cloud")
 EmbedderKind = Literal["sentence-transformers", "ollama"]
 # The keys of BACKENDS (retrieval/embedders.py), held equal by tests/test_kinds_match_registries.py too.
 EmbedderBackend = Literal["torch", "onnx", "onnx-int8"]
+# Where a suite leaves the backend out: int8 met the quality guard at 2.6x torch's ingest speed (bench/ingest.py).
+DEFAULT_BACKEND: EmbedderBackend = "onnx-int8"
 # The response cache (harness/run/cache.py): replay stored answers and store new ones; call every model and store what
 # is missing (a monitoring run); or neither.
 CacheMode = Literal["read-write", "write-only", "off"]
@@ -59,19 +61,30 @@ class EmbedderConfig(_Strict):
 
     ``backend`` says how a sentence-transformers model runs: ``torch`` (the model as trained), ``onnx`` (exported
     once to ONNX and run by onnxruntime) or ``onnx-int8`` (the same, with weights quantized to 8 bits where that
-    keeps the embeddings within the quality guard; see ``harness.retrieval.onnx_export``). Indexes are keyed by the
-    backend, so an index built with one backend is never queried with another.
+    keeps the embeddings within the quality guard; see ``harness.retrieval.onnx_export``). Left out, it is
+    :data:`DEFAULT_BACKEND`, the fastest that meets the guard (``bench/ingest.py``). Indexes are keyed by the
+    backend, so an index built with one backend is never queried with another: a suite that names ``torch`` keeps
+    the index it always had.
     """
 
     kind: EmbedderKind = "sentence-transformers"
     model: str = BUNDLED_EMBEDDER
-    backend: EmbedderBackend = Field(default="torch", description="torch | onnx | onnx-int8 (sentence-transformers)")
+    backend: EmbedderBackend | None = Field(
+        default=None, description=f"torch | onnx | onnx-int8 (sentence-transformers only; default {DEFAULT_BACKEND})")
     url: str | None = Field(default=None, description="Ollama base URL, for kind: ollama")
     batch_size: int = Field(default=64, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backend(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("backend") is None \
+                and data.get("kind", "sentence-transformers") == "sentence-transformers":
+            return {**data, "backend": DEFAULT_BACKEND}
+        return data
+
     @model_validator(mode="after")
     def _backend_fits_kind(self) -> EmbedderConfig:
-        if self.backend != "torch" and self.kind != "sentence-transformers":
+        if self.backend is not None and self.kind != "sentence-transformers":
             raise ValueError(f"backend {self.backend!r} is for kind sentence-transformers; an {self.kind} embedder "
                              "runs on its server (leave backend out)")
         return self
@@ -80,7 +93,7 @@ class EmbedderConfig(_Strict):
     def label(self) -> str:
         # torch keeps the label it always had, so indexes built before backends existed keep their collections.
         base = f"{self.kind}:{self.model}"
-        return base if self.backend == "torch" else f"{base}@{self.backend}"
+        return base if self.backend in (None, "torch") else f"{base}@{self.backend}"
 
 
 class Variant(_Strict):

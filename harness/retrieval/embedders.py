@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import numpy as np
 
-from harness.config.suite import BUNDLED_EMBEDDER, EmbedderConfig
+from harness.config.suite import BUNDLED_EMBEDDER, DEFAULT_BACKEND, EmbedderConfig
 from harness.errors import RetrievalError
 
 # Nothing may reach a model hub: set before sentence_transformers / huggingface_hub are first imported.
@@ -23,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _BUNDLED_ALIASES = {BUNDLED_EMBEDDER.lower(), f"sentence-transformers/{BUNDLED_EMBEDDER}".lower()}
 _MODELS: dict[tuple[str, str], Any] = {}
-_EMBEDDERS: dict[tuple[str, str, str, str | None, int], Embedder] = {}
+_EMBEDDERS: dict[tuple[str, str, str | None, str | None, int], Embedder] = {}
 _LOCK = threading.Lock()
 
 
@@ -222,7 +222,8 @@ def model_source(model: str) -> Path:
 def _onnx(config: EmbedderConfig) -> Embedder:
     from harness.retrieval.onnx_embedder import OnnxEmbedder
 
-    return OnnxEmbedder(config.model, model_source(config.model), config.backend, batch_size=config.batch_size)
+    backend = config.backend or DEFAULT_BACKEND
+    return OnnxEmbedder(config.model, model_source(config.model), backend, batch_size=config.batch_size)
 
 
 EmbedderFactory = Callable[[EmbedderConfig], Embedder]
@@ -233,7 +234,7 @@ BACKENDS: dict[str, EmbedderFactory] = {
     "onnx-int8": _onnx,
 }
 EMBEDDERS: dict[str, EmbedderFactory] = {
-    "sentence-transformers": lambda c: BACKENDS[c.backend](c),
+    "sentence-transformers": lambda c: BACKENDS[c.backend or DEFAULT_BACKEND](c),
     "ollama": lambda c: OllamaEmbedder(c.model, url=c.url, batch_size=c.batch_size),
 }
 
