@@ -44,6 +44,13 @@ class Embedder(Protocol):
         ...
 
 
+def embed_each(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """The vectors ``texts`` get when each is embedded alone, through the embedder's ``embed_each`` where it has
+    one (a batch can move the last bits; see SentenceTransformerEmbedder.embed_each), else its ``embed``."""
+    alone = getattr(embedder, "embed_each", None)
+    return np.asarray(alone(texts) if callable(alone) else embedder.embed(texts), dtype=np.float32)
+
+
 def normalise(vectors: np.ndarray) -> np.ndarray:
     """L2-normalise rows (zero rows stay zero) as float32."""
     array = np.asarray(vectors, dtype=np.float32)
@@ -137,6 +144,13 @@ class SentenceTransformerEmbedder:
             vectors = encoder.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
         return normalise(vectors)
+
+    def embed_each(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text encoded alone, as a lone query is: in a batch, padding moves a vector's last bits (up to
+        2e-7), enough to swap near-tied chunks, so queries go one by one and a record never depends on the batch."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.vstack([self.embed([text]) for text in texts])
 
 
 class OllamaEmbedder:

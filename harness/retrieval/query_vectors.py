@@ -2,8 +2,10 @@
 
 A run asks the same question of several searches: ANN fidelity (HNSW and exact), the dense variant, the hybrid
 variant, and the grading phase's context lookup on resume. Embedding it for each of them, one text at a time, was
-most of a retrieval-only run's time. :meth:`QueryVectors.prefetch` embeds all distinct texts in batches before the
-searches start; :meth:`QueryVectors.get` then only looks them up (and embeds, once, a text nobody prefetched).
+most of a retrieval-only run's time. :meth:`QueryVectors.prefetch` embeds all distinct texts before the searches
+start; :meth:`QueryVectors.get` then only looks them up (and embeds, once, a text nobody prefetched). Each text gets
+the vector it would get alone (:func:`~harness.retrieval.embedders.embed_each`), so a record is the same whether its
+question was prefetched with thousands of others, searched by itself, or on another shard.
 
 The vectors are a few KB each (384 floats for MiniLM), so even 100,000 distinct questions fit in 150 MB.
 """
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from harness.retrieval.embedders import Embedder
+from harness.retrieval.embedders import Embedder, embed_each
 
 __all__ = ["QueryVectors"]
 
@@ -50,7 +52,7 @@ class QueryVectors:
             step = max(1, int(getattr(self.embedder, "batch_size", 64))) * 4
             for start in range(0, len(missing), step):
                 batch = missing[start:start + step]
-                vectors = np.asarray(self.embedder.embed(batch), dtype=np.float32)  # unit rows already
+                vectors = embed_each(self.embedder, batch)  # unit rows, as each would be alone
                 self._vectors.update(zip(batch, vectors, strict=True))
             self.embedded += len(missing)
             return len(missing)
