@@ -53,7 +53,7 @@ class CountingEmbedder:
 
 @pytest.fixture(scope="module")
 def minilm() -> SentenceTransformerEmbedder:
-    embedder = get_embedder(EmbedderConfig())
+    embedder = get_embedder(EmbedderConfig(backend="torch"))  # the model as trained; ONNX has its own tests
     assert isinstance(embedder, SentenceTransformerEmbedder)
     return embedder
 
@@ -69,7 +69,7 @@ def test_bundled_embedder_is_unit_length_float32(minilm: SentenceTransformerEmbe
     vectors = minilm.embed(["ice barrier", "drip edge"])
     assert vectors.dtype == np.float32 and vectors.shape == (2, minilm.dimension) == (2, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert get_embedder(EmbedderConfig()) is minilm  # one model per process
+    assert get_embedder(EmbedderConfig(backend="torch")) is minilm  # one model per process
 
 
 def test_collection_name_ignores_content_and_follows_config(corpus_dir: Path) -> None:

@@ -243,7 +243,7 @@ def test_runs_then_a_run_then_cases_then_a_case(site: str, page: Browser) -> Non
     assert len(rows) == 3 * 2 * 2 + 2  # three generated cases × 2 variants × 2 tiers; port-ellis retrieval only
     assert page.text("#match-count") == str(len(rows))
 
-    page.click("#cases tbody tr[data-tier='local'][data-variant='bm25'] a.case-link")
+    page.click("#cases tbody tr[data-tier='local'][data-variant='bm25'] td[data-sort='nowhere'] a.case-link")
     page.shot("case")
     assert page.evaluate("location.search").startswith("?case=")
     tiers = page.evaluate("[...document.querySelectorAll('article.tier')].map(a => a.dataset.tier)")
