@@ -364,7 +364,11 @@ def _ideal_tiers(query: np.ndarray, grade: np.ndarray, n_queries: int) -> tuple[
     top = int(grade.max())
     if top * n_queries <= max(4 * grade.size, 1 << 16):
         # Column top - g counts grade g, so reading a query's row left to right goes from the highest grade down.
-        counts = np.bincount(query * top + (top - grade.astype(np.int64)), minlength=n_queries * top)
+        # Built in place (a new array costs a page fault per 4 KiB); grades are integers, so the cast is exact.
+        cell = query * top
+        cell += top
+        np.subtract(cell, grade, out=cell, casting="unsafe")
+        counts = np.bincount(cell, minlength=n_queries * top)
         cell = np.flatnonzero(counts)
         return cell // top, (top - cell % top).astype(np.float64), counts[cell]
     order = _by_query_then_grade_descending(query, grade)

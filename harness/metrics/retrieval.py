@@ -19,8 +19,8 @@ map            map               sum_i rel_i * precision@i / R
 =============  ================  ==========================================================
 
 Each metric is computed from the flat arrays of a :class:`~harness.metrics.ranking.Rankings` (the ranks and grades of
-every query's relevant retrieved documents) without per-query Python loops, so scoring 10,000 queries takes well under
-half of ``pytrec_eval``'s time (see ``bench/metrics.py``).
+every query's relevant retrieved documents) without per-query Python loops, so scoring 10,000 queries takes about a
+third of ``pytrec_eval``'s time (see ``bench/metrics.py``).
 """
 
 from __future__ import annotations
