@@ -18,19 +18,19 @@ Which queries are scored (also checked against ``pytrec_eval``): every query pre
 query with an empty run dict. A query with an empty qrels dict is left out, as are queries present in only one
 input.
 
-:func:`rank_runs` ranks every query once into a :class:`Rankings` without per-query Python loops (one ``argsort``
-over all queries); the metrics in :mod:`harness.metrics.retrieval` are computed from those arrays.
+:func:`rank_runs` ranks every query once into a :class:`Rankings` without per-query Python loops (one sort over
+all queries); the metrics in :mod:`harness.metrics.retrieval` are computed from those arrays.
 """
 
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from itertools import chain, repeat
-from operator import gt, itemgetter
-from typing import cast
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import chain, compress, repeat
+from operator import attrgetter, gt, itemgetter, methodcaller, pos
+from typing import Any, cast
 
 import numpy as np
 
@@ -62,8 +62,10 @@ class Rankings:
         rank: its 1-based rank within its query's run, as trec_eval ranks it.
         gain: its grade (always >= 1).
         n_relevant: per query, the number of judged documents with ``grade >= 1``, retrieved or not.
-        ideal_query, ideal_rank, ideal_gain: the ideal ranking of each query, i.e. its positive grades
-            sorted from highest, as flat arrays like the ones above.
+        ideal_query, ideal_gain, ideal_size, ideal_above: the ideal ranking of each query (its positive grades
+            sorted from highest) in tiers of equal grade, sorted by query, then grade descending: tier ``i`` holds
+            ``ideal_size[i]`` documents of gain ``ideal_gain[i]`` at the ideal ranks ``ideal_above[i] + 1`` to
+            ``ideal_above[i] + ideal_size[i]``. Grades take few values, so there are far fewer tiers than documents.
     """
 
     query_ids: list[str]
@@ -73,12 +75,38 @@ class Rankings:
     gain: np.ndarray
     n_relevant: np.ndarray
     ideal_query: np.ndarray
-    ideal_rank: np.ndarray
     ideal_gain: np.ndarray
+    ideal_size: np.ndarray
+    ideal_above: np.ndarray
+    _hits_within: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def n_queries(self) -> int:
         return len(self.query_ids)
+
+    def hits_within(self, k: int) -> np.ndarray:
+        """Per query, how many relevant documents are ranked within the top ``k`` (kept: several metrics ask)."""
+        hits = self._hits_within.get(k)
+        if hits is None:
+            hits = self._hits_within[k] = np.bincount(self.query[self.rank <= k], minlength=self.n_queries)
+        return hits
+
+    @cached_property
+    def best_rank(self) -> np.ndarray:
+        """Per query, the rank of its best-ranked relevant document; 0 when none was retrieved."""
+        best = np.zeros(self.n_queries, dtype=np.int64)
+        if self.query.size:
+            # Sorted by (query, rank): the first entry of each query is its best-ranked relevant document.
+            first = np.flatnonzero(np.concatenate(([True], self.query[1:] != self.query[:-1])))
+            best[self.query[first]] = self.rank[first]
+        return best
+
+    def ideal_ranking(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ideal ranking of every query, cut at ``k`` (whole when ``k`` is None): the query, rank and gain of each
+        of its documents, flat, sorted by query, then rank."""
+        size = self.ideal_size if k is None else np.clip(k - self.ideal_above, 0, self.ideal_size)
+        rank = np.repeat(self.ideal_above, size) + _segment_ranks(size)
+        return np.repeat(self.ideal_query, size), rank, np.repeat(self.ideal_gain, size)
 
     def per_query_sum(self, weights: np.ndarray) -> np.ndarray:
         """Sum ``weights`` (one per relevant retrieved document) within each query."""
@@ -97,31 +125,33 @@ def _check_mapping(value: object, what: str) -> None:
         )
 
 
-def _flat_floats(groups: Iterable[Iterable[object]], count: int, what: str, qids: Sequence[str],
-                 sources: Sequence[Mapping[str, object]]) -> np.ndarray:
-    """Concatenate numbers into one float array; name the first offending query on failure.
+def _as_floats(values: Iterable[Any], count: int, dtype: type[np.floating[Any]] = np.float64) -> np.ndarray:
+    """``count`` numbers as a float array, in one C loop.
 
-    ``array('d')`` rejects strings (``np.fromiter`` would quietly parse ``"1"``) and is still a C loop.
+    ``operator.pos`` passes numbers through (``+x``) and raises ``TypeError`` on strings, bytes and ``None``, which
+    ``np.fromiter`` alone would quietly parse or turn into NaN. Numbers too large for ``dtype`` become infinite.
     """
-    try:
-        values = array("d", cast("Iterable[float]", chain.from_iterable(groups)))
-    except (TypeError, ValueError, OverflowError) as exc:
-        for qid, source in zip(qids, sources, strict=True):
-            for doc, value in source.items():
-                if isinstance(value, str | bytes) or not hasattr(value, "__float__"):
-                    raise InputError(
-                        f"{what}[{qid!r}][{doc!r}] is {value!r}, not a number", hint=f"make every {what} value a number"
-                    ) from exc
-        raise InputError(f"{what} holds a value that is not a number: {exc}", hint="check the input") from exc
-    if len(values) != count:  # pragma: no cover - a dict changed size while we read it
-        raise InputError(f"{what} changed while being read", hint="do not modify the inputs during evaluate()")
-    return np.frombuffer(values, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return np.fromiter(map(pos, values), dtype=dtype, count=count)
+
+
+def _name_unreadable(what: str, qids: Sequence[str], sources: Sequence[Mapping[str, object]]) -> None:
+    """Raise an :class:`InputError` naming the first value of ``sources`` that :func:`_as_floats` rejects."""
+    for qid, source in zip(qids, sources, strict=True):
+        for doc, value in source.items():
+            try:
+                _as_floats((value,), 1)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise InputError(
+                    f"{what}[{qid!r}][{doc!r}] is {value!r}, not a number", hint=f"make every {what} value a number"
+                ) from exc
 
 
 @dataclass(frozen=True, eq=False)
 class _Flat:
     """The inputs read into flat arrays, query by query: run scores and doc ids, grades and judged doc ids, and the
-    run score of every judged document (NaN when it was not retrieved)."""
+    run score of every judged document (NaN when it was not retrieved). Scores are kept as :data:`SCORE_DTYPE`, the
+    precision they are ranked at."""
 
     scores: np.ndarray
     run_docs: list[str]
@@ -130,33 +160,56 @@ class _Flat:
     judged_scores: np.ndarray
 
 
-def _read_flat(qids: Sequence[str], runs: Sequence[Mapping[str, float]], judgements: Sequence[Mapping[str, int]]
-               ) -> _Flat:
-    """Read every query's run and qrels in one pass.
+# Queries read together by _read_flat: few enough that their doc id strings stay in cache from the moment they are
+# copied to the moment they are looked up. On bench/metrics.py's input, 32 to 256 are within 2% of each other on a
+# quiet machine; on a busy one, reading in chunks of 1,024 took half as long again as in chunks of 64.
+_READ_CHUNK = 32
 
-    One query at a time, so the run dict read for its scores is still in the CPU cache when its judged documents are
-    looked up in it: this pass is most of ``evaluate``'s time, and reading each input in one sweep of its own would
-    take about half as long again. ``array('d')`` rejects strings (``np.fromiter`` would quietly parse ``"1"``) and is
-    still a C loop; a value it rejects is named by :func:`_flat_floats`.
+
+def _read_flat(qids: Sequence[str], runs: Sequence[Mapping[str, float]], judgements: Sequence[Mapping[str, int]],
+               lengths: np.ndarray, judged_lengths: np.ndarray) -> _Flat:
+    """Read every query's run and qrels, a chunk of queries at a time, with C loops only.
+
+    Most of ``evaluate``'s time is spent here, waiting for memory: looking a judged document up in the run reads its
+    doc id string and the run's, which lie all over the heap. So the doc ids of a chunk of queries are first copied
+    into flat lists: those reads do not depend on each other, so the CPU fetches many strings at once, and the
+    lookups that follow find them in cache. The lists are kept for the doc id tie-break (reading the ids again later,
+    only for the queries with a tie, costs more, as by then they are out of cache). A chunk, rather than the whole
+    input or one query at a time, is what keeps the strings cached while paying Python's per-call cost only once per
+    chunk.
+
+    Raises:
+        InputError: naming the first score or grade that is not a number.
     """
-    scores, grades, judged_scores = array("d"), array("d"), array("d")
+    scores = np.empty(int(lengths.sum()), dtype=SCORE_DTYPE)
+    grades = np.empty(int(judged_lengths.sum()), dtype=np.float64)
+    judged_scores = np.empty(grades.size, dtype=SCORE_DTYPE)
     run_docs: list[str] = []
     judged_docs: list[str] = []
-    add_scores, add_grades, add_judged_scores = scores.extend, grades.extend, judged_scores.extend
-    add_run_docs, add_judged_docs = run_docs.extend, judged_docs.extend
+    ends = [0, *np.cumsum(lengths).tolist()]
+    judged_ends = [0, *np.cumsum(judged_lengths).tolist()]
+    values, getter, missing = methodcaller("values"), attrgetter("get"), repeat(repeat(math.nan))
     try:
-        for ranked, judged in zip(runs, judgements, strict=True):
-            add_scores(cast("Iterable[float]", ranked.values()))
-            add_grades(cast("Iterable[float]", judged.values()))
-            add_run_docs(ranked)
-            add_judged_docs(judged)
-            add_judged_scores(map(ranked.get, judged, repeat(math.nan)))
-    except (TypeError, ValueError, OverflowError):
-        _flat_floats((j.values() for j in judgements), sum(map(len, judgements)), "qrels", qids, judgements)
-        _flat_floats((r.values() for r in runs), sum(map(len, runs)), "run", qids, runs)
-        raise  # pragma: no cover - one of the two reads above names the bad value
-    return _Flat(np.frombuffer(scores, dtype=np.float64), run_docs, np.frombuffer(grades, dtype=np.float64),
-                 judged_docs, np.frombuffer(judged_scores, dtype=np.float64))
+        for first in range(0, len(runs), _READ_CHUNK):
+            last = min(first + _READ_CHUNK, len(runs))
+            chunk, judged = runs[first:last], judgements[first:last]
+            start, stop, judged_start, judged_stop = ends[first], ends[last], judged_ends[first], judged_ends[last]
+            run_docs.extend(chain.from_iterable(chunk))
+            judged_docs.extend(chain.from_iterable(judged))
+            scores[start:stop] = _as_floats(chain.from_iterable(map(values, chunk)), stop - start, SCORE_DTYPE)
+            grades[judged_start:judged_stop] = _as_floats(chain.from_iterable(map(values, judged)),
+                                                          judged_stop - judged_start)
+            # run.get(doc, nan) for every judged doc: the run's values were read just above, so these are numbers.
+            with np.errstate(over="ignore"):
+                judged_scores[judged_start:judged_stop] = np.fromiter(
+                    chain.from_iterable(map(map, map(getter, chunk), judged, missing)), dtype=SCORE_DTYPE,
+                    count=judged_stop - judged_start)
+    except (TypeError, ValueError, OverflowError) as exc:
+        _name_unreadable("qrels", qids, judgements)
+        _name_unreadable("run", qids, runs)
+        raise InputError(f"the run or qrels changed while being read: {exc}",
+                         hint="do not modify the inputs during evaluate()") from exc
+    return _Flat(scores, run_docs, grades, judged_docs, judged_scores)
 
 
 def _first_bad(qids: Sequence[str], sources: Sequence[Mapping[str, object]], flat_bad: np.ndarray) -> str:
@@ -177,36 +230,110 @@ def _segment_ranks(lengths: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _descending_bits(scores: np.ndarray) -> np.ndarray:
-    """uint32 keys whose ascending order is the descending order of the float32 ``scores`` (no NaNs).
+def _to_descending_bits(scores: np.ndarray) -> np.ndarray:
+    """Turn float32 ``scores`` (no NaNs), in place, into uint32 keys whose ascending order is their descending order.
 
     One integer sort key per document (query in the high bits, this in the low bits) sorts several times faster
-    than a two-key lexsort.
+    than a two-key lexsort. In place because fresh memory costs a page fault per 4 KiB.
     """
-    bits = (scores + np.float32(0.0)).view(np.uint32)  # adding +0.0 turns -0.0 into 0.0: they compare equal
-    # Negative floats order descending by their bits already; non-negative ones by their bits flipped (sign kept 0,
-    # so every non-negative score sorts before every negative one).
-    return np.where(bits >= np.uint32(0x80000000), bits, bits ^ np.uint32(0x7FFFFFFF))
+    scores += SCORE_DTYPE(0.0)  # adding +0.0 turns -0.0 into 0.0: they compare equal
+    as_int = scores.view(np.int32)
+    # Negative floats order descending by their bits already; non-negative ones by their bits flipped but for the
+    # sign bit (kept 0, so every non-negative score sorts before every negative one).
+    flip = as_int >> 31  # -1 (all bits set) for negative scores, 0 for the others
+    np.invert(flip, out=flip)
+    flip &= np.int32(0x7FFFFFFF)
+    as_int ^= flip
+    return scores.view(np.uint32)
 
 
-def _docs_tied_above(hits: np.ndarray, left: np.ndarray, right: np.ndarray, order: np.ndarray,
-                     judged_docs: list[str], run_docs: list[str]) -> np.ndarray:
+# Widest sort key that numpy sorts natively. A module constant so that a test can force the argsort fallback.
+_PACKED_KEY_BITS = 64
+
+
+@dataclass(frozen=True, eq=False)
+class _SortedRun:
+    """Every run document's uint64 sort key, sorted: by query, then by descending float32 score.
+
+    A key holds the query index above 32 bits of :func:`_to_descending_bits`, and below them, in ``shift`` bits, the
+    document's position within its query's run. Sorting these keys with ``np.sort`` also says where each sorted
+    document came from, at about a third of the cost of the ``argsort`` it replaces. When the three fields do not
+    fit in 64 bits, ``shift`` is 0 and ``order`` (from an ``argsort``) holds each sorted key's flat run position.
+    """
+
+    keys: np.ndarray
+    shift: int
+    order: np.ndarray | None
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, bits: np.ndarray, lengths: np.ndarray, starts: np.ndarray) -> _SortedRun:
+        """Sort the run documents given their :func:`_to_descending_bits` in flat run order and each query's length."""
+        n_queries = lengths.size
+        shift = max(int(lengths.max()) - 1, 0).bit_length() if n_queries else 0
+        if max(n_queries - 1, 0).bit_length() + 32 + shift <= _PACKED_KEY_BITS:
+            query_bits = np.arange(n_queries, dtype=np.uint64) << np.uint64(32)
+            if n_queries and lengths.min() == lengths.max():
+                # Every query ranked as many documents (the usual top-k run): built in place in a 2-D view, with no
+                # temporary arrays (a new array costs a page fault per 4 KiB).
+                grid = np.empty((n_queries, int(lengths[0])), dtype=np.uint64)
+                grid[...] = query_bits[:, None]
+                grid |= bits.reshape(grid.shape)
+                grid <<= np.uint64(shift)
+                grid |= np.arange(grid.shape[1], dtype=np.uint64)
+                keys = grid.reshape(-1)
+            else:
+                keys = np.repeat(query_bits, lengths)
+                keys |= bits
+                keys <<= np.uint64(shift)
+                keys |= (_segment_ranks(lengths) - 1).view(np.uint64)
+            keys.sort()
+            return cls(keys, shift, None, starts)
+        keys = (np.repeat(np.arange(n_queries, dtype=np.uint64), lengths) << np.uint64(32)) | bits.astype(np.uint64)
+        order = np.argsort(keys)
+        return cls(keys[order], 0, order, starts)
+
+    def group(self, query: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """The (query, float32 score) group of documents with these fields, as the high bits of their keys."""
+        group: np.ndarray = (query.astype(np.uint64) << np.uint64(32)) | bits.astype(np.uint64)
+        return group
+
+    def first_of(self, group: np.ndarray) -> np.ndarray:
+        """Sorted index of the first document of each group (of the next group when it is empty)."""
+        return np.searchsorted(self.keys, group << np.uint64(self.shift))
+
+    def group_at(self, index: np.ndarray) -> np.ndarray:
+        """The group of the documents at these sorted indices."""
+        group: np.ndarray = self.keys[index] >> np.uint64(self.shift)
+        return group
+
+    def flat_positions(self, index: np.ndarray) -> np.ndarray:
+        """Flat run position of the documents at these sorted indices."""
+        if self.order is not None:
+            flat: np.ndarray = self.order[index]
+            return flat
+        keys = self.keys[index]
+        query = (keys >> np.uint64(32 + self.shift)).astype(np.int64)
+        flat = self.starts[query] + (keys & np.uint64((1 << self.shift) - 1)).astype(np.int64)
+        return flat
+
+
+def _docs_tied_above(owner_ids: Sequence[str], left: np.ndarray, right: np.ndarray, ordered: _SortedRun,
+                     run_docs: list[str]) -> np.ndarray:
     """How many documents tied with each relevant document (same query, same float32 score) outrank it.
 
     trec_eval breaks ties by doc id in descending code point order (``comp_sim_docno``: ``strcmp(p2, p1)``), and
-    Python compares strings by code point. ``hits`` are the relevant documents' positions in the flat qrels,
-    ``left:right`` their tie groups in the sorted run (``order``: flat run position of each sorted entry).
+    Python compares strings by code point. ``owner_ids`` are the relevant documents' ids, ``left:right`` their tie
+    groups in ``ordered``, the sorted run, and ``run_docs`` the flat run's doc ids.
     """
-    tied = np.flatnonzero(right - left > 1)
-    sizes = (right - left)[tied]
+    sizes = right - left
     # One (document, rival) pair per member of each tie group; a document never beats itself.
-    owner = np.repeat(tied, sizes)
-    rival = order[np.repeat(left[tied], sizes) + _segment_ranks(sizes) - 1]
+    owner = np.repeat(np.arange(sizes.size), sizes)
+    rival = ordered.flat_positions(np.repeat(left, sizes) + _segment_ranks(sizes) - 1)
     # A tie group has two members or more, so itemgetter always gets several indices and returns a tuple.
-    owner_ids = itemgetter(*hits[owner].tolist())(judged_docs)
     rival_ids = itemgetter(*rival.tolist())(run_docs)
-    beats = np.fromiter(map(gt, rival_ids, owner_ids), dtype=bool, count=owner.size)
-    return np.bincount(owner[beats], minlength=left.size)
+    beats = np.fromiter(map(gt, rival_ids, map(owner_ids.__getitem__, owner.tolist())), dtype=bool, count=owner.size)
+    return np.bincount(owner[beats], minlength=sizes.size)
 
 
 def _by_query_then_grade_descending(query: np.ndarray, grade: np.ndarray) -> np.ndarray:
@@ -225,46 +352,74 @@ def _by_query_then_grade_descending(query: np.ndarray, grade: np.ndarray) -> np.
     return np.argsort(key)
 
 
-def _scored_queries(qrels: Qrels, run: Run) -> list[str]:
-    """The queries trec_eval scores, in run order: in both inputs, with a non-empty qrels dict.
+def _ideal_tiers(query: np.ndarray, grade: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each query's positive integer grades, sorted from highest, in tiers of equal grade: the query, the grade and
+    the size of each tier, sorted by query, then grade descending (``query`` is non-decreasing).
+
+    Grades are small integers in practice, so a table of how many times each query holds each grade gives the tiers
+    without sorting; grades too large for such a table are sorted instead.
+    """
+    if not grade.size:
+        return query, grade, np.zeros(0, dtype=np.int64)
+    top = int(grade.max())
+    if top * n_queries <= max(4 * grade.size, 1 << 16):
+        # Column top - g counts grade g, so reading a query's row left to right goes from the highest grade down.
+        # Built in place (a new array costs a page fault per 4 KiB); grades are integers, so the cast is exact.
+        cell = query * top
+        cell += top
+        np.subtract(cell, grade, out=cell, casting="unsafe")
+        counts = np.bincount(cell, minlength=n_queries * top)
+        cell = np.flatnonzero(counts)
+        return cell // top, (top - cell % top).astype(np.float64), counts[cell]
+    order = _by_query_then_grade_descending(query, grade)
+    query, grade = query[order], grade[order]
+    first = np.flatnonzero(np.concatenate(([True], (query[1:] != query[:-1]) | (grade[1:] != grade[:-1]))))
+    return query[first], grade[first], np.diff(np.append(first, grade.size))
+
+
+def _scored_queries(qrels: Qrels, run: Run) -> tuple[list[str], list[Mapping[str, float]], list[Mapping[str, int]]]:
+    """The queries trec_eval scores, in run order, with their runs and qrels: in both inputs, with a non-empty qrels
+    dict.
 
     pytrec_eval skips a query whose qrels dict is empty, but scores one whose run dict is empty.
     """
-    if {type(docs) for docs in run.values()} <= {dict} and {type(docs) for docs in qrels.values()} <= {dict}:
-        return [qid for qid in run if qrels.get(qid)]  # plain dicts of dicts: nothing to check one by one
+    if set(map(type, run.values())) <= {dict} and set(map(type, qrels.values())) <= {dict}:
+        # Plain dicts of dicts: nothing to check one by one. A missing or empty qrels dict is falsy.
+        judged = list(map(qrels.get, run))
+        judgements = cast("list[Mapping[str, int]]", list(compress(judged, judged)))
+        return list(compress(run, judged)), list(compress(run.values(), judged)), judgements
     qids: list[str] = []
     for qid, docs in run.items():
         _check_mapping(docs, f"run[{qid!r}]")
-        judged = qrels.get(qid)
-        if judged is None:
+        judged_docs = qrels.get(qid)
+        if judged_docs is None:
             continue
-        _check_mapping(judged, f"qrels[{qid!r}]")
-        if judged:
+        _check_mapping(judged_docs, f"qrels[{qid!r}]")
+        if judged_docs:
             qids.append(qid)
-    return qids
+    return qids, [run[q] for q in qids], [qrels[q] for q in qids]
 
 
 def rank_runs(qrels: Qrels, run: Run) -> Rankings:
     """Find the rank of every relevant retrieved document of every scored query, once, as trec_eval ranks them.
 
-    Every run document is sorted once (one ``argsort`` over an integer key: query in the high bits, descending
-    float32 score in the low bits); a relevant document's rank is then where its key falls in that order, plus the
-    tied documents that beat it on doc id. Only the judged documents are looked up in the run; the (many more)
-    retrieved documents are only read, never looked up one by one.
+    Every run document is sorted once (one ``np.sort`` of integer keys: query in the high bits, then descending
+    float32 score, then the document's position in its run; see :class:`_SortedRun`); a relevant document's rank is
+    then where its query and score fall in that order, plus the tied documents that beat it on doc id. Only the
+    judged documents are looked up in the run; the (many more) retrieved documents are only read, never looked up
+    one by one.
 
     Raises:
         InputError: inputs that are not dicts of dicts, non-numeric or NaN scores, non-integer grades.
     """
     _check_mapping(qrels, "qrels")
     _check_mapping(run, "run")
-    qids = _scored_queries(qrels, run)
-    runs = [run[q] for q in qids]
-    judgements = [qrels[q] for q in qids]
+    qids, runs, judgements = _scored_queries(qrels, run)
     n_queries = len(qids)
 
     lengths = np.fromiter(map(len, runs), dtype=np.int64, count=n_queries)
     judged_lengths = np.fromiter(map(len, judgements), dtype=np.int64, count=n_queries)
-    flat = _read_flat(qids, runs, judgements)
+    flat = _read_flat(qids, runs, judgements, lengths, judged_lengths)
     judged_grades = flat.grades
     bad = ~np.isfinite(judged_grades) | (judged_grades != np.round(judged_grades))
     if bad.any():
@@ -278,36 +433,29 @@ def rank_runs(qrels: Qrels, run: Run) -> Rankings:
         raise InputError(f"run{_first_bad(qids, runs, bad)} is NaN", hint="give every retrieved doc a real score")
     judged_query = np.repeat(np.arange(n_queries, dtype=np.int64), judged_lengths)
     positive = judged_grades >= 1
-    n_positive = np.bincount(judged_query[positive], minlength=n_queries)
+    positive_query = judged_query[positive]
+    n_positive = np.bincount(positive_query, minlength=n_queries)
     found = np.flatnonzero(positive & ~np.isnan(flat.judged_scores))
 
-    query = np.repeat(np.arange(n_queries, dtype=np.uint64), lengths)
-    # trec_eval keeps scores as C floats; rounding to float32 reproduces its ties. Huge scores overflow to inf,
-    # as they do there.
-    with np.errstate(over="ignore"):
-        key = (query << np.uint64(32)) | _descending_bits(scores.astype(SCORE_DTYPE)).astype(np.uint64)
-        sorted_key = np.sort(key)
-        hit_query = judged_query[found]
-        hit_key = (hit_query.astype(np.uint64) << np.uint64(32)) | _descending_bits(
-            flat.judged_scores[found].astype(SCORE_DTYPE)).astype(np.uint64)
-    left = np.searchsorted(sorted_key, hit_key, side="left")
-    # A relevant document ties with another when the next sorted key is its own.
+    hit_query = judged_query[found]
+    starts = np.cumsum(lengths) - lengths
+    ordered = _SortedRun.of(_to_descending_bits(scores), lengths, starts)
+    hit_group = ordered.group(hit_query, _to_descending_bits(flat.judged_scores[found]))
+    left = ordered.first_of(hit_group)
+    # A relevant document ties with another when the next sorted document is in its group.
     following = left + 1
-    has_next = np.flatnonzero(following < sorted_key.size)
-    tied = has_next[sorted_key[following[has_next]] == hit_key[has_next]]
-    hit_rank = left - (np.cumsum(lengths) - lengths)[hit_query] + 1
+    has_next = np.flatnonzero(following < ordered.keys.size)
+    tied = has_next[ordered.group_at(following[has_next]) == hit_group[has_next]]
+    hit_rank = left - starts[hit_query] + 1
     if tied.size:
-        # Which documents tie is only known from the full argsort; most real runs (cosine scores) never need it.
-        order = np.argsort(key)
-        right = np.searchsorted(sorted_key, hit_key[tied], side="right")
-        hit_rank[tied] += _docs_tied_above(found[tied], left[tied], right, order,
-                                           flat.judged_docs, flat.run_docs)
-    # Ranks within a query are below 2**32 (the sort key above holds the query in the high bits too).
-    hit_order = np.argsort((hit_query.astype(np.uint64) << np.uint64(32)) | hit_rank.astype(np.uint64))
+        right = ordered.first_of(hit_group[tied] + np.uint64(1))
+        owner_ids = list(map(flat.judged_docs.__getitem__, found[tied].tolist()))
+        hit_rank[tied] += _docs_tied_above(owner_ids, left[tied], right, ordered, flat.run_docs)
+    # Ranks are distinct within a query, so a hit's place in the whole sorted run orders hits by (query, rank).
+    hit_order = np.argsort(starts[hit_query] + hit_rank)
 
-    ideal_query = judged_query[positive]
-    ideal_gain = judged_grades[positive]
-    ideal_order = _by_query_then_grade_descending(ideal_query, ideal_gain)
+    ideal_query, ideal_gain, ideal_size = _ideal_tiers(positive_query, judged_grades[positive], n_queries)
+    ideal_end = np.cumsum(ideal_size)
     n_relevant = n_positive.astype(np.int64)
 
     return Rankings(
@@ -315,9 +463,10 @@ def rank_runs(qrels: Qrels, run: Run) -> Rankings:
         lengths=lengths,
         query=hit_query[hit_order],
         rank=hit_rank[hit_order],
-        gain=judged_grades[found][hit_order],
+        gain=judged_grades[found[hit_order]],
         n_relevant=n_relevant,
-        ideal_query=ideal_query[ideal_order],
-        ideal_rank=_segment_ranks(n_relevant),
-        ideal_gain=ideal_gain[ideal_order],
+        ideal_query=ideal_query,
+        ideal_gain=ideal_gain,
+        ideal_size=ideal_size,
+        ideal_above=ideal_end - ideal_size - (np.cumsum(n_relevant) - n_relevant)[ideal_query],
     )
