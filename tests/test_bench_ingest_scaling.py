@@ -118,6 +118,11 @@ def test_linearity_flags_the_first_step_whose_marginal_cost_leaves_the_tolerance
     assert [s["linear"] for s in bent] == [True, False]
     assert bent[1]["ingest_s"] == pytest.approx((500 - 200) / 5)  # seconds per 1,000 chunks
     assert bent[1]["other_s_ratio"] == pytest.approx(30 / 10) and bent[1]["embed_s_ratio"] == pytest.approx(1)
+    assert bent[1]["adjusted_ratio"] == pytest.approx((30 + 30) / 40)
+    # A busier machine makes every part 1.5x slower per chunk: not the corpus's doing, so still linear.
+    busy = bench.linearity([row(1000, 30, 2), row(5000, 30 + 4 * 45, 2 + 4 * 3)])
+    assert busy[0]["ingest_s_ratio"] == pytest.approx(1.5) and busy[0]["load"] == pytest.approx(1.5)
+    assert busy[0]["adjusted_ratio"] == pytest.approx(1.0) and busy[0]["linear"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
