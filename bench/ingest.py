@@ -25,11 +25,13 @@ documents of a larger one. Each N runs in a fresh process: a cold ingest into an
 embedding and the rest: chunking and Chroma's reads and writes), the store's size on disk (allocated blocks, as
 ``du``), the p50 of 100 suite questions each embedded and sent to Chroma for k=10, and peak RSS. Then a least-squares
 line of ingest seconds against chunks (slope with its standard error and 95 % t interval, intercept, R², each point's
-residual), the marginal cost per 1,000 chunks between consecutive sizes, and where that cost, adjusted for the
-machine's load (embedding a chunk is the same work at any size, so its change is the load), leaves the smallest
-size's cost per chunk by more than 20 %.
+residual), as measured and with each size's seconds divided by its load factor (its embedding seconds per chunk
+over the fastest size's: embedding a chunk is the same work at any size, so that factor is other processes' load
+on the shared cores), the marginal cost per 1,000 chunks between consecutive sizes, and where the load-adjusted
+marginal cost leaves the smallest size's cost per chunk by more than 20 %.
 
-Run: ``python bench/ingest.py --docs 1000,10000,50000 [--backend onnx-int8] [--seed 0]``.
+Run: ``python bench/ingest.py --docs 1000,10000,50000 [--backend onnx-int8] [--seed 0] [--save-rows rows.json]``;
+``--report-rows rows.json`` prints the analysis of saved figures again without measuring.
 """
 
 from __future__ import annotations
@@ -480,34 +482,40 @@ def fit_line(x: Sequence[float], y: Sequence[float]) -> LineFit:
                    residuals=[float(observed - f) for observed, f in zip(y, fitted, strict=True)])
 
 
-def linearity(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Marginal seconds per 1,000 chunks between consecutive sizes (total, embedding, the rest), each as a ratio
-    to the smallest size's average.
+def load_factors(rows: Sequence[dict[str, Any]]) -> list[float]:
+    """Each size's embedding seconds per chunk over the fastest size's.
 
-    Embedding a chunk is the same work at any corpus size, so a change in its marginal cost is the machine's load
-    (``load``: 1.5 means embedding ran 1.5x slower than at the smallest size). ``adjusted_s`` takes the smallest
-    size's embedding cost and the rest's marginal cost divided by ``load``; ``linear`` says whether that stays within
-    LINEAR_TOLERANCE of the smallest size's average, so only what grows with the corpus (chunking and Chroma) can
-    make a step non-linear.
+    Embedding a chunk is the same work at any corpus size, so this is how much the machine's load (other processes
+    on shared cores) slowed that size's run: 1.0 for the least loaded one.
     """
-    base = rows[0]
-    per_k = {part: base[part] / base["chunks"] * 1000 for part in ("ingest_s", "embed_s", "other_s")}
+    per_chunk = [row["embed_s"] / row["chunks"] for row in rows]
+    return [value / min(per_chunk) for value in per_chunk]
+
+
+def linearity(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Marginal seconds per 1,000 chunks between consecutive sizes, as measured and at the least loaded size's
+    speed (each size's seconds divided by its load factor), each as a ratio to the smallest size's average.
+
+    ``linear`` judges the load-adjusted ratio against LINEAR_TOLERANCE: with the load divided out, embedding costs
+    the same per chunk at every size, so only what grows with the corpus (chunking and Chroma) can bend the line.
+    """
+    factors = load_factors(rows)
+    adjusted = [row["ingest_s"] / factor for row, factor in zip(rows, factors, strict=True)]
+    base_raw = rows[0]["ingest_s"] / rows[0]["chunks"] * 1000
+    base_adjusted = adjusted[0] / rows[0]["chunks"] * 1000
     steps = []
-    for before, after in zip(rows, rows[1:], strict=False):
-        added = (after["chunks"] - before["chunks"]) / 1000
-        step: dict[str, Any] = {"from": before["chunks"], "to": after["chunks"]}
-        for part in per_k:
-            step[part] = (after[part] - before[part]) / added
-            step[f"{part}_ratio"] = step[part] / per_k[part]
-        step["load"] = step["embed_s_ratio"]
-        step["adjusted_s"] = per_k["embed_s"] + step["other_s"] / step["load"]
-        step["adjusted_ratio"] = step["adjusted_s"] / per_k["ingest_s"]
+    for i in range(1, len(rows)):
+        added = (rows[i]["chunks"] - rows[i - 1]["chunks"]) / 1000
+        raw = (rows[i]["ingest_s"] - rows[i - 1]["ingest_s"]) / added
+        step: dict[str, Any] = {"from": rows[i - 1]["chunks"], "to": rows[i]["chunks"], "raw_s": raw,
+                                "raw_ratio": raw / base_raw, "adjusted_s": (adjusted[i] - adjusted[i - 1]) / added}
+        step["adjusted_ratio"] = step["adjusted_s"] / base_adjusted
         step["linear"] = abs(step["adjusted_ratio"] - 1) <= LINEAR_TOLERANCE
         steps.append(step)
     return steps
 
 
-def scale_ingest(sizes: list[int], backend: str, seed: int) -> int:
+def scale_ingest(sizes: list[int], backend: str, seed: int, save_rows: Path | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus; backend {backend}; synthetic corpora "
@@ -539,6 +547,8 @@ def scale_ingest(sizes: list[int], backend: str, seed: int) -> int:
         print(f"(every chunk text distinct: {all(r['distinct_chunks'] == r['chunks'] for r in rows)}; query p50 over "
               f"{rows[0]['queries']} suite questions, each embedded then sent to Chroma for k={SCALING_K}; "
               f"'other' is chunking and Chroma's reads and writes)")
+        if save_rows is not None:
+            save_rows.write_text(json.dumps(rows, indent=1) + "\n")
         report_scaling(rows)
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
         return 0
@@ -550,50 +560,54 @@ def report_scaling(rows: Sequence[dict[str, Any]]) -> None:
     if len(rows) < 2:
         print("\none size only: no line to fit")
         return
-    chunks = [r["chunks"] for r in rows]
-    fit = fit_line(chunks, [r["ingest_s"] for r in rows])
-    print(f"\ningest seconds against chunks, least squares over {len(rows)} sizes:")
-    if fit.slope_stderr is None:
-        interval = "no interval from two points"
-    else:
-        assert fit.slope_low is not None and fit.slope_high is not None
-        interval = (f"standard error {fit.slope_stderr * 1000:.2f}; 95% interval {fit.slope_low * 1000:.2f} to "
-                    f"{fit.slope_high * 1000:.2f}, t with {len(rows) - 2} df")
-    print(f"  slope {fit.slope * 1000:.2f} s per 1,000 chunks ({interval})")
-    print(f"  intercept {fit.intercept:+.1f} s; R² {fit.r_squared:.5f}")
-    for row, fitted, residual in zip(rows, fit.fitted, fit.residuals, strict=True):
-        print(f"  {row['docs']:,} docs, {row['chunks']:,} chunks: {row['ingest_s']:.1f} s against the line's "
-              f"{fitted:.1f} s, residual {residual:+.1f} s ({residual / fitted:+.1%})")
-    print("marginal seconds per 1,000 chunks between consecutive sizes (x the smallest size's own average):")
+    chunks = [row["chunks"] for row in rows]
+    factors = load_factors(rows)
+    adjusted = [row["ingest_s"] / factor for row, factor in zip(rows, factors, strict=True)]
+    print("\nload factor of each size, its embedding seconds per chunk over the fastest size's (embedding a chunk is "
+          f"the same work at any size, so this is the machine's load): {', '.join(f'x{f:.2f}' for f in factors)}")
+    print(f"ingest seconds against chunks, least squares over {len(rows)} sizes:")
+    fits = {"as measured": fit_line(chunks, [row["ingest_s"] for row in rows]),
+            "load-adjusted (each size's seconds divided by its load factor)": fit_line(chunks, adjusted)}
+    for label, fit in fits.items():
+        if fit.slope_stderr is None:
+            interval = "no interval from two points"
+        else:
+            assert fit.slope_low is not None and fit.slope_high is not None
+            interval = (f"standard error {fit.slope_stderr * 1000:.2f}; 95% interval {fit.slope_low * 1000:.2f} to "
+                        f"{fit.slope_high * 1000:.2f}, t with {len(rows) - 2} df")
+        print(f"  {label}: slope {fit.slope * 1000:.2f} s per 1,000 chunks ({interval}); intercept "
+              f"{fit.intercept:+.1f} s; R² {fit.r_squared:.5f}")
+        seconds = [row["ingest_s"] for row in rows] if label == "as measured" else adjusted
+        for row, observed, fitted, residual in zip(rows, seconds, fit.fitted, fit.residuals, strict=True):
+            print(f"    {row['docs']:,} docs, {row['chunks']:,} chunks: {observed:.1f} s against the line's "
+                  f"{fitted:.1f} s, residual {residual:+.1f} s ({residual / fitted:+.1%})")
     steps = linearity(rows)
-    base = rows[0]
-    average = {part: base[part] / base["chunks"] * 1000 for part in ("ingest_s", "embed_s", "other_s")}
-    print(f"  up to {base['chunks']:,} chunks (average): total {average['ingest_s']:.2f}, "
-          f"embedding {average['embed_s']:.2f}, other {average['other_s']:.2f}")
+    print("marginal seconds per 1,000 chunks between consecutive sizes, load-adjusted (as measured), x the smallest "
+          "size's average:")
+    print(f"  up to {chunks[0]:,} chunks (average): {adjusted[0] / chunks[0] * 1000:.2f} "
+          f"({rows[0]['ingest_s'] / chunks[0] * 1000:.2f})")
     for step in steps:
-        parts = ", ".join(f"{label} {step[part]:.2f} (x{step[f'{part}_ratio']:.2f})" for label, part in
-                          (("total", "ingest_s"), ("embedding", "embed_s"), ("other", "other_s")))
-        print(f"  {step['from']:,} -> {step['to']:,} chunks: {parts}; adjusted for load {step['adjusted_s']:.2f} "
-              f"(x{step['adjusted_ratio']:.2f})")
-    print("  (embedding a chunk is the same work at any size, so its change is the machine's load; 'adjusted for "
-          "load' is the smallest size's embedding cost plus 'other' divided by that change)")
+        print(f"  {step['from']:,} -> {step['to']:,} chunks: {step['adjusted_s']:.2f} x{step['adjusted_ratio']:.2f} "
+              f"({step['raw_s']:.2f} x{step['raw_ratio']:.2f})")
+    other = ", ".join(f"{row['other_s'] / row['chunks'] * 1000:.2f} ({row['other_s'] / f / row['chunks'] * 1000:.2f})"
+                      for row, f in zip(rows, factors, strict=True))
+    print(f"chunking and Chroma ('other') seconds per 1,000 chunks at each size, as measured (load-adjusted): {other}")
+    base = rows[0]
     p50 = ", ".join(f"{r['query_p50_ms']:.1f} ms at {r['chunks']:,} (x{r['query_p50_ms'] / base['query_p50_ms']:.2f}"
                     f"; Chroma {r['query_chroma_p50_ms']:.1f} ms)" for r in rows)
     print(f"query p50: {p50}")
     index = ", ".join(f"{r['index_bytes'] / 1e3 / r['chunks']:.2f} at {r['chunks']:,} (HNSW files "
                       f"{r['hnsw_bytes'] / 1e6:.1f} of {r['index_bytes'] / 1e6:.1f} MB)" for r in rows)
     print(f"index MB per 1,000 chunks: {index}")
-    raw = ", ".join(f"x{s['ingest_s_ratio']:.2f}" for s in steps)
-    adjusted = ", ".join(f"x{s['adjusted_ratio']:.2f}" for s in steps)
+    ratios = ", ".join(f"x{s['adjusted_ratio']:.2f}" for s in steps)
     bent = next((s for s in steps if not s["linear"]), None)
     if bent is None:
-        print(f"linear up to {rows[-1]['chunks']:,} chunks: adjusted for load, every step's marginal cost is within "
-              f"{LINEAR_TOLERANCE:.0%} of the smallest size's ({adjusted}; raw {raw})")
+        print(f"linear up to {chunks[-1]:,} chunks: load-adjusted, every step's marginal cost is within "
+              f"{LINEAR_TOLERANCE:.0%} of the smallest size's ({ratios})")
     else:
-        print(f"not linear from {bent['from']:,} -> {bent['to']:,} chunks: adjusted for load, the marginal cost is "
+        print(f"not linear from {bent['from']:,} -> {bent['to']:,} chunks: load-adjusted, the marginal cost is "
               f"x{bent['adjusted_ratio']:.2f} the smallest size's (tolerance {LINEAR_TOLERANCE:.0%}; every step "
-              f"{adjusted}; raw {raw}); chunking and Chroma {bent['other_s']:.2f} s per 1,000 chunks there against "
-              f"{average['other_s']:.2f}")
+              f"{ratios})")
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -618,6 +632,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="scaling mode: synthetic corpora of N documents, e.g. 1000,10000,50000")
     parser.add_argument("--backend", choices=BACKENDS, help=f"the backend for --docs (default {SCALING_BACKEND})")
     parser.add_argument("--seed", type=int, default=0, help="the synthetic corpus draw, for --docs")
+    parser.add_argument("--save-rows", type=Path, metavar="JSON", help="with --docs, also write each size's figures")
+    parser.add_argument("--report-rows", type=Path, metavar="JSON",
+                        help="print the fit and linearity of figures saved by --save-rows, without measuring")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--export", help=argparse.SUPPRESS)
     parser.add_argument("--scale-measure", type=Path, help=argparse.SUPPRESS)
@@ -631,11 +648,18 @@ def main(argv: list[str] | None = None) -> int:
             result = measure_backend(args.measure, args.scratch) if args.measure else export_first(args.export)
         print(json.dumps(result))
         return 0
+    if args.report_rows is not None:
+        try:
+            rows = json.loads(args.report_rows.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--report-rows: cannot read {args.report_rows}: {exc}")
+        report_scaling(rows)
+        return 0
     if args.docs is not None:
         if args.backends is not None:
             parser.error("--backends compares backends on the restoration corpus; with --docs, choose one with "
                          "--backend")
-        return scale_ingest(args.docs, args.backend or SCALING_BACKEND, args.seed)
+        return scale_ingest(args.docs, args.backend or SCALING_BACKEND, args.seed, args.save_rows)
     if args.backend is not None:
         parser.error("--backend chooses the backend for --docs; to compare backends, use --backends")
     backends = [b.strip() for b in (args.backends or "torch,onnx,onnx-int8").split(",") if b.strip()]

@@ -4,6 +4,7 @@ repeated), the line it fits through the sizes, its input errors, and a small run
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 import tempfile
@@ -107,22 +108,30 @@ def test_fit_line_recovers_an_exact_line_and_matches_the_textbook_interval() -> 
         bench.fit_line([5, 5], [1, 2])
 
 
-def test_linearity_flags_the_first_step_whose_marginal_cost_leaves_the_tolerance() -> None:
-    def row(chunks: int, embed: float, other: float) -> dict[str, float]:
-        return {"chunks": chunks, "embed_s": embed, "other_s": other, "ingest_s": embed + other}
+def _row(chunks: int, embed: float, other: float) -> dict[str, float]:
+    return {"chunks": chunks, "embed_s": embed, "other_s": other, "ingest_s": embed + other}
 
-    steady = [row(1000, 30, 2), row(5000, 150, 10), row(10000, 300, 20)]
+
+def test_linearity_flags_the_first_step_whose_marginal_cost_leaves_the_tolerance() -> None:
+    steady = [_row(1000, 30, 2), _row(5000, 150, 10), _row(10000, 300, 20)]
+    assert bench.load_factors(steady) == pytest.approx([1, 1, 1])
     assert [s["linear"] for s in bench.linearity(steady)] == [True, True]
     # 1,000 -> 5,000 chunks at the same cost, then Chroma's part triples per chunk from 5,000 -> 10,000.
-    bent = bench.linearity([row(1000, 30, 10), row(5000, 150, 50), row(10000, 300, 200)])
+    bent = bench.linearity([_row(1000, 30, 10), _row(5000, 150, 50), _row(10000, 300, 200)])
     assert [s["linear"] for s in bent] == [True, False]
-    assert bent[1]["ingest_s"] == pytest.approx((500 - 200) / 5)  # seconds per 1,000 chunks
-    assert bent[1]["other_s_ratio"] == pytest.approx(30 / 10) and bent[1]["embed_s_ratio"] == pytest.approx(1)
-    assert bent[1]["adjusted_ratio"] == pytest.approx((30 + 30) / 40)
-    # A busier machine makes every part 1.5x slower per chunk: not the corpus's doing, so still linear.
-    busy = bench.linearity([row(1000, 30, 2), row(5000, 30 + 4 * 45, 2 + 4 * 3)])
-    assert busy[0]["ingest_s_ratio"] == pytest.approx(1.5) and busy[0]["load"] == pytest.approx(1.5)
-    assert busy[0]["adjusted_ratio"] == pytest.approx(1.0) and busy[0]["linear"]
+    assert bent[1]["raw_s"] == pytest.approx((500 - 200) / 5)  # seconds per 1,000 chunks
+    assert bent[1]["adjusted_ratio"] == pytest.approx(60 / 40)
+
+
+def test_a_busier_machine_is_divided_out_and_does_not_read_as_non_linear() -> None:
+    # The 5,000-chunk run shares the cores: embedding and the rest both take 1.5x as long per chunk.
+    busy = [_row(1000, 30, 2), _row(5000, 150 * 1.5, 10 * 1.5)]
+    assert bench.load_factors(busy) == pytest.approx([1, 1.5])
+    step = bench.linearity(busy)[0]
+    assert step["raw_ratio"] == pytest.approx((240 - 32) / 4 / 32)
+    assert step["adjusted_s"] == pytest.approx((160 - 32) / 4) and step["linear"]
+    # The factor is relative to the fastest run, wherever it falls.
+    assert bench.load_factors([_row(1000, 60, 1), _row(2000, 60, 1)]) == pytest.approx([2, 1])
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -131,6 +140,7 @@ def test_linearity_flags_the_first_step_whose_marginal_cost_leaves_the_tolerance
     (["--docs", "10", "--backend", "tensorflow"], "--backend: invalid choice"),
     (["--docs", "10", "--backends", "torch,onnx"], "with --docs, choose one with --backend"),
     (["--backend", "onnx"], "--backend chooses the backend for --docs"),
+    (["--report-rows", "/nonexistent/rows.json"], "--report-rows: cannot read /nonexistent/rows.json"),
 ])
 def test_bad_scaling_arguments_exit_2_naming_the_flag(args: list[str], message: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,7 +155,8 @@ def test_scaling_mode_end_to_end_on_two_small_sizes(tmp_path: Path, monkeypatch:
     """About 20-40 s: the ONNX export is made afresh, then two sizes each in a child process."""
     monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "models"))  # the repository's .harness stays untouched
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    assert bench.main(["--docs", "40,20"]) == 0
+    saved = tmp_path / "rows.json"
+    assert bench.main(["--docs", "40,20", "--save-rows", str(saved)]) == 0
     out = capsys.readouterr().out
     rows = re.findall(r"^ +(\d+) +(\d+) +([\d.]+) +([\d.]+) .*$", out, flags=re.M)
     assert [int(docs) for docs, *_ in rows] == [20, 40]  # ascending, each measured
@@ -156,3 +167,8 @@ def test_scaling_mode_end_to_end_on_two_small_sizes(tmp_path: Path, monkeypatch:
     assert re.search(r"query p50: [\d.]+ ms at [\d,]+ .*, [\d.]+ ms at [\d,]+", out)
     assert re.search(r"^(linear|not linear)", out, flags=re.M)
     assert not list(tmp_path.glob("bench-scale-*"))  # the scratch corpora and stores are gone
+    # The saved figures give the same analysis again without measuring.
+    assert [row["docs"] for row in json.loads(saved.read_text())] == [20, 40]
+    assert bench.main(["--report-rows", str(saved)]) == 0
+    again = capsys.readouterr().out
+    assert again.strip() and again.strip() in out
