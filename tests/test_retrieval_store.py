@@ -183,3 +183,41 @@ def test_ann_fidelity_is_one_on_a_tiny_index(tmp_path: Path, minilm: SentenceTra
     for query in QUERIES:
         assert [h.chunk_id for h in exact.query(query, 5)] == [h.chunk_id for h in index.query(query, 5)]
     assert ann_fidelity_at_k(index, [], k=5) is None
+
+
+_QUERY_IN_A_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from harness.config.suite import ChunkingConfig, EmbedderConfig
+from harness.corpus.documents import load_corpus
+from harness.retrieval.build import open_store
+from harness.retrieval.chroma_store import IndexKey
+from harness.retrieval.embedders import get_embedder
+corpus = load_corpus(Path(sys.argv[1]))
+embedder = get_embedder(EmbedderConfig())
+index = open_store(Path(sys.argv[2])).open(IndexKey(corpus.name, embedder.name, ChunkingConfig().label), embedder)
+questions = json.loads(Path(sys.argv[3]).read_text())
+print(json.dumps([[hit.chunk_id for hit in hits] for hits in index.query_many(embedder.embed(questions), 30)]))
+"""
+
+
+def test_every_process_that_opens_an_index_gets_the_same_rankings(tmp_path: Path) -> None:
+    """Chroma's HNSW graph must be saved whole: a graph rebuilt on open ranks near ties differently in each process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    restoration = Path(__file__).parents[1] / "corpora" / "restoration"
+    corpus = load_corpus(restoration)
+    embedder = get_embedder(EmbedderConfig())
+    ingest(corpus, ChunkingConfig(), embedder, open_store(tmp_path / "store"))  # 695 chunks: not a multiple of 100
+    sentences = [line.strip() for doc in corpus for line in doc.body.splitlines() if len(line.split()) >= 8]
+    questions = tmp_path / "questions.json"
+    questions.write_text(json.dumps([" ".join(s.split()[:14]) for s in sentences[:1500]]))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    runs = [subprocess.run([sys.executable, "-c", _QUERY_IN_A_FRESH_PROCESS, str(restoration), str(tmp_path / "store"),
+                            str(questions)], capture_output=True, text=True, env=env, check=True).stdout
+            for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    assert len(json.loads(runs[0])) == 1500
