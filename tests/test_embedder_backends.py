@@ -128,3 +128,16 @@ def test_the_default_backend_is_int8_for_sentence_transformers_only(tmp_path: Pa
     assert load_suite(suite).embedder.label == "sentence-transformers:all-MiniLM-L6-v2"  # torch keeps its index
     suite.write_text("cases:\n  - {id: q, question: 'q', category: c}\n")
     assert load_suite(suite).embedder.backend == DEFAULT_BACKEND
+
+
+def test_making_an_export_leaves_the_root_logger_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # onnxruntime's quantizer installs a root handler; left there, every library's debug lines (bm25s logs at DEBUG)
+    # would print in the middle of `harness nightly`.
+    import logging
+
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "models"))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # as in the CLI: pytest's own handlers would make basicConfig a no-op
+    before = (root.level, list(root.handlers))
+    ensure_export("all-MiniLM-L6-v2", bundled_model_path(), "onnx-int8")
+    assert (root.level, list(root.handlers)) == before

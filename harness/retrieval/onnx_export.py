@@ -295,13 +295,17 @@ def _quantize(src: Path, out: Path) -> None:
     graph = onnx.load(str(src), load_external_data=False).graph
     excluded = [node.name for node in graph.node if node.op_type == "MatMul" and (
         "/layer.0/" in node.name or ("/output/dense/" in node.name and "attention" not in node.name))]
+    # The quantizer logs advice on the root logger (the recipe above already follows it) and installs a handler there,
+    # through which every library's debug lines would reach the CLI's output afterwards: both are undone.
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger; the recipe above already follows it
+    level, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.ERROR)
     try:
         quantize_dynamic(str(src), str(out), op_types_to_quantize=list(QUANTIZE_INT8["op_types"]), per_channel=True,
                          weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                          # fused ops (com.microsoft domain) defeat ONNX shape inference; their outputs are float
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
         root.setLevel(level)
