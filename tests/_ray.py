@@ -187,11 +187,10 @@ def harness_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None 
     full_env = ray_env()
     full_env.update(env or {})
     command = [sys.executable, "-m", "harness.cli.main", *args]
-    for _ in range(2):
+    for attempts_left in (2, 1, 0):
         result = subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
                                 check=False)
-        if result.returncode == 0 or RAY_CLIENT_START_FAILED not in result.stderr:
-            return result
+        if not attempts_left or result.returncode == 0 or RAY_CLIENT_START_FAILED not in result.stderr:
+            break
         print(f"Ray Client's server did not start; trying again. This attempt:\n{result.stderr}", file=sys.stderr)
-    return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
-                          check=False)
+    return result

@@ -84,7 +84,7 @@ def load_sentence_transformer(model: str, device: str = "cpu") -> Any:
         try:
             from sentence_transformers import SentenceTransformer
 
-            _quiet_transformers()
+            quiet_transformers()
             loaded = SentenceTransformer(source, device=device)
         except Exception as exc:  # the library raises OSError, ValueError, HF errors ... for a bad name
             raise RetrievalError(
@@ -95,7 +95,7 @@ def load_sentence_transformer(model: str, device: str = "cpu") -> Any:
         return loaded
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """No per-load progress bars on stderr: the CLI draws its own."""
     try:
         from transformers.utils import logging as transformers_logging
@@ -103,6 +103,11 @@ def _quiet_transformers() -> None:
         transformers_logging.disable_progress_bar()
     except ImportError:
         pass
+
+
+def tokenizer_of(encoder: Any) -> Any:
+    """A SentenceTransformer's tokenize step (``preprocess`` since sentence-transformers 5.x, ``tokenize`` before)."""
+    return getattr(encoder, "preprocess", None) or encoder.tokenize
 
 
 class SentenceTransformerEmbedder:
@@ -157,7 +162,7 @@ class SentenceTransformerEmbedder:
         import torch
 
         encoder = self.encoder
-        tokenize = getattr(encoder, "preprocess", None) or encoder.tokenize  # renamed in sentence-transformers 5.x
+        tokenize = tokenizer_of(encoder)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         with self._lock, torch.inference_mode():
             for row, text in enumerate(texts):
@@ -251,8 +256,12 @@ def model_source(model: str) -> Path:
 def _onnx(config: EmbedderConfig) -> Embedder:
     from harness.retrieval.onnx_embedder import OnnxEmbedder
 
-    backend = config.backend or DEFAULT_BACKEND
-    return OnnxEmbedder(config.model, model_source(config.model), backend, batch_size=config.batch_size)
+    return OnnxEmbedder(config.model, model_source(config.model), _backend(config), batch_size=config.batch_size)
+
+
+def _backend(config: EmbedderConfig) -> str:
+    # The config fills the default for sentence-transformers; None is only ever an Ollama embedder's.
+    return config.backend or DEFAULT_BACKEND
 
 
 EmbedderFactory = Callable[[EmbedderConfig], Embedder]
@@ -263,7 +272,7 @@ BACKENDS: dict[str, EmbedderFactory] = {
     "onnx-int8": _onnx,
 }
 EMBEDDERS: dict[str, EmbedderFactory] = {
-    "sentence-transformers": lambda c: BACKENDS[c.backend or DEFAULT_BACKEND](c),
+    "sentence-transformers": lambda c: BACKENDS[_backend(c)](c),
     "ollama": lambda c: OllamaEmbedder(c.model, url=c.url, batch_size=c.batch_size),
 }
 

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import InputError
-from harness.retrieval.embedders import _quiet_transformers
+from harness.retrieval.embedders import quiet_transformers, tokenizer_of
 
 MODELS_DIR_ENV = "HARNESS_MODELS_DIR"
 DEFAULT_MODELS_DIR = Path(".harness") / "models"
@@ -234,7 +234,7 @@ def _export(source: Path, out: Path) -> dict[str, Any]:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    _quiet_transformers()
+    quiet_transformers()
     model = SentenceTransformer(str(source), device="cpu", model_kwargs={"attn_implementation": "eager"})
     transformer: Any = model[0].auto_model
     transformer.eval()
@@ -258,8 +258,7 @@ def _export(source: Path, out: Path) -> dict[str, Any]:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
-    tokenize = getattr(model, "preprocess", None) or model.tokenize  # renamed in sentence-transformers 5.x
-    sample = tokenize(["an example sentence", "another, somewhat longer example sentence to export"])
+    sample = tokenizer_of(model)(["an example sentence", "another, somewhat longer example sentence to export"])
     names = ["input_ids", "attention_mask", "token_type_ids"]
     inputs = tuple(sample.get(name, torch.zeros_like(sample["input_ids"])) for name in names)
     # The tracer warns about shape checks it folds; the fp32 export matches torch at every batch size and length

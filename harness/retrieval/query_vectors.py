@@ -47,8 +47,6 @@ class QueryVectors:
             missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
             if not missing:
                 return 0
-            # Longest first, as sentence-transformers orders one encode() call: batches of similar length pad less.
-            missing.sort(key=len, reverse=True)
             step = max(1, int(getattr(self.embedder, "batch_size", 64))) * 4
             for start in range(0, len(missing), step):
                 batch = missing[start:start + step]
