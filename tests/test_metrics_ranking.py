@@ -16,7 +16,7 @@ import pytest
 from _trec import assert_matches_trec, needs_trec, our_names, random_case
 
 from harness.errors import InputError
-from harness.metrics import ranking
+from harness.metrics import ranking, run_input
 from harness.metrics.retrieval import evaluate
 
 pytestmark = needs_trec
@@ -77,7 +77,7 @@ def test_ideal_ranking_tiers_counted_or_sorted(top: int, sorted_: bool, monkeypa
 def test_chunk_boundaries_do_not_matter(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     qrels, run = random_case(9)
     expected = evaluate(qrels, run, our_names())
-    monkeypatch.setattr(ranking, "_READ_CHUNK", chunk)
+    monkeypatch.setattr(run_input, "_READ_CHUNK", chunk)
     assert_matches_trec(qrels, run)
     assert evaluate(qrels, run, our_names()).equals(expected)
 
