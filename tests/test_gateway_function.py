@@ -7,7 +7,6 @@ import json
 import select
 import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -148,7 +147,7 @@ def test_a_client_that_leaves_while_queued_never_reaches_the_upstream(keys: KeyF
             assert eventually(lambda: fake.in_flight == 1)
             with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as queued:
                 queued.sendall(chat_request_head(keys, gw.port, body) + body)  # waits for the slot, then leaves
-                time.sleep(0.2)
+                assert eventually(lambda: gw.app.queued == 1)
             assert parse_response(holder.recv(65536)).status == 200
         assert eventually(lambda: len(audit_records(audit)) == 2)
         assert fake.generations == 1  # the departed client's request was dropped, not sent on

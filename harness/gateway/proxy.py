@@ -92,6 +92,7 @@ class GatewayApp:
         # connection the upstream is closing at that moment would turn a good request into a 502.
         self._transport = transport or AiohttpTransport(max_connections=limits.max_upstream, keepalive_expiry=2.0)
         self._slots: asyncio.Semaphore | None = None
+        self.queued = 0  # requests waiting for an upstream slot now
         self._next = 0
         # request ids: a random per-process prefix and a counter, unique without a call to the OS's random source
         self._id_prefix = secrets.token_hex(4)
@@ -314,10 +315,13 @@ class GatewayApp:
         if not slots.locked():  # only a full gateway waits, and pays for wait_for's extra task
             await slots.acquire()
             return slots
+        self.queued += 1
         try:
             await asyncio.wait_for(slots.acquire(), timeout=self.settings.limits.queue_timeout_s)
         except TimeoutError:
             raise _Refused(503, "the gateway is at its concurrency limit", {"retry-after": "1"}) from None
+        finally:
+            self.queued -= 1
         return slots
 
     def _slots_here(self) -> asyncio.Semaphore:
