@@ -12,10 +12,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from _wait import eventually
 
 from harness.config.fleet import Fleet, Host
 from harness.dispatch import Dispatcher
@@ -28,6 +28,7 @@ from harness.localfleet.state import ServerRecord, state_payload, write_state
 from harness.providers.types import GenerationRequest
 
 REQUEST = GenerationRequest(prompt="Is drip edge required?", max_tokens=8)
+READY = "sleeper running"
 
 
 def test_sigill_says_what_it_means_and_what_to_do() -> None:
@@ -41,12 +42,17 @@ def test_sigill_says_what_it_means_and_what_to_do() -> None:
 
 def _sleeper(log: Path, port: int) -> subprocess.Popen[bytes]:
     """A real process run the way servers run (``-X faulthandler``, output to a log) whose command line carries the
-    markers a server's record checks (``-m llama_cpp.server --port N``, as plain arguments)."""
+    markers a server's record checks (``-m llama_cpp.server --port N``, as plain arguments).
+
+    Returned once it runs its code (so faulthandler is installed), which it tells by a line in its log."""
     code = "import threading, time; threading.Thread(target=time.sleep, args=(60,), daemon=True).start(); " \
-        "time.sleep(60)"
+        f"print({READY!r}, flush=True); time.sleep(60)"
     with log.open("wb") as handle:
-        return subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code, "-m", SERVER_MODULE,
-                                 "--port", str(port)], stdout=handle, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code, "-m", SERVER_MODULE,
+                                  "--port", str(port)], stdout=handle, stderr=subprocess.STDOUT)
+    assert eventually(lambda: READY in log.read_text() or popen.poll() is not None)
+    assert popen.poll() is None, log.read_text()
+    return popen
 
 
 def _record(popen: subprocess.Popen[bytes], log: Path, port: int, name: str = "local-1") -> ServerRecord:
@@ -62,7 +68,6 @@ def test_a_fatal_signal_is_read_back_from_the_log_of_a_process_we_are_not_waitin
 ) -> None:
     log = tmp_path / "server.log"
     popen = _sleeper(log, 50001)
-    time.sleep(0.5)  # let the interpreter install faulthandler
     os.kill(popen.pid, sig)
     assert popen.wait(timeout=10) == -sig
     assert signal_from_log(log.read_text()) == sig
@@ -84,7 +89,6 @@ def test_liveness_names_a_dead_server_and_leaves_live_ones_alone(tmp_path: Path)
     alive_log, dead_log = tmp_path / "a.log", tmp_path / "b.log"
     alive, dead = _sleeper(alive_log, 50003), _sleeper(dead_log, 50004)
     try:
-        time.sleep(0.5)
         probe = ServerLiveness({"a": _record(alive, alive_log, 50003, "a"), "b": _record(dead, dead_log, 50004, "b")})
         assert probe("a") is None and probe("b") is None and probe("not-ours") is None
         os.kill(dead.pid, signal.SIGILL)
@@ -103,7 +107,6 @@ def test_local_liveness_matches_fleet_hosts_to_recorded_servers_by_port(tmp_path
     log = tmp_path / "s.log"
     popen = _sleeper(log, 50005)
     try:
-        time.sleep(0.3)
         write_state(tmp_path, state_payload([_record(popen, log, 50005)], tmp_path / "m.gguf", threads=1, ctx=2048,
                                             batch=512, fleet_file=tmp_path / "fleet.yaml"))
         fleet = Fleet(hosts=[Host(name="renamed", url="http://127.0.0.1:50005", model="m"),
@@ -162,7 +165,6 @@ def test_fleet_status_says_how_an_embedded_server_ended_and_exits_3(tmp_path: Pa
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     popen = _sleeper(log, port)
-    time.sleep(0.5)
     record = _record(popen, log, port)
     fleet_path = write_fleet_file(tmp_path / "fleet.yaml", [("local-1", record.url)], model="gemma3-270m")
     write_state(tmp_path, state_payload([record], tmp_path / "m.gguf", threads=1, ctx=2048, batch=512,
