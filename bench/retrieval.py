@@ -3,8 +3,8 @@
 Target: on a 2,000-case x 3-variant suite (dense, bm25, hybrid) over the restoration corpus, the retrieval phase runs
 at least 4x faster than the baseline (the last commit before questions were embedded once, in batches), and writes
 the same records: the same document rankings, chunks, fetch depths and metrics for every case and variant (scores
-may differ in the last bits, because a question embedded in a batch is not bit-identical to one embedded alone; the
-largest difference is printed).
+may differ in the last bits: the baseline embedded a question in all of torch's threads, this tree in one, and a
+short text's sums split differently over threads; the largest difference is printed).
 
 The retrieval phase is everything a run does after its indexes are built and the model is loaded: embedding the
 questions, ANN fidelity (HNSW against exact search), and retrieving and scoring every case x variant. Both sides run

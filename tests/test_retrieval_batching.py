@@ -13,7 +13,7 @@ from harness.config.suite import Case, ChunkingConfig, EmbedderConfig, Suite, Va
 from harness.corpus.documents import load_corpus
 from harness.retrieval.base import search_batch
 from harness.retrieval.build import RetrievalSetup, build_retrievers
-from harness.retrieval.embedders import get_embedder
+from harness.retrieval.embedders import Embedder, embed_each, get_embedder
 from harness.retrieval.query_vectors import QueryVectors
 from harness.run.doc_ranking import rank_documents, rank_documents_many
 from harness.run.fidelity import suite_ann_fidelity
@@ -76,17 +76,36 @@ def test_each_question_is_embedded_once_for_fidelity_and_every_dense_variant(tmp
     assert np.array_equal(direct, vectors.get(QUESTIONS[1]))
 
 
+# Short texts whose products, on a 2-core machine, sum differently over one torch thread and two.
+SHORT = ["Line 19 was addressed in a separate letter.", "and ran until about 6 a.m.", "Where step flashing is used: 1."]
+
+
+def _alone(embedder: Embedder, text: str, backend: str) -> np.ndarray:
+    """The oracle: the library's own encode of the text by itself; torch in one thread, as queries run."""
+    if backend != "torch":
+        return embedder.embed([text])[0]
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return embedder.embed([text])[0]
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
 def test_prefetched_vectors_are_bit_identical_to_each_question_alone(backend: str) -> None:
     """A batch pads (torch) or shares an activation scale (int8); prefetching must not, or near-tied chunks swap
     between a run and its shards, resumes or one-off searches."""
     embedder = get_embedder(EmbedderConfig(backend=backend))
-    texts = [*dict.fromkeys(QUESTIONS), "a much longer question about the ice and water shield required at the eaves "
-             "of a low slope roof in a cold climate zone, and who pays for it"]
+    texts = [*dict.fromkeys(QUESTIONS), *SHORT, "a much longer question about the ice and water shield required at "
+             "the eaves of a low slope roof in a cold climate zone, and who pays for it"]
     prefetched = QueryVectors(embedder)
     assert prefetched.prefetch(texts) == len(texts)
     for text in texts:
-        assert np.array_equal(prefetched.get(text), embedder.embed([text])[0]), text
+        assert np.array_equal(prefetched.get(text), _alone(embedder, text, backend)), text
+        assert np.array_equal(prefetched.get(text), embed_each(embedder, [text])[0]), text
 
 
 def test_batched_records_match_one_case_at_a_time(setup: RetrievalSetup, tmp_path: Path) -> None:
