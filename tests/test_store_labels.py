@@ -89,9 +89,10 @@ def test_concurrent_labellers_lose_nothing(tmp_path: Path) -> None:
     assert {(r.labeller, r.case_id) for r in read} == expected
 
 
-def test_merging_shards_joins_their_labels(tmp_path: Path) -> None:
+def test_merging_shards_joins_their_labels_and_claims(tmp_path: Path) -> None:
     from drift_records import make_records
 
+    from harness.store.claims_log import ClaimRecord, ClaimsEntry, ClaimsRecord, append_claims, read_claims
     from harness.store.merge import merge_runs
     from harness.store.records import Manifest, ShardInfo, SuiteInfo
     from harness.store.store import RunStore
@@ -107,8 +108,18 @@ def test_merging_shards_joins_their_labels(tmp_path: Path) -> None:
             store.append(record)
         store.release()
         append_labels(store.path, [label(half[0].case_id, tier="cloud"), label(half[1].case_id, labeller="bob")])
+        claim = ClaimRecord(text=f"claim of shard {index}", passages=["entailed"], other="neutral")
+        append_claims(store.path, [
+            ClaimsEntry(case_id=half[0].case_id, variant="dense", tier="cloud",
+                        claims=ClaimsRecord(status="diagnosed", passages=["p1"], answer_claims=[claim])),
+            ClaimsEntry(case_id=half[1].case_id, variant="dense", tier="local",
+                        claims=ClaimsRecord(status="unmeasured", reason="no reference")),
+        ])
         shards.append(store.path)
     merge_runs(shards, tmp_path / "joined")
+    shard_claims = {key: value for path in shards for key, value in read_claims(path).items()}
+    assert len(shard_claims) == 4
+    assert read_claims(tmp_path / "joined") == shard_claims
     joined = read_labels(tmp_path / "joined")
     assert len(joined) == 4
     assert labelled_by(tmp_path / "joined", "alice") == {(halves[0][0].case_id, "dense", "cloud"),

@@ -2,7 +2,8 @@
 
 Shards are joined only when they ran the same suite file over the same corpus with the same fleet, tiers and shard
 count; otherwise the merge is refused and the message names each field that differs. A case × variant found in two
-shards is refused as a duplicate. The shards' human labels (``labels.jsonl``) join too.
+shards is refused as a duplicate. The shards' logs beside the records join too: human labels (``labels.jsonl``),
+second judges' grades and claim diagnostics (``claims.jsonl``).
 Missing cases (a shard not given, or a shard that did not finish) are listed, and
 the merged run is then ``partial``.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.store.claims_log import ClaimsEntry, append_claims, read_claims
 from harness.store.grade_log import GradeEntry, append_grades, read_second_judges
 from harness.store.labels import append_labels, read_labels
 from harness.store.records import CaseRecord, Manifest, ShardInfo
@@ -123,6 +125,10 @@ def merge_runs(run_dirs: list[Path], target: Path) -> MergeReport:
         GradeEntry(case_id=key[0], variant=key[1], tier=key[2], grade=grade, judge=judge)
         for path, _ in stores for judge, grades in read_second_judges(Path(path)).items()
         for key, grade in grades.items()
+    ])
+    append_claims(target, [
+        ClaimsEntry(case_id=key[0], variant=key[1], tier=key[2], claims=claims)
+        for path, _ in stores for key, claims in read_claims(Path(path)).items()
     ])
     return MergeReport(target, shard_ids, len(merged), expected, missing, status)
 
