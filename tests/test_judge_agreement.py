@@ -125,3 +125,20 @@ def test_harness_judge_and_the_report_show_agreement_and_say_which_estimator(tmp
     markdown = (run / "report.md").read_text(encoding="utf-8")
     assert "Judge agreement" in markdown and "Corrected for the grader by people's labels" in markdown
     assert "two-stage PPI" in markdown
+
+
+def test_self_preference_reads_a_ladders_claude_tiers_by_kind_not_by_name() -> None:
+    """A ladder names its tiers: the same answers under the names haiku / fleet-8b give the same estimate as under
+    cloud / local, once the Claude tiers are named."""
+    from dataclasses import replace
+
+    records, _, labels = scenario()
+    pairs = label_pairs(records, labels)
+    names = {"cloud": "haiku", "local": "fleet-8b"}
+    renamed = [replace(p, key=(p.key[0], p.key[1], names[p.key[2]])) for p in pairs]
+    built_in = agreement(pairs).self_preference
+    ladder = agreement(renamed, claude_tiers=frozenset({"haiku"})).self_preference
+    assert built_in is not None and ladder is not None
+    assert (ladder.estimate, ladder.low, ladder.high, ladder.n) == (built_in.estimate, built_in.low, built_in.high,
+                                                                    built_in.n)
+    assert agreement(renamed).self_preference is None  # without the kinds, no tier is known to be Claude's

@@ -196,6 +196,10 @@ def test_the_advice_follows_the_scripted_truth_per_category(workdir: Path, monke
     drift = report.split("## Drift against the reference (sonnet)")[1].split("\n## ")[0]
     county_8b = next(line for line in drift.splitlines() if line.startswith("| fleet-8b | jurisdiction |"))
     assert "| 6 | 6 | -1.000 [-1.000, -1.000] n=6" in county_8b
+    cheap = report.split("### Cheap metric against the reference")[1].split("\n## ")[0]
+    assert all(f"| {tier} | (all) |" in cheap for tier in ("fleet-small", "fleet-8b", "haiku")), cheap
+    assert "| fleet-32b |" not in cheap  # costlier than the reference: not compared
+    assert "Local vs cloud" not in report  # the built-in pair's section has no place in a ladder's report
     html = (run_dir / "report.html").read_text()
     assert "quality against cost" in html or html.count("data:image/png;base64,") >= 1
 

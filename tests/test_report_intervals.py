@@ -35,7 +35,7 @@ def test_too_few_cases_get_a_reason_instead_of_an_interval() -> None:
     by_category = drift.set_index("category")
     assert by_category.loc["estimate", "n"] == 2
     assert pd.isna(by_category.loc["estimate", "ci_low"]) and pd.isna(by_category.loc["estimate", "ci_high"])
-    assert by_category.loc["code", "ci_low"] < by_category.loc["code", "local_minus_cloud"]
+    assert by_category.loc["code", "ci_low"] < by_category.loc["code", "gap"]
     shown = with_interval_column(drift).set_index("category")
     assert shown.loc["estimate", INTERVAL_COLUMN] == "too few cases (n=2)"
     assert shown.loc["code", INTERVAL_COLUMN].startswith("[")
@@ -62,3 +62,14 @@ def test_the_headline_interval_appears_from_the_minimum_and_matches_scipy(n: int
     # Two Monte Carlo bootstraps agree to within resampling noise.
     assert row["ci_low"] == pytest.approx(oracle.confidence_interval.low, abs=0.03)
     assert row["ci_high"] == pytest.approx(oracle.confidence_interval.high, abs=0.03)
+
+
+def test_drift_between_named_tiers_is_the_paired_mean_difference() -> None:
+    frame = generation_rows(n_code=8, n_estimate=6)
+    named = frame.assign(tier=frame["tier"].map({"local": "fleet-8b", "cloud": "sonnet"}))
+    drift = tables.tier_drift(named, "token_f1", "fleet-8b", "sonnet").set_index("category")
+    wide = named.pivot_table(index=["case_id", "category"], columns="tier", values="token_f1").reset_index()
+    for category, part in wide.groupby("category"):
+        assert drift.loc[category, "gap"] == pytest.approx((part["fleet-8b"] - part["sonnet"]).mean())
+        assert drift.loc[category, "n"] == len(part)
+    assert tables.tier_drift(named, "token_f1").empty  # no tiers named local and cloud here

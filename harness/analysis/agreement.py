@@ -9,7 +9,8 @@ From :class:`~harness.analysis.labelled.LabelPair`\\ s (a person's label beside 
   point"); the grader's true-positive rate (passes what people pass) and true-negative rate (fails what people fail),
   with Wilson intervals;
 - the grader's mean bias (grader − person, on the 0..1 score) per tier, and the **self-preference estimate**: the
-  cloud tier's bias minus the other tiers' (the grader is Claude, as is the cloud tier), each with a cluster-robust
+  bias on the Claude tiers' answers minus the bias on the other tiers' (the grader is Claude too; the built-in pair's
+  ``cloud``, or every ``cloud`` tier of a ladder), each with a cluster-robust
   normal interval (an answer's labels, and a case's tiers, are one cluster);
 - inter-labeller agreement (ordinal alpha, exact agreement) on answers two or more people labelled.
 
@@ -286,8 +287,10 @@ def _inter_labeller(pairs: list[LabelPair], confidence: float, seed: int) -> Int
     return InterLabeller(len(shared), people, alpha, exact)
 
 
-def agreement(pairs: list[LabelPair], *, confidence: float = 0.95, seed: int = 0) -> Agreement:
-    """Everything in the module docstring, from the label pairs of one run."""
+def agreement(pairs: list[LabelPair], *, claude_tiers: frozenset[str] = frozenset({CLOUD}), confidence: float = 0.95,
+              seed: int = 0) -> Agreement:
+    """Everything in the module docstring, from the label pairs of one run; ``claude_tiers``: the tiers Claude
+    answered, whose bias the self-preference estimate sets against the others'."""
     answers = [p.key for p in pairs]
     distinct = set(answers)
     tiers = sorted({key[2] for key in distinct})
@@ -314,9 +317,10 @@ def agreement(pairs: list[LabelPair], *, confidence: float = 0.95, seed: int = 0
         term, n = _bias(bias, {tier}, set())
         bias_by_tier[tier] = _bias_interval(term, n, method, confidence)
     preference = None
-    if CLOUD in tiers and len(tiers) > 1:
-        cloud, n_cloud = _bias(bias, {CLOUD}, set())
-        others, n_others = _bias(bias, None, {CLOUD})
+    claude = set(claude_tiers) & set(tiers)
+    if claude and claude != set(tiers):
+        cloud, n_cloud = _bias(bias, claude, set())
+        others, n_others = _bias(bias, None, claude)
         preference = _bias_interval(combine([(1.0, cloud), (-1.0, others)]), min(n_cloud, n_others),
-                                    "cloud bias − other tiers' bias, cluster-robust normal", confidence)
+                                    "Claude tiers' bias − other tiers' bias, cluster-robust normal", confidence)
     return replace(out, bias_by_tier=bias_by_tier, self_preference=preference)

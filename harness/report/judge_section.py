@@ -21,7 +21,8 @@ def analyse_judge(view: RunView) -> Agreement | None:
     """The agreement of the run's grader with its labels; None when nobody has labelled."""
     if not view.labels:
         return None
-    return agreement(label_pairs(view.records, view.labels))
+    claude = frozenset(name for name, info in view.manifest.tiers.items() if info.kind_of(name) == "cloud")
+    return agreement(label_pairs(view.records, view.labels), claude_tiers=claude or frozenset({"cloud"}))
 
 
 def analyse_judges(view: RunView) -> list[JudgeComparison]:
@@ -52,8 +53,8 @@ def judge_markdown(result: Agreement | None) -> str:
         parts.append(f"- grader's mean bias (grader − person, 0–1 score) on the {md_text(tier)} tier: "
                      f"{fmt_interval(bias)}")
     if result.self_preference is not None:
-        parts.append(f"- **self-preference estimate** (the cloud tier's bias − the other tiers'): "
-                     f"{fmt_interval(result.self_preference)}")
+        parts.append("- **self-preference estimate** (the grader's bias on the Claude tiers' answers − on the other "
+                     f"tiers'): {fmt_interval(result.self_preference)}")
     if result.inter_labeller is not None:
         inter = result.inter_labeller
         figures = "; ".join(f"{md_text(name)} alpha {fmt_interval(inter.alpha[name])}, exact "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, cast
 
+import pandas as pd
+
 from harness.analysis.labelled import human_scores
 from harness.analysis.ladder import Kind, LadderAnalysis, LadderTier, analyse_ladder
 from harness.analysis.tier_costs import host_costs_from_fleet
@@ -19,6 +21,9 @@ from harness.config.fleet import HostCost
 from harness.report.document import Section
 from harness.report.drift_section import fmt, fmt_interval
 from harness.report.escape import md_text
+from harness.report.intervals import with_interval_column
+from harness.report.markdown_table import table
+from harness.report.tables import tier_drift
 from harness.store.loaded import RunView
 
 NONE = "—"
@@ -64,6 +69,7 @@ def sections(view: RunView) -> list[Section]:
                             lambda: quality_cost_chart(analysis))),
         from_markdown(advice_markdown(analysis)),
         from_markdown(drift_markdown(analysis)),
+        from_markdown(cheap_drift_markdown(analysis, view)),
     ]
 
 
@@ -174,6 +180,28 @@ def drift_markdown(analysis: LadderAnalysis) -> str:
                 f"{fmt_interval(row.gap)} | {fmt_interval(row.ppi_gap.ppi)} | {md_text(row.estimator)} | {cbw} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def cheap_drift_markdown(analysis: LadderAnalysis, view: RunView) -> str:
+    """Each cheaper tier minus the reference on the first cheap answer metric, over every case both answered (not
+    only the graded sample), per category."""
+    gen = view.generation
+    metric = next((name for name in view.answer_metric_names if name in gen.columns), None)
+    title = "### Cheap metric against the reference"
+    if metric is None or analysis.reference is None:
+        return f"{title}\n\n_Not measured: the suite has no cheap answer metric, or no reference tier answered._\n"
+    parts = []
+    for name in analysis.drift:  # the tiers cheaper than the reference
+        drift = tier_drift(gen, metric, name, analysis.reference)
+        if not drift.empty:
+            parts.append(drift.rename(columns={name: "tier mean", analysis.reference: "reference mean"})
+                         .assign(tier=name))
+    if not parts:
+        return f"{title}\n\n_Not measured: no cheaper tier answered the same cases as the reference._\n"
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame[["tier", *[c for c in frame.columns if c != "tier"]]]
+    return (f"{title}\n\nTier − reference ({md_text(analysis.reference)}) on {md_text(metric)}, paired by case; "
+            f"bootstrap intervals, one per comparison.\n\n{table(with_interval_column(frame), index=False)}\n")
 
 
 def quality_cost_chart(analysis: LadderAnalysis) -> str | None:

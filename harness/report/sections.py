@@ -9,7 +9,15 @@ import pandas as pd
 
 from harness.analysis.history import headline_metric
 from harness.metrics.stats.intervals import MIN_CASES
-from harness.report import attribution_section, charts, drift_charts, drift_section, judge_section, tables
+from harness.report import (
+    attribution_section,
+    charts,
+    drift_charts,
+    drift_section,
+    judge_section,
+    ladder_section,
+    tables,
+)
 from harness.report.document import Chart, Section
 from harness.report.drift_section import DriftAnalysis
 from harness.report.escape import md_code, md_text
@@ -142,6 +150,24 @@ def retrieval(view: RunView) -> list[Section]:
     return out
 
 
+def local_vs_cloud(gen: pd.DataFrame, answer_metrics: list[str]) -> Section:
+    """Local minus cloud on the first cheap answer metric, paired by case, per category."""
+    drift_metric = answer_metrics[0] if answer_metrics else None
+    drift = tables.tier_drift(gen, drift_metric) if drift_metric else pd.DataFrame()
+    versus = Section("Local vs cloud", level=3)
+    if drift.empty or drift_metric is None:
+        versus.add("_Not measured: both tiers must answer the same cases._")
+        return versus
+    metric = drift_metric
+    versus.add(
+        f"Local minus cloud on {md_text(metric)}, paired by case. {INTERVAL_NOTE}\n\n"
+        + table(with_interval_column(drift), index=False),
+        Chart(f"local minus cloud on {metric}",
+              lambda: charts.interval_bars(drift, "category", "gap", f"local − cloud, {metric}", zero_line=True)),
+    )
+    return versus
+
+
 def generation(view: RunView) -> list[Section]:
     gen = view.generation
     answer_metrics = [c for c in view.answer_metric_names if c in gen.columns]
@@ -170,21 +196,8 @@ def generation(view: RunView) -> list[Section]:
         )
         out.append(section)
 
-    drift_metric = answer_metrics[0] if answer_metrics else None
-    drift = tables.tier_drift(gen, drift_metric) if drift_metric else pd.DataFrame()
-    versus = Section("Local vs cloud", level=3)
-    if drift.empty or drift_metric is None:
-        versus.add("_Not measured: both tiers must answer the same cases._")
-    else:
-        metric = drift_metric
-        versus.add(
-            f"Local minus cloud on {md_text(metric)}, paired by case. {INTERVAL_NOTE}\n\n"
-            + table(with_interval_column(drift), index=False),
-            Chart(f"local minus cloud on {metric}",
-                  lambda: charts.interval_bars(drift, "category", "local_minus_cloud", f"local − cloud, {metric}",
-                                               zero_line=True)),
-        )
-    out.append(versus)
+    if not ladder_section.is_ladder_run(view):  # a ladder compares each tier with its reference in its own section
+        out.append(local_vs_cloud(gen, answer_metrics))
     if coverage := coverage_section(gen, view.manifest.grader, table):
         out.append(from_markdown(coverage))
 

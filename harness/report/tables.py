@@ -112,23 +112,26 @@ def generation_summary(gen: pd.DataFrame, answer_metrics: list[str]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def tier_drift(gen: pd.DataFrame, metric: str, seed: int = 0) -> pd.DataFrame:
-    """Local minus cloud on the cases both tiers answered, per category: where the cheap tier falls short."""
+def tier_drift(gen: pd.DataFrame, metric: str, tier: str = "local", reference: str = "cloud",
+               seed: int = 0) -> pd.DataFrame:
+    """``tier`` minus ``reference`` on the cases both answered, per category: where the cheaper tier falls short.
+
+    Columns: category, n, the two tiers' means (named by the tiers), ``gap`` (tier − reference) and its interval."""
     ok = gen[(gen["status"] == "ok") & gen[metric].notna()] if metric in gen else gen.iloc[0:0]
     wide = ok.pivot_table(index=["case_id", "variant", "category"], columns="tier", values=metric)
-    if not {"local", "cloud"} <= set(wide.columns):
+    if tier == reference or not {tier, reference} <= set(wide.columns):
         return pd.DataFrame()
-    wide = wide.dropna(subset=["local", "cloud"]).reset_index()
+    wide = wide.dropna(subset=[tier, reference]).reset_index()
     rows = []
     for category, part in [(ALL_CATEGORIES, wide), *wide.groupby("category")]:
-        diff = stats.paired_bootstrap_ci(part["cloud"].tolist(), part["local"].tolist(), seed=seed)
+        diff = stats.paired_bootstrap_ci(part[reference].tolist(), part[tier].tolist(), seed=seed)
         rows.append(
             {
                 "category": category,
                 "n": len(part),
-                "local": part["local"].mean(),
-                "cloud": part["cloud"].mean(),
-                "local_minus_cloud": diff.estimate,
+                tier: part[tier].mean(),
+                reference: part[reference].mean(),
+                "gap": diff.estimate,
                 "ci_low": bounds(diff)[0],
                 "ci_high": bounds(diff)[1],
             }

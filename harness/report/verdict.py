@@ -132,10 +132,10 @@ def largest_tier_gap(view: RunView) -> str | None:
     categories = drift[drift["category"] != ALL_CATEGORIES] if not drift.empty else drift
     if categories.empty:
         return None
-    worst = categories.sort_values(["local_minus_cloud", "category"]).iloc[0]
+    worst = categories.sort_values(["gap", "category"]).iloc[0]
     interval = interval_text(worst["ci_low"], worst["ci_high"], int(worst["n"]))
     return (
-        f"largest local − cloud gap (ungraded, cheap metric): {worst['local_minus_cloud']:+.3f} on "
+        f"largest local − cloud gap (ungraded, cheap metric): {worst['gap']:+.3f} on "
         f"{md_text(names[0])} in category "
         f"{md_text(worst['category'])} (95% CI {interval}, n={int(worst['n'])})"
     )
