@@ -25,6 +25,8 @@ from harness.corpus.documents import load_corpus
 from harness.errors import LocalFleetError
 from harness.fakes import FakeAnthropic, FakeOpenAI, Reply
 from harness.fakes.anthropic import grade_json
+from harness.fakes.claims import claims_json
+from harness.grading.claims import claims_input
 from harness.grading.rubric import grade_inputs
 from harness.grading.setup import build_grading
 from harness.localfleet.prompt import shown_texts
@@ -73,9 +75,9 @@ def graded_requests(fake: FakeAnthropic) -> list[dict[str, Any]]:
     return [r.body for r in fake.requests_to("/v1/messages") if "output_config" in r.body]
 
 
-def test_the_projection_bounds_the_largest_real_grader_request_within_the_estimators_over_count(
-    real_tokens: Count, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _largest_case_suite(*, diagnose: bool) -> tuple[Suite, dict[str, Any], list[str], str]:
+    """A suite whose long case is graded with its passages the four densest chunks, cut as the runner cuts them
+    (shown_texts, the answer prompt's budget), and an answer of max_tokens real tokens."""
     chunks = chunk_corpus(load_corpus(CORPUS), Suite.model_fields["chunking"].default_factory())  # type: ignore[misc]
     densest = sorted(chunks, key=lambda chunk: estimate_tokens(chunk.text), reverse=True)
     long_case = {"id": "long", "category": "c", "generate": True, "reference": densest[5].text[:600],
@@ -83,16 +85,21 @@ def test_the_projection_bounds_the_largest_real_grader_request_within_the_estima
     suite = Suite.model_validate({
         "cases": [{"id": "short", "category": "c", "generate": True, "question": "Drip edge?"}, long_case],
         "generation": {"context_chunks": 4, "max_context_tokens": 700, "max_tokens": 96},
-        "grading": {"model": GRADER, "rate": 1.0},
+        "grading": {"model": GRADER, "rate": 1.0, "diagnose": diagnose},
     })
     generation_config = suite.generation
     assert generation_config is not None
-    # The largest case as the run grades it: its passages the four densest chunks, cut as the runner cuts them
-    # (shown_texts, the answer prompt's budget), and an answer of max_tokens real tokens.
     context = shown_texts(densest[:4], generation_config.max_context_tokens)
-    words = PROSE.split()
-    answer = " ".join(words[:generation_config.max_tokens])
-    assert real_tokens(answer) <= generation_config.max_tokens
+    assert sum(estimate_tokens(text) for text in context) >= 0.9 * generation_config.max_context_tokens  # full
+    answer = " ".join(PROSE.split()[:generation_config.max_tokens])
+    return suite, long_case, context, answer
+
+
+def test_the_projection_bounds_the_largest_real_grader_request_within_the_estimators_over_count(
+    real_tokens: Count, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite, long_case, context, answer = _largest_case_suite(diagnose=False)
+    assert suite.generation is not None and real_tokens(answer) <= suite.generation.max_tokens
     item = grade_inputs(long_case["question"], long_case["reference"], context, answer)
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
@@ -102,12 +109,37 @@ def test_the_projection_bounds_the_largest_real_grader_request_within_the_estima
         grade = asyncio.run(setup.plan.grader.grade(item))
         [body] = graded_requests(fake)
     assert grade.status == "graded"
-    assert sum(estimate_tokens(text) for text in context) >= 0.9 * generation_config.max_context_tokens  # full
 
     real = request_cost(body, real_tokens)
     projected_per_call = setup.projected_usd / setup.calls
-    assert setup.calls == 2
+    assert setup.calls == 2 and setup.claims_projected_usd is None
     assert real <= projected_per_call <= real * TOKEN_ESTIMATE_MAX_OVER, (real, projected_per_call)
+
+
+def test_the_projection_counts_the_claims_checks_and_bounds_the_largest_real_one(
+    real_tokens: Count, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite, long_case, context, answer = _largest_case_suite(diagnose=True)
+    item = claims_input(long_case["question"], long_case["reference"], context,
+                        [f"doc-{i}#0" for i in range(len(context))], answer)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    with FakeAnthropic(script=Reply.ok(claims_json([("a claim", ["entailed"] * len(context), "entailed")], []))) as fake:
+        setup = build_grading(suite, Budget(None), 1, key_present=True, base_url=fake.url)
+        plan = setup.plan
+        assert plan is not None and plan.diagnoser is not None and plan.grader is not None
+        claims = asyncio.run(plan.diagnoser.diagnose(item))
+        [body] = graded_requests(fake)
+    assert claims.status == "diagnosed", claims.reason
+    assert setup.claims_projected_usd is not None and setup.projected_usd is not None
+    grades_only = build_grading(suite.model_copy(update={"grading": suite.grading.model_copy(
+        update={"diagnose": False})}), Budget(None), 1, key_present=True, base_url="http://127.0.0.1:9")
+    assert grades_only.projected_usd is not None
+    assert setup.projected_usd == pytest.approx(grades_only.projected_usd + setup.claims_projected_usd)
+
+    real = request_cost(body, real_tokens)
+    projected_per_call = setup.claims_projected_usd / setup.calls
+    assert real <= projected_per_call <= real * TOKEN_ESTIMATE_MAX_OVER, (real, projected_per_call)
+    assert "and as many claims checks" in (setup.plan_line() or "")
 
 
 def test_a_runs_projected_grading_cost_is_at_least_what_its_grader_spends(

@@ -140,8 +140,10 @@ class ClaimsDiagnoser:
                                  max_tokens=self.config.diagnose_max_tokens, cache_ttl=self.config.cache_ttl,
                                  sampling=sampling)  # fmt: skip
 
-    def projected_usd(self, request: StructuredRequest) -> float:
-        return projected_request_usd(self.model, self.client, request)
+    def projected_usd(self, request: StructuredRequest, *, calls: int = 1, unseen_user_tokens: int = 0) -> float:
+        """Claims calls are never batched: each is priced at the direct rate."""
+        return projected_request_usd(self.model, self.client, request, calls=calls,
+                                     unseen_user_tokens=unseen_user_tokens)
 
     async def diagnose(self, item: ClaimsInput) -> ClaimsRecord:
         """One answer's claims; never raises for a grader-side failure (it is recorded instead)."""

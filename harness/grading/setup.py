@@ -7,11 +7,12 @@ grading budget; a self-hosted one is shown as costing its host's cost model, out
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config.fleet import Fleet
-from harness.config.suite import Suite
+from harness.config.suite import Case, Suite
 from harness.grading.grader import ClaudeGrader, Judge
 from harness.grading.phase import GradingPlan
 from harness.grading.rubric import grade_inputs
@@ -21,6 +22,10 @@ from harness.money.budget import Budget
 from harness.money.tokens import estimate_tokens
 from harness.store.grade_log import PENDING, read_second_judges
 
+if TYPE_CHECKING:
+    from harness.grading.claims import ClaimsDiagnoser
+    from harness.providers.structured import StructuredRequest
+
 NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
 
 
@@ -28,9 +33,10 @@ NO_KEY_REASON = "grader skipped: ANTHROPIC_API_KEY is not set"
 class GradingSetup:
     plan: GradingPlan | None
     calls: int  # grader calls the run would make (sampled cases x generating variants x answering tiers)
-    projected_usd: float | None  # Claude's and the paid second judges' calls
+    projected_usd: float | None  # Claude's grades and claims checks, and the paid second judges' calls
     budget: Budget | None
     judges_projected_usd: dict[str, float] = field(default_factory=dict)  # per second judge; 0 when self-hosted
+    claims_projected_usd: float | None = None  # the claims checks alone (``grading.diagnose``), inside projected_usd
 
     def plan_line(self) -> str | None:
         """One line for the console before the run: the projected grading cost, or why there is no grading."""
@@ -44,8 +50,10 @@ class GradingSetup:
         cap = f"grading.max_usd ${self.budget.cap_usd:.2f}" if self.budget and self.budget.cap_usd else "no grading cap"
         how = "Message Batches" if plan.batch else "direct calls"
         cost = f"up to ${self.projected_usd:.4f}" if self.projected_usd is not None else "nothing"
+        claims = (f" and as many claims checks (up to ${self.claims_projected_usd:.4f} of it, direct calls)"
+                  if self.claims_projected_usd is not None else "")
         return (
-            f"projected grading cost: {cost} for {self.calls} grades of {len(plan.sample)} sampled cases "
+            f"projected grading cost: {cost} for {self.calls} grades{claims} of {len(plan.sample)} sampled cases "
             f"({plan.describe}; {plan.grader.model}, {how}; {cap}, inside the run budget){judges}"
         )
 
@@ -107,15 +115,18 @@ def build_grading(
 
     client = AnthropicGraderClient(config.model, base_url=base_url)
     grader = plan.grader = ClaudeGrader(client, config, budget)
+    claims = None
     if config.diagnose:
         from harness.grading.claims import ClaimsDiagnoser
 
         plan.diagnoser = ClaimsDiagnoser(client, config, budget)  # the same grading budget holds both
+        claims = _claims_upper_estimate_usd(suite, plan.diagnoser, calls)
     plan.poll_s = config.batch_poll_s
     plan.timeout_s = config.batch_timeout_s
     claude = _upper_estimate_usd(suite, grader, calls, batch=batch)
-    projected = None if claude is None and not plan_paid else (claude or 0.0) + plan_paid
-    return GradingSetup(plan, calls, projected, budget, paid)
+    known = [usd for usd in (claude, claims) if usd is not None]
+    projected = sum(known) + plan_paid if known or plan_paid else None
+    return GradingSetup(plan, calls, projected, budget, paid, claims)
 
 
 def _judge_line(judge: HttpJudge, paid_usd: float) -> str:
@@ -138,16 +149,40 @@ def _upper_estimate_usd(suite: Suite, grader: Judge, calls: int, *, batch: bool)
     grader's passages to ``max_context_tokens`` as the answer prompt does (``shown_texts``), so that bound holds, up
     to the HTML escaping of ``&``, ``<`` and ``>`` in them (a few tokens, inside the estimate's own over-count).
     """
+    largest = _largest_request(suite, calls, lambda case, passages: grader.request(
+        grade_inputs(case.question, case.reference, passages, "")))
+    if largest is None:
+        return None
+    return grader.projected_usd(largest, batch=batch, calls=calls, unseen_user_tokens=_unseen_tokens(suite))
+
+
+def _claims_upper_estimate_usd(suite: Suite, diagnoser: ClaimsDiagnoser, calls: int) -> float | None:
+    """The same bound for the claims checks: one per graded answer, its prompt built from the same case the same
+    way (a reply that does not parse is retried once; that retry is not in the bound, as a grade's is not)."""
+    from harness.grading.claims import claims_input
+
+    largest = _largest_request(suite, calls, lambda case, passages: diagnoser.request(
+        claims_input(case.question, case.reference or "", passages, [""] * len(passages), "")))
+    if largest is None:
+        return None
+    return diagnoser.projected_usd(largest, calls=calls, unseen_user_tokens=_unseen_tokens(suite))
+
+
+def _largest_request(suite: Suite, calls: int, build: Callable[[Case, list[str]], StructuredRequest]
+                     ) -> StructuredRequest | None:
+    """The longest request ``build`` makes for a generating case with empty passages; None when nothing is graded."""
     generation = suite.generation
     if generation is None or not calls:
         return None
     empty_passages = [""] * generation.context_chunks
-    requests = [
-        grader.request(grade_inputs(c.question, c.reference, empty_passages, "")) for c in suite.cases if c.generate
-    ]
-    largest = max(requests, key=lambda request: estimate_tokens(request.user))
-    unseen = generation.max_context_tokens + generation.max_tokens
-    return grader.projected_usd(largest, batch=batch, calls=calls, unseen_user_tokens=unseen)
+    requests = [build(case, empty_passages) for case in suite.cases if case.generate]
+    return max(requests, key=lambda request: estimate_tokens(request.user), default=None)
+
+
+def _unseen_tokens(suite: Suite) -> int:
+    """What a grading prompt holds that the projection cannot see yet: passages up to the context cap, the answer."""
+    generation = suite.generation
+    return generation.max_context_tokens + generation.max_tokens if generation is not None else 0
 
 
 def grading_summary(store: Any, setup: GradingSetup | None, outcome: Any) -> dict[str, Any]:
