@@ -123,7 +123,8 @@ def test_the_projection_counts_the_claims_checks_and_bounds_the_largest_real_one
     item = claims_input(long_case["question"], long_case["reference"], context,
                         [f"doc-{i}#0" for i in range(len(context))], answer)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    with FakeAnthropic(script=Reply.ok(claims_json([("a claim", ["entailed"] * len(context), "entailed")], []))) as fake:
+    reply = Reply.ok(claims_json([("a claim", ["entailed"] * len(context), "entailed")], []))
+    with FakeAnthropic(script=reply) as fake:
         setup = build_grading(suite, Budget(None), 1, key_present=True, base_url=fake.url)
         plan = setup.plan
         assert plan is not None and plan.diagnoser is not None and plan.grader is not None
