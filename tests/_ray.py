@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from harness.retrieval.ray_cluster import RAY_CLIENT_START_FAILED
+
 BIN = Path(sys.executable).parent
 HEAD_IP = "127.0.0.2"
 NODE_IP = "127.0.0.3"
@@ -173,14 +175,8 @@ def start_chroma(data_dir: Path) -> ChromaServer:
         time.sleep(0.2)
 
 
-# Ray's client proxier forks one server process per Ray Client connection. On a loaded machine that child has died at
-# once ("Other threads are currently calling into gRPC, skipping fork() handlers" in the proxier's log), and Ray
-# answers the connection with this, followed by "Starting Ray client server failed" or a psutil ZombieProcess. It is
-# Ray's own start-up, not the harness, and the next connection's server starts: the call is made again, as a user
-# would, at most twice, and each failure is shown.
-RAY_CLIENT_START_FAILED = "Initialization failure from server"
-
-
+# The harness joins again itself when Ray Client's per-connection server dies at start-up (RAY_CLIENT_START_FAILED);
+# a whole call is made again too, at most twice, each failure shown, for when all of its attempts met a dying server.
 def harness_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``harness ARGS`` in a fresh process (so each driver joins and leaves Ray on its own)."""

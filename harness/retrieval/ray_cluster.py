@@ -18,9 +18,15 @@ from urllib.parse import urlparse
 
 from harness.errors import InputError
 
+_log = logging.getLogger(__name__)
+
 INSTALL_HINT = "install the Ray extra: `pip install '.[ray]'` (or `make setup-ray`), pinned in locks/ray.txt"
 LOCAL = "local"
 _CONNECT_TIMEOUT_S = 5.0
+# Ray's client proxier forks one server process per Ray Client connection. On a loaded machine that child can die at
+# once, and Ray answers the connection with this; the next connection's server starts, so joining is tried again.
+RAY_CLIENT_START_FAILED = "Initialization failure from server"
+JOIN_ATTEMPTS = 3
 
 
 def import_ray() -> Any:
@@ -104,10 +110,16 @@ def connect(address: RayAddress) -> Any:
                               "runtime_env": _runtime_env()}
     if address.local:
         kwargs["include_dashboard"] = False
-    try:
-        ray.init(address=address.raw, **kwargs)
-    except Exception as exc:  # ConnectionError, RuntimeError, grpc errors ... all mean "could not join"
-        raise InputError(f"could not join the Ray cluster at {address.raw}: {exc}", hint=_ADDRESS_HINT) from exc
+    for attempt in range(1, JOIN_ATTEMPTS + 1):
+        try:
+            ray.init(address=address.raw, **kwargs)
+            break
+        except Exception as exc:  # ConnectionError, RuntimeError, grpc errors ... all mean "could not join"
+            if RAY_CLIENT_START_FAILED in str(exc) and attempt < JOIN_ATTEMPTS:
+                _log.warning("Ray Client's server at %s did not start (attempt %d of %d); joining again: %s",
+                             address.raw, attempt, JOIN_ATTEMPTS, exc)
+                continue
+            raise InputError(f"could not join the Ray cluster at {address.raw}: {exc}", hint=_ADDRESS_HINT) from exc
     _quiet_ray_data()
     return ray
 
