@@ -114,6 +114,11 @@ def run(tmp_path: Path) -> Path:
 
 def test_the_quick_read_gives_the_rows_the_validated_records_give(run: Path) -> None:
     view = load_run(run)
+    # A second judge's grades live in the same log; they must not stand in for Claude's in either read.
+    append_grades(run, [GradeEntry(case_id=r.case_id, variant=r.variant, tier=tier, judge="qwen",
+                                   grade=GradeRecord(status="graded", scores={"correctness": 0}, score=0.0))
+                        for r in view.records for tier in r.generations])
+    assert load_run(run).records == view.records
     plan = RowPlan.of(view.manifest)
     validated = rows_frame([Line(0, number, record.model_dump(mode="json"))
                             for number, record in enumerate(view.records, start=1)], {}, plan, run)
@@ -298,6 +303,11 @@ def test_a_case_page_reads_one_record_and_shows_claims_and_passages(run: Path, m
         reference_claims=[ClaimRecord(text="Reference claim", passages=["neutral", "neutral"], other="entailed")]))])
     view = load_run(run)
     record = next(r for r in view.records if r.key == ("c001", "dense"))
+    claude = record.generations["local"].grade
+    second = GradeRecord(status="graded", scores={"correctness": 1}, score=0.25, grader_model="qwen2.5:7b",
+                         rationale=f"Too vague {HOSTILE}")
+    append_grades(run, [GradeEntry(case_id="c001", variant="dense", tier="local", grade=second, judge="qwen"),
+                        GradeEntry(case_id="c002", variant="dense", tier="local", grade=second, judge="qwen")])
     given = record.retrieval.chunks[:2]
     texts = {given[0]: f"Passage one {HOSTILE}"}  # the second chunk is no longer in the corpus
 
@@ -316,6 +326,10 @@ def test_a_case_page_reads_one_record_and_shows_claims_and_passages(run: Path, m
     assert f"(chunk {given[1]} is no longer in the corpus)" in page
     assert "the corpus has changed since this run" in page
     assert page.count('class="claims"') == 1  # only the tier with claims
+    assert page.count("Second judge qwen: graded") == 1  # only the tier it graded
+    assert "Too vague &lt;script&gt;" in page and "model qwen2.5:7b" in page
+    if claude.score is not None:
+        assert f"{0.25 - claude.score:+.3f} against the grade above" in page, page[page.index("Second judge"):][:600]
 
     unavailable = TestClient(create_app(reports, passages=lambda path, manifest: no_passages("no suite here")))
     page = unavailable.get("/runs/s/r1/case?case=c001&variant=dense").text

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from harness.errors import RunStoreError
-from harness.store.grade_log import GRADE_LOG_VERSION, GRADES, GradeEntry, GradeKey
+from harness.store.grade_log import GRADE_LOG_VERSION, GRADES, PRIMARY_JUDGE, GradeEntry, GradeKey
 from harness.store.records import SCHEMA_VERSION, CaseRecord, GradeRecord
 from harness.store.store import CASES, case_record_from_json
 
@@ -114,7 +114,8 @@ def count_records(run_dir: Path) -> int:
 
 
 def scan_grades(run_dir: Path) -> dict[GradeKey, dict[str, Any]]:
-    """The newest grade per answer as a plain dict (the shape of :class:`GradeRecord`), without validating each.
+    """The primary judge's newest grade per answer as a plain dict (the shape of :class:`GradeRecord`), without
+    validating each; second judges' grades are left to :func:`~harness.store.grade_log.read_second_judges`.
 
     A torn last line is left out; a damaged line elsewhere, or a newer log version, is an error naming its line.
     """
@@ -127,6 +128,7 @@ def scan_grades(run_dir: Path) -> dict[GradeKey, dict[str, Any]]:
             data = orjson.loads(line)
             key = (data["case_id"], data["variant"], data["tier"])
             grade = data["grade"]
+            judge = data.get("judge", PRIMARY_JUDGE)
             version = data.get("schema_version", GRADE_LOG_VERSION)
             if not isinstance(grade, dict) or not all(isinstance(part, str) for part in key):
                 raise ValueError("not a grade entry")
@@ -140,7 +142,8 @@ def scan_grades(run_dir: Path) -> dict[GradeKey, dict[str, Any]]:
             if isinstance(version, int) and version > GRADE_LOG_VERSION:
                 raise RunStoreError(f"{path}:{number}: grade log version {version}; this harness reads version "
                                     f"{GRADE_LOG_VERSION}", hint="read this run with the newer harness that wrote it")
-        out[key] = grade
+        if judge == PRIMARY_JUDGE:
+            out[key] = grade
     return out
 
 

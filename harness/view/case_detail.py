@@ -1,6 +1,6 @@
 """One case × variant, whole: the question and reference, the passages the generator was given (with their text when
-the run's suite and corpus are at hand), every tier's answer with how it was served, its grade, its claim verdicts
-and the people's labels of it.
+the run's suite and corpus are at hand), every tier's answer with how it was served, its grade, the second judges'
+grades of it, its claim verdicts and the people's labels of it.
 
 The run store keeps the ids of the chunks fed to the generator (the first ``context_chunks`` of the retrieved
 chunks) and the scored document ranking, not the passages' text. A passage is shown by its chunk and document id,
@@ -12,14 +12,15 @@ since the run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.config.criteria import CRITERIA
 from harness.grading.passages import Passages
 from harness.store.claims_log import ClaimsKey, ClaimsRecord
+from harness.store.grade_log import GradeKey
 from harness.store.labels import LabelRecord
 from harness.store.loaded import RunView
-from harness.store.records import CaseRecord, GenerationRecord, Manifest
+from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, Manifest
 from harness.view.catalog import NotFound
 from harness.view.ladder import context_chunks, in_tier_order, tier_order
 
@@ -44,6 +45,7 @@ class TierAnswer:
     labels: list[LabelRecord]
     criteria: list[tuple[str, int | None]]
     claims: ClaimsRecord | None = None
+    second_judges: list[tuple[str, GradeRecord]] = field(default_factory=list)  # (judge name, its grade)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ def _passage_texts(record: CaseRecord, passages: Passages | None) -> tuple[dict[
 
 
 def case_detail(manifest: Manifest, record: CaseRecord, labels: list[LabelRecord],
-                passages: Passages | None = None, claims: Mapping[ClaimsKey, ClaimsRecord] | None = None) -> CaseDetail:
+                passages: Passages | None = None, claims: Mapping[ClaimsKey, ClaimsRecord] | None = None,
+                second_judges: Mapping[str, Mapping[GradeKey, GradeRecord]] | None = None) -> CaseDetail:
     scores = dict(record.retrieval.ranked)
     doc_ranks = {doc: rank for rank, (doc, _) in enumerate(record.retrieval.ranked, start=1)}
     given = context_chunks(manifest)
@@ -95,7 +98,8 @@ def case_detail(manifest: Manifest, record: CaseRecord, labels: list[LabelRecord
         key = (record.case_id, record.variant, tier)
         mine = [label for label in labels if label.key == key]
         given_scores = generation.grade.scores or {}
+        judged = [(judge, grades[key]) for judge, grades in (second_judges or {}).items() if key in grades]
         answers.append(TierAnswer(tier, generation, mine, [(name, given_scores.get(name)) for name in CRITERIA],
-                                  claims.get(key)))
+                                  claims.get(key), judged))
     return CaseDetail(record, shown, given, ranking, answers, note,
                       has_claims=any(answer.claims is not None for answer in answers))

@@ -16,11 +16,11 @@ from typing import Generic, TypeVar
 
 from harness.errors import InputError
 from harness.store.claims_log import CLAIMS, ClaimsKey, ClaimsRecord, read_claims
-from harness.store.grade_log import GRADES
+from harness.store.grade_log import GRADES, GradeKey, read_second_judges
 from harness.store.labels import LABELS
 from harness.store.loaded import RunView, load_run
 from harness.store.paths import check_run_id, run_dir
-from harness.store.records import Manifest
+from harness.store.records import GradeRecord, Manifest
 from harness.store.scan import file_stamp
 from harness.store.store import CASES, MANIFEST, RunStore
 from harness.view.row_index import load_rows
@@ -209,3 +209,6 @@ class Catalog:
 
     def claims(self, ref: RunRef) -> dict[ClaimsKey, ClaimsRecord]:
         return self.kept(ref, "claims", read_claims, CLAIM_FILES)
+
+    def second_judges(self, ref: RunRef) -> dict[str, dict[GradeKey, GradeRecord]]:
+        return self.kept(ref, "second_judges", read_second_judges, (GRADES,))

@@ -183,7 +183,7 @@ class Pages:
 
     def case_page(self, urls: Urls, ref: RunRef, record: CaseRecord, index: int, labels: list[LabelRecord]) -> str:
         detail = case_detail(self.catalog.manifest(ref), record, labels, self.run_passages(ref),
-                             self.catalog.claims(ref))
+                             self.catalog.claims(ref), self.catalog.second_judges(ref))
         return self.render("case.html", urls, ref=ref, detail=detail, index=index)
 
     def diff(self, urls: Urls, a: RunRef, b: RunRef) -> str:
