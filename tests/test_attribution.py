@@ -31,8 +31,8 @@ from harness.fakes.rag_answers import first_passage, from_first_passage, from_no
 from harness.fakes.script import Script
 from harness.report import markdown
 from harness.retrieval.base import ScoredChunk
+from harness.run.prompts import prompt_builder, prompt_context
 from harness.run.runner import RunParts, run_suite
-from harness.run.session import prompt_builder, prompt_context
 from harness.run.tiers import LocalTier
 from harness.store.context_frame import context_frame, doc_of_chunk
 from harness.store.loaded import RunView

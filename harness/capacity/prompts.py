@@ -31,7 +31,8 @@ def suite_prompts(
     Raises:
         InputError: the suite has no generation section or no case with ``generate: true``.
     """
-    from harness.run.session import load_suite_and_corpus, prepare_retrieval, prompt_builder
+    from harness.run.prompts import prompt_builder
+    from harness.run.session import load_suite_and_corpus, prepare_retrieval
 
     suite, corpus = load_suite_and_corpus(suite_path)
     cases = [case for case in suite.cases if case.generate]

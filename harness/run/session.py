@@ -1,22 +1,20 @@
 """Assemble a run from the command line's choices: suite, corpus, retrievers, tiers, prompt, run store, manifest.
 
 This is the one place that wires the layers together, so ``harness run`` and ``harness nightly`` share it. The tiers
-are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.grading.setup`, and the projected cloud
-cost in :mod:`harness.run.cloud_projection`.
+are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.grading.setup`, each tier's prompt in
+:mod:`harness.run.prompts`, the projected cloud cost in :mod:`harness.run.cloud_projection`, and what the manifest
+says about where the run ran in :mod:`harness.run.provenance`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import shlex
-import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.config.fleet import Fleet
 from harness.config.pricing import PricingTable
@@ -29,8 +27,6 @@ from harness.grading.setup import GradingSetup, build_grading, grading_summary
 from harness.metrics.answer import ANSWER_METRICS
 from harness.metrics.predictors import PREDICTOR_METRICS
 from harness.money.costs import use_pricing
-from harness.providers.types import GenerationRequest
-from harness.retrieval.base import ScoredChunk
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_ladder_usd
 from harness.run.ladder import (
@@ -43,6 +39,8 @@ from harness.run.ladder import (
 )
 from harness.run.model_uses import check_run_models, run_model_uses
 from harness.run.predict import Embed
+from harness.run.prompts import prompt_builder, prompt_context
+from harness.run.provenance import git_commit, now, package_versions
 from harness.run.resume_checks import check_resumable, document_digests
 from harness.run.runner import RunOutcome, RunParts
 from harness.run.shard import apply_shard, check_resumed_shard
@@ -63,22 +61,7 @@ from harness.store.records import (
 )
 from harness.store.store import RunStore
 
-if TYPE_CHECKING:
-    from harness.localfleet.prompt import PromptStyle
-
 DEFAULT_STORE = Path(".harness/index")
-PACKAGES = (
-    "rag-fleet-harness",
-    "chromadb",
-    "sentence-transformers",
-    "bm25s",
-    "anthropic",
-    "httpx",
-    "pandas",
-    "llama-cpp-python",
-    "torch",
-    "numpy",
-)
 
 
 @dataclass(frozen=True)
@@ -290,7 +273,7 @@ def _retrievers_or_record_failure(store: RunStore, plan: _Plan, options: RunOpti
         reason = exc.message if isinstance(exc, HarnessError) else type(exc).__name__
         stopped = isinstance(exc, RunInterrupted | KeyboardInterrupt)
         status: RunStatus = "interrupted" if stopped else "failed"
-        store.update_manifest(ManifestFields(status=status, error=f"preparing retrieval: {reason}", finished_at=_now()))
+        store.update_manifest(ManifestFields(status=status, error=f"preparing retrieval: {reason}", finished_at=now()))
         store.release()
         raise
 
@@ -336,9 +319,9 @@ def _record_start(store: RunStore, options: RunOptions, plan: _Plan, ann_fidelit
         except InputError:
             store.release()
             raise
-        store.update_manifest(fields.model_copy(update={"status": "running", "resumed_at": _now()}))
+        store.update_manifest(fields.model_copy(update={"status": "running", "resumed_at": now()}))
     else:
-        started = {"status": "running", "started_at": _now(), "versions": _versions(), "git_commit": _git_commit()}
+        started = {"status": "running", "started_at": now(), "versions": package_versions(), "git_commit": git_commit()}
         store.update_manifest(fields.model_copy(update=started))
 
 
@@ -411,63 +394,6 @@ def _ray_retrieval(options: RunOptions, suite: Suite, corpus: Corpus) -> Any:
     return ray_retrieval(options.ray, suite, corpus, options.chroma_url)
 
 
-def _prompt_styles(fleet: Fleet | None, fleets: dict[str, Fleet] | None) -> dict[str, PromptStyle]:
-    """Tier name -> the prompt style its hosts' endpoint expects; a tier not listed (a cloud tier) gets chat."""
-    from harness.localfleet.prompt import fleet_prompt_style
-
-    given = dict(fleets) if fleets is not None else ({"local": fleet} if fleet is not None else {})
-    return {name: fleet_prompt_style(served) for name, served in given.items()}
-
-
-def prompt_builder(suite: Suite, fleet: Fleet | None, fleets: dict[str, Fleet] | None = None) -> Any:
-    """(question, hits, tier name) -> request. ``fleets`` maps each fleet tier to its fleet (default: ``local``)."""
-    from harness.localfleet.prompt import build_request
-
-    generation = suite.generation
-    if generation is None:
-        return None
-    styles = _prompt_styles(fleet, fleets)
-
-    def build(question: str, hits: Sequence[ScoredChunk], tier: str) -> GenerationRequest:
-        # A cloud tier always gets the chat prompt; a fleet tier gets what its hosts' endpoint expects.
-        style = styles.get(tier, "chat")
-        passages = list(hits[: generation.context_chunks])  # chunks, so each passage is labelled with its doc id
-        return build_request(
-            question,
-            passages,
-            style=style,
-            max_tokens=generation.max_tokens,
-            context_tokens=generation.max_context_tokens,
-            temperature=generation.temperature,
-            seed=generation.seed,
-        )
-
-    return build
-
-
-def prompt_context(suite: Suite, fleet: Fleet | None, fleets: dict[str, Fleet] | None = None) -> Any:
-    """(question, hits, tier) -> the chunk ids the tier's prompt carries, as :func:`prompt_builder` fits them."""
-    from harness.localfleet.prompt import passages_in_prompt
-
-    generation = suite.generation
-    if generation is None:
-        return None
-    styles = _prompt_styles(fleet, fleets)
-
-    def context(question: str, hits: Sequence[ScoredChunk], tier: str) -> list[str]:
-        offered = list(hits[: generation.context_chunks])
-        shown = passages_in_prompt(
-            question,
-            offered,
-            style=styles.get(tier, "chat"),
-            max_tokens=generation.max_tokens,
-            context_tokens=generation.max_context_tokens,
-        )
-        return [hit.chunk_id for hit in offered[:shown]]
-
-    return context
-
-
 def _answer_embedder(suite: Suite, indexes: Any) -> Embed | None:
     """The suite's embedder, for the embedding-cosine predictor; loaded only when the suite generates answers.
 
@@ -488,28 +414,6 @@ def _fleet_manifest(fleet: Fleet | None) -> dict[str, Any] | None:
     return fleet.model_dump(mode="json")
 
 
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float | None = None) -> Verdict:
     """Record how the run ended. A run with failed calls says so; a tier that answered nothing, or failed more than
     ``max_failure_rate`` of its calls (else the suite's limit), marks the run ``failed`` (see :mod:`.verdict`)."""
@@ -526,7 +430,7 @@ def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float |
     status: RunStatus = "failed" if verdict.failed else "complete" if done == total else "partial"
     ended = ManifestFields(
         status=status,
-        finished_at=_now(),
+        finished_at=now(),
         records_expected=total,
         records_written=done,
         generation_failures=outcome.generation_failures,
