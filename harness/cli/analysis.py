@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from harness.cli.console import console, errors, print_json
+from harness.cli.options import JsonOpt, ReportsOpt
 
 RunArg = Annotated[Path, typer.Argument(help="a run directory, e.g. reports/nightly/<run-id>", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 
 GATE_FAILED = 1
 DRIFT_ALARM = 4
@@ -167,7 +167,7 @@ def _suite_name(suite: str) -> str:
 def merge(
     runs: Annotated[list[Path], typer.Argument(help="the shard run directories", show_default=False)],
     run_id: Annotated[str | None, typer.Option("--run-id", help="name of the merged run (default: UTC time)")] = None,
-    reports: Annotated[Path, typer.Option("--reports", help="where run directories go")] = Path("reports"),
+    reports: ReportsOpt = Path("reports"),
     json_out: JsonOpt = False,
 ) -> None:
     """Join the shard runs of one suite into one run; refuse different suites/corpora/configs and duplicates."""

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.cli.console import console, errors, plain, print_error, print_json
+from harness.cli.options import JsonOpt
 from harness.config.fleet import DEFAULT_FLEET, Fleet, Strategy, load_fleet
 from harness.errors import HarnessError, InputError
 from harness.localfleet.fleetfile import STREAM as LOCAL_STREAM
@@ -36,7 +37,6 @@ FleetOpt = Annotated[
     Path | None,
     typer.Option("--fleet", "-f", help=f"fleet file (default: {DEFAULT_FLEET}, written by `harness fleet up`)"),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 
 
 @contextmanager

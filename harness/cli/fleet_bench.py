@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 
 from harness.cli.console import RichProgress, console, print_json
-from harness.cli.fleet import FleetOpt, JsonOpt, _harness_errors, fleet_file, warn_models
+from harness.cli.fleet import FleetOpt, _harness_errors, fleet_file, warn_models
+from harness.cli.options import JsonOpt, QuietOpt
 from harness.config.fleet import Fleet, Strategy, load_fleet
 from harness.errors import InputError
 from harness.providers.anthropic_key import anthropic_api_key
@@ -107,7 +108,7 @@ def bench(
                                                 "measure the unloaded latency")] = 30,
     warmup_calls: Annotated[int, typer.Option("--warmup-calls", min=0, help="unmeasured calls before each "
                                               "series")] = 20,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Offer open-loop Poisson load to the fleet at each rate, per strategy; report latency percentiles, throughput,

@@ -8,8 +8,8 @@ from rich import box
 from rich.console import Group
 from rich.table import Table
 
-from harness.cli.commands import JsonOpt, PricingOpt
 from harness.cli.console import console, plain, print_json
+from harness.cli.options import JsonOpt, PricingOpt
 from harness.config.pricing import Lifecycle, ModelPrice, NotPriced, PricingTable
 from harness.money.costs import use_pricing
 from harness.money.lifecycle import ModelStatus, model_status, today

@@ -152,7 +152,7 @@ def _corpus_dir(corpus: str, suite_path: Path) -> Path:
     raise errors[0]
 
 
-# The flag that sets each cache mode on the command line (harness.cli.commands), for the manifest and --resume.
+# The flag that sets each cache mode on the command line (harness.cli.running), for the manifest and --resume.
 CACHE_FLAGS: dict[CacheMode, str] = {"read-write": "--cache", "write-only": "--fresh", "off": "--no-cache"}
 
 
