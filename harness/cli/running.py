@@ -18,6 +18,7 @@ from harness.store.records import ManifestFields
 if TYPE_CHECKING:
     from harness.config.suite import CacheMode
 
+
 def cache_mode_flag(cache: bool | None, fresh: bool = False) -> CacheMode | None:
     """The cache mode the command line asks for (``None``: it asks for none; the suite or the command decides)."""
     if fresh and cache is not None:
@@ -29,7 +30,6 @@ def cache_mode_flag(cache: bool | None, fresh: bool = False) -> CacheMode | None
     if cache is None:
         return None
     return "read-write" if cache else "off"
-
 
 
 def fail_if_failed(summary: dict[str, Any]) -> None:
@@ -66,10 +66,10 @@ def run_and_report(
 ) -> dict[str, Any]:
     from harness.run.session import RunOptions, prepare
     from harness.run.signals import interrupts_raise
+    from harness.store.paths import check_run_id
 
     if run_id and resume:
         raise InputError("--run-id and --resume both name a run", hint="use --resume ID alone to continue a run")
-    from harness.store.paths import check_run_id
 
     for given, option in ((run_id, "--run-id"), (resume, "--resume")):
         if given is not None:
