@@ -194,12 +194,12 @@ def cheap_drift_markdown(analysis: LadderAnalysis, view: RunView) -> str:
     for name in analysis.drift:  # the tiers cheaper than the reference
         drift = tier_drift(gen, metric, name, analysis.reference)
         if not drift.empty:
-            parts.append(drift.rename(columns={name: "tier mean", analysis.reference: "reference mean"})
-                         .assign(tier=name))
+            parts.append(drift.assign(tier=name))
     if not parts:
         return f"{title}\n\n_Not measured: no cheaper tier answered the same cases as the reference._\n"
     frame = pd.concat(parts, ignore_index=True)
-    frame = frame[["tier", *[c for c in frame.columns if c != "tier"]]]
+    frame = frame[["tier", *[c for c in frame.columns if c != "tier"]]].rename(
+        columns={"tier_mean": "tier mean", "reference_mean": "reference mean", "gap": "tier − reference"})
     return (f"{title}\n\nTier − reference ({md_text(analysis.reference)}) on {md_text(metric)}, paired by case; "
             f"bootstrap intervals, one per comparison.\n\n{table(with_interval_column(frame), index=False)}\n")
 

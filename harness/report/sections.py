@@ -159,9 +159,10 @@ def local_vs_cloud(gen: pd.DataFrame, answer_metrics: list[str]) -> Section:
         versus.add("_Not measured: both tiers must answer the same cases._")
         return versus
     metric = drift_metric
+    shown = drift.rename(columns={"tier_mean": "local", "reference_mean": "cloud", "gap": "local − cloud"})
     versus.add(
         f"Local minus cloud on {md_text(metric)}, paired by case. {INTERVAL_NOTE}\n\n"
-        + table(with_interval_column(drift), index=False),
+        + table(with_interval_column(shown), index=False),
         Chart(f"local minus cloud on {metric}",
               lambda: charts.interval_bars(drift, "category", "gap", f"local − cloud, {metric}", zero_line=True)),
     )

@@ -116,7 +116,8 @@ def tier_drift(gen: pd.DataFrame, metric: str, tier: str = "local", reference: s
                seed: int = 0) -> pd.DataFrame:
     """``tier`` minus ``reference`` on the cases both answered, per category: where the cheaper tier falls short.
 
-    Columns: category, n, the two tiers' means (named by the tiers), ``gap`` (tier − reference) and its interval."""
+    Columns: category, n, ``tier_mean``, ``reference_mean``, ``gap`` (tier − reference) and its interval (fixed
+    names: a tier may be called anything, even ``n``)."""
     ok = gen[(gen["status"] == "ok") & gen[metric].notna()] if metric in gen else gen.iloc[0:0]
     wide = ok.pivot_table(index=["case_id", "variant", "category"], columns="tier", values=metric)
     if tier == reference or not {tier, reference} <= set(wide.columns):
@@ -129,8 +130,8 @@ def tier_drift(gen: pd.DataFrame, metric: str, tier: str = "local", reference: s
             {
                 "category": category,
                 "n": len(part),
-                tier: part[tier].mean(),
-                reference: part[reference].mean(),
+                "tier_mean": part[tier].mean(),
+                "reference_mean": part[reference].mean(),
                 "gap": diff.estimate,
                 "ci_low": bounds(diff)[0],
                 "ci_high": bounds(diff)[1],
