@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.config.criteria import CRITERIA
-from harness.grading.label_sample import label_queue
+from harness.grading.label_sample import graded_answers, label_queue
 from harness.store.labels import LabelRecord
 from harness.store.records import CaseRecord, GenerationRecord, GradeRecord, RetrievalRecord
 
@@ -76,4 +76,4 @@ def truth_labels(records: list[CaseRecord], people: dict[Key, dict[str, int]], n
     """People's labels of the first ``n`` answers of the label queue, from the truth."""
     return [LabelRecord(case_id=c, variant=v, tier=t, labeller=labeller, scores=people[(c, v, t)],
                         confident_but_wrong=False)
-            for c, v, t in label_queue(records, labeller, set(), n, seed)]
+            for c, v, t in label_queue(graded_answers(records), labeller, set(), n, seed)]

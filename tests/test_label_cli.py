@@ -18,7 +18,7 @@ HOSTILE = "\x1b[2J[bold red]an answer[/] <b>x</b>"
 def run_dir(tmp_path: Path, hostile: bool = False) -> Path:
     records = make_records(cases_per_category=8, graded_share=0.5, seed=4)
     if hostile:  # the first answer anyone is asked about
-        case_id, _variant, tier = label_queue(records, "eve", set(), 1, seed=0)[0]
+        case_id, _variant, tier = label_queue(graded_answers(records), "eve", set(), 1, seed=0)[0]
         next(r for r in records if r.case_id == case_id).generations[tier].text = HOSTILE
     return write_run(tmp_path / "run", records)
 
@@ -32,7 +32,7 @@ def invoke(*args: str, input: str | None = None, code: int = 0) -> str:
 def test_a_session_writes_labels_blind_stops_on_q_and_the_next_resumes_without_repeats(tmp_path: Path) -> None:
     run = run_dir(tmp_path)
     records = make_records(cases_per_category=8, graded_share=0.5, seed=4)
-    queue = label_queue(records, "alice", set(), None, seed=0)
+    queue = label_queue(graded_answers(records), "alice", set(), None, seed=0)
     # first answer: ? shows anchors, 5 is refused, then 3 2 1, flag y, a note; second: skip; third: quit mid-way
     output = invoke("label", str(run), "--labeller", "alice", "--n", "5",
                     input="?\n5\n3\n2\n1\ny\ncites the wrong section\ns\n2\nq\n")

@@ -183,3 +183,32 @@ def test_the_command_refuses_bad_input_without_a_traceback(tmp_path: Path, monke
     assert main_exit(monkeypatch, "view", "--export", str(tmp_path / "bundle"), str(tmp_path)) == 2  # not a run
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+def test_the_label_page_asks_what_the_terminal_labeller_asks_without_loading_the_whole_run(
+    reports: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import html
+
+    from harness.grading.label_sample import graded_answers, label_queue
+    from harness.store.loaded import load_run
+    from harness.view import catalog as catalog_module
+    from harness.view.app import LABEL_SEED
+
+    records = load_run(reports / "s" / "r1").records
+    queue = label_queue(graded_answers(records), "alice", set(), None, LABEL_SEED)
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the label page loaded the whole run")
+
+    monkeypatch.setattr(catalog_module, "load_run", refuse)
+    client = TestClient(create_app(reports))
+    for asked in queue[:3]:  # label, then the next answer comes from the table again
+        case_id, variant, tier = asked
+        record = next(r for r in records if r.key == (case_id, variant))
+        page = client.get("/runs/s/r1/label?labeller=alice").text
+        assert html.escape(record.question, quote=False) in page
+        assert html.escape(record.generations[tier].text or "", quote=False) in page
+        form = _label_form(client)
+        assert client.post("/runs/s/r1/label", data=form, follow_redirects=False).status_code == 303
+    assert [(label.case_id, label.variant, label.tier) for label in read_labels(reports / "s" / "r1")] == queue[:3]

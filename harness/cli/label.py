@@ -189,13 +189,13 @@ def label(
 
 
 def _label(run_dir: Path, labeller: str | None, n: int, seed: int) -> None:
-    from harness.grading.label_sample import label_queue
+    from harness.grading.label_sample import graded_answers, label_queue
     from harness.store.loaded import load_run
 
     name = check_labeller(labeller or getpass.getuser())
     view = load_run(run_dir)
     done = labelled_by(run_dir, name)
-    queue = label_queue(view.records, name, done, None, seed)
+    queue = label_queue(graded_answers(view.records), name, done, None, seed)
     if not queue:
         errors.print(f"nothing to label: {name} has labelled {len(done)} answer(s), and no graded answer is left",
                      markup=False, highlight=False)

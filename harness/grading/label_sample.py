@@ -10,7 +10,7 @@ inter-labeller agreement needs).
   and tiers, and the per-tier bias (the self-preference estimate) has labels on every tier early.
 - **Paired across tiers**: within a category every tier's stratum is ordered by the same hash of (seed, case,
   variant), so the same questions come up for every tier; the tier difference of biases is then a paired one.
-- **Seeded and stable**: the order is a hash, not a draw, so it does not depend on the order of the records, a
+- **Seeded and stable**: the order is a hash, not a draw, so it does not depend on the order of the answers, a
   resumed session continues where it stopped, and answers this labeller has labelled are skipped, never re-asked.
 - **Blind**: within each round the answers are ordered by a hash of the whole key, so neither tier nor category
   follows a fixed pattern a labeller could learn.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from harness.errors import InputError
 from harness.store.labels import AnswerKey, check_labeller
@@ -42,7 +42,7 @@ def graded_answers(records: Iterable[CaseRecord]) -> dict[AnswerKey, str]:
 
 
 def label_queue(
-    records: Iterable[CaseRecord],
+    graded: Mapping[AnswerKey, str],
     labeller: str,
     already_labelled: Collection[AnswerKey],
     n: int | None,
@@ -51,7 +51,7 @@ def label_queue(
     """The next ``n`` answers (all of them for ``None``) for ``labeller`` to label, in the order to ask them.
 
     Args:
-        records: the run's case records.
+        graded: the run's graded answers with their categories (:func:`graded_answers`, or the viewer's table).
         labeller: who labels (a valid labeller id); the queue itself does not depend on who, so people overlap.
         already_labelled: the answers this labeller has labelled (:func:`harness.store.labels.labelled_by`).
         n: how many to return at most.
@@ -61,7 +61,7 @@ def label_queue(
     if n is not None and n < 0:
         raise InputError(f"the number of answers to label must be 0 or more, not {n}", hint="e.g. --n 30")
     strata: dict[tuple[str, str], list[AnswerKey]] = defaultdict(list)
-    for key, category in graded_answers(records).items():
+    for key, category in graded.items():
         strata[(category, key[2])].append(key)
     for (category, _tier), keys in strata.items():
         keys.sort(key=lambda k: (_rank(seed, category, k[0], k[1]), k))

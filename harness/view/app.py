@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from harness.errors import HarnessError, InputError
 from harness.grading.label_sample import label_queue
 from harness.store.labels import append_labels, check_labeller, labelled_by
-from harness.view.case_detail import case_detail, find_record
+from harness.view.case_detail import case_detail
 from harness.view.catalog import Catalog, NotFound, RunRef, parse_ref
 from harness.view.labelling import NOTE_MAX, QUEUE_SIZE, Sessions, label_from_form
 from harness.view.pages import FIRST_PAGE_WAIT_S, SMALL_RUN_BYTES, STATIC, Outliner, Pages, PassageLoader
@@ -184,15 +184,16 @@ class Viewer:
         context: dict[str, Any] = {"ref": ref, "labeller": labeller, "item": None, "done": 0, "remaining": 0,
                                    "csrf": "", "ticket": "", "message": message}
         if labeller:
-            view = self.catalog.view(ref)
+            # From the cases table and one record read at its offset: a label saved changes labels.jsonl only, so
+            # the next answer comes without loading the whole run again.
             labelled = labelled_by(self.catalog.path(ref), labeller)
             skipped = self.skipped.get((str(ref), labeller), set())
-            queue = label_queue(view.records, labeller, labelled | skipped, QUEUE_SIZE, LABEL_SEED)
+            queue = label_queue(self.pages.graded_answers(ref), labeller, labelled | skipped, QUEUE_SIZE, LABEL_SEED)
             context.update(done=len(labelled), remaining=len(queue))
             if queue:
                 case_id, variant, tier = queue[0]
-                record = find_record(view, case_id, variant)
-                detail = case_detail(view.manifest, record, [], self.pages.run_passages(ref))
+                record, _ = self.pages.record(ref, case_id, variant)
+                detail = case_detail(self.catalog.manifest(ref), record, [], self.pages.run_passages(ref))
                 text = record.generations[tier].text or ""
                 context.update(
                     item={"record": record, "passages": detail.passages, "passages_note": detail.passages_note,

@@ -17,7 +17,7 @@ from markupsafe import Markup
 from harness.config.criteria import CRITERIA, SCALE_MAX
 from harness.errors import InputError
 from harness.grading.passages import Passages
-from harness.store.labels import LabelRecord, read_labels
+from harness.store.labels import AnswerKey, LabelRecord, read_labels
 from harness.store.records import CaseRecord, Manifest
 from harness.store.scan import count_records, read_record_at
 from harness.store.store import CASES, RunStore
@@ -168,18 +168,28 @@ class Pages:
         return True
 
     def case(self, urls: Urls, ref: RunRef, case_id: str, variant: str) -> str:
-        rows = self.rows(ref)
-        frame = rows.frame
+        record, index = self.record(ref, case_id, variant)
+        return self.case_page(urls, ref, record, index, read_labels(self.catalog.path(ref)))
+
+    def record(self, ref: RunRef, case_id: str, variant: str) -> tuple[CaseRecord, int]:
+        """One case's record and its place in the run, read at its offset in ``cases.jsonl`` (not the whole run)."""
+        frame = self.rows(ref).frame
         hit = frame[(frame["case_id"] == case_id) & (frame["variant"] == variant)]
         if hit.empty:
             raise NotFound(f"run {ref} has no case {case_id!r} in variant {variant!r}",
                            hint="open a case from the cases page")
         first = hit.iloc[0]
-        path = self.catalog.path(ref)
-        record = read_record_at(path, int(first["offset"]), int(first["line"]))
+        record = read_record_at(self.catalog.path(ref), int(first["offset"]), int(first["line"]))
         if record.key != (case_id, variant):  # the run was rewritten since its table was built
             raise NotFound(f"run {ref} changed while this case was opened", hint="reload the page")
-        return self.case_page(urls, ref, record, int(first["record"]), read_labels(path))
+        return record, int(first["record"])
+
+    def graded_answers(self, ref: RunRef) -> dict[AnswerKey, str]:
+        """The run's graded answers with their categories, from its cases table: what people are asked to label."""
+        frame = self.rows(ref).frame
+        graded = frame[(frame["status"] == "ok") & (frame["grade_status"] == "graded")]
+        return {(case, variant, tier): category for case, variant, tier, category in
+                zip(graded["case_id"], graded["variant"], graded["tier"], graded["category"], strict=True)}
 
     def case_page(self, urls: Urls, ref: RunRef, record: CaseRecord, index: int, labels: list[LabelRecord]) -> str:
         detail = case_detail(self.catalog.manifest(ref), record, labels, self.run_passages(ref),
