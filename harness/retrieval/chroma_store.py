@@ -291,23 +291,26 @@ class DenseIndex:
             vector = normalise(np.asarray(text_or_vector, dtype=np.float32))[0]
         return self.query_many(vector[None, :], k)[0]
 
-    def query_many(self, vectors: np.ndarray, k: int) -> list[list[ScoredChunk]]:
-        """Top ``k`` chunks for each row of ``vectors`` (unit length), in a few Chroma calls rather than one each."""
+    def query_many(self, vectors: np.ndarray, k: int, *, texts: bool = True) -> list[list[ScoredChunk]]:
+        """Top ``k`` chunks for each row of ``vectors`` (unit length), in a few Chroma calls rather than one each;
+        ``texts=False`` leaves the chunks' text out (empty), for a caller that needs only ids and scores."""
         total = self.count()
         if total == 0 or k <= 0:
             return [[] for _ in range(len(vectors))]
         out: list[list[ScoredChunk]] = []
+        include = ["metadatas", "distances", "documents"] if texts else ["metadatas", "distances"]
         for start in range(0, len(vectors), _QUERY_BATCH):
             try:
                 result = self.collection.query(query_embeddings=vectors[start:start + _QUERY_BATCH],
-                                               n_results=min(k, total), include=["metadatas", "distances", "documents"])
+                                               n_results=min(k, total), include=include)
             except Exception as exc:
                 raise _translate(f"querying {self.name}", exc, self.store.location) from exc
-            for ids, metas, distances, texts in zip(result["ids"], result["metadatas"], result["distances"],
-                                                    result["documents"], strict=True):
+            documents = result["documents"] if texts else [[None] * len(ids) for ids in result["ids"]]
+            for ids, metas, distances, texts_of in zip(result["ids"], result["metadatas"], result["distances"],
+                                                       documents, strict=True):
                 items = [(record_id, str((meta or {}).get("doc_id", record_id.rsplit("#", 1)[0])),
                           1.0 - float(distance), text or "")
-                         for record_id, meta, distance, text in zip(ids, metas, distances, texts, strict=True)]
+                         for record_id, meta, distance, text in zip(ids, metas, distances, texts_of, strict=True)]
                 out.append(ranked(items, k))
         return out
 

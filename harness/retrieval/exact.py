@@ -10,6 +10,8 @@ from harness.retrieval.base import ScoredChunk, ranked
 from harness.retrieval.chroma_store import DenseIndex
 from harness.retrieval.embedders import normalise
 
+FIDELITY_BATCH = 256  # queries whose HNSW and exact results are held at once
+
 
 class ExactIndex:
     """Brute-force top-k over a snapshot of a collection's stored vectors (numpy, no ANN)."""
@@ -36,15 +38,20 @@ def ann_and_exact_top_k(index: DenseIndex, queries: Sequence[str | np.ndarray], 
     """For each query, the chunk ids of Chroma's HNSW top-``k`` and of the exact cosine top-``k``.
 
     Texts are embedded once (through the index's query vectors, so the retrieval phase reuses them) and the same
-    vector goes to both searches; the HNSW searches go to Chroma in batches.
+    vector goes to both searches; the HNSW searches go to Chroma in batches, without the chunks' text, and only ids
+    are kept, so memory does not grow with the number of queries beyond their ids.
     """
     if not queries:
         return []
     exact = ExactIndex(index)
     texts = [q for q in queries if isinstance(q, str)]
     index.queries.prefetch(texts)
-    vectors = np.stack([index.queries.get(q) if isinstance(q, str) else
-                        normalise(np.asarray(q, dtype=np.float32))[0] for q in queries])
-    approx = index.query_many(vectors, k)
-    return [([c.chunk_id for c in hits], [c.chunk_id for c in exact.query(v, k)])
-            for hits, v in zip(approx, vectors, strict=True)]
+    out: list[tuple[list[str], list[str]]] = []
+    for start in range(0, len(queries), FIDELITY_BATCH):
+        part = queries[start:start + FIDELITY_BATCH]
+        vectors = np.stack([index.queries.get(q) if isinstance(q, str) else
+                            normalise(np.asarray(q, dtype=np.float32))[0] for q in part])
+        approx = index.query_many(vectors, k, texts=False)
+        out += [([c.chunk_id for c in hits], [c.chunk_id for c in exact.query(v, k)])
+                for hits, v in zip(approx, vectors, strict=True)]
+    return out
