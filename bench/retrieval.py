@@ -72,9 +72,9 @@ checked = time.perf_counter()
 store = RunStore.create(out_dir, Manifest(run_id=out_dir.name, pid=0))
 asyncio.run(run_suite(RunParts(suite=suite, retrievers=setup.retrievers), store))
 done = time.perf_counter()
+peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the phase's, before the records are counted
 print(json.dumps({"embed_s": embedded - began, "fidelity_s": checked - embedded, "retrieve_s": done - checked,
-                  "phase_s": done - began, "records": sum(1 for _ in store.records()),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "phase_s": done - began, "records": sum(1 for _ in store.records()), "peak_rss_mb": peak_rss_mb,
                   "fidelity": fidelity}))
 """
 

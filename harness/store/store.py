@@ -275,20 +275,20 @@ class RunStore:
         """Every complete record. A torn last line (a crash mid-write) is ignored; damage elsewhere is an error."""
         if not self.cases_path.exists():
             return
-        lines = self.cases_path.read_text(encoding="utf-8").split("\n")
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if number >= len(lines) - 1:  # the last line, written when the process died
-                    return
-                raise RunStoreError(
-                    f"{self.cases_path}:{number}: damaged record: {exc.msg}",
-                    hint="remove or repair that line, then resume",
-                ) from exc
-            yield case_record_from_json(data, f"{self.cases_path}:{number}")
+        with self.cases_path.open(encoding="utf-8", newline="\n") as handle:  # line by line: a run can be large
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    if not handle.read().strip():  # the last line, written when the process died
+                        return
+                    raise RunStoreError(
+                        f"{self.cases_path}:{number}: damaged record: {exc.msg}",
+                        hint="remove or repair that line, then resume",
+                    ) from exc
+                yield case_record_from_json(data, f"{self.cases_path}:{number}")
 
     def completed(self) -> set[tuple[str, str]]:
         return {record.key for record in self.records()}
