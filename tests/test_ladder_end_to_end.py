@@ -13,11 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from _runs import invoke, records
+from _wait import eventually
 
 from harness.fakes import FakeAnthropic, FakeOllama, FakeOpenAI, RecordedRequest, Reply
 from harness.fakes.anthropic import grade_json
@@ -292,12 +292,9 @@ def test_a_ladder_run_killed_and_resumed_completes_without_duplicates(
         command = [sys.executable, "-m", "harness.cli.main", "run", str(suite), "--run-id", "killed",
                    *fleets.override, "--quiet", "--no-cache", "--concurrency", "1"]
         child = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 300
-        try:
-            while time.monotonic() < deadline and child.poll() is None:
-                if log.exists() and len(log.read_text().splitlines()) >= 11:  # every case but the stalled one
-                    break
-                time.sleep(0.05)
+        try:  # every case but the stalled one is logged, or the run ended early
+            eventually(lambda: child.poll() is not None or (log.exists() and len(log.read_text().splitlines()) >= 11),
+                       timeout=300)
             assert child.poll() is None, child.communicate()
             child.send_signal(signal.SIGKILL)
         finally:

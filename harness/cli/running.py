@@ -109,8 +109,8 @@ def _run_prepared(
     prepared: Any, *, budget: float | None, quiet: bool, max_failure_rate: float | None
 ) -> dict[str, Any]:
     from harness.report.writer import write_reports
+    from harness.run.manifest_record import finish
     from harness.run.runner import run_suite
-    from harness.run.session import finish
 
     say = (lambda *a: None) if quiet else _say
     for warning in prepared.model_warnings:  # shown even when quiet: a model about to retire needs action

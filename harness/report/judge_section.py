@@ -7,7 +7,7 @@ shown, with how many more labels are needed. Untrusted strings (labeller ids, ca
 
 from __future__ import annotations
 
-from harness.analysis.agreement import MIN_LABELLED, Agreement, CriterionAgreement, agreement
+from harness.analysis.agreement import CLOUD, MIN_LABELLED, Agreement, CriterionAgreement, agreement
 from harness.analysis.judges import JudgeComparison, compare_judges
 from harness.analysis.labelled import label_pairs
 from harness.report.drift_section import fmt_interval
@@ -22,7 +22,7 @@ def analyse_judge(view: RunView) -> Agreement | None:
     if not view.labels:
         return None
     claude = frozenset(name for name, info in view.manifest.tiers.items() if info.kind_of(name) == "cloud")
-    return agreement(label_pairs(view.records, view.labels), claude_tiers=claude or frozenset({"cloud"}))
+    return agreement(label_pairs(view.records, view.labels), claude_tiers=claude or frozenset({CLOUD}))
 
 
 def analyse_judges(view: RunView) -> list[JudgeComparison]:

@@ -305,12 +305,12 @@ class DenseIndex:
                                                n_results=min(k, total), include=include)
             except Exception as exc:
                 raise _translate(f"querying {self.name}", exc, self.store.location) from exc
-            documents = result["documents"] if texts else [[None] * len(ids) for ids in result["ids"]]
-            for ids, metas, distances, texts_of in zip(result["ids"], result["metadatas"], result["distances"],
-                                                       documents, strict=True):
+            documents = result["documents"] or [[None] * len(ids) for ids in result["ids"]]  # None when left out
+            for ids, metas, distances, chunk_texts in zip(result["ids"], result["metadatas"], result["distances"],
+                                                          documents, strict=True):
                 items = [(record_id, str((meta or {}).get("doc_id", record_id.rsplit("#", 1)[0])),
                           1.0 - float(distance), text or "")
-                         for record_id, meta, distance, text in zip(ids, metas, distances, texts_of, strict=True)]
+                         for record_id, meta, distance, text in zip(ids, metas, distances, chunk_texts, strict=True)]
                 out.append(ranked(items, k))
         return out
 

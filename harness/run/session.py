@@ -2,15 +2,14 @@
 
 This is the one place that wires the layers together, so ``harness run`` and ``harness nightly`` share it. The tiers
 are built in :mod:`harness.run.tier_setup`, the grading in :mod:`harness.grading.setup`, each tier's prompt in
-:mod:`harness.run.prompts`, the projected cloud cost in :mod:`harness.run.cloud_projection`, and what the manifest
-says about where the run ran in :mod:`harness.run.provenance`.
+:mod:`harness.run.prompts`, the projected cloud cost in :mod:`harness.run.cloud_projection`, and the manifest's
+record of the run (its make-up, how to resume it, how it ended) in :mod:`harness.run.manifest_record`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +21,8 @@ from harness.config.suite import CacheMode, Suite, check_judge_hosts, load_suite
 from harness.config.tiers import TierPlan
 from harness.config.yaml_loader import load_yaml
 from harness.corpus.documents import Corpus, load_corpus, resolve_corpus
-from harness.errors import CorpusError, HarnessError, InputError, RunInterrupted
-from harness.grading.setup import GradingSetup, build_grading, grading_summary
-from harness.metrics.answer import ANSWER_METRICS
-from harness.metrics.predictors import PREDICTOR_METRICS
+from harness.errors import CorpusError, HarnessError, RunInterrupted
+from harness.grading.setup import GradingSetup, build_grading
 from harness.money.costs import use_pricing
 from harness.run.cache_identity import with_cache
 from harness.run.cloud_projection import planned_cloud_calls, projected_ladder_usd
@@ -33,31 +30,26 @@ from harness.run.ladder import (
     build_ladder,
     fleet_of_tier,
     ladder_capacity,
-    ladder_manifest,
     ladder_model_uses,
     plan_ladder,
 )
+from harness.run.manifest_record import CACHE_FLAGS, record_start
 from harness.run.model_uses import check_run_models, run_model_uses
 from harness.run.predict import Embed
 from harness.run.prompts import prompt_builder, prompt_context
-from harness.run.provenance import git_commit, now, package_versions
-from harness.run.resume_checks import check_resumable, document_digests
-from harness.run.runner import RunOutcome, RunParts
-from harness.run.shard import apply_shard, check_resumed_shard
+from harness.run.provenance import now
+from harness.run.resume_checks import check_resumable
+from harness.run.runner import RunParts
+from harness.run.shard import apply_shard
 from harness.run.tier_setup import fleet_capacity, load_run_fleet, run_fleet_path
 from harness.run.tiers import AnswerTier, Budget, SkippedTier, cloud_key_present
-from harness.run.verdict import Verdict, judge, resolve_max_failure_rate, tally_tiers
 from harness.store.paths import run_dir
 from harness.store.records import (
     CacheInfo,
-    CorpusInfo,
-    GraderInfo,
     Manifest,
     ManifestFields,
-    PricingInfo,
     RunStatus,
     ShardInfo,
-    SuiteInfo,
 )
 from harness.store.store import RunStore
 
@@ -153,7 +145,6 @@ def _corpus_dir(corpus: str, suite_path: Path) -> Path:
 
 
 # The flag that sets each cache mode on the command line (harness.cli.running), for the manifest and --resume.
-CACHE_FLAGS: dict[CacheMode, str] = {"read-write": "--cache", "write-only": "--fresh", "off": "--no-cache"}
 
 
 def cache_mode(options: RunOptions, suite: Suite) -> tuple[CacheMode, str]:
@@ -166,7 +157,7 @@ def cache_mode(options: RunOptions, suite: Suite) -> tuple[CacheMode, str]:
 
 
 @dataclass
-class _Plan:
+class RunPlan:
     """What a run is made of, all checked before the run directory is claimed (no model needed)."""
 
     suite: Suite
@@ -204,7 +195,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         embed=_answer_embedder(plan.suite, retrieval.indexes),
         retrieve=_ray_retrieval(options, plan.suite, plan.corpus),
     )
-    _record_start(store, options, plan, ann_fidelity)
+    record_start(store, options, plan, ann_fidelity)
     cloud_calls = planned_cloud_calls(plan.suite, plan.tiers)
     projected = projected_ladder_usd(plan.suite, plan.tiers)
     reports = list(retrieval.reports)
@@ -214,7 +205,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     )
 
 
-def _plan(options: RunOptions) -> _Plan:
+def _plan(options: RunOptions) -> RunPlan:
     suite, corpus = load_suite_and_corpus(options.suite_path)
     suite_sha = hashlib.sha256(options.suite_path.read_bytes()).hexdigest()
     suite, shard = apply_shard(suite, options.shard)
@@ -240,7 +231,7 @@ def _plan(options: RunOptions) -> _Plan:
     grading = build_grading(
         suite, budget, len(tiers), key_present=cloud_key_present(), batch=options.grade_batch, fleet=fleet
     )
-    return _Plan(
+    return RunPlan(
         suite=suite,
         corpus=corpus,
         suite_sha=suite_sha,
@@ -260,12 +251,12 @@ def _plan(options: RunOptions) -> _Plan:
     )
 
 
-def _capacity(plan: _Plan) -> int:
+def _capacity(plan: RunPlan) -> int:
     """Calls at once: every fleet tier's slots when the suite names its tiers, else the one fleet's."""
     return ladder_capacity(plan.plans, fleet_capacity) if plan.plans else fleet_capacity(plan.fleet)
 
 
-def _retrievers_or_record_failure(store: RunStore, plan: _Plan, options: RunOptions) -> tuple[Any, dict[str, Any]]:
+def _retrievers_or_record_failure(store: RunStore, plan: RunPlan, options: RunOptions) -> tuple[Any, dict[str, Any]]:
     """The retrievers; if building them fails or is interrupted, the manifest says so and the store is released."""
     try:
         return _retrievers(plan.suite, plan.corpus, options)
@@ -276,72 +267,6 @@ def _retrievers_or_record_failure(store: RunStore, plan: _Plan, options: RunOpti
         store.update_manifest(ManifestFields(status=status, error=f"preparing retrieval: {reason}", finished_at=now()))
         store.release()
         raise
-
-
-def _record_start(store: RunStore, options: RunOptions, plan: _Plan, ann_fidelity: dict[str, Any]) -> None:
-    """Write what this run is made of into the manifest and mark it running (a resumed run keeps its start)."""
-    suite, corpus = plan.suite, plan.corpus
-    fields = ManifestFields(
-        run_id=store.path.name,
-        pid=os.getpid(),
-        suite=SuiteInfo(
-            name=suite.name,
-            path=str(options.suite_path),
-            sha256=plan.suite_sha,
-            cases=len(suite.cases),
-            variants=[v.name for v in suite.variants],
-            metrics=suite.metrics,
-            answer_metrics=[*ANSWER_METRICS, *PREDICTOR_METRICS] if suite.generation else [],
-            k=suite.k,
-            config=suite.model_dump(mode="json", exclude={"cases"}),
-        ),
-        corpus=CorpusInfo(
-            name=corpus.name,
-            documents=len(corpus.ids),
-            fingerprint=corpus.fingerprint,
-            document_sha256=document_digests(corpus),
-        ),
-        tiers=ladder_manifest(plan.plans, plan.skipped),
-        grader=GraderInfo.model_validate(plan.grading.manifest()),
-        fleet=_fleet_manifest(plan.fleet),
-        budget_usd=options.budget_usd,
-        pricing_as_of=plan.pricing.as_of.isoformat(),
-        pricing=PricingInfo.model_validate(plan.pricing.manifest()),
-        ann_fidelity=ann_fidelity,
-        resume_with=resume_command(options, store.path.name, plan.cache.mode),
-        shard=plan.shard,
-        cache=plan.cache,
-        model_warnings=list(plan.model_warnings),
-    )
-    if options.resume:
-        try:
-            check_resumed_shard(store.manifest().shard, plan.shard, options.resume)
-        except InputError:
-            store.release()
-            raise
-        store.update_manifest(fields.model_copy(update={"status": "running", "resumed_at": now()}))
-    else:
-        started = {"status": "running", "started_at": now(), "versions": package_versions(), "git_commit": git_commit()}
-        store.update_manifest(fields.model_copy(update=started))
-
-
-def resume_command(options: RunOptions, run_id: str, mode: CacheMode = "read-write") -> str:
-    """The command that continues this run, as the manifest and the interrupt message show it: with the flag of the
-    run's cache mode, so a nightly run resumed with ``harness run`` still calls every model."""
-    words = ["harness", "run", str(options.suite_path), "--resume", run_id, CACHE_FLAGS[mode]]
-    if options.reports_dir != Path("reports"):
-        words += ["--reports", str(options.reports_dir)]
-    if options.fleet_path is not None:
-        words += ["--fleet", str(options.fleet_path)]
-    if options.shard is not None:
-        words += ["--shard", options.shard]
-    if options.ray is not None:
-        words += ["--ray", options.ray.address]
-    if options.cloud_model is not None:
-        words += ["--cloud-model", options.cloud_model]
-    for name, path in sorted(options.fleet_overrides.items()):
-        words += ["--fleet", f"{name}={path}"]
-    return shlex.join(words)
 
 
 def _store(options: RunOptions, suite: Suite, corpus: Corpus, suite_sha: str, run_id: str) -> RunStore:
@@ -406,41 +331,3 @@ def _answer_embedder(suite: Suite, indexes: Any) -> Embed | None:
     vectors.prefetch([case.reference for case in suite.cases if case.generate and case.reference])
     embed: Embed = vectors.many
     return embed
-
-
-def _fleet_manifest(fleet: Fleet | None) -> dict[str, Any] | None:
-    if fleet is None:
-        return None
-    return fleet.model_dump(mode="json")
-
-
-def finish(prepared: PreparedRun, outcome: RunOutcome, max_failure_rate: float | None = None) -> Verdict:
-    """Record how the run ended. A run with failed calls says so; a tier that answered nothing, or failed more than
-    ``max_failure_rate`` of its calls (else the suite's limit), marks the run ``failed`` (see :mod:`.verdict`)."""
-    total = len(prepared.suite.cases) * len(prepared.suite.variants)
-    done = len(prepared.store.completed())
-    generation = prepared.suite.generation
-    limit = resolve_max_failure_rate(max_failure_rate, generation.max_failure_rate if generation else None)
-    outcomes = [
-        (tier, generation.status, generation.error, generation.cached)
-        for record in prepared.store.records()
-        for tier, generation in record.generations.items()
-    ]
-    verdict = judge(tally_tiers(outcomes, [t.name for t in prepared.parts.tiers]), limit)
-    status: RunStatus = "failed" if verdict.failed else "complete" if done == total else "partial"
-    ended = ManifestFields(
-        status=status,
-        finished_at=now(),
-        records_expected=total,
-        records_written=done,
-        generation_failures=outcome.generation_failures,
-        budget_exhausted=outcome.budget_exhausted,
-        cloud_spent_usd=prepared.budget.spent_usd,
-        verdict=verdict.to_manifest(),
-        error="; ".join(verdict.reasons) if verdict.failed else None,
-    )
-    summary = grading_summary(prepared.store, prepared.grading, outcome.grading)
-    if "grader" in summary:  # no summary: the grader's entry stays as the run began
-        ended.grader = GraderInfo.model_validate(summary["grader"])
-    prepared.store.update_manifest(ended)
-    return verdict
